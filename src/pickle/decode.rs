@@ -1,0 +1,1258 @@
+//! Decoder: pickle bytes → [`Value`], a stack machine over all 68 opcodes.
+//!
+//! Invariants: the decoder never imports or executes anything; it allocates at most a
+//! constant amount per input byte (declared lengths are checked against the remaining
+//! input before anything is allocated; `DUP` and `GET` push an id, never a copy); and it
+//! never recurses. Semantics follow CPython's C unpickler (`_pickle.c`), with the
+//! framing rules of the pure-Python `pickle.py` (an opcode may not straddle a frame's
+//! end). Globals in protocol 0–2 pickles get their Python 3 names, as CPython's
+//! `fix_imports` gives them. The built-in types CPython writes through `REDUCE` before
+//! protocols 3–5 (`bytes`, `bytearray`, `set`, `frozenset`) come back as native nodes.
+
+use std::collections::HashMap;
+
+use super::compat;
+use super::int::{BigInt, Int};
+use super::opcodes as op;
+use super::value::{Construct, Global, Node, NodeId, Object, ObjectOp, PyStr, Value, push_code_point};
+use crate::error::{DecodeErrorKind as Kind, Error, Result};
+
+/// Limits on what a pickle may make the decoder do. Every limit fails with
+/// [`crate::DecodeErrorKind::Limit`] naming it; none is needed for memory safety
+/// (memory is linear in the input whatever they are), they bound the constant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Most MARKs open at once (default 100,000; CPython's own pickler cannot nest
+    /// deeper than its recursion limit, 1,000 by default).
+    pub max_marks: usize,
+    /// Most nesting of containers and objects in the decoded value (default 100,000).
+    /// Checked after decoding when the value holds that many containers, so that code
+    /// which walks values recursively can rely on it.
+    pub max_depth: usize,
+    /// Most digits of an int written as decimal text (protocol 0): 4,300, CPython's
+    /// default `sys.get_int_max_str_digits()`.
+    pub max_int_digits: usize,
+}
+
+/// The default [`Limits`].
+pub const DEFAULT_LIMITS: Limits = Limits { max_marks: 100_000, max_depth: 100_000, max_int_digits: 4300 };
+
+impl Default for Limits {
+    fn default() -> Self {
+        DEFAULT_LIMITS
+    }
+}
+
+impl Limits {
+    /// Sets [`Limits::max_marks`].
+    pub fn max_marks(mut self, n: usize) -> Self {
+        self.max_marks = n;
+        self
+    }
+    /// Sets [`Limits::max_depth`].
+    pub fn max_depth(mut self, n: usize) -> Self {
+        self.max_depth = n;
+        self
+    }
+    /// Sets [`Limits::max_int_digits`].
+    pub fn max_int_digits(mut self, n: usize) -> Self {
+        self.max_int_digits = n;
+        self
+    }
+}
+
+/// Decodes pickle bytes (any protocol 0–5) with the default [`Limits`].
+///
+/// Bytes after the `STOP` opcode are ignored, as CPython's `pickle.loads` ignores them.
+///
+/// ```
+/// // pickle.dumps([1, "a", b"\x00"], protocol=2)
+/// let v = pickleshelf::pickle::decode(b"\x80\x02]q\x00(K\x01X\x01\x00\x00\x00aq\x01c_codecs\nencode\nq\x02X\x01\x00\x00\x00\x00q\x03X\x06\x00\x00\x00latin1q\x04\x86q\x05Rq\x06e.")?;
+/// assert_eq!(v.to_string(), "[1, 'a', b'\\x00']");
+/// # Ok::<(), pickleshelf::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Decode`] with the byte offset and what was wrong.
+pub fn decode(bytes: &[u8]) -> Result<Value> {
+    decode_with(bytes, &DEFAULT_LIMITS)
+}
+
+/// Decodes pickle bytes with the given [`Limits`].
+///
+/// # Errors
+/// [`Error::Decode`] with the byte offset and what was wrong.
+pub fn decode_with(bytes: &[u8], limits: &Limits) -> Result<Value> {
+    let mut d = Decoder::new(bytes, limits);
+    let root = d.run().map_err(|kind| Error::Decode { offset: d.op_start, kind })?;
+    let value = Value::from_parts_unchecked(d.nodes, root);
+    if d.containers >= limits.max_depth && depth_exceeds(&value, limits.max_depth) {
+        return Err(Error::Decode {
+            offset: d.pos,
+            kind: Kind::Limit { limit: "max_depth", value: limits.max_depth as u64 },
+        });
+    }
+    Ok(value)
+}
+
+type R<T> = std::result::Result<T, Kind>;
+
+const NO_ENTRY: u32 = u32::MAX;
+
+/// The memo: dense while indices come in order (as every pickler writes them), a map
+/// for the rest, so a huge index costs one entry, not an array that long.
+#[derive(Default)]
+struct Memo {
+    dense: Vec<u32>,
+    sparse: HashMap<u64, NodeId>,
+    count: u64,
+}
+
+impl Memo {
+    fn put(&mut self, idx: u64, id: NodeId) {
+        let i = idx as usize;
+        if idx < self.dense.len() as u64 {
+            if self.dense[i] == NO_ENTRY {
+                self.count += 1;
+            }
+            self.dense[i] = id.0;
+        } else if idx == self.dense.len() as u64 && self.sparse.is_empty() {
+            self.dense.push(id.0);
+            self.count += 1;
+        } else if self.sparse.insert(idx, id).is_none() {
+            self.count += 1;
+        }
+    }
+
+    fn get(&self, idx: u64) -> Option<NodeId> {
+        match self.dense.get(idx as usize) {
+            Some(&v) if v != NO_ENTRY => Some(NodeId(v)),
+            _ => self.sparse.get(&idx).copied(),
+        }
+    }
+}
+
+struct Decoder<'a> {
+    input: &'a [u8],
+    pos: usize,
+    /// Offset of the opcode being executed (for errors).
+    op_start: usize,
+    /// End of the current protocol-4 frame, while reading inside one.
+    frame_end: Option<usize>,
+    nodes: Vec<Node>,
+    stack: Vec<NodeId>,
+    marks: Vec<usize>,
+    memo: Memo,
+    proto: u8,
+    limits: &'a Limits,
+    /// Containers and objects made so far (bounds the nesting depth).
+    containers: usize,
+    /// Out-of-band buffers referenced so far.
+    buffers: u32,
+    interned: [Option<NodeId>; 4],
+}
+
+const NONE_SLOT: usize = 0;
+const TRUE_SLOT: usize = 1;
+const FALSE_SLOT: usize = 2;
+const EMPTY_TUPLE_SLOT: usize = 3;
+
+fn bad(opcode: u8, detail: impl Into<String>) -> Kind {
+    Kind::BadOperand { opcode: op::name(opcode), detail: detail.into() }
+}
+
+fn bad_text(opcode: u8, detail: impl Into<String>) -> Kind {
+    Kind::BadText { opcode: op::name(opcode), detail: detail.into() }
+}
+
+impl<'a> Decoder<'a> {
+    fn new(input: &'a [u8], limits: &'a Limits) -> Self {
+        Decoder {
+            input,
+            pos: 0,
+            op_start: 0,
+            frame_end: None,
+            nodes: Vec::with_capacity((input.len() / 4).min(1 << 16)),
+            stack: Vec::with_capacity(16),
+            marks: Vec::new(),
+            memo: Memo::default(),
+            proto: 0,
+            limits,
+            containers: 0,
+            buffers: 0,
+            interned: [None; 4],
+        }
+    }
+
+    // ----- input -----
+
+    /// Reads `n` bytes, honouring frames: inside a frame the bytes must lie in it; at a
+    /// frame's exact end reading continues outside.
+    #[inline]
+    fn take(&mut self, n: usize, what: &'static str) -> R<&'a [u8]> {
+        if let Some(end) = self.frame_end {
+            if self.pos == end && n > 0 {
+                self.frame_end = None;
+            } else if n > end - self.pos {
+                return Err(Kind::Frame("an opcode or its argument runs past the end of its frame"));
+            }
+        }
+        if n > self.input.len() - self.pos {
+            return Err(Kind::Truncated { what });
+        }
+        let s = &self.input[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    #[inline]
+    fn byte(&mut self, what: &'static str) -> R<u8> {
+        Ok(self.take(1, what)?[0])
+    }
+
+    #[inline]
+    fn array<const N: usize>(&mut self, what: &'static str) -> R<[u8; N]> {
+        let s = self.take(N, what)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+
+    /// Reads a text line for protocol 0 opcodes; returns it without the newline.
+    fn line(&mut self, what: &'static str) -> R<&'a [u8]> {
+        if let Some(end) = self.frame_end
+            && self.pos == end
+        {
+            self.frame_end = None;
+        }
+        let limit = self.frame_end.unwrap_or(self.input.len());
+        let rest = &self.input[self.pos..limit];
+        match rest.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                self.pos += i + 1;
+                Ok(&rest[..i])
+            }
+            None if self.frame_end.is_some() => Err(Kind::Frame("a text line runs past the end of its frame")),
+            None => Err(Kind::Truncated { what }),
+        }
+    }
+
+    /// Checks a declared length against the input left, before anything is allocated
+    /// ([`Decoder::take`] then checks it against the frame).
+    fn len_arg(&self, declared: u64, what: &'static str) -> R<usize> {
+        if declared > (self.input.len() - self.pos) as u64 {
+            return Err(Kind::Truncated { what });
+        }
+        Ok(declared as usize)
+    }
+
+    // ----- nodes and stack -----
+
+    #[inline]
+    fn add(&mut self, node: Node) -> NodeId {
+        let id = NodeId(self.nodes.len() as u32);
+        self.nodes.push(node);
+        id
+    }
+
+    #[inline]
+    fn add_container(&mut self, node: Node) -> NodeId {
+        self.containers += 1;
+        self.add(node)
+    }
+
+    fn interned(&mut self, slot: usize) -> NodeId {
+        if let Some(id) = self.interned[slot] {
+            return id;
+        }
+        let node = match slot {
+            NONE_SLOT => Node::None,
+            TRUE_SLOT => Node::Bool(true),
+            FALSE_SLOT => Node::Bool(false),
+            _ => Node::Tuple(Vec::new()),
+        };
+        let id = self.add(node);
+        self.interned[slot] = Some(id);
+        id
+    }
+
+    #[inline]
+    fn push(&mut self, id: NodeId) {
+        self.stack.push(id);
+    }
+
+    #[inline]
+    fn fence(&self) -> usize {
+        self.marks.last().copied().unwrap_or(0)
+    }
+
+    #[inline]
+    fn pop(&mut self, opcode: u8) -> R<NodeId> {
+        if self.stack.len() <= self.fence() {
+            return Err(Kind::StackUnderflow { opcode: op::name(opcode) });
+        }
+        self.stack.pop().ok_or(Kind::StackUnderflow { opcode: op::name(opcode) })
+    }
+
+    #[inline]
+    fn top(&self, opcode: u8) -> R<NodeId> {
+        if self.stack.len() <= self.fence() {
+            return Err(Kind::StackUnderflow { opcode: op::name(opcode) });
+        }
+        self.stack.last().copied().ok_or(Kind::StackUnderflow { opcode: op::name(opcode) })
+    }
+
+    /// Pops everything above the last MARK, and the MARK.
+    fn pop_mark(&mut self, opcode: u8) -> R<Vec<NodeId>> {
+        let m = self.marks.pop().ok_or(Kind::MarkNotFound { opcode: op::name(opcode) })?;
+        Ok(self.stack.split_off(m))
+    }
+
+    /// The node an APPEND/SETITEM/ADDITEMS/BUILD applies to: the top of the stack
+    /// (after the values were taken off), which may sit below a just-popped MARK.
+    fn target(&self, opcode: u8) -> R<NodeId> {
+        if self.stack.len() <= self.fence() {
+            return Err(Kind::StackUnderflow { opcode: op::name(opcode) });
+        }
+        self.stack.last().copied().ok_or(Kind::StackUnderflow { opcode: op::name(opcode) })
+    }
+
+    fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id.index()]
+    }
+
+    fn str_of(&self, id: NodeId) -> Option<&str> {
+        match self.node(id) {
+            Node::Str(s) => s.as_str(),
+            _ => None,
+        }
+    }
+
+    fn global(&mut self, module: &str, name: &str) -> NodeId {
+        let (m, n) = if self.proto < 3 { compat::to_python3(module, name) } else { (module, name) };
+        self.add(Node::Global(Box::new(Global { module: m.to_owned(), name: n.to_owned() })))
+    }
+
+    fn new_str(&mut self, opcode: u8, bytes: &[u8]) -> R<NodeId> {
+        let s = PyStr::from_surrogatepass(bytes).ok_or_else(|| bad(opcode, "string is not valid UTF-8"))?;
+        Ok(self.add(Node::Str(s)))
+    }
+
+    /// A Python 2 `str` (STRING opcodes): decoded as ASCII, like CPython's default
+    /// `encoding="ASCII"`.
+    fn py2_str(&mut self, opcode: u8, bytes: &[u8]) -> R<NodeId> {
+        if !bytes.is_ascii() {
+            return Err(bad(
+                opcode,
+                "Python 2 str holds non-ASCII bytes (CPython's default encoding='ASCII' rejects them too)",
+            ));
+        }
+        let s = String::from_utf8_lossy(bytes).into_owned();
+        Ok(self.add(Node::Str(PyStr::from(s))))
+    }
+
+    fn int_node(&mut self, v: Int) -> NodeId {
+        match v {
+            Int::Small(i) => self.add(Node::Int(i)),
+            Int::Big(b) => self.add(Node::BigInt(Box::new(b))),
+        }
+    }
+
+    // ----- the machine -----
+
+    fn run(&mut self) -> R<NodeId> {
+        loop {
+            self.op_start = self.pos;
+            let code = self.byte("an opcode")?;
+            match code {
+                op::STOP => return self.pop(code),
+                op::MARK => {
+                    if self.marks.len() >= self.limits.max_marks {
+                        return Err(Kind::Limit { limit: "max_marks", value: self.limits.max_marks as u64 });
+                    }
+                    self.marks.push(self.stack.len());
+                }
+                op::POP => {
+                    if self.stack.len() > self.fence() {
+                        self.stack.pop();
+                    } else if self.marks.last() == Some(&self.stack.len()) {
+                        self.marks.pop();
+                    } else {
+                        return Err(Kind::StackUnderflow { opcode: "POP" });
+                    }
+                }
+                op::POP_MARK => {
+                    self.pop_mark(code)?;
+                }
+                op::DUP => {
+                    let t = self.top(code)?;
+                    self.push(t);
+                }
+                op::NONE => {
+                    let id = self.interned(NONE_SLOT);
+                    self.push(id);
+                }
+                op::NEWTRUE => {
+                    let id = self.interned(TRUE_SLOT);
+                    self.push(id);
+                }
+                op::NEWFALSE => {
+                    let id = self.interned(FALSE_SLOT);
+                    self.push(id);
+                }
+                op::BININT => {
+                    let v = i32::from_le_bytes(self.array("BININT")?);
+                    let id = self.add(Node::Int(i64::from(v)));
+                    self.push(id);
+                }
+                op::BININT1 => {
+                    let v = self.byte("BININT1")?;
+                    let id = self.add(Node::Int(i64::from(v)));
+                    self.push(id);
+                }
+                op::BININT2 => {
+                    let v = u16::from_le_bytes(self.array("BININT2")?);
+                    let id = self.add(Node::Int(i64::from(v)));
+                    self.push(id);
+                }
+                op::LONG1 => {
+                    let n = usize::from(self.byte("LONG1")?);
+                    let b = self.take(n, "LONG1")?;
+                    let v = BigInt::from_le_twos_complement(b);
+                    let id = self.int_node(v);
+                    self.push(id);
+                }
+                op::LONG4 => {
+                    let n = i32::from_le_bytes(self.array("LONG4")?);
+                    if n < 0 {
+                        return Err(bad(code, "negative byte count"));
+                    }
+                    let n = self.len_arg(n as u64, "LONG4")?;
+                    let b = self.take(n, "LONG4")?;
+                    let v = BigInt::from_le_twos_complement(b);
+                    let id = self.int_node(v);
+                    self.push(id);
+                }
+                op::INT => {
+                    let line = self.line("INT")?;
+                    let text = std::str::from_utf8(line).map_err(|_| bad_text(code, "not ASCII"))?;
+                    let v = parse_c_int(text, self.limits.max_int_digits).map_err(|e| bad_text(code, e))?;
+                    let id = match v {
+                        Int::Small(x @ (0 | 1)) if line.len() == 2 => {
+                            self.interned(if x == 1 { TRUE_SLOT } else { FALSE_SLOT })
+                        }
+                        v => self.int_node(v),
+                    };
+                    self.push(id);
+                }
+                op::LONG => {
+                    let line = self.line("LONG")?;
+                    let mut text = std::str::from_utf8(line).map_err(|_| bad_text(code, "not ASCII"))?;
+                    if text.len() > 1 && text.ends_with('L') {
+                        text = &text[..text.len() - 1];
+                    }
+                    let v = parse_py_int(text, self.limits.max_int_digits).map_err(|e| bad_text(code, e))?;
+                    let id = self.int_node(v);
+                    self.push(id);
+                }
+                op::BINFLOAT => {
+                    let v = f64::from_be_bytes(self.array("BINFLOAT")?);
+                    let id = self.add(Node::Float(v));
+                    self.push(id);
+                }
+                op::FLOAT => {
+                    let line = self.line("FLOAT")?;
+                    let v = parse_float(line).map_err(|e| bad_text(code, e))?;
+                    let id = self.add(Node::Float(v));
+                    self.push(id);
+                }
+                op::SHORT_BINUNICODE => {
+                    let n = usize::from(self.byte("SHORT_BINUNICODE")?);
+                    let b = self.take(n, "SHORT_BINUNICODE")?;
+                    let id = self.new_str(code, b)?;
+                    self.push(id);
+                }
+                op::BINUNICODE => {
+                    let n = u32::from_le_bytes(self.array("BINUNICODE")?);
+                    let n = self.len_arg(u64::from(n), "BINUNICODE")?;
+                    let b = self.take(n, "BINUNICODE")?;
+                    let id = self.new_str(code, b)?;
+                    self.push(id);
+                }
+                op::BINUNICODE8 => {
+                    let n = u64::from_le_bytes(self.array("BINUNICODE8")?);
+                    let n = self.len_arg(n, "BINUNICODE8")?;
+                    let b = self.take(n, "BINUNICODE8")?;
+                    let id = self.new_str(code, b)?;
+                    self.push(id);
+                }
+                op::UNICODE => {
+                    let line = self.line("UNICODE")?;
+                    let s = decode_raw_unicode_escape(line).map_err(|e| bad_text(code, e))?;
+                    let id = self.add(Node::Str(s));
+                    self.push(id);
+                }
+                op::STRING => {
+                    let line = self.line("STRING")?;
+                    let n = line.len();
+                    if n < 2 || line[0] != line[n - 1] || (line[0] != b'\'' && line[0] != b'"') {
+                        return Err(bad_text(code, "the argument must be quoted"));
+                    }
+                    let raw = decode_bytes_escape(&line[1..n - 1]).map_err(|e| bad_text(code, e))?;
+                    let id = self.py2_str(code, &raw)?;
+                    self.push(id);
+                }
+                op::BINSTRING => {
+                    let n = i32::from_le_bytes(self.array("BINSTRING")?);
+                    if n < 0 {
+                        return Err(bad(code, "negative byte count"));
+                    }
+                    let n = self.len_arg(n as u64, "BINSTRING")?;
+                    let b = self.take(n, "BINSTRING")?;
+                    let id = self.py2_str(code, b)?;
+                    self.push(id);
+                }
+                op::SHORT_BINSTRING => {
+                    let n = usize::from(self.byte("SHORT_BINSTRING")?);
+                    let b = self.take(n, "SHORT_BINSTRING")?;
+                    let id = self.py2_str(code, b)?;
+                    self.push(id);
+                }
+                op::SHORT_BINBYTES => {
+                    let n = usize::from(self.byte("SHORT_BINBYTES")?);
+                    let b = self.take(n, "SHORT_BINBYTES")?;
+                    let id = self.add(Node::Bytes(b.to_vec()));
+                    self.push(id);
+                }
+                op::BINBYTES => {
+                    let n = u32::from_le_bytes(self.array("BINBYTES")?);
+                    let n = self.len_arg(u64::from(n), "BINBYTES")?;
+                    let b = self.take(n, "BINBYTES")?;
+                    let id = self.add(Node::Bytes(b.to_vec()));
+                    self.push(id);
+                }
+                op::BINBYTES8 => {
+                    let n = u64::from_le_bytes(self.array("BINBYTES8")?);
+                    let n = self.len_arg(n, "BINBYTES8")?;
+                    let b = self.take(n, "BINBYTES8")?;
+                    let id = self.add(Node::Bytes(b.to_vec()));
+                    self.push(id);
+                }
+                op::BYTEARRAY8 => {
+                    let n = u64::from_le_bytes(self.array("BYTEARRAY8")?);
+                    let n = self.len_arg(n, "BYTEARRAY8")?;
+                    let b = self.take(n, "BYTEARRAY8")?;
+                    let id = self.add_container(Node::ByteArray(b.to_vec()));
+                    self.push(id);
+                }
+                op::EMPTY_TUPLE => {
+                    let id = self.interned(EMPTY_TUPLE_SLOT);
+                    self.push(id);
+                }
+                op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
+                    let n = usize::from(code - op::TUPLE1 + 1);
+                    if self.stack.len() < self.fence() + n {
+                        return Err(Kind::StackUnderflow { opcode: op::name(code) });
+                    }
+                    let items = self.stack.split_off(self.stack.len() - n);
+                    let id = self.add_container(Node::Tuple(items));
+                    self.push(id);
+                }
+                op::TUPLE => {
+                    let items = self.pop_mark(code)?;
+                    let id = if items.is_empty() {
+                        self.interned(EMPTY_TUPLE_SLOT)
+                    } else {
+                        self.add_container(Node::Tuple(items))
+                    };
+                    self.push(id);
+                }
+                op::EMPTY_LIST => {
+                    let id = self.add_container(Node::List(Vec::new()));
+                    self.push(id);
+                }
+                op::LIST => {
+                    let items = self.pop_mark(code)?;
+                    let id = self.add_container(Node::List(items));
+                    self.push(id);
+                }
+                op::EMPTY_DICT => {
+                    let id = self.add_container(Node::Dict(Vec::new()));
+                    self.push(id);
+                }
+                op::DICT => {
+                    let items = self.pop_mark(code)?;
+                    if items.len() % 2 != 0 {
+                        return Err(bad(code, "odd number of items"));
+                    }
+                    let pairs = items.chunks_exact(2).map(|p| (p[0], p[1])).collect();
+                    let id = self.add_container(Node::Dict(pairs));
+                    self.push(id);
+                }
+                op::EMPTY_SET => {
+                    let id = self.add_container(Node::Set(Vec::new()));
+                    self.push(id);
+                }
+                op::FROZENSET => {
+                    let items = self.pop_mark(code)?;
+                    let id = self.add_container(Node::FrozenSet(items));
+                    self.push(id);
+                }
+                op::APPEND => {
+                    let item = self.pop(code)?;
+                    let target = self.target(code)?;
+                    self.append(code, target, std::slice::from_ref(&item))?;
+                }
+                op::APPENDS => {
+                    let items = self.pop_mark(code)?;
+                    let target = self.target(code)?;
+                    self.append(code, target, &items)?;
+                }
+                op::SETITEM => {
+                    let v = self.pop(code)?;
+                    let k = self.pop(code)?;
+                    let target = self.target(code)?;
+                    self.set_items(code, target, &[k, v])?;
+                }
+                op::SETITEMS => {
+                    let items = self.pop_mark(code)?;
+                    if items.len() % 2 != 0 {
+                        return Err(bad(code, "odd number of items"));
+                    }
+                    let target = self.target(code)?;
+                    self.set_items(code, target, &items)?;
+                }
+                op::ADDITEMS => {
+                    let items = self.pop_mark(code)?;
+                    let target = self.target(code)?;
+                    match &mut self.nodes[target.index()] {
+                        Node::Set(v) => v.extend_from_slice(&items),
+                        Node::Object(o) => o.ops.extend(items.iter().map(|&x| ObjectOp::AddItem(x))),
+                        other => return Err(bad(code, format!("cannot add items to a {}", other.type_name()))),
+                    }
+                }
+                op::BUILD => {
+                    let state = self.pop(code)?;
+                    let target = self.target(code)?;
+                    match &mut self.nodes[target.index()] {
+                        Node::Object(o) => o.ops.push(ObjectOp::Build(state)),
+                        other => return Err(bad(code, format!("cannot set the state of a {}", other.type_name()))),
+                    }
+                }
+                op::PUT => {
+                    let line = self.line("PUT")?;
+                    let idx = parse_memo_index(line).map_err(|e| bad_text(code, e))?;
+                    let t = self.top(code)?;
+                    self.memo.put(idx, t);
+                }
+                op::BINPUT => {
+                    let idx = self.byte("BINPUT")?;
+                    let t = self.top(code)?;
+                    self.memo.put(u64::from(idx), t);
+                }
+                op::LONG_BINPUT => {
+                    let idx = u32::from_le_bytes(self.array("LONG_BINPUT")?);
+                    let t = self.top(code)?;
+                    self.memo.put(u64::from(idx), t);
+                }
+                op::MEMOIZE => {
+                    let t = self.top(code)?;
+                    let idx = self.memo.count;
+                    self.memo.put(idx, t);
+                }
+                op::GET => {
+                    let line = self.line("GET")?;
+                    let idx = parse_memo_index(line).map_err(|e| bad_text(code, e))?;
+                    let id = self.memo.get(idx).ok_or(Kind::MemoMissing(idx))?;
+                    self.push(id);
+                }
+                op::BINGET => {
+                    let idx = u64::from(self.byte("BINGET")?);
+                    let id = self.memo.get(idx).ok_or(Kind::MemoMissing(idx))?;
+                    self.push(id);
+                }
+                op::LONG_BINGET => {
+                    let idx = u64::from(u32::from_le_bytes(self.array("LONG_BINGET")?));
+                    let id = self.memo.get(idx).ok_or(Kind::MemoMissing(idx))?;
+                    self.push(id);
+                }
+                op::GLOBAL => {
+                    let module = self.line("GLOBAL")?;
+                    let name = self.line("GLOBAL")?;
+                    let module = std::str::from_utf8(module).map_err(|_| bad_text(code, "module name is not UTF-8"))?;
+                    let name = std::str::from_utf8(name).map_err(|_| bad_text(code, "global name is not UTF-8"))?;
+                    let id = self.global(module, name);
+                    self.push(id);
+                }
+                op::STACK_GLOBAL => {
+                    let name = self.pop(code)?;
+                    let module = self.pop(code)?;
+                    let (Some(m), Some(n)) = (self.str_of(module), self.str_of(name)) else {
+                        return Err(bad(code, "module and name must be str"));
+                    };
+                    let (m, n) = (m.to_owned(), n.to_owned());
+                    let id = self.global(&m, &n);
+                    self.push(id);
+                }
+                op::REDUCE => {
+                    let args = self.pop(code)?;
+                    let callable = self.pop(code)?;
+                    if !matches!(self.node(args), Node::Tuple(_)) {
+                        return Err(bad(code, format!("arguments must be a tuple, not a {}", self.node(args).type_name())));
+                    }
+                    let id = self.reduce(callable, args);
+                    self.push(id);
+                }
+                op::NEWOBJ => {
+                    let args = self.pop(code)?;
+                    let cls = self.pop(code)?;
+                    if !matches!(self.node(args), Node::Tuple(_)) {
+                        return Err(bad(code, "expected an argument tuple"));
+                    }
+                    let id = self.object(Construct::NewObj { cls, args });
+                    self.push(id);
+                }
+                op::NEWOBJ_EX => {
+                    let kwargs = self.pop(code)?;
+                    let args = self.pop(code)?;
+                    let cls = self.pop(code)?;
+                    if !matches!(self.node(args), Node::Tuple(_)) {
+                        return Err(bad(code, "expected an argument tuple"));
+                    }
+                    if !matches!(self.node(kwargs), Node::Dict(_)) {
+                        return Err(bad(code, "expected a keyword-argument dict"));
+                    }
+                    let id = self.object(Construct::NewObjEx { cls, args, kwargs });
+                    self.push(id);
+                }
+                op::INST => {
+                    let module = self.line("INST")?;
+                    let name = self.line("INST")?;
+                    let module = std::str::from_utf8(module).map_err(|_| bad_text(code, "module name is not UTF-8"))?;
+                    let name = std::str::from_utf8(name).map_err(|_| bad_text(code, "class name is not UTF-8"))?;
+                    let args = self.pop_mark(code)?;
+                    let cls = self.global(module, name);
+                    let id = self.object(Construct::Instantiate { cls, args });
+                    self.push(id);
+                }
+                op::OBJ => {
+                    let mut items = self.pop_mark(code)?;
+                    if items.is_empty() {
+                        return Err(Kind::StackUnderflow { opcode: "OBJ" });
+                    }
+                    let cls = items.remove(0);
+                    let id = self.object(Construct::Instantiate { cls, args: items });
+                    self.push(id);
+                }
+                op::PERSID => {
+                    let line = self.line("PERSID")?;
+                    if !line.is_ascii() {
+                        return Err(bad_text(code, "persistent id is not ASCII"));
+                    }
+                    let pid = self.new_str(code, line)?;
+                    let id = self.add(Node::PersistentId(pid));
+                    self.push(id);
+                }
+                op::BINPERSID => {
+                    let pid = self.pop(code)?;
+                    let id = self.add(Node::PersistentId(pid));
+                    self.push(id);
+                }
+                op::EXT1 | op::EXT2 | op::EXT4 => {
+                    let ext = match code {
+                        op::EXT1 => i32::from(self.byte("EXT1")?),
+                        op::EXT2 => i32::from(u16::from_le_bytes(self.array("EXT2")?)),
+                        _ => i32::from_le_bytes(self.array("EXT4")?),
+                    };
+                    if ext <= 0 {
+                        return Err(bad(code, "extension code must be positive"));
+                    }
+                    let id = self.add(Node::Extension(ext));
+                    self.push(id);
+                }
+                op::NEXT_BUFFER => {
+                    let index = self.buffers;
+                    self.buffers = self.buffers.saturating_add(1);
+                    let id = self.add(Node::Buffer { index, readonly: false });
+                    self.push(id);
+                }
+                op::READONLY_BUFFER => {
+                    let t = self.top(code)?;
+                    match &mut self.nodes[t.index()] {
+                        Node::Buffer { readonly, .. } => *readonly = true,
+                        Node::Bytes(_) => {}
+                        other => {
+                            return Err(bad(code, format!("a read-only view of a {} is not supported", other.type_name())));
+                        }
+                    }
+                }
+                op::PROTO => {
+                    let p = self.byte("PROTO")?;
+                    if p > op::HIGHEST_PROTOCOL {
+                        return Err(Kind::UnsupportedProtocol(p));
+                    }
+                    self.proto = p;
+                }
+                op::FRAME => {
+                    let n = u64::from_le_bytes(self.array("FRAME")?);
+                    if let Some(end) = self.frame_end
+                        && self.pos != end
+                    {
+                        return Err(Kind::Frame("a new frame begins before the end of the current one"));
+                    }
+                    if n > (self.input.len() - self.pos) as u64 {
+                        return Err(Kind::Truncated { what: "a frame" });
+                    }
+                    self.frame_end = Some(self.pos + n as usize);
+                }
+                other => return Err(Kind::UnknownOpcode(other)),
+            }
+        }
+    }
+
+    fn append(&mut self, code: u8, target: NodeId, items: &[NodeId]) -> R<()> {
+        match &mut self.nodes[target.index()] {
+            Node::List(v) => v.extend_from_slice(items),
+            Node::Object(o) => o.ops.extend(items.iter().map(|&x| ObjectOp::Append(x))),
+            other => return Err(bad(code, format!("cannot append to a {}", other.type_name()))),
+        }
+        Ok(())
+    }
+
+    fn set_items(&mut self, code: u8, target: NodeId, items: &[NodeId]) -> R<()> {
+        match &mut self.nodes[target.index()] {
+            Node::Dict(v) => v.extend(items.chunks_exact(2).map(|p| (p[0], p[1]))),
+            Node::Object(o) => o.ops.extend(items.chunks_exact(2).map(|p| ObjectOp::SetItem(p[0], p[1]))),
+            other => return Err(bad(code, format!("cannot set items of a {}", other.type_name()))),
+        }
+        Ok(())
+    }
+
+    fn object(&mut self, construct: Construct) -> NodeId {
+        self.add_container(Node::Object(Box::new(Object { construct, ops: Vec::new() })))
+    }
+
+    /// REDUCE: the built-in types CPython writes as calls before protocol 3–5 become
+    /// native nodes; every other call is kept as an object.
+    fn reduce(&mut self, callable: NodeId, args: NodeId) -> NodeId {
+        if let Some(node) = self.native_call(callable, args) {
+            return self.add_container(node);
+        }
+        self.object(Construct::Reduce { callable, args })
+    }
+
+    fn native_call(&self, callable: NodeId, args: NodeId) -> Option<Node> {
+        let Node::Global(g) = self.node(callable) else {
+            return None;
+        };
+        let Node::Tuple(a) = self.node(args) else {
+            return None;
+        };
+        let latin1 = |id: NodeId| -> Option<Vec<u8>> {
+            match self.node(id) {
+                Node::Str(s) => s.code_points().map(|c| u8::try_from(c).ok()).collect(),
+                _ => None,
+            }
+        };
+        let is_latin1_name = |id: NodeId| {
+            self.str_of(id).is_some_and(|e| {
+                matches!(
+                    e.to_ascii_lowercase().replace('_', "-").as_str(),
+                    "latin1" | "latin-1" | "iso-8859-1" | "iso8859-1" | "l1"
+                )
+            })
+        };
+        let items = |id: NodeId| -> Option<Vec<NodeId>> {
+            match self.node(id) {
+                Node::List(v) | Node::Tuple(v) => Some(v.clone()),
+                _ => None,
+            }
+        };
+        match (g.module.as_str(), g.name.as_str(), a.as_slice()) {
+            ("_codecs", "encode", &[s, e]) if is_latin1_name(e) => latin1(s).map(Node::Bytes),
+            ("builtins", "bytes", &[]) => Some(Node::Bytes(Vec::new())),
+            ("builtins", "bytearray", &[]) => Some(Node::ByteArray(Vec::new())),
+            ("builtins", "bytearray", &[b]) => match self.node(b) {
+                Node::Bytes(b) => Some(Node::ByteArray(b.clone())),
+                _ => None,
+            },
+            ("builtins", "bytearray", &[s, e]) if is_latin1_name(e) => latin1(s).map(Node::ByteArray),
+            ("builtins", "set", &[]) => Some(Node::Set(Vec::new())),
+            ("builtins", "set", &[l]) => items(l).map(Node::Set),
+            ("builtins", "frozenset", &[]) => Some(Node::FrozenSet(Vec::new())),
+            ("builtins", "frozenset", &[l]) => items(l).map(Node::FrozenSet),
+            _ => None,
+        }
+    }
+}
+
+/// True when the value nests deeper than `max` (counted along a depth-first walk that
+/// visits each node once; that is the depth every walker of the graph needs).
+fn depth_exceeds(value: &Value, max: usize) -> bool {
+    let mut seen = vec![false; value.len()];
+    // (node, index of the next child to visit)
+    let mut stack: Vec<(NodeId, usize)> = vec![(value.root(), 0)];
+    seen[value.root().index()] = true;
+    let mut children = Vec::new();
+    while let Some(&(id, next)) = stack.last() {
+        if stack.len() > max {
+            return true;
+        }
+        children.clear();
+        value[id].for_each_child(|c| children.push(c));
+        match children.get(next) {
+            Some(&c) => {
+                if let Some(top) = stack.last_mut() {
+                    top.1 += 1;
+                }
+                if !seen[c.index()] {
+                    seen[c.index()] = true;
+                    stack.push((c, 0));
+                }
+            }
+            None => {
+                stack.pop();
+            }
+        }
+    }
+    false
+}
+
+// ----- protocol 0 text arguments -----
+
+/// INT's argument, as CPython's C unpickler reads it: C `strtol(s, 0)` (decimal, `0x`
+/// hex, leading-`0` octal) when that fits in 64 bits, else Python's `int(s, 0)`.
+fn parse_c_int(text: &str, max_digits: usize) -> std::result::Result<Int, String> {
+    if let Some(v) = strtol_base0(text) {
+        return Ok(Int::Small(v));
+    }
+    parse_py_int(text, max_digits)
+}
+
+fn strtol_base0(text: &str) -> Option<i64> {
+    let t = text.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let (neg, t) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let (radix, digits) = if (t.starts_with("0x") || t.starts_with("0X")) && t.len() > 2 {
+        (16, &t[2..])
+    } else if t.starts_with('0') && t.len() > 1 {
+        (8, &t[1..])
+    } else {
+        (10, t)
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    let mag = u64::from_str_radix(digits, radix).ok()?;
+    if neg {
+        if mag <= 1 << 63 { Some((mag as i64).wrapping_neg()) } else { None }
+    } else {
+        i64::try_from(mag).ok()
+    }
+}
+
+/// Python's `int(text, 0)`: optional sign, `0x`/`0o`/`0b` prefixes, `_` between digits,
+/// surrounding whitespace; decimal text limited to `max_digits` digits like CPython.
+fn parse_py_int(text: &str, max_digits: usize) -> std::result::Result<Int, String> {
+    let t = text.trim_matches(|c: char| c.is_ascii_whitespace());
+    let (neg, body) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let lower = body.get(..2).map(|p| p.to_ascii_lowercase());
+    let bits = match lower.as_deref() {
+        Some("0x") => 4,
+        Some("0o") => 3,
+        Some("0b") => 1,
+        _ => 0,
+    };
+    if bits == 0 {
+        let digits = body.bytes().filter(u8::is_ascii_digit).count();
+        if digits > max_digits {
+            return Err(format!(
+                "int has {digits} decimal digits, over the limit of {max_digits} (max_int_digits)"
+            ));
+        }
+        // Python forbids leading zeros in a non-zero base-0 decimal literal.
+        let stripped: String = body.chars().filter(|&c| c != '_').collect();
+        if stripped.len() > 1 && stripped.starts_with('0') && stripped.bytes().any(|b| b != b'0') {
+            return Err(format!("invalid int literal {text:?}"));
+        }
+        return BigInt::parse_decimal(t, max_digits).ok_or_else(|| format!("invalid int literal {text:?}"));
+    }
+    // Power-of-two radix: pack the bits directly (linear time).
+    let mut digits: Vec<u32> = Vec::new();
+    let mut prev_underscore = true; // an underscore may follow the prefix
+    for c in body[2..].chars() {
+        if c == '_' {
+            if prev_underscore && !digits.is_empty() {
+                return Err(format!("invalid int literal {text:?}"));
+            }
+            prev_underscore = true;
+            continue;
+        }
+        let d = c.to_digit(1 << bits).ok_or_else(|| format!("invalid int literal {text:?}"))?;
+        digits.push(d);
+        prev_underscore = false;
+    }
+    if digits.is_empty() || prev_underscore {
+        return Err(format!("invalid int literal {text:?}"));
+    }
+    let mut mag = vec![0u32; (digits.len() * bits).div_ceil(32)];
+    for (i, &d) in digits.iter().rev().enumerate() {
+        let bit = i * bits;
+        mag[bit / 32] |= d << (bit % 32);
+        if bit % 32 + bits > 32 {
+            mag[bit / 32 + 1] |= d >> (32 - bit % 32);
+        }
+    }
+    Ok(BigInt::from_sign_magnitude(neg, mag))
+}
+
+/// PUT/GET's argument: a non-negative decimal int.
+fn parse_memo_index(line: &[u8]) -> std::result::Result<u64, String> {
+    let text = std::str::from_utf8(line).map_err(|_| "memo index is not ASCII".to_string())?;
+    match BigInt::parse_decimal(text, 20) {
+        Some(Int::Small(v)) if v >= 0 => Ok(v as u64),
+        Some(Int::Small(_)) => Err("negative memo index".into()),
+        _ => Err(format!("invalid memo index {text:?}")),
+    }
+}
+
+/// FLOAT's argument, as CPython's `PyOS_string_to_double`: decimal or `inf`/`nan`
+/// spellings; an out-of-range number is an error, not infinity.
+fn parse_float(line: &[u8]) -> std::result::Result<f64, String> {
+    let text = std::str::from_utf8(line).map_err(|_| "not ASCII".to_string())?;
+    let ok_chars = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
+    let lower = text.to_ascii_lowercase();
+    let unsigned = lower.trim_start_matches(['+', '-']);
+    let special = matches!(unsigned, "inf" | "infinity" | "nan");
+    if !special && (!ok_chars(text) || text.is_empty()) {
+        return Err(format!("could not convert {text:?} to float"));
+    }
+    let v: f64 = text.parse().map_err(|_| format!("could not convert {text:?} to float"))?;
+    if v.is_infinite() && !special {
+        return Err(format!("float {text:?} is out of range"));
+    }
+    Ok(v)
+}
+
+/// UNICODE's argument: CPython's `raw-unicode-escape` codec.
+fn decode_raw_unicode_escape(line: &[u8]) -> std::result::Result<PyStr, String> {
+    let mut out: Vec<u8> = Vec::with_capacity(line.len());
+    let mut i = 0;
+    while i < line.len() {
+        let c = line[i];
+        if c != b'\\' {
+            push_code_point(&mut out, u32::from(c));
+            i += 1;
+            continue;
+        }
+        // A \u or \U escape only counts after an odd number of backslashes.
+        let start = i;
+        while i < line.len() && line[i] == b'\\' {
+            i += 1;
+        }
+        let run = i - start;
+        let escape = run % 2 == 1 && i < line.len() && (line[i] == b'u' || line[i] == b'U');
+        let literal = if escape { run - 1 } else { run };
+        out.extend(std::iter::repeat_n(b'\\', literal));
+        if !escape {
+            continue;
+        }
+        let count = if line[i] == b'u' { 4 } else { 8 };
+        i += 1;
+        let hex = line.get(i..i + count).ok_or_else(|| format!("truncated \\{} escape", if count == 4 { 'u' } else { 'U' }))?;
+        let text = std::str::from_utf8(hex).map_err(|_| "bad escape".to_string())?;
+        if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("truncated \\{} escape", if count == 4 { 'u' } else { 'U' }));
+        }
+        let cp = u32::from_str_radix(text, 16).map_err(|_| "bad escape".to_string())?;
+        if cp > 0x10FFFF {
+            return Err("\\Uxxxxxxxx out of range".into());
+        }
+        push_code_point(&mut out, cp);
+        i += count;
+    }
+    PyStr::from_surrogatepass_vec(out).ok_or_else(|| "invalid text".to_string())
+}
+
+/// STRING's argument (inside the quotes): Python's bytes escapes.
+fn decode_bytes_escape(s: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let c = s[i];
+        i += 1;
+        if c != b'\\' {
+            out.push(c);
+            continue;
+        }
+        let Some(&e) = s.get(i) else {
+            return Err("trailing \\ in string".into());
+        };
+        i += 1;
+        match e {
+            b'\n' => {}
+            b'\\' => out.push(b'\\'),
+            b'\'' => out.push(b'\''),
+            b'"' => out.push(b'"'),
+            b'b' => out.push(8),
+            b'f' => out.push(12),
+            b't' => out.push(b'\t'),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b'v' => out.push(11),
+            b'a' => out.push(7),
+            b'0'..=b'7' => {
+                let mut v = u32::from(e - b'0');
+                for _ in 0..2 {
+                    match s.get(i) {
+                        Some(&d @ b'0'..=b'7') => {
+                            v = v * 8 + u32::from(d - b'0');
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                out.push(v as u8);
+            }
+            b'x' => {
+                let hex = s.get(i..i + 2).filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+                let Some(hex) = hex else {
+                    return Err(format!("invalid \\x escape at position {}", i - 2));
+                };
+                let text = std::str::from_utf8(hex).map_err(|_| "bad escape".to_string())?;
+                out.push(u8::from_str_radix(text, 16).map_err(|_| "bad escape".to_string())?);
+                i += 2;
+            }
+            other => {
+                out.push(b'\\');
+                out.push(other);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(bytes: &[u8]) -> Value {
+        decode(bytes).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn err(bytes: &[u8]) -> (usize, Kind) {
+        match decode(bytes) {
+            Err(Error::Decode { offset, kind }) => (offset, kind),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn protocol_0_text_forms() {
+        assert_eq!(d(b"I01\n.").to_string(), "True");
+        assert_eq!(d(b"I00\n.").to_string(), "False");
+        assert_eq!(d(b"I1\n.").to_string(), "1");
+        assert_eq!(d(b"I-17\n.").to_string(), "-17");
+        assert_eq!(d(b"I0x1f\n.").to_string(), "31");
+        assert_eq!(d(b"I017\n.").to_string(), "15");
+        assert_eq!(d(b"L123456789012345678901234567890L\n.").to_string(), "123456789012345678901234567890");
+        assert_eq!(d(b"L0x10000000000000000L\n.").to_string(), "18446744073709551616");
+        assert_eq!(d(b"F1e+16\n.").to_string(), "1e+16");
+        assert_eq!(d(b"Fnan\n.").to_string(), "nan");
+        assert_eq!(d(b"Vcaf\xe9 \\u00e9\\\\u0041\n.").to_string(), "'café é\\\\\\\\u0041'");
+        assert_eq!(d(b"S'a\\x41\\n\\101'\n.").to_string(), "'aA\\nA'");
+        assert_eq!(d(b"(lp0\nI1\naI2\na.").to_string(), "[1, 2]");
+        assert_eq!(d(b"(dp0\nVa\np1\nI1\ns.").to_string(), "{'a': 1}");
+        assert_eq!(d(b"(lp0\ng0\na.").to_string(), "[[...]]");
+    }
+
+    #[test]
+    fn text_errors_name_the_problem() {
+        assert!(matches!(err(b"F1e999\n.").1, Kind::BadText { opcode: "FLOAT", .. }));
+        assert!(matches!(err(b"S'abc\n.").1, Kind::BadText { opcode: "STRING", .. }));
+        let digits = "9".repeat(4301);
+        let bomb = format!("L{digits}L\n.");
+        assert!(err(bomb.as_bytes()).1.to_string().contains("max_int_digits"));
+        assert!(decode(format!("L{}L\n.", "9".repeat(4300)).as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn memo_sharing_and_cycles() {
+        // a = [1]; [a, a] at protocol 2
+        let v = d(b"\x80\x02]q\x00(]q\x01K\x01ah\x01e.");
+        let items = v.as_seq(v.root()).unwrap_or_default();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0], items[1]);
+        assert_eq!(v.to_string(), "[[1], [1]]");
+    }
+
+    #[test]
+    fn errors_carry_offsets() {
+        assert_eq!(err(b"\x80\x02K"), (2, Kind::Truncated { what: "BININT1" }));
+        assert_eq!(err(b"\x80\x02\xff."), (2, Kind::UnknownOpcode(0xff)));
+        assert_eq!(err(b"\x80\x02h\x05."), (2, Kind::MemoMissing(5)));
+        assert_eq!(err(b"\x80\x02a."), (2, Kind::StackUnderflow { opcode: "APPEND" }));
+        assert_eq!(err(b"\x80\x02K\x01(e."), (5, Kind::BadOperand { opcode: "APPENDS", detail: "cannot append to a int".into() }));
+        assert_eq!(err(b"\x80\x06."), (0, Kind::UnsupportedProtocol(6)));
+        assert_eq!(err(b"X\xff\xff\xff\xff"), (0, Kind::Truncated { what: "BINUNICODE" }));
+        assert_eq!(err(b"\x8e\xff\xff\xff\xff\xff\xff\xff\x3f"), (0, Kind::Truncated { what: "BINBYTES8" }));
+    }
+
+    #[test]
+    fn frames_are_enforced() {
+        // FRAME of 3 bytes holding "K\x01." is fine.
+        assert_eq!(d(b"\x80\x04\x95\x03\x00\x00\x00\x00\x00\x00\x00K\x01.").to_string(), "1");
+        // BININT2's argument straddles the frame end.
+        assert!(matches!(err(b"\x80\x04\x95\x02\x00\x00\x00\x00\x00\x00\x00M\x01\x00.").1, Kind::Frame(_)));
+        // A frame announced longer than the input.
+        assert!(matches!(err(b"\x80\x04\x95\x09\x00\x00\x00\x00\x00\x00\x00N.").1, Kind::Truncated { .. }));
+        // A new frame before the current one ends.
+        assert!(matches!(
+            err(b"\x80\x04\x95\x0b\x00\x00\x00\x00\x00\x00\x00\x95\x01\x00\x00\x00\x00\x00\x00\x00N.").1,
+            Kind::Frame(_)
+        ));
+    }
+
+    #[test]
+    fn bombs_are_cheap() {
+        // 2^60-fold sharing: each level is a list holding the previous one twice.
+        let mut p = b"\x80\x02N".to_vec();
+        for _ in 0..60 {
+            p.extend_from_slice(b"2\x86"); // DUP, TUPLE2
+        }
+        p.push(b'.');
+        assert_eq!(d(&p).len(), 61);
+        // Unclosed MARKs beyond the limit.
+        let marks = vec![b'('; 200_000];
+        assert!(matches!(err(&marks).1, Kind::Limit { limit: "max_marks", .. }));
+    }
+
+    #[test]
+    fn deep_nesting_is_limited_then_allowed() {
+        let depth = 200_000;
+        let mut p = b"\x80\x02".to_vec();
+        p.extend(std::iter::repeat_n(b']', depth));
+        p.extend(std::iter::repeat_n(b'a', depth - 1));
+        p.push(b'.');
+        assert!(matches!(err(&p).1, Kind::Limit { limit: "max_depth", .. }));
+        let v = decode_with(&p, &Limits::default().max_depth(1_000_000)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v.len(), depth);
+    }
+
+    #[test]
+    fn py_int_literals() {
+        assert_eq!(parse_py_int("0b1_01", 10), Ok(Int::Small(5)));
+        assert_eq!(parse_py_int("-0o17", 10), Ok(Int::Small(-15)));
+        assert!(parse_py_int("017", 10).is_err());
+        assert_eq!(parse_py_int("000", 10), Ok(Int::Small(0)));
+        assert_eq!(parse_py_int("0xffffffffffffffffffff", 10).map(|v| v.to_decimal()), Ok("1208925819614629174706175".into()));
+    }
+}

@@ -699,7 +699,10 @@ impl<'a> Decoder<'a> {
                     let args = self.pop(code)?;
                     let callable = self.pop(code)?;
                     if !matches!(self.node(args), Node::Tuple(_)) {
-                        return Err(bad(code, format!("arguments must be a tuple, not a {}", self.node(args).type_name())));
+                        return Err(bad(
+                            code,
+                            format!("arguments must be a tuple, not a {}", self.node(args).type_name()),
+                        ));
                     }
                     let id = self.reduce(callable, args);
                     self.push(id);
@@ -783,7 +786,10 @@ impl<'a> Decoder<'a> {
                         Node::Buffer { readonly, .. } => *readonly = true,
                         Node::Bytes(_) => {}
                         other => {
-                            return Err(bad(code, format!("a read-only view of a {} is not supported", other.type_name())));
+                            return Err(bad(
+                                code,
+                                format!("a read-only view of a {} is not supported", other.type_name()),
+                            ));
                         }
                     }
                 }
@@ -948,11 +954,7 @@ fn strtol_base0(text: &str) -> Option<i64> {
         return None;
     }
     let mag = u64::from_str_radix(digits, radix).ok()?;
-    if neg {
-        if mag <= 1 << 63 { Some((mag as i64).wrapping_neg()) } else { None }
-    } else {
-        i64::try_from(mag).ok()
-    }
+    if neg { if mag <= 1 << 63 { Some((mag as i64).wrapping_neg()) } else { None } } else { i64::try_from(mag).ok() }
 }
 
 /// Python's `int(text, 0)`: optional sign, `0x`/`0o`/`0b` prefixes, `_` between digits,
@@ -974,9 +976,7 @@ fn parse_py_int(text: &str, max_digits: usize) -> std::result::Result<Int, Strin
     if bits == 0 {
         let digits = body.bytes().filter(u8::is_ascii_digit).count();
         if digits > max_digits {
-            return Err(format!(
-                "int has {digits} decimal digits, over the limit of {max_digits} (max_int_digits)"
-            ));
+            return Err(format!("int has {digits} decimal digits, over the limit of {max_digits} (max_int_digits)"));
         }
         // Python forbids leading zeros in a non-zero base-0 decimal literal.
         let stripped: String = body.chars().filter(|&c| c != '_').collect();
@@ -1067,7 +1067,9 @@ fn decode_raw_unicode_escape(line: &[u8]) -> std::result::Result<PyStr, String> 
         }
         let count = if line[i] == b'u' { 4 } else { 8 };
         i += 1;
-        let hex = line.get(i..i + count).ok_or_else(|| format!("truncated \\{} escape", if count == 4 { 'u' } else { 'U' }))?;
+        let hex = line
+            .get(i..i + count)
+            .ok_or_else(|| format!("truncated \\{} escape", if count == 4 { 'u' } else { 'U' }))?;
         let text = std::str::from_utf8(hex).map_err(|_| "bad escape".to_string())?;
         if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(format!("truncated \\{} escape", if count == 4 { 'u' } else { 'U' }));
@@ -1200,7 +1202,10 @@ mod tests {
         assert_eq!(err(b"\x80\x02\xff."), (2, Kind::UnknownOpcode(0xff)));
         assert_eq!(err(b"\x80\x02h\x05."), (2, Kind::MemoMissing(5)));
         assert_eq!(err(b"\x80\x02a."), (2, Kind::StackUnderflow { opcode: "APPEND" }));
-        assert_eq!(err(b"\x80\x02K\x01(e."), (5, Kind::BadOperand { opcode: "APPENDS", detail: "cannot append to a int".into() }));
+        assert_eq!(
+            err(b"\x80\x02K\x01(e."),
+            (5, Kind::BadOperand { opcode: "APPENDS", detail: "cannot append to a int".into() })
+        );
         assert_eq!(err(b"\x80\x06."), (0, Kind::UnsupportedProtocol(6)));
         assert_eq!(err(b"X\xff\xff\xff\xff"), (0, Kind::Truncated { what: "BINUNICODE" }));
         assert_eq!(err(b"\x8e\xff\xff\xff\xff\xff\xff\xff\x3f"), (0, Kind::Truncated { what: "BINBYTES8" }));
@@ -1253,6 +1258,9 @@ mod tests {
         assert_eq!(parse_py_int("-0o17", 10), Ok(Int::Small(-15)));
         assert!(parse_py_int("017", 10).is_err());
         assert_eq!(parse_py_int("000", 10), Ok(Int::Small(0)));
-        assert_eq!(parse_py_int("0xffffffffffffffffffff", 10).map(|v| v.to_decimal()), Ok("1208925819614629174706175".into()));
+        assert_eq!(
+            parse_py_int("0xffffffffffffffffffff", 10).map(|v| v.to_decimal()),
+            Ok("1208925819614629174706175".into())
+        );
     }
 }

@@ -47,8 +47,7 @@ impl BigInt {
             mag.pop();
         }
         if mag.len() <= 2 {
-            let m = u64::from(mag.first().copied().unwrap_or(0))
-                | (u64::from(mag.get(1).copied().unwrap_or(0)) << 32);
+            let m = u64::from(mag.first().copied().unwrap_or(0)) | (u64::from(mag.get(1).copied().unwrap_or(0)) << 32);
             if !negative && m <= i64::MAX as u64 {
                 return Int::Small(m as i64);
             }
@@ -317,7 +316,10 @@ mod tests {
     fn twos_complement_matches_cpython() {
         // Values and bytes from CPython's pickle.encode_long.
         assert_eq!(big("9223372036854775808").to_le_twos_complement(), vec![0, 0, 0, 0, 0, 0, 0, 0x80, 0]);
-        assert_eq!(big("-9223372036854775809").to_le_twos_complement(), vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0xff]);
+        assert_eq!(
+            big("-9223372036854775809").to_le_twos_complement(),
+            vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0xff]
+        );
         assert_eq!(i64_to_le_twos_complement(i64::MIN), vec![0, 0, 0, 0, 0, 0, 0, 0x80]);
         assert_eq!(i64_to_le_twos_complement(-2_147_483_649), vec![0xff, 0xff, 0xff, 0x7f, 0xff]);
         assert_eq!(i64_to_le_twos_complement(2_147_483_648), vec![0, 0, 0, 0x80, 0]);

@@ -251,10 +251,8 @@ impl Value {
                         Construct::Reduce { args, .. } | Construct::NewObj { args, .. } => {
                             let args = self.as_seq(*args).unwrap_or(&[]);
                             // copyreg._reconstructor(cls, base, state): the class is the type.
-                            let skip = usize::from(
-                                matches!(&o.construct, Construct::Reduce { callable, .. }
-                                    if matches!(self.get(*callable), Some(Node::Global(g)) if g.module == "copyreg")),
-                            );
+                            let skip = usize::from(matches!(&o.construct, Construct::Reduce { callable, .. }
+                                    if matches!(self.get(*callable), Some(Node::Global(g)) if g.module == "copyreg")));
                             push_seq(&mut tail, args.get(skip..).unwrap_or(&[]));
                         }
                         Construct::NewObjEx { args, kwargs, .. } => {
@@ -296,11 +294,9 @@ impl Value {
                     stack.push(Task::Text(")"));
                     stack.push(Task::Node(*pid));
                 }
-                Node::Buffer { index, readonly } => write!(
-                    f,
-                    "<out-of-band buffer {index}{}>",
-                    if *readonly { ", read-only" } else { "" }
-                )?,
+                Node::Buffer { index, readonly } => {
+                    write!(f, "<out-of-band buffer {index}{}>", if *readonly { ", read-only" } else { "" })?
+                }
                 Node::Extension(code) => write!(f, "<extension {code}>")?,
             }
         }

@@ -111,9 +111,9 @@ impl PyStr {
     pub fn to_string_lossy(&self) -> std::borrow::Cow<'_, str> {
         match &self.0 {
             StrRepr::Utf8(s) => std::borrow::Cow::Borrowed(s),
-            StrRepr::Surrogates(_) => std::borrow::Cow::Owned(
-                self.code_points().map(|c| char::from_u32(c).unwrap_or('\u{FFFD}')).collect(),
-            ),
+            StrRepr::Surrogates(_) => {
+                std::borrow::Cow::Owned(self.code_points().map(|c| char::from_u32(c).unwrap_or('\u{FFFD}')).collect())
+            }
         }
     }
 }
@@ -135,11 +135,9 @@ pub(crate) fn push_code_point(out: &mut Vec<u8>, cp: u32) {
     match cp {
         0..=0x7F => out.push(cp as u8),
         0x80..=0x7FF => out.extend_from_slice(&[0xC0 | (cp >> 6) as u8, 0x80 | (cp & 0x3F) as u8]),
-        0x800..=0xFFFF => out.extend_from_slice(&[
-            0xE0 | (cp >> 12) as u8,
-            0x80 | ((cp >> 6) & 0x3F) as u8,
-            0x80 | (cp & 0x3F) as u8,
-        ]),
+        0x800..=0xFFFF => {
+            out.extend_from_slice(&[0xE0 | (cp >> 12) as u8, 0x80 | ((cp >> 6) & 0x3F) as u8, 0x80 | (cp & 0x3F) as u8])
+        }
         _ => out.extend_from_slice(&[
             0xF0 | (cp >> 18) as u8,
             0x80 | ((cp >> 12) & 0x3F) as u8,
@@ -584,9 +582,9 @@ impl Value {
                         Some((m, n))
                     }
                 }
-                Construct::NewObj { cls, .. } | Construct::NewObjEx { cls, .. } | Construct::Instantiate { cls, .. } => {
-                    global(*cls)
-                }
+                Construct::NewObj { cls, .. }
+                | Construct::NewObjEx { cls, .. }
+                | Construct::Instantiate { cls, .. } => global(*cls),
             },
             _ => None,
         }

@@ -4,6 +4,9 @@
 //! thing that is wrong: a byte offset, a limit, a path.
 
 use std::fmt;
+use std::path::PathBuf;
+
+use crate::blob::Digest;
 
 /// A `Result` whose error is the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -26,6 +29,94 @@ pub enum Error {
     /// A value could not be converted to or from a Rust type through serde.
     #[error("serde conversion failed: {0}")]
     Serde(String),
+    /// A file or directory of the store could not be read or written.
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// Another process (or another open handle in this one) holds the store.
+    #[error("store is locked by another process: {path}")]
+    Locked {
+        /// The store's lock file.
+        path: PathBuf,
+    },
+    /// A write was attempted on a store opened read-only.
+    #[error("store is open read-only: {path}")]
+    ReadOnly {
+        /// The store's directory.
+        path: PathBuf,
+    },
+    /// The store was written by a format this version does not read.
+    #[error("store {path} has format version {found}; this pickleshelf reads version {supported}")]
+    UnsupportedFormat {
+        /// The store's directory.
+        path: PathBuf,
+        /// The version found in the store.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+    /// Stored data failed verification: a record, frame or file is damaged.
+    #[error("corrupted {what}: {reason}")]
+    Corrupted {
+        /// What is damaged (a key, an object, a file).
+        what: String,
+        /// How it failed.
+        reason: String,
+    },
+    /// A stored object's content does not hash to its address.
+    #[error("corrupted object {digest} of key {key:?}: {reason}")]
+    CorruptedObject {
+        /// The key being read.
+        key: String,
+        /// The object's address.
+        digest: Digest,
+        /// How it failed.
+        reason: &'static str,
+    },
+    /// The store came back older than its last `sync` (its log lost a tail).
+    #[error(
+        "store {path} is at generation {store_generation} but its witness recorded generation {witness_generation} \
+         at the last sync: data written before that sync was lost (open with `allow_rollback(true)` to accept)"
+    )]
+    RolledBack {
+        /// The store's directory.
+        path: PathBuf,
+        /// Generation recorded inside the store.
+        store_generation: u64,
+        /// Generation recorded in the witness file at the last sync.
+        witness_generation: u64,
+    },
+    /// The auth key does not match the store's (or one is missing or unexpected).
+    #[error("auth key mismatch for {path}: {reason}")]
+    AuthKey {
+        /// The store's directory.
+        path: PathBuf,
+        /// What was wrong.
+        reason: &'static str,
+    },
+    /// A key that pickleshelf cannot store.
+    #[error("invalid key {key:?}: {reason}")]
+    InvalidKey {
+        /// The key (possibly cut short).
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A builder setting that cannot be used.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The storage engine (sled) failed or panicked.
+    #[error("storage engine failed on {path}: {message}")]
+    Engine {
+        /// The store's directory.
+        path: PathBuf,
+        /// The engine's message.
+        message: String,
+    },
     /// Tagged JSON could not be read.
     #[error("tagged JSON invalid at byte {offset}: {message}")]
     Json {

@@ -26,7 +26,13 @@
 #![deny(unsafe_code, missing_docs)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod blob;
 mod error;
+mod index;
 pub mod pickle;
+mod shelf;
 
+pub use blob::Digest;
 pub use error::{DecodeErrorKind, Error, Result};
+pub use index::MAX_KEY_LEN;
+pub use shelf::{Batch, Durability, FORMAT_VERSION, Shelf, ShelfBuilder, VerifyReport};

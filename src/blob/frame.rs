@@ -1,0 +1,319 @@
+//! Frames: the stored form of an object (see the module docs of [`crate::blob`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use super::digest::{Digest, Hasher};
+
+/// The frame format version written into every frame's first byte.
+pub(crate) const FRAME_VERSION: u8 = 1;
+/// Size of a trained dictionary.
+pub(crate) const DICT_SIZE: usize = 16 * 1024;
+/// How many small values are collected before a dictionary is trained.
+pub(crate) const TRAIN_SAMPLES: usize = 1000;
+
+const CODEC_RAW: u8 = 0;
+const CODEC_ZSTD: u8 = 1;
+const CODEC_ZSTD_DICT: u8 = 2;
+/// Values up to this size are compressed with the dictionary when there is one.
+const DICT_MAX_VALUE: usize = 64 * 1024;
+/// Values below this size are stored raw: compression cannot pay for its header.
+const MIN_COMPRESS: usize = 48;
+/// Largest uncompressed length a frame may declare (1 TiB): a corrupted length field
+/// must not become a huge allocation.
+const MAX_LEN: u64 = 1 << 40;
+
+struct Dict {
+    bytes: Vec<u8>,
+    compressors: Mutex<Vec<zstd::bulk::Compressor<'static>>>,
+    decompressors: Mutex<Vec<zstd::bulk::Decompressor<'static>>>,
+}
+
+/// Compresses, frames, verifies. Shared by all handles of a store (`Sync`).
+pub(crate) struct Codec {
+    level: i32,
+    hasher: Hasher,
+    dicts: RwLock<HashMap<u32, Arc<Dict>>>,
+    /// Dictionary used for new small values; 0 = none.
+    current: AtomicU32,
+    plain: Mutex<Vec<zstd::bulk::Compressor<'static>>>,
+    plain_d: Mutex<Vec<zstd::bulk::Decompressor<'static>>>,
+}
+
+impl Codec {
+    pub(crate) fn new(level: i32, hasher: Hasher) -> Codec {
+        Codec {
+            level,
+            hasher,
+            dicts: RwLock::new(HashMap::new()),
+            current: AtomicU32::new(0),
+            plain: Mutex::new(Vec::new()),
+            plain_d: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn digest(&self, pickle: &[u8]) -> Digest {
+        self.hasher.digest(pickle)
+    }
+
+    /// Registers a dictionary read from the store. Fails when zstd rejects it.
+    pub(crate) fn add_dict(&self, id: u32, bytes: Vec<u8>) -> Result<(), &'static str> {
+        zstd::bulk::Decompressor::with_dictionary(&bytes).map_err(|_| "dictionary rejected by zstd")?;
+        let dict = Arc::new(Dict { bytes, compressors: Mutex::new(Vec::new()), decompressors: Mutex::new(Vec::new()) });
+        self.dicts.write().unwrap_or_else(PoisonError::into_inner).insert(id, dict);
+        Ok(())
+    }
+
+    /// Makes dictionary `id` the one new small values are compressed with.
+    pub(crate) fn set_current_dict(&self, id: u32) {
+        self.current.store(id, Ordering::Release);
+    }
+
+    pub(crate) fn current_dict(&self) -> u32 {
+        self.current.load(Ordering::Acquire)
+    }
+
+    fn dict(&self, id: u32) -> Option<Arc<Dict>> {
+        self.dicts.read().unwrap_or_else(PoisonError::into_inner).get(&id).cloned()
+    }
+
+    /// Trains a dictionary from sample values; `None` when zstd cannot (too few or too
+    /// uniform samples).
+    pub(crate) fn train(samples: &[Vec<u8>]) -> Option<Vec<u8>> {
+        zstd::dict::from_samples(samples, DICT_SIZE).ok().filter(|d| !d.is_empty())
+    }
+
+    /// Builds the frame of `pickle`: compressed when that pays, raw otherwise.
+    pub(crate) fn encode(&self, pickle: &[u8]) -> Vec<u8> {
+        let len = pickle.len();
+        let mut out = Vec::with_capacity(len / 2 + 16);
+        out.push(FRAME_VERSION);
+        if len >= MIN_COMPRESS {
+            let dict_id = self.current_dict();
+            let dict = if dict_id != 0 && len <= DICT_MAX_VALUE { self.dict(dict_id) } else { None };
+            let compressed = match &dict {
+                Some(d) => compress_with(&d.compressors, self.level, Some(&d.bytes), pickle),
+                None => compress_with(&self.plain, self.level, None, pickle),
+            };
+            if let Some(c) = compressed {
+                let header = 1 + leb_len(len as u64) + if dict.is_some() { leb_len(u64::from(dict_id)) } else { 0 };
+                if c.len() + header < len {
+                    out.push(if dict.is_some() { CODEC_ZSTD_DICT } else { CODEC_ZSTD });
+                    put_leb(&mut out, len as u64);
+                    if dict.is_some() {
+                        put_leb(&mut out, u64::from(dict_id));
+                    }
+                    out.extend_from_slice(&c);
+                    return out;
+                }
+            }
+        }
+        out.push(CODEC_RAW);
+        put_leb(&mut out, len as u64);
+        out.extend_from_slice(pickle);
+        out
+    }
+
+    /// Reads a frame back to the pickle bytes and checks them against `digest`.
+    pub(crate) fn decode(&self, frame: &[u8], digest: &Digest) -> Result<Vec<u8>, &'static str> {
+        let (&version, rest) = frame.split_first().ok_or("empty frame")?;
+        if version != FRAME_VERSION {
+            return Err("unknown frame version");
+        }
+        let (&codec, rest) = rest.split_first().ok_or("truncated frame header")?;
+        let (len, mut rest) = get_leb(rest).ok_or("bad length in frame header")?;
+        if len > MAX_LEN {
+            return Err("frame declares an impossible length");
+        }
+        let len = len as usize;
+        let bytes = match codec {
+            CODEC_RAW => {
+                if rest.len() != len {
+                    return Err("raw frame length does not match its header");
+                }
+                rest.to_vec()
+            }
+            CODEC_ZSTD | CODEC_ZSTD_DICT => {
+                let dict = if codec == CODEC_ZSTD_DICT {
+                    let (id, r) = get_leb(rest).ok_or("bad dictionary id in frame header")?;
+                    rest = r;
+                    let id = u32::try_from(id).map_err(|_| "bad dictionary id in frame header")?;
+                    Some(self.dict(id).ok_or("frame names a dictionary the store does not have")?)
+                } else {
+                    None
+                };
+                // The zstd frame records its own content size; both must agree before
+                // the output buffer is allocated.
+                match zstd::zstd_safe::get_frame_content_size(rest) {
+                    Ok(Some(n)) if n == len as u64 => {}
+                    _ => return Err("compressed payload does not match its header"),
+                }
+                let pool = match &dict {
+                    Some(d) => &d.decompressors,
+                    None => &self.plain_d,
+                };
+                decompress_with(pool, dict.as_ref().map(|d| d.bytes.as_slice()), rest, len)?
+            }
+            _ => return Err("unknown codec in frame header"),
+        };
+        if self.hasher.digest(&bytes) != *digest {
+            return Err("content does not hash to its address");
+        }
+        Ok(bytes)
+    }
+}
+
+fn compress_with(
+    pool: &Mutex<Vec<zstd::bulk::Compressor<'static>>>,
+    level: i32,
+    dict: Option<&[u8]>,
+    data: &[u8],
+) -> Option<Vec<u8>> {
+    let popped = pool.lock().unwrap_or_else(PoisonError::into_inner).pop();
+    let mut c = match popped {
+        Some(c) => c,
+        None => match dict {
+            Some(d) => zstd::bulk::Compressor::with_dictionary(level, d).ok()?,
+            None => zstd::bulk::Compressor::new(level).ok()?,
+        },
+    };
+    let out = c.compress(data).ok();
+    pool.lock().unwrap_or_else(PoisonError::into_inner).push(c);
+    out
+}
+
+fn decompress_with(
+    pool: &Mutex<Vec<zstd::bulk::Decompressor<'static>>>,
+    dict: Option<&[u8]>,
+    data: &[u8],
+    len: usize,
+) -> Result<Vec<u8>, &'static str> {
+    let popped = pool.lock().unwrap_or_else(PoisonError::into_inner).pop();
+    let mut d = match popped {
+        Some(d) => d,
+        None => match dict {
+            Some(bytes) => zstd::bulk::Decompressor::with_dictionary(bytes),
+            None => zstd::bulk::Decompressor::new(),
+        }
+        .map_err(|_| "zstd could not start")?,
+    };
+    let mut out = Vec::new();
+    out.try_reserve_exact(len).map_err(|_| "frame too large to allocate")?;
+    let r = d.decompress_to_buffer(data, &mut out);
+    pool.lock().unwrap_or_else(PoisonError::into_inner).push(d);
+    match r {
+        Ok(n) if n == len => Ok(out),
+        _ => Err("compressed payload is corrupted"),
+    }
+}
+
+fn leb_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+pub(crate) fn put_leb(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads an unsigned LEB128 of at most 10 bytes; returns the value and the rest.
+pub(crate) fn get_leb(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let mut v = 0u64;
+    for (i, &b) in bytes.iter().enumerate().take(10) {
+        let part = u64::from(b & 0x7f);
+        if i == 9 && part > 1 {
+            return None;
+        }
+        v |= part << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((v, &bytes[i + 1..]));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(i: usize) -> Vec<u8> {
+        format!("{{'id': {i}, 'name': 'user{i}', 'scores': [1.5, 2.5, {i}.25], 'tags': ['red', 'blue']}}").into_bytes()
+    }
+
+    #[test]
+    fn raw_and_zstd_round_trip() {
+        let c = Codec::new(3, Hasher::Plain);
+        for data in [b"x".to_vec(), vec![7u8; 100_000], sample(3)] {
+            let d = c.digest(&data);
+            let f = c.encode(&data);
+            assert_eq!(c.decode(&f, &d).as_deref(), Ok(data.as_slice()));
+        }
+        let big = vec![7u8; 100_000];
+        assert!(c.encode(&big).len() < 1000, "zeros must compress");
+    }
+
+    #[test]
+    fn dictionary_helps_small_values() {
+        let samples: Vec<Vec<u8>> = (0..TRAIN_SAMPLES).map(sample).collect();
+        let dict = Codec::train(&samples).unwrap_or_default();
+        assert!(!dict.is_empty());
+        let c = Codec::new(3, Hasher::Plain);
+        let plain = c.encode(&sample(5000)).len();
+        assert!(c.add_dict(1, dict).is_ok());
+        c.set_current_dict(1);
+        let v = sample(5000);
+        let f = c.encode(&v);
+        assert!(f.len() < plain, "{} vs {plain}", f.len());
+        assert_eq!(c.decode(&f, &c.digest(&v)).as_deref(), Ok(v.as_slice()));
+        // A store without that dictionary reports it.
+        let other = Codec::new(3, Hasher::Plain);
+        assert!(other.decode(&f, &c.digest(&v)).is_err());
+    }
+
+    #[test]
+    fn every_corruption_is_caught() {
+        let c = Codec::new(3, Hasher::Plain);
+        for data in [sample(1), vec![1u8; 5000]] {
+            let d = c.digest(&data);
+            let f = c.encode(&data);
+            for i in 0..f.len() {
+                for bit in 0..8 {
+                    let mut g = f.clone();
+                    g[i] ^= 1 << bit;
+                    assert!(c.decode(&g, &d).is_err(), "flip at {i}.{bit} not caught");
+                }
+                assert!(c.decode(&f[..i], &d).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn keyed_hasher_rejects_other_key() {
+        let a = Codec::new(3, Hasher::Keyed([1; 32]));
+        let b = Codec::new(3, Hasher::Keyed([2; 32]));
+        let data = sample(1);
+        let f = a.encode(&data);
+        assert!(a.decode(&f, &a.digest(&data)).is_ok());
+        assert!(b.decode(&f, &a.digest(&data)).is_err());
+    }
+
+    #[test]
+    fn leb_round_trip() {
+        for v in [0u64, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
+            let mut b = Vec::new();
+            put_leb(&mut b, v);
+            assert_eq!(b.len(), leb_len(v));
+            assert_eq!(get_leb(&b), Some((v, &[][..])));
+        }
+        assert_eq!(get_leb(&[0x80; 11]), None);
+    }
+}

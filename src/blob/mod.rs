@@ -1,0 +1,16 @@
+//! Content addressing and framing of stored objects. No I/O.
+//!
+//! Invariant: an object's [`Digest`] is the blake3 hash (keyed blake3 when the store
+//! has an auth key) of its **uncompressed pickle bytes**, and [`Codec::decode`] returns
+//! bytes only after re-hashing them and finding that digest — so a corrupted, truncated,
+//! tampered or swapped frame is rejected before anything is decoded.
+//!
+//! A frame is `[version u8][codec u8][uncompressed length, LEB128][dictionary id, LEB128
+//! — only for codec 2][payload]`; codec 0 is raw bytes, 1 zstd, 2 zstd with a
+//! dictionary trained from the store's own values. `docs/FORMAT.md` draws it byte by byte.
+
+mod digest;
+mod frame;
+
+pub use digest::{Digest, Hasher};
+pub(crate) use frame::{Codec, TRAIN_SAMPLES};

@@ -1,0 +1,407 @@
+//! The storage layer: one sled tree holding keys, object records and metadata, plus
+//! files of our own for large objects. The only module that names sled.
+//!
+//! Invariants:
+//! - `refs(d)` in the object record of `d` equals the number of key records that point
+//!   at `d`; the object record exists exactly while `refs(d) > 0`; key records and object
+//!   records change together in one sled batch (or in one single-record write when no
+//!   object record is involved), so every crash leaves them consistent.
+//! - A large object's file is complete and in place (written to a temporary name, then
+//!   renamed) before any record names it, and it is deleted only after a sync has made
+//!   the removal of its record durable.
+//! - Every record sled stores stays far below sled's blob threshold (a quarter of its
+//!   512 KiB segment): inline frames are at most [`INLINE_MAX`] bytes, keys at most
+//!   [`MAX_KEY_LEN`], and a sled leaf holds at most 17 records.
+//!
+//! `docs/FORMAT.md` describes every record byte by byte.
+
+mod files;
+mod records;
+
+use std::collections::{BTreeMap, HashMap};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::blob::Digest;
+use crate::error::{Error, Result};
+pub(crate) use files::Objects;
+pub(crate) use records::{KeyRecord, ObjectRecord};
+
+/// Largest frame stored inline in its key record; larger ones become object files.
+pub(crate) const INLINE_MAX: usize = 4096;
+/// Longest key, in UTF-8 bytes.
+pub const MAX_KEY_LEN: usize = 1024;
+
+const PREFIX_KEY: u8 = b'k';
+const PREFIX_OBJECT: u8 = b'o';
+const PREFIX_META: u8 = b'm';
+
+/// Runs a sled call, turning its errors and panics into [`Error::Engine`].
+fn engine<T>(path: &Path, f: impl FnOnce() -> sled::Result<T>) -> Result<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Error::Engine { path: path.to_path_buf(), message: e.to_string() }),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into());
+            Err(Error::Engine { path: path.to_path_buf(), message: format!("sled panicked: {message}") })
+        }
+    }
+}
+
+fn key_of(key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(PREFIX_KEY);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn object_key(d: &Digest) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[0] = PREFIX_OBJECT;
+    k[1..].copy_from_slice(d.as_bytes());
+    k
+}
+
+fn meta_key(name: &str) -> Vec<u8> {
+    let mut k = vec![PREFIX_META];
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// A stored value as the index sees it.
+pub(crate) enum Stored {
+    /// The frame is inside the key record.
+    Inline { digest: Digest, frame: sled::IVec },
+    /// The frame is in an object file.
+    Object { digest: Digest },
+}
+
+impl Stored {
+    pub(crate) fn digest(&self) -> Digest {
+        match self {
+            Stored::Inline { digest, .. } | Stored::Object { digest } => *digest,
+        }
+    }
+}
+
+/// What a key holds, as a batch being applied sees it.
+#[derive(Clone, Copy)]
+enum KeyState {
+    Absent,
+    Inline,
+    Object(Digest),
+}
+
+/// One change of a write.
+pub(crate) enum Op {
+    /// Set `key` to the object with this digest and frame.
+    Put { key: String, digest: Digest, frame: Vec<u8> },
+    /// Remove `key`.
+    Remove { key: String },
+}
+
+/// The store's sled tree and object files.
+pub(crate) struct Index {
+    path: PathBuf,
+    db: sled::Db,
+    objects: Objects,
+    writer: Mutex<()>,
+    /// Objects whose records were removed since the last sync: their files go at sync.
+    doomed: Mutex<Vec<Digest>>,
+    generation: Mutex<u64>,
+}
+
+/// Holds the store's write lock; all changes go through it.
+pub(crate) struct Writer<'a> {
+    index: &'a Index,
+    _guard: MutexGuard<'a, ()>,
+}
+
+impl Index {
+    /// Opens (creating when asked) the sled database under `dir/sled` and the object
+    /// files under `dir/objects`.
+    pub(crate) fn open(dir: &Path, create: bool, read_only: bool) -> Result<Index> {
+        let sled_dir = dir.join("sled");
+        if !create && !sled_dir.exists() {
+            return Err(Error::Io {
+                path: sled_dir,
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a pickleshelf store"),
+            });
+        }
+        let config = sled::Config::new().path(&sled_dir).flush_every_ms(Some(500));
+        let db = engine(dir, || config.open())?;
+        let objects = Objects::open(&dir.join("objects"), read_only)?;
+        Ok(Index {
+            path: dir.to_path_buf(),
+            db,
+            objects,
+            writer: Mutex::new(()),
+            doomed: Mutex::new(Vec::new()),
+            generation: Mutex::new(0),
+        })
+    }
+
+    pub(crate) fn objects(&self) -> &Objects {
+        &self.objects
+    }
+
+    fn engine<T>(&self, f: impl FnOnce() -> sled::Result<T>) -> Result<T> {
+        engine(&self.path, f)
+    }
+
+    fn corrupted(&self, what: String, reason: impl Into<String>) -> Error {
+        Error::Corrupted { what, reason: reason.into() }
+    }
+
+    // ----- reads -----
+
+    /// The record of `key`.
+    pub(crate) fn get(&self, key: &str) -> Result<Option<Stored>> {
+        let raw = self.engine(|| self.db.get(key_of(key)))?;
+        raw.map(|r| self.parse_key_record(key, r)).transpose()
+    }
+
+    fn parse_key_record(&self, key: &str, raw: sled::IVec) -> Result<Stored> {
+        match KeyRecord::parse(&raw) {
+            Some(KeyRecord::Inline { digest, frame_at }) => {
+                Ok(Stored::Inline { digest, frame: raw.subslice(frame_at, raw.len() - frame_at) })
+            }
+            Some(KeyRecord::Object { digest }) => Ok(Stored::Object { digest }),
+            None => Err(self.corrupted(format!("record of key {key:?}"), "unknown layout")),
+        }
+    }
+
+    /// True when `key` has a record.
+    pub(crate) fn contains(&self, key: &str) -> Result<bool> {
+        self.engine(|| self.db.contains_key(key_of(key)))
+    }
+
+    /// The object record of `digest`.
+    pub(crate) fn object(&self, digest: &Digest) -> Result<Option<ObjectRecord>> {
+        let raw = self.engine(|| self.db.get(object_key(digest)))?;
+        raw.map(|r| {
+            ObjectRecord::parse(&r).ok_or_else(|| self.corrupted(format!("object record {digest}"), "unknown layout"))
+        })
+        .transpose()
+    }
+
+    /// Keys (with their records) in byte order, from `prefix`.
+    pub(crate) fn scan(&self, prefix: &str) -> impl Iterator<Item = Result<(String, Stored)>> + '_ {
+        self.db.scan_prefix(key_of(prefix)).map(move |item| {
+            let (k, v) = item.map_err(|e| Error::Engine { path: self.path.clone(), message: e.to_string() })?;
+            let key = std::str::from_utf8(&k[1..])
+                .map_err(|_| self.corrupted("a key record".into(), "key is not UTF-8"))?
+                .to_owned();
+            let stored = self.parse_key_record(&key, v)?;
+            Ok((key, stored))
+        })
+    }
+
+    /// All object records.
+    pub(crate) fn object_records(&self) -> impl Iterator<Item = Result<(Digest, ObjectRecord)>> + '_ {
+        self.db.scan_prefix([PREFIX_OBJECT]).map(move |item| {
+            let (k, v) = item.map_err(|e| Error::Engine { path: self.path.clone(), message: e.to_string() })?;
+            let d = Digest::from_slice(&k[1..]).ok_or_else(|| self.corrupted("an object record".into(), "bad key"))?;
+            let r = ObjectRecord::parse(&v).ok_or_else(|| self.corrupted(format!("object record {d}"), "bad layout"))?;
+            Ok((d, r))
+        })
+    }
+
+    /// A metadata value.
+    pub(crate) fn meta(&self, name: &str) -> Result<Option<sled::IVec>> {
+        self.engine(|| self.db.get(meta_key(name)))
+    }
+
+    /// Metadata entries whose names start with `prefix`.
+    pub(crate) fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, sled::IVec)>> {
+        let mut out = Vec::new();
+        for item in self.db.scan_prefix(meta_key(prefix)) {
+            let (k, v) = self.engine(|| item)?;
+            out.push((String::from_utf8_lossy(&k[1..]).into_owned(), v));
+        }
+        Ok(out)
+    }
+
+    /// True when the tree holds no record at all (a new store).
+    pub(crate) fn is_empty(&self) -> Result<bool> {
+        Ok(self.engine(|| self.db.first())?.is_none())
+    }
+
+    // ----- writes -----
+
+    /// Takes the write lock.
+    pub(crate) fn writer(&self) -> Writer<'_> {
+        Writer { index: self, _guard: self.writer.lock().unwrap_or_else(PoisonError::into_inner) }
+    }
+
+    /// Sets a metadata value at once (its own single-record write).
+    pub(crate) fn set_meta(&self, name: &str, value: &[u8]) -> Result<()> {
+        self.engine(|| self.db.insert(meta_key(name), value)).map(drop)
+    }
+
+    pub(crate) fn set_generation(&self, g: u64) {
+        *self.generation.lock().unwrap_or_else(PoisonError::into_inner) = g;
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        *self.generation.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes everything written so far durable (see `Shelf::sync`): object files and
+    /// their directories are fsynced, the generation is advanced, sled is flushed and its
+    /// files and directories fsynced; then the files of removed objects are deleted.
+    /// Returns the new generation.
+    pub(crate) fn sync(&self) -> Result<u64> {
+        let _w = self.writer();
+        self.objects.sync()?;
+        let g = self.generation() + 1;
+        self.set_meta("generation", &g.to_le_bytes())?;
+        self.engine(|| self.db.flush())?;
+        files::fsync_tree(&self.path.join("sled"))?;
+        files::fsync_dir(&self.path)?;
+        self.set_generation(g);
+        let doomed = std::mem::take(&mut *self.doomed.lock().unwrap_or_else(PoisonError::into_inner));
+        for d in doomed {
+            if self.object(&d)?.is_none() {
+                self.objects.remove(&d)?;
+            }
+        }
+        Ok(g)
+    }
+
+    /// Flushes sled's buffers without the fsyncs of [`Index::sync`] (a kill -9 after
+    /// this loses nothing; a power loss may).
+    pub(crate) fn flush(&self) -> Result<()> {
+        self.engine(|| self.db.flush()).map(drop)
+    }
+}
+
+impl Writer<'_> {
+    /// Reads a key record under the write lock.
+    pub(crate) fn get(&self, key: &str) -> Result<Option<Stored>> {
+        self.index.get(key)
+    }
+
+    /// Applies `ops` atomically; returns, per op, whether its key existed before.
+    ///
+    /// When no op involves an object record (all frames inline, no object replaced or
+    /// removed) and there is one op, it is one plain sled write; otherwise all record
+    /// changes go into one sled batch. Object files are written before the batch.
+    pub(crate) fn apply(&self, ops: Vec<Op>) -> Result<Vec<bool>> {
+        let index = self.index;
+        // The state of each key as this batch sees it (later ops see earlier ones).
+        let mut current: HashMap<String, KeyState> = HashMap::new();
+        let mut deltas: BTreeMap<Digest, i64> = BTreeMap::new();
+        let mut existed = Vec::with_capacity(ops.len());
+        let mut batch = sled::Batch::default();
+        let mut single: Option<(Vec<u8>, Option<Vec<u8>>)> = None;
+        let mut new_files: Vec<(Digest, Vec<u8>)> = Vec::new();
+        let n_ops = ops.len();
+        for op in ops {
+            let key = match &op {
+                Op::Put { key, .. } | Op::Remove { key } => key.clone(),
+            };
+            let state = match current.get(&key) {
+                Some(s) => *s,
+                None => match index.get(&key)? {
+                    Some(Stored::Object { digest }) => KeyState::Object(digest),
+                    Some(Stored::Inline { .. }) => KeyState::Inline,
+                    None => KeyState::Absent,
+                },
+            };
+            existed.push(!matches!(state, KeyState::Absent));
+            if let KeyState::Object(d) = state {
+                *deltas.entry(d).or_insert(0) -= 1;
+            }
+            let k = key_of(&key);
+            let record = match op {
+                Op::Put { digest, frame, .. } => {
+                    if frame.len() <= INLINE_MAX {
+                        current.insert(key, KeyState::Inline);
+                        Some(KeyRecord::inline(&digest, &frame))
+                    } else {
+                        current.insert(key, KeyState::Object(digest));
+                        *deltas.entry(digest).or_insert(0) += 1;
+                        new_files.push((digest, frame));
+                        Some(KeyRecord::object(&digest))
+                    }
+                }
+                Op::Remove { .. } => {
+                    current.insert(key, KeyState::Absent);
+                    None
+                }
+            };
+            match &record {
+                Some(r) => batch.insert(k.clone(), r.clone()),
+                None => batch.remove(k.clone()),
+            }
+            if n_ops == 1 {
+                single = Some((k, record));
+            }
+        }
+        let deltas: Vec<(Digest, i64)> = deltas.into_iter().filter(|&(_, d)| d != 0).collect();
+        if deltas.is_empty()
+            && let Some((k, v)) = single
+        {
+            match v {
+                Some(v) => index.engine(|| index.db.insert(k, v))?,
+                None => index.engine(|| index.db.remove(k))?,
+            };
+            return Ok(existed);
+        }
+        // Object records: new refcounts; files for objects that gain their first ref.
+        let generation = index.generation();
+        let mut doomed = Vec::new();
+        for (digest, delta) in deltas {
+            let old = index.object(&digest)?;
+            let refs = old.as_ref().map_or(0, |r| r.refs as i64) + delta;
+            if refs < 0 {
+                return Err(index.corrupted(format!("object record {digest}"), "refcount would go below zero"));
+            }
+            if refs == 0 {
+                batch.remove(&object_key(&digest)[..]);
+                doomed.push(digest);
+                continue;
+            }
+            let stored_len = match &old {
+                Some(r) => r.stored_len,
+                None => {
+                    let frame = new_files
+                        .iter()
+                        .find(|(d, _)| *d == digest)
+                        .map(|(_, f)| f.as_slice())
+                        .ok_or_else(|| index.corrupted(format!("object {digest}"), "no content for a new object"))?;
+                    index.objects.write(&digest, frame)?;
+                    frame.len() as u64
+                }
+            };
+            let rec = ObjectRecord { refs: refs as u64, stored_len, generation };
+            batch.insert(&object_key(&digest)[..], &rec.encode()[..]);
+        }
+        index.engine(|| index.db.apply_batch(batch))?;
+        index.doomed.lock().unwrap_or_else(PoisonError::into_inner).extend(doomed);
+        Ok(existed)
+    }
+
+    /// Replaces the object record of `digest` (used by gc to repair refcounts);
+    /// `None` removes it.
+    pub(crate) fn set_object(&self, digest: &Digest, rec: Option<ObjectRecord>) -> Result<()> {
+        let index = self.index;
+        match rec {
+            Some(r) => index.engine(|| index.db.insert(&object_key(digest)[..], &r.encode()[..]))?,
+            None => {
+                let old = index.engine(|| index.db.remove(&object_key(digest)[..]))?;
+                if old.is_some() {
+                    index.doomed.lock().unwrap_or_else(PoisonError::into_inner).push(*digest);
+                }
+                old
+            }
+        };
+        Ok(())
+    }
+}

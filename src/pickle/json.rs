@@ -1351,6 +1351,50 @@ mod tests {
     }
 
     #[test]
+    fn damaged_json_errors_and_never_panics() {
+        let good = concat!(
+            r#"{"id":"1","value":{"dict":[[{"str":"k\u00e9\n"},{"list":[{"ref":"1"},{"int":"-12"},"#,
+            r#"{"float":"-0.0"},{"bytes":"00ff"},{"tuple":[{"none":null},{"bool":true}]},"#,
+            r#"{"str_utf8_surrogatepass_hex":"eda080"},{"set":[]},{"frozenset":[{"int":"1"}]}]}]]}}"#
+        );
+        assert!(from_tagged_json(good).is_ok());
+        // Every strict prefix fails with an offset inside the text.
+        for end in 0..good.len() {
+            if let Some(prefix) = good.get(..end) {
+                match from_tagged_json(prefix) {
+                    Err(Error::Json { offset, .. }) => assert!(offset <= end, "{prefix}: offset {offset}"),
+                    other => panic!("{prefix}: {:?}", other.map(|v| v.to_string())),
+                }
+            }
+        }
+        // Every byte replaced by a few others: an error or a value, never a panic.
+        for i in 0..good.len() {
+            for b in [b'"', b'{', b'}', b'[', b']', b',', b':', b'\\', b'x', b'0'] {
+                let mut bytes = good.as_bytes().to_vec();
+                bytes[i] = b;
+                if let Ok(text) = std::str::from_utf8(&bytes) {
+                    let _ = from_tagged_json(text).map(|v| to_tagged_json(&v));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sharing_bombs_stay_linear() {
+        // 60 levels of DUP + TUPLE2: 2^60 leaves as a tree, 61 nodes as a graph.
+        let mut p = b"\x80\x02N".to_vec();
+        for _ in 0..60 {
+            p.extend_from_slice(b"2\x86");
+        }
+        p.push(b'.');
+        let v = crate::pickle::decode(&p).unwrap_or_else(|e| panic!("{e}"));
+        let text = to_tagged_json(&v);
+        assert!(text.len() < 5000, "{} bytes", text.len());
+        let back = read(&text);
+        assert_eq!(to_tagged_json(&back), text);
+    }
+
+    #[test]
     fn a_million_deep_list_round_trips_without_recursion() {
         const DEPTH: u32 = 1_000_000;
         // Node i is a list holding node i + 1; the last is [None].

@@ -1,10 +1,11 @@
 //! Tagged JSON: the language-neutral form of a value defined by the conformance corpus
 //! (`shared/conformance/README.md`), written and read without recursion.
 //!
-//! Invariant: for every value made only of plain data (no object nodes),
-//! `from_tagged_json(&to_tagged_json(v))` is a value [`Value::same_as`] `v`, up to the
-//! identity of tuples and frozensets, which the format does not require to be kept;
-//! and both directions use explicit stacks, so nesting depth costs heap, never stack.
+//! Invariant: for a value made only of plain data (no object nodes), reading back what
+//! [`to_tagged_json`] wrote gives a value that writes the same text: every container
+//! keeps its sharing and cycles (one node per `id`), while atoms the original shared
+//! (the format gives them no ids) come back as separate nodes. Both directions use
+//! explicit stacks, so nesting depth costs heap, never stack.
 //!
 //! The writer follows the corpus byte for byte: `json.dumps(node, ensure_ascii=False,
 //! separators=(",", ":"))` (no newline). A container (list, dict, set, bytearray,

@@ -216,7 +216,14 @@ impl<'a> Writer<'a> {
                 let _ = write!(self.out, r#"{{"int":"{i}"}}"#);
             }
             Node::BigInt(b) => {
-                let _ = write!(self.out, r#"{{"int":"{}"}}"#, b.to_decimal());
+                let _ = match b.to_decimal_bounded() {
+                    Some(text) => write!(self.out, r#"{{"int":"{text}"}}"#),
+                    None => write!(
+                        self.out,
+                        r#"{{"object":{{"module":"builtins","name":"int","kind":"int_too_large","bits":"{}"}}}}"#,
+                        b.bit_length()
+                    ),
+                };
             }
             Node::Float(x) => {
                 let _ = write!(self.out, r#"{{"float":"{}"}}"#, float_repr(*x));

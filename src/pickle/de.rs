@@ -155,9 +155,10 @@ struct DeError(Box<ErrInner>);
 struct ErrInner {
     msg: String,
     path: Vec<String>,
-    /// For a nesting error: the container that was one too deep, and whether it turned
-    /// out to be one of the containers it is inside of.
-    too_deep: Option<(NodeId, bool)>,
+    /// For a nesting error: the container that was one too deep, and once it turned out
+    /// to be one of the containers it is inside of (a cycle), the number of path
+    /// segments of one turn of the cycle.
+    too_deep: Option<(NodeId, Option<usize>)>,
 }
 
 impl DeError {
@@ -167,19 +168,26 @@ impl DeError {
 
     fn too_deep(max_depth: usize, id: NodeId) -> Self {
         let mut e = DeError::new(format!("nesting deeper than {max_depth} containers (the depth limit)"));
-        e.0.too_deep = Some((id, false));
+        e.0.too_deep = Some((id, None));
         e
     }
 
-    /// Notes that the error passed up through the container `id`.
+    /// Notes that the error passed up through the container `id`. For a cycle, the path
+    /// keeps one turn of it, from the outermost time the container was entered.
     fn passing(mut self, id: NodeId) -> Self {
-        if let Some((deep, cyclic)) = &mut self.0.too_deep
+        let inner = &mut *self.0;
+        if let Some((deep, turn)) = &mut inner.too_deep
             && *deep == id
-            && !*cyclic
         {
-            *cyclic = true;
-            self.0.msg =
-                "the value is cyclic (a container contains itself) and the target type would follow the cycle".into();
+            match turn {
+                None => {
+                    *turn = Some(inner.path.len());
+                    inner.msg =
+                        "the value is cyclic (a container contains itself) and the target type would follow the cycle"
+                            .into();
+                }
+                Some(n) => inner.path.truncate(*n),
+            }
         }
         self
     }
@@ -430,7 +438,8 @@ impl<'a> De<'_, 'a> {
         let left = seq.items.len();
         let out = self.leave(out)?;
         if left > 0 {
-            return Err(de::Error::invalid_length(items.len(), &"fewer elements"));
+            let read = format!("{} elements in sequence", items.len() - left);
+            return Err(de::Error::invalid_length(items.len(), &read.as_str()));
         }
         Ok(out)
     }
@@ -442,7 +451,8 @@ impl<'a> De<'_, 'a> {
         let left = map.entries.len();
         let out = self.leave(out)?;
         if left > 0 {
-            return Err(de::Error::invalid_length(entries.len(), &"fewer entries"));
+            let read = format!("{} entries in dict", entries.len() - left);
+            return Err(de::Error::invalid_length(entries.len(), &read.as_str()));
         }
         Ok(out)
     }

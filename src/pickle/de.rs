@@ -39,8 +39,12 @@
 //! struct field holding one is fine, as is [`serde::de::IgnoredAny`]). `str` is
 //! borrowed from the value where the target type allows it ([`from_value_borrowed`]).
 //!
+//! The deserializer is human-readable (serde's default; the serializer must say the same), so types
+//! such as `IpAddr` or `SystemTime` read the forms they write for text formats.
+//!
 //! Errors are [`crate::Error::Serde`] and end with where in the value they happened, as a
-//! path from the root `$`: `int 300 is out of range for u8, at $['scores'][3]`.
+//! path from the root `$`: `int 300 is out of range for u8, at $['scores'][3]`; a dict
+//! key that failed is shown as `{key 'name'}`.
 
 use std::fmt;
 

@@ -96,8 +96,15 @@ pub(crate) struct Emitter {
 }
 
 impl Emitter {
-    /// Starts a pickle with an output buffer of `capacity` bytes: writes the `PROTO`
-    /// header.
+    /// Starts a pickle: writes the `PROTO` header.
+    ///
+    /// # Errors
+    /// [`Error::Encode`] for a protocol other than 2–5.
+    pub(crate) fn new(proto: u8) -> Result<Emitter> {
+        Self::with_capacity(proto, 256)
+    }
+
+    /// [`Emitter::new`] with an output buffer of `capacity` bytes.
     ///
     /// # Errors
     /// [`Error::Encode`] for a protocol other than 2–5.
@@ -295,6 +302,30 @@ impl Emitter {
         }
     }
 
+    /// An int from a 128-bit value.
+    pub(crate) fn save_i128(&mut self, v: i128) {
+        if let Ok(small) = i64::try_from(v) {
+            return self.save_i64(small);
+        }
+        let n = twos_complement_len(v);
+        let b = v.to_le_bytes();
+        self.begin_save();
+        self.raw(&[op::LONG1, n as u8]);
+        self.raw(b.get(..n).unwrap_or(&b));
+    }
+
+    /// An int from an unsigned 128-bit value.
+    pub(crate) fn save_u128(&mut self, v: u128) {
+        if let Ok(signed) = i128::try_from(v) {
+            return self.save_i128(signed);
+        }
+        // Above i128::MAX: 16 bytes and a zero sign byte.
+        self.begin_save();
+        self.raw(&[op::LONG1, 17]);
+        self.raw(&v.to_le_bytes());
+        self.raw(&[0]);
+    }
+
     /// An int given as CPython's `encode_long` bytes (little-endian two's complement,
     /// minimal length): `LONG1` or `LONG4`.
     pub(crate) fn save_long_bytes(&mut self, bytes: &[u8]) -> Result<()> {
@@ -386,6 +417,18 @@ impl Emitter {
             Ok(idx)
         } else {
             self.save_str(s.as_bytes())
+        }
+    }
+
+    /// The memo index of an interned str, if it was written.
+    pub(crate) fn interned_index(&self, s: &str) -> Option<u32> {
+        self.interned.get(s).copied()
+    }
+
+    /// Records that an interned str was written with this memo index.
+    pub(crate) fn set_interned_index(&mut self, s: &str, idx: u32) {
+        if str_singleton(s.as_bytes()).is_none() {
+            self.interned.entry(s.into()).or_insert(idx);
         }
     }
 
@@ -673,7 +716,7 @@ mod tests {
 
     #[test]
     fn small_frames_lose_their_header() {
-        let mut e = Emitter::with_capacity(4, 16).unwrap_or_else(|e| panic!("{e}"));
+        let mut e = Emitter::new(4).unwrap_or_else(|e| panic!("{e}"));
         e.save_none();
         assert_eq!(e.finish(), b"\x80\x04N.");
     }
@@ -681,7 +724,7 @@ mod tests {
     #[test]
     fn unsupported_protocols() {
         for p in [0, 1, 6] {
-            assert!(matches!(Emitter::with_capacity(p, 16), Err(Error::Encode(_))));
+            assert!(matches!(Emitter::new(p), Err(Error::Encode(_))));
         }
     }
 }

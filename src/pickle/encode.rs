@@ -122,6 +122,18 @@ impl<'e, 'v> Encoder<'e, 'v> {
         Encoder { em, nodes, state: vec![UNSEEN; nodes.len()], stack: Vec::new(), script: Vec::new(), memo_frames: 0 }
     }
 
+    /// Declares a node as already written with this memo index.
+    pub(crate) fn preset(&mut self, id: NodeId, memo_index: u32) {
+        if let Some(s) = self.state.get_mut(id.index()) {
+            *s = memo_index;
+        }
+    }
+
+    /// The memo index a node was written with, if it was.
+    pub(crate) fn memo_index(&self, id: NodeId) -> Option<u32> {
+        self.state.get(id.index()).copied().filter(|&s| s < OPEN)
+    }
+
     /// Saves the node `root` and everything it reaches.
     pub(crate) fn run(&mut self, root: NodeId) -> Result<()> {
         if let Some(f) = self.save(root)? {

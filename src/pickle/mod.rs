@@ -15,6 +15,7 @@
 mod compat;
 pub mod de;
 mod decode;
+mod emit;
 mod encode;
 mod int;
 mod json;

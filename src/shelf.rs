@@ -37,7 +37,7 @@ pub enum Durability {
 /// Options for opening a store, validated by [`ShelfBuilder::open`].
 ///
 /// ```
-/// # let dir = tempfile::tempdir()?;
+/// # let dir = tempfile::tempdir().unwrap();
 /// use pickleshelf::Shelf;
 /// let shelf = Shelf::builder(dir.path().join("state.db")).zstd_level(5).protocol(5).open()?;
 /// shelf.insert("answer", &42)?;
@@ -145,7 +145,7 @@ struct Inner {
 /// last clone is dropped. `Shelf` is `Send + Sync`.
 ///
 /// ```
-/// # let dir = tempfile::tempdir()?;
+/// # let dir = tempfile::tempdir().unwrap();
 /// use pickleshelf::Shelf;
 /// let shelf = Shelf::open(dir.path().join("state.db"))?;
 /// shelf.insert("user:1", &vec![1.5, 2.5])?;
@@ -423,7 +423,7 @@ impl Shelf {
     /// store can come between the read and the write. Returns the new value.
     ///
     /// ```
-    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = tempfile::tempdir().unwrap();
     /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
     /// for _ in 0..3 {
     ///     shelf.update("hits", |n: Option<u64>| Some(n.unwrap_or(0) + 1))?;
@@ -460,7 +460,7 @@ impl Shelf {
     /// Applies a [`Batch`] atomically: after a crash either all of it is there or none.
     ///
     /// ```
-    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = tempfile::tempdir().unwrap();
     /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
     /// let mut batch = pickleshelf::Batch::new();
     /// batch.insert("a", &1)?;

@@ -109,8 +109,8 @@ fn record(i: u64) -> Record {
         name: format!("user{i}"),
         scores: vec![56.65615751722809, 0.5, -0.0, f64::INFINITY],
         tags: vec![format!("us{i}"), "red".repeat(i as usize % 3)],
-        active: i % 2 == 0,
-        nick: if i % 3 == 0 { Some(format!("n{i}")) } else { None },
+        active: i.is_multiple_of(2),
+        nick: if i.is_multiple_of(3) { Some(format!("n{i}")) } else { None },
         _secret: 7,
         shape: Shape::Poly { sides: 3, name: format!("tri{i}") },
         blob: Bytes(vec![0, 1, 255, i as u8]),
@@ -118,12 +118,12 @@ fn record(i: u64) -> Record {
 }
 
 fn record_py(i: u64) -> String {
-    let nick = if i % 3 == 0 { format!(", 'nick': 'n{i}'") } else { String::new() };
+    let nick = if i.is_multiple_of(3) { format!(", 'nick': 'n{i}'") } else { String::new() };
     format!(
         "{{'id': {i}, 'name': 'user{i}', 'scores': [56.65615751722809, 0.5, -0.0, float('inf')], \
          'tags': ['us{i}', {red}], 'active': {}{nick}, 'shape': {{'Poly': {{'sides': 3, 'name': 'tri{i}'}}}}, \
          'blob': b'\\x00\\x01\\xff' + bytes([{i}])}}",
-        if i % 2 == 0 { "True" } else { "False" },
+        if i.is_multiple_of(2) { "True" } else { "False" },
         red = ["''", "'red'", "'redred'"][i as usize % 3],
     )
 }

@@ -397,7 +397,7 @@ impl<'e, 'v> Encoder<'e, 'v> {
         let items = self.items(id);
         let len = items.len();
         while let Some(&child) = items.get(next as usize) {
-            if next > 0 && next as usize % BATCH == 0 {
+            if next > 0 && (next as usize).is_multiple_of(BATCH) {
                 self.em.raw(&[op::APPENDS, op::MARK]);
             }
             next += 1;
@@ -416,7 +416,7 @@ impl<'e, 'v> Encoder<'e, 'v> {
         let len = pairs.len();
         while let Some(&(k, v)) = pairs.get(next as usize) {
             if !in_value {
-                if next > 0 && next as usize % BATCH == 0 {
+                if next > 0 && (next as usize).is_multiple_of(BATCH) {
                     self.em.raw(&[op::SETITEMS, op::MARK]);
                 }
                 if let Some(f) = self.save(k)? {
@@ -435,7 +435,7 @@ impl<'e, 'v> Encoder<'e, 'v> {
             self.em.op(op::SETITEM);
         } else {
             self.em.op(op::SETITEMS);
-            if len % BATCH == 0 {
+            if len.is_multiple_of(BATCH) {
                 // CPython's loop writes an empty batch after a full last one.
                 self.em.raw(&[op::MARK, op::SETITEMS]);
             }
@@ -448,7 +448,7 @@ impl<'e, 'v> Encoder<'e, 'v> {
         let items = self.items(id);
         let len = items.len();
         while let Some(&child) = items.get(next as usize) {
-            if next > 0 && next as usize % BATCH == 0 {
+            if next > 0 && (next as usize).is_multiple_of(BATCH) {
                 self.em.raw(&[op::ADDITEMS, op::MARK]);
             }
             next += 1;
@@ -458,7 +458,7 @@ impl<'e, 'v> Encoder<'e, 'v> {
             }
         }
         self.em.op(op::ADDITEMS);
-        if len % BATCH == 0 {
+        if len.is_multiple_of(BATCH) {
             self.em.raw(&[op::MARK, op::ADDITEMS]);
         }
         self.memo_frames -= 1;

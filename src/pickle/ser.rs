@@ -210,7 +210,7 @@ impl Pickler {
             1 => self.em.op(op::SETITEM),
             _ => {
                 self.em.op(op::SETITEMS);
-                if len % BATCH == 0 {
+                if len.is_multiple_of(BATCH) {
                     self.em.raw(&[op::MARK, op::SETITEMS]);
                 }
             }

@@ -48,7 +48,7 @@ pub const DEFAULT_PROTOCOL: u8 = 4;
 /// before protocol 4, a non-ASCII global at protocol 2), or a cycle through no
 /// memoizable object (a tuple that contains itself directly).
 pub fn encode(value: &Value, protocol: u8) -> Result<Vec<u8>> {
-    let mut em = Emitter::with_capacity(protocol, value.len().saturating_mul(4))?;
+    let mut em = Emitter::with_capacity(protocol, value.len().saturating_mul(8).saturating_add(32))?;
     let mut enc = Encoder::new(&mut em, value.nodes());
     enc.run(value.root())?;
     Ok(em.finish())
@@ -199,8 +199,21 @@ impl<'e, 'v> Encoder<'e, 'v> {
 
     /// Begins CPython's `save(obj)`: writes a whole atom, string or memo fetch, or the
     /// opening of a container and returns the frame that writes the rest.
-    #[inline]
+    #[inline(always)]
     fn save(&mut self, id: NodeId) -> Result<Option<Frame>> {
+        // The common atoms inline; the rest out of line.
+        match self.nodes.get(id.index()) {
+            Some(Node::Float(v)) => self.em.save_f64(*v),
+            Some(Node::Int(v)) => self.em.save_i64(*v),
+            Some(Node::Bool(b)) => self.em.save_bool(*b),
+            Some(Node::None) => self.em.save_none(),
+            _ => return self.save_other(id),
+        }
+        Ok(None)
+    }
+
+    #[inline(never)]
+    fn save_other(&mut self, id: NodeId) -> Result<Option<Frame>> {
         let node = self.node(id)?;
         match node {
             Node::None => self.em.save_none(),
@@ -402,7 +415,8 @@ impl<'e, 'v> Encoder<'e, 'v> {
             }
             next += 1;
             if let Some(f) = self.save(child)? {
-                self.stack.extend([Frame::List { id, next }, f]);
+                self.stack.push(Frame::List { id, next });
+                self.stack.push(f);
                 return Ok(());
             }
         }
@@ -420,14 +434,16 @@ impl<'e, 'v> Encoder<'e, 'v> {
                     self.em.raw(&[op::SETITEMS, op::MARK]);
                 }
                 if let Some(f) = self.save(k)? {
-                    self.stack.extend([Frame::Dict { id, next, in_value: true }, f]);
+                    self.stack.push(Frame::Dict { id, next, in_value: true });
+                    self.stack.push(f);
                     return Ok(());
                 }
             }
             in_value = false;
             next += 1;
             if let Some(f) = self.save(v)? {
-                self.stack.extend([Frame::Dict { id, next, in_value: false }, f]);
+                self.stack.push(Frame::Dict { id, next, in_value: false });
+                self.stack.push(f);
                 return Ok(());
             }
         }
@@ -453,7 +469,8 @@ impl<'e, 'v> Encoder<'e, 'v> {
             }
             next += 1;
             if let Some(f) = self.save(child)? {
-                self.stack.extend([Frame::Set { id, next }, f]);
+                self.stack.push(Frame::Set { id, next });
+                self.stack.push(f);
                 return Ok(());
             }
         }
@@ -472,7 +489,8 @@ impl<'e, 'v> Encoder<'e, 'v> {
             next += 1;
             if let Some(f) = self.save(child)? {
                 let me = if frozen { Frame::FrozenSet { id, next } } else { Frame::Tuple { id, next } };
-                self.stack.extend([me, f]);
+                self.stack.push(me);
+                self.stack.push(f);
                 return Ok(());
             }
         }
@@ -509,7 +527,8 @@ impl<'e, 'v> Encoder<'e, 'v> {
             match step {
                 Step::Save(child) => {
                     if let Some(f) = self.save(child)? {
-                        self.stack.extend([Frame::Script { pos, end, start }, f]);
+                        self.stack.push(Frame::Script { pos, end, start });
+                        self.stack.push(f);
                         return Ok(());
                     }
                 }

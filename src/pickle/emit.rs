@@ -740,7 +740,7 @@ impl Emitter {
 /// The hash of rustc's `FxHasher`: fast for the short, program-chosen keys it is used
 /// for (serde's field names), not resistant to chosen collisions.
 #[derive(Default, Clone, Copy)]
-pub(crate) struct FxHasher(u64);
+struct FxHasher(u64);
 
 impl FxHasher {
     #[inline]

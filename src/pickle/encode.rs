@@ -55,7 +55,7 @@ pub fn encode(value: &Value, protocol: u8) -> Result<Vec<u8>> {
 }
 
 /// Marks a node in [`Encoder::state`] that was never written.
-pub(crate) const UNSEEN: u32 = u32::MAX;
+const UNSEEN: u32 = u32::MAX;
 /// Set on a node whose items are being written (tuple-like nodes, memoized only after
 /// their items); the low bits hold [`Encoder::memo_frames`] at that moment.
 const OPEN: u32 = 0x8000_0000;
@@ -212,25 +212,20 @@ impl<'e, 'v> Encoder<'e, 'v> {
         Ok(None)
     }
 
+    /// [`Encoder::save`] for the other nodes (and ids outside the value).
     #[inline(never)]
     fn save_other(&mut self, id: NodeId) -> Result<Option<Frame>> {
         let node = self.node(id)?;
-        match node {
-            Node::None => self.em.save_none(),
-            Node::Bool(b) => self.em.save_bool(*b),
-            Node::Int(v) => self.em.save_i64(*v),
-            Node::Float(v) => self.em.save_f64(*v),
-            Node::BigInt(b) => self.em.save_long_bytes(&b.to_le_twos_complement())?,
-            _ => {
-                let state = self.state.get(id.index()).copied().unwrap_or(UNSEEN);
-                if state < OPEN {
-                    self.em.save_get(state);
-                    return Ok(None);
-                }
-                return self.save_object(id, node, state);
-            }
+        if let Node::BigInt(b) = node {
+            self.em.save_long_bytes(&b.to_le_twos_complement())?;
+            return Ok(None);
         }
-        Ok(None)
+        let state = self.state.get(id.index()).copied().unwrap_or(UNSEEN);
+        if state < OPEN {
+            self.em.save_get(state);
+            return Ok(None);
+        }
+        self.save_object(id, node, state)
     }
 
     /// [`Encoder::save`] for nodes that are memoized (or may be): not yet in the memo.
@@ -396,7 +391,7 @@ impl<'e, 'v> Encoder<'e, 'v> {
                 }
                 _ => return Err(Error::Encode(format!("extension code {code} is not positive"))),
             },
-            // Atoms are handled by `save`.
+            // Atoms are handled by `save` and `save_other`.
             Node::None | Node::Bool(_) | Node::Int(_) | Node::BigInt(_) | Node::Float(_) => {}
         }
         Ok(None)

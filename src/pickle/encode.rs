@@ -48,14 +48,14 @@ pub const DEFAULT_PROTOCOL: u8 = 4;
 /// before protocol 4, a non-ASCII global at protocol 2), or a cycle through no
 /// memoizable object (a tuple that contains itself directly).
 pub fn encode(value: &Value, protocol: u8) -> Result<Vec<u8>> {
-    let mut em = Emitter::with_capacity(protocol, value.len().saturating_mul(4))?;
+    let mut em = Emitter::with_capacity(protocol, value.len().saturating_mul(8).saturating_add(32))?;
     let mut enc = Encoder::new(&mut em, value.nodes());
     enc.run(value.root())?;
     Ok(em.finish())
 }
 
 /// Marks a node in [`Encoder::state`] that was never written.
-pub(crate) const UNSEEN: u32 = u32::MAX;
+const UNSEEN: u32 = u32::MAX;
 /// Set on a node whose items are being written (tuple-like nodes, memoized only after
 /// their items); the low bits hold [`Encoder::memo_frames`] at that moment.
 const OPEN: u32 = 0x8000_0000;
@@ -199,25 +199,33 @@ impl<'e, 'v> Encoder<'e, 'v> {
 
     /// Begins CPython's `save(obj)`: writes a whole atom, string or memo fetch, or the
     /// opening of a container and returns the frame that writes the rest.
-    #[inline]
+    #[inline(always)]
     fn save(&mut self, id: NodeId) -> Result<Option<Frame>> {
-        let node = self.node(id)?;
-        match node {
-            Node::None => self.em.save_none(),
-            Node::Bool(b) => self.em.save_bool(*b),
-            Node::Int(v) => self.em.save_i64(*v),
-            Node::Float(v) => self.em.save_f64(*v),
-            Node::BigInt(b) => self.em.save_long_bytes(&b.to_le_twos_complement())?,
-            _ => {
-                let state = self.state.get(id.index()).copied().unwrap_or(UNSEEN);
-                if state < OPEN {
-                    self.em.save_get(state);
-                    return Ok(None);
-                }
-                return self.save_object(id, node, state);
-            }
+        // The common atoms inline; the rest out of line.
+        match self.nodes.get(id.index()) {
+            Some(Node::Float(v)) => self.em.save_f64(*v),
+            Some(Node::Int(v)) => self.em.save_i64(*v),
+            Some(Node::Bool(b)) => self.em.save_bool(*b),
+            Some(Node::None) => self.em.save_none(),
+            _ => return self.save_other(id),
         }
         Ok(None)
+    }
+
+    /// [`Encoder::save`] for the other nodes (and ids outside the value).
+    #[inline(never)]
+    fn save_other(&mut self, id: NodeId) -> Result<Option<Frame>> {
+        let node = self.node(id)?;
+        if let Node::BigInt(b) = node {
+            self.em.save_long_bytes(&b.to_le_twos_complement())?;
+            return Ok(None);
+        }
+        let state = self.state.get(id.index()).copied().unwrap_or(UNSEEN);
+        if state < OPEN {
+            self.em.save_get(state);
+            return Ok(None);
+        }
+        self.save_object(id, node, state)
     }
 
     /// [`Encoder::save`] for nodes that are memoized (or may be): not yet in the memo.
@@ -383,7 +391,7 @@ impl<'e, 'v> Encoder<'e, 'v> {
                 }
                 _ => return Err(Error::Encode(format!("extension code {code} is not positive"))),
             },
-            // Atoms are handled by `save`.
+            // Atoms are handled by `save` and `save_other`.
             Node::None | Node::Bool(_) | Node::Int(_) | Node::BigInt(_) | Node::Float(_) => {}
         }
         Ok(None)
@@ -402,7 +410,8 @@ impl<'e, 'v> Encoder<'e, 'v> {
             }
             next += 1;
             if let Some(f) = self.save(child)? {
-                self.stack.extend([Frame::List { id, next }, f]);
+                self.stack.push(Frame::List { id, next });
+                self.stack.push(f);
                 return Ok(());
             }
         }
@@ -420,14 +429,16 @@ impl<'e, 'v> Encoder<'e, 'v> {
                     self.em.raw(&[op::SETITEMS, op::MARK]);
                 }
                 if let Some(f) = self.save(k)? {
-                    self.stack.extend([Frame::Dict { id, next, in_value: true }, f]);
+                    self.stack.push(Frame::Dict { id, next, in_value: true });
+                    self.stack.push(f);
                     return Ok(());
                 }
             }
             in_value = false;
             next += 1;
             if let Some(f) = self.save(v)? {
-                self.stack.extend([Frame::Dict { id, next, in_value: false }, f]);
+                self.stack.push(Frame::Dict { id, next, in_value: false });
+                self.stack.push(f);
                 return Ok(());
             }
         }
@@ -453,7 +464,8 @@ impl<'e, 'v> Encoder<'e, 'v> {
             }
             next += 1;
             if let Some(f) = self.save(child)? {
-                self.stack.extend([Frame::Set { id, next }, f]);
+                self.stack.push(Frame::Set { id, next });
+                self.stack.push(f);
                 return Ok(());
             }
         }
@@ -472,7 +484,8 @@ impl<'e, 'v> Encoder<'e, 'v> {
             next += 1;
             if let Some(f) = self.save(child)? {
                 let me = if frozen { Frame::FrozenSet { id, next } } else { Frame::Tuple { id, next } };
-                self.stack.extend([me, f]);
+                self.stack.push(me);
+                self.stack.push(f);
                 return Ok(());
             }
         }
@@ -509,7 +522,8 @@ impl<'e, 'v> Encoder<'e, 'v> {
             match step {
                 Step::Save(child) => {
                     if let Some(f) = self.save(child)? {
-                        self.stack.extend([Frame::Script { pos, end, start }, f]);
+                        self.stack.push(Frame::Script { pos, end, start });
+                        self.stack.push(f);
                         return Ok(());
                     }
                 }

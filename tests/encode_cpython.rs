@@ -39,6 +39,8 @@ fn corpus() -> Option<PathBuf> {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance"));
     if dir.join("manifest.json").is_file() {
         Some(dir)
+    } else if std::env::var_os("CI").is_some() {
+        panic!("the conformance corpus is required when CI is set; not found at {}", dir.display())
     } else {
         eprintln!("SKIPPED: conformance corpus not found at {}", dir.display());
         None

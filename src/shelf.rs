@@ -5,6 +5,7 @@
 //! [`crate::index`]); a store whose sled state is older than its witness file's
 //! generation is refused at open.
 
+use std::any::{Any, TypeId};
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -14,9 +15,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::blob::{Codec, Digest, Hasher, TRAIN_SAMPLES};
+use crate::cache::{Cache, CacheStats};
 use crate::error::{Error, Result};
-use crate::index::{INLINE_MAX, Index, MAX_KEY_LEN, Op, Stored};
+use crate::index::{INLINE_MAX, Index, MAX_KEY_LEN, Op, Stored, Writer};
 use crate::pickle::{self, Value};
+
+/// Default budget of the decoded-object cache, in estimated bytes.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+/// Default most objects in the decoded-object cache.
+pub const DEFAULT_CACHE_ENTRIES: u64 = 100_000;
 
 /// The on-disk format version this build reads and writes (see `docs/FORMAT.md`).
 pub const FORMAT_VERSION: u32 = 1;
@@ -55,6 +62,8 @@ pub struct ShelfBuilder {
     auth_key: Option<Vec<u8>>,
     durability: Durability,
     allow_rollback: bool,
+    cache_bytes: u64,
+    cache_entries: u64,
 }
 
 impl ShelfBuilder {
@@ -104,6 +113,19 @@ impl ShelfBuilder {
         self
     }
 
+    /// Budget of the decoded-object cache in estimated bytes of decoded objects (default
+    /// 64 MiB); 0 disables caching. Changeable later with [`Shelf::set_cache_budget`].
+    pub fn cache_bytes(mut self, bytes: u64) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// Most objects the cache holds (default 100,000); 0 disables caching.
+    pub fn cache_entries(mut self, entries: u64) -> Self {
+        self.cache_entries = entries;
+        self
+    }
+
     /// Validates the options and opens (or creates) the store.
     ///
     /// # Errors
@@ -128,6 +150,7 @@ impl ShelfBuilder {
 
 struct Inner {
     path: PathBuf,
+    cache: Cache,
     index: Index,
     codec: Codec,
     protocol: u8,
@@ -182,6 +205,8 @@ impl Shelf {
             auth_key: None,
             durability: Durability::PowerLoss,
             allow_rollback: false,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            cache_entries: DEFAULT_CACHE_ENTRIES,
         }
     }
 
@@ -299,6 +324,7 @@ impl Shelf {
                 read_only: b.read_only,
                 durability: b.durability,
                 samples: Mutex::new(samples),
+                cache: Cache::new(b.cache_bytes, b.cache_entries),
                 _lock: lock,
             }),
         })
@@ -371,7 +397,24 @@ impl Shelf {
     fn put_trusted(&self, key: &str, bytes: &[u8]) -> Result<()> {
         self.writable()?;
         let op = self.prepare(key, bytes)?;
-        self.inner.index.writer().apply(vec![op]).map(drop)
+        self.commit(&self.inner.index.writer(), vec![op]).map(drop)
+    }
+
+    /// Applies `ops` and then tells the cache which keys changed (a failed write forgets
+    /// them: their state is not known here).
+    fn commit(&self, writer: &Writer<'_>, ops: Vec<Op>) -> Result<Vec<bool>> {
+        let touched: Vec<(String, Option<Digest>)> = ops
+            .iter()
+            .map(|op| match op {
+                Op::Put { key, digest, .. } => (key.clone(), Some(*digest)),
+                Op::Remove { key } => (key.clone(), None),
+            })
+            .collect();
+        let result = writer.apply(ops);
+        for (key, digest) in touched {
+            self.inner.cache.key_written(&key, if result.is_ok() { digest } else { None });
+        }
+        result
     }
 
     /// Collects small values until a compression dictionary can be trained, then trains
@@ -414,7 +457,7 @@ impl Shelf {
     /// [`Error::ReadOnly`], [`Error::Engine`], [`Error::Io`].
     pub fn remove(&self, key: &str) -> Result<bool> {
         self.writable()?;
-        let existed = self.inner.index.writer().apply(vec![Op::Remove { key: key.to_owned() }])?;
+        let existed = self.commit(&self.inner.index.writer(), vec![Op::Remove { key: key.to_owned() }])?;
         Ok(existed.first().copied().unwrap_or(false))
     }
 
@@ -453,7 +496,7 @@ impl Shelf {
             }
             None => Op::Remove { key: key.to_owned() },
         };
-        writer.apply(vec![op])?;
+        self.commit(&writer, vec![op])?;
         Ok(new)
     }
 
@@ -483,7 +526,7 @@ impl Shelf {
                 None => Op::Remove { key },
             });
         }
-        self.inner.index.writer().apply(ops).map(drop)
+        self.commit(&self.inner.index.writer(), ops).map(drop)
     }
 
     /// Makes every change acknowledged so far durable, as chosen with
@@ -556,6 +599,142 @@ impl Shelf {
             Some(bytes) => pickle::decode(&bytes).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// The value under `key` deserialized into `T`, shared: served from the decoded-object
+    /// cache when it holds this object as a `T` (nothing is read or decoded then), else
+    /// read, verified, decoded and cached.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// shelf.insert("scores", &vec![1.5, 2.5])?;
+    /// let a = shelf.get_arc::<Vec<f64>>("scores")?;
+    /// let b = shelf.get_arc::<Vec<f64>>("scores")?; // a cache hit: the same allocation
+    /// assert!(std::sync::Arc::ptr_eq(&a.unwrap(), &b.unwrap()));
+    /// assert_eq!(shelf.cache_stats().hits, 1);
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As for [`Shelf::get`].
+    pub fn get_arc<T>(&self, key: &str) -> Result<Option<Arc<T>>>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        self.cached(key, |bytes| {
+            let v: T = pickle::from_slice(bytes)?;
+            Ok((Arc::new(v), crate::cache::typed_bytes::<T>(bytes.len())))
+        })
+    }
+
+    /// The value under `key` as a shared decoded graph, served from the cache like
+    /// [`Shelf::get_arc`].
+    ///
+    /// # Errors
+    /// As for [`Shelf::get_value`].
+    pub fn get_value_arc(&self, key: &str) -> Result<Option<Arc<Value>>> {
+        self.cached(key, |bytes| {
+            let v = pickle::decode(bytes)?;
+            let size = crate::cache::value_bytes(&v);
+            Ok((Arc::new(v), size))
+        })
+    }
+
+    fn cached<T, F>(&self, key: &str, decode: F) -> Result<Option<Arc<T>>>
+    where
+        T: Send + Sync + 'static,
+        F: FnOnce(&[u8]) -> Result<(Arc<T>, u64)>,
+    {
+        let cache = &self.inner.cache;
+        let ty = TypeId::of::<T>();
+        let (known, stamp) = cache.key_digest(key);
+        if let Some(d) = known
+            && let Some(hit) = cache.get(&d, ty)
+            && let Ok(v) = Arc::downcast::<T>(hit)
+        {
+            return Ok(Some(v));
+        }
+        let Some(stored) = self.inner.index.get(key)? else {
+            return Ok(None);
+        };
+        let digest = stored.digest();
+        cache.remember_key(key, digest, stamp);
+        if known != Some(digest)
+            && let Some(hit) = cache.get(&digest, ty)
+            && let Ok(v) = Arc::downcast::<T>(hit)
+        {
+            return Ok(Some(v));
+        }
+        let bytes = self.load(key, stored)?;
+        let (value, size) = decode(&bytes)?;
+        if cache.enabled() {
+            cache.insert(&digest, ty, Arc::clone(&value) as Arc<dyn Any + Send + Sync>, size);
+        }
+        Ok(Some(value))
+    }
+
+    /// Counters and size of the decoded-object cache.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.inner.cache.stats()
+    }
+
+    /// Drops the cached decoded objects of the value under `key` (all types). Returns
+    /// whether anything was dropped.
+    ///
+    /// # Errors
+    /// [`Error::Engine`], [`Error::Corrupted`] when the key's record cannot be read.
+    pub fn evict(&self, key: &str) -> Result<bool> {
+        Ok(match self.inner.index.get(key)? {
+            Some(stored) => self.inner.cache.evict(&stored.digest()) > 0,
+            None => false,
+        })
+    }
+
+    /// Drops every cached decoded object, pinned ones included.
+    pub fn clear_cache(&self) {
+        self.inner.cache.clear();
+    }
+
+    /// Changes the cache budget (estimated bytes, entries), evicting at once what no
+    /// longer fits; 0 for either disables caching.
+    pub fn set_cache_budget(&self, bytes: u64, entries: u64) {
+        self.inner.cache.set_budget(bytes, entries);
+    }
+
+    /// The cache budget: (estimated bytes, entries).
+    pub fn cache_budget(&self) -> (u64, u64) {
+        self.inner.cache.budget()
+    }
+
+    /// Loads the value under `key` as a `T` into the cache and pins it there: it is not
+    /// evicted (and does not count against the budget) until [`Shelf::unpin`] or
+    /// [`Shelf::clear_cache`]. Returns whether the key exists.
+    ///
+    /// # Errors
+    /// As for [`Shelf::get_arc`].
+    pub fn pin<T>(&self, key: &str) -> Result<bool>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        if self.get_arc::<T>(key)?.is_none() {
+            return Ok(false);
+        }
+        if let Some(d) = self.digest(key)? {
+            self.inner.cache.set_pinned(&d, true);
+        }
+        Ok(true)
+    }
+
+    /// Unpins the cached objects of the value under `key`; they become evictable again.
+    ///
+    /// # Errors
+    /// [`Error::Engine`], [`Error::Corrupted`].
+    pub fn unpin(&self, key: &str) -> Result<bool> {
+        Ok(match self.digest(key)? {
+            Some(d) => self.inner.cache.set_pinned(&d, false) > 0,
+            None => false,
+        })
     }
 
     /// The address of the value under `key`.

@@ -114,6 +114,23 @@ pub(crate) struct Index {
     /// Objects whose records were removed since the last sync: their files go at sync.
     doomed: Mutex<Vec<Digest>>,
     generation: Mutex<u64>,
+    /// Last field, so dropped after `db` (fields drop in declaration order).
+    _released: SledReleased,
+}
+
+/// Waits, when dropped, until sled has closed its database file. sled 0.34 closes it
+/// (and so releases its file lock) in background threads some time after its `Db` is
+/// dropped; without this wait, opening a store right after closing it could fail with
+/// "could not acquire lock".
+struct SledReleased(PathBuf);
+
+impl Drop for SledReleased {
+    fn drop(&mut self) {
+        // Blocks until sled's exclusive lock on its `db` file is gone, then lets go.
+        if let Ok(f) = std::fs::File::open(&self.0) {
+            let _ = f.lock();
+        }
+    }
 }
 
 /// Holds the store's write lock; all changes go through it.
@@ -133,9 +150,9 @@ impl Index {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a pickleshelf store"),
             });
         }
+        let objects = Objects::open(&dir.join("objects"), read_only)?;
         let config = sled::Config::new().path(&sled_dir).flush_every_ms(Some(500));
         let db = engine(dir, || config.open())?;
-        let objects = Objects::open(&dir.join("objects"), read_only)?;
         Ok(Index {
             path: dir.to_path_buf(),
             db,
@@ -143,6 +160,7 @@ impl Index {
             writer: Mutex::new(()),
             doomed: Mutex::new(Vec::new()),
             generation: Mutex::new(0),
+            _released: SledReleased(sled_dir.join("db")),
         })
     }
 

@@ -799,6 +799,7 @@ fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
             }
         }
     }
+    let awaiting: std::collections::BTreeSet<Digest> = index.awaiting_deletion().into_iter().collect();
     let files = index.objects().list()?;
     report.files = files.len() as u64;
     for (d, path, len) in files {
@@ -812,6 +813,8 @@ fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
             }
             // A record without keys: reported above; gc's removal deletes the file at sync.
             Some(d) if recorded.contains_key(&d) => {}
+            // Its record was removed since the last sync: the file goes once that is durable.
+            Some(d) if awaiting.contains(&d) => {}
             _ => {
                 let msg = format!("file {} belongs to no object", path.display());
                 if repair {

@@ -270,6 +270,12 @@ impl Index {
         *self.generation.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Objects whose records were removed since the last sync: their files are still
+    /// there, and are deleted by the next [`Index::sync`].
+    pub(crate) fn awaiting_deletion(&self) -> Vec<Digest> {
+        self.doomed.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     /// Makes everything written so far durable (see `Shelf::sync`): object files and
     /// their directories are fsynced, the generation is advanced, sled is flushed and its
     /// files and directories fsynced; then the files of removed objects are deleted.
@@ -283,19 +289,29 @@ impl Index {
         files::fsync_tree(&self.path.join("sled"))?;
         files::fsync_dir(&self.path)?;
         self.set_generation(g);
+        self.delete_doomed()?;
+        Ok(g)
+    }
+
+    /// Flushes sled's buffers without the fsyncs of [`Index::sync`] (a kill -9 after
+    /// this loses nothing; a power loss may), then deletes the files of removed objects.
+    pub(crate) fn flush(&self) -> Result<()> {
+        let _w = self.writer();
+        self.engine(|| self.db.flush())?;
+        self.delete_doomed()
+    }
+
+    /// Deletes the files of the objects whose records were removed (and not written
+    /// again) since the last call. Only once those removals are durable, under the
+    /// write lock.
+    fn delete_doomed(&self) -> Result<()> {
         let doomed = std::mem::take(&mut *self.doomed.lock().unwrap_or_else(PoisonError::into_inner));
         for d in doomed {
             if self.object(&d)?.is_none() {
                 self.objects.remove(&d)?;
             }
         }
-        Ok(g)
-    }
-
-    /// Flushes sled's buffers without the fsyncs of [`Index::sync`] (a kill -9 after
-    /// this loses nothing; a power loss may).
-    pub(crate) fn flush(&self) -> Result<()> {
-        self.engine(|| self.db.flush()).map(drop)
+        Ok(())
     }
 }
 

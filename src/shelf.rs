@@ -135,6 +135,9 @@ struct Inner {
     durability: Durability,
     /// Small values kept to train the dictionary; `None` once there is one.
     samples: Mutex<Option<Vec<Vec<u8>>>>,
+    /// Held through a sync: concurrent syncs write the witness one at a time, in
+    /// generation order.
+    syncing: Mutex<()>,
     /// Held for the handle's lifetime: the exclusive lock on `LOCK`.
     _lock: fs::File,
 }
@@ -294,6 +297,7 @@ impl Shelf {
                 read_only: b.read_only,
                 durability: b.durability,
                 samples: Mutex::new(samples),
+                syncing: Mutex::new(()),
                 _lock: lock,
             }),
         })
@@ -641,6 +645,7 @@ impl Shelf {
 }
 
 fn sync_inner(inner: &Inner) -> Result<()> {
+    let _syncing = inner.syncing.lock().unwrap_or_else(PoisonError::into_inner);
     match inner.durability {
         Durability::PowerLoss => {
             let g = inner.index.sync()?;

@@ -622,7 +622,8 @@ impl Shelf {
 
     /// Checks everything: each key's object exists and hashes to its address, each
     /// object record's refcount equals the keys pointing at it, each object file has a
-    /// record and the right length. Returns what it found; nothing is changed.
+    /// record and the right length. Returns what it found; nothing is changed. Writes
+    /// wait while it runs.
     ///
     /// # Errors
     /// [`Error::Engine`] or [`Error::Io`] when the store cannot be read at all.
@@ -738,7 +739,10 @@ impl VerifyReport {
 fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
     let inner = &shelf.inner;
     let index = &inner.index;
-    let writer = if repair { Some(index.writer()) } else { None };
+    // The write lock also when only checking, so that what is checked is one state of
+    // the store and not one that writers are changing.
+    let lock = index.writer();
+    let writer = if repair { Some(&lock) } else { None };
     let mut report = VerifyReport::default();
     let mut counted: std::collections::BTreeMap<Digest, u64> = std::collections::BTreeMap::new();
     for item in index.scan("") {

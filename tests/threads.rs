@@ -1,11 +1,28 @@
 //! Threads sharing one `Shelf`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use pickleshelf::Shelf;
 
+/// Large values shared between keys: key `k` may hold `POOL[k % POOL_LEN]`.
+const POOL_LEN: usize = 4;
+
 fn key(k: usize) -> String {
     format!("key/{k:02}")
+}
+
+/// A small xorshift generator: reproducible per thread, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
 }
 
 /// `pickle.dumps("t{t} c{c} k{k} ...", 4)`: long enough (over 48 bytes) to be compressed,
@@ -16,6 +33,29 @@ fn small(t: usize, c: u64, k: usize) -> Vec<u8> {
     p.extend_from_slice(text.as_bytes());
     p.extend_from_slice(b"\x94.");
     p
+}
+
+/// `pickle.dumps(b, 4)` of a large bytes object: a 25-byte header
+/// `[tag][t: u64][c: u64][k: u64]` then random bytes drawn from the header.
+fn large(tag: u8, t: usize, c: u64, k: usize) -> Vec<u8> {
+    let mut head = vec![tag];
+    for n in [t as u64, c, k as u64] {
+        head.extend_from_slice(&n.to_le_bytes());
+    }
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((t as u64) << 48) ^ (u64::from(tag) << 40) ^ (c << 8) ^ k as u64);
+    let len = 5_000 + (rng.next() % 60_000) as usize;
+    let mut p = vec![0x80, 4, 0x8e];
+    p.extend_from_slice(&(len as u64).to_le_bytes());
+    p.extend_from_slice(&head);
+    for _ in head.len()..len {
+        p.push(rng.next() as u8);
+    }
+    p.extend_from_slice(b"\x94.");
+    p
+}
+
+fn pool(i: usize) -> Vec<u8> {
+    large(b'P', 0, 0, i)
 }
 
 /// Syncs from several threads at once: each writes the witness file in turn.
@@ -41,4 +81,41 @@ fn concurrent_syncs() {
     drop(shelf);
     let shelf = Shelf::open(&path).expect("reopen: the witness is not ahead of the store");
     assert_eq!(shelf.len().expect("len"), 4);
+}
+
+/// `verify` while other threads write sees one state of the store, never a half-applied
+/// change: it reports no problem.
+#[test]
+fn verify_while_others_write() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let shelf = Shelf::builder(dir.path().join("verify.db"))
+        .durability(pickleshelf::Durability::ProcessCrash)
+        .open()
+        .expect("open");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..3)
+        .map(|t| {
+            let (shelf, stop) = (shelf.clone(), Arc::clone(&stop));
+            thread::spawn(move || {
+                let mut c = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let k = (t + c as usize) % 4;
+                    shelf.insert_pickle(&key(k), &pool(c as usize % POOL_LEN)).expect("insert_pickle");
+                    shelf.remove(&key((k + 1) % 4)).expect("remove");
+                    if c % 8 == 0 {
+                        shelf.sync().expect("sync");
+                    }
+                    c += 1;
+                }
+            })
+        })
+        .collect();
+    for _ in 0..1_000 {
+        let report = shelf.verify().expect("verify");
+        assert!(report.is_ok(), "verify while others write: {report:?}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+    }
 }

@@ -515,6 +515,7 @@ impl Shelf {
     /// [`Error::CorruptedObject`] when the stored bytes do not hash to their address;
     /// [`Error::Corrupted`], [`Error::Engine`], [`Error::Io`].
     pub fn get_pickle(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let _pin = self.inner.index.pin_files();
         match self.inner.index.get(key)? {
             Some(stored) => self.load(key, stored).map(Some),
             None => Ok(None),
@@ -611,10 +612,15 @@ impl Shelf {
 
     /// Keys starting with `prefix` with their pickle bytes (verified), in key order.
     pub fn scan_prefix<'a>(&'a self, prefix: &str) -> impl Iterator<Item = Result<(String, Vec<u8>)>> + 'a {
-        self.inner.index.scan(prefix).map(move |r| {
-            let (k, stored) = r?;
-            let bytes = self.load(&k, stored)?;
-            Ok((k, bytes))
+        let mut records = self.inner.index.scan(prefix);
+        std::iter::from_fn(move || {
+            // From reading the record to reading its object file (see `Index::pin_files`).
+            let _pin = self.inner.index.pin_files();
+            let item = records.next()?;
+            Some(item.and_then(|(k, stored)| {
+                let bytes = self.load(&k, stored)?;
+                Ok((k, bytes))
+            }))
         })
     }
 

@@ -119,3 +119,48 @@ fn verify_while_others_write() {
         w.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
     }
 }
+
+/// A reader that found a key's record must still find its object file, even when another
+/// thread removes the key and syncs (deleting the file) in between.
+#[test]
+fn readers_race_removal_and_sync() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let shelf = Shelf::builder(dir.path().join("race.db"))
+        .durability(pickleshelf::Durability::ProcessCrash)
+        .open()
+        .expect("open");
+    let value = large(b'W', 0, 0, 0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (shelf, stop, value) = (shelf.clone(), Arc::clone(&stop), value.clone());
+            thread::spawn(move || {
+                let mut seen = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    match shelf.get_pickle(&key(0)) {
+                        Ok(None) => {}
+                        Ok(Some(bytes)) => {
+                            assert!(bytes == value, "get_pickle returned other bytes");
+                            seen += 1;
+                        }
+                        Err(e) => panic!("get_pickle while the key is removed and synced: {e}"),
+                    }
+                    for item in shelf.iter() {
+                        let (_, bytes) = item.expect("iter while the key is removed and synced");
+                        assert!(bytes == value, "iter returned other bytes");
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    for _ in 0..1_500 {
+        shelf.insert_pickle(&key(0), &value).expect("insert_pickle");
+        shelf.remove(&key(0)).expect("remove");
+        shelf.sync().expect("sync");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let seen: u64 = readers.into_iter().map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).sum();
+    eprintln!("readers saw the value {seen} times");
+    assert!(shelf.verify().expect("verify").is_ok());
+}

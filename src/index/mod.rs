@@ -21,7 +21,7 @@ mod records;
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 
 use crate::blob::Digest;
 use crate::error::{Error, Result};
@@ -113,6 +113,9 @@ pub(crate) struct Index {
     writer: Mutex<()>,
     /// Objects whose records were removed since the last sync: their files go at sync.
     doomed: Mutex<Vec<Digest>>,
+    /// Shared by readers from reading a key record to reading its object file (see
+    /// [`Index::pin_files`]); exclusive while the files of removed objects are deleted.
+    files_in_use: RwLock<()>,
     generation: Mutex<u64>,
     /// Last field, so dropped after `db` (fields drop in declaration order).
     _released: SledReleased,
@@ -159,6 +162,7 @@ impl Index {
             objects,
             writer: Mutex::new(()),
             doomed: Mutex::new(Vec::new()),
+            files_in_use: RwLock::new(()),
             generation: Mutex::new(0),
             _released: SledReleased(sled_dir.join("db")),
         })
@@ -192,6 +196,13 @@ impl Index {
             Some(KeyRecord::Object { digest }) => Ok(Stored::Object { digest }),
             None => Err(self.corrupted(format!("record of key {key:?}"), "unknown layout")),
         }
+    }
+
+    /// Keeps every object file in place while the guard lives: take it before reading a
+    /// key record and keep it until its object file is read, or a concurrent removal and
+    /// sync may delete the file in between.
+    pub(crate) fn pin_files(&self) -> RwLockReadGuard<'_, ()> {
+        self.files_in_use.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// True when `key` has a record.
@@ -306,6 +317,10 @@ impl Index {
     /// write lock.
     fn delete_doomed(&self) -> Result<()> {
         let doomed = std::mem::take(&mut *self.doomed.lock().unwrap_or_else(PoisonError::into_inner));
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        let _readers_out = self.files_in_use.write().unwrap_or_else(PoisonError::into_inner);
         for d in doomed {
             if self.object(&d)?.is_none() {
                 self.objects.remove(&d)?;

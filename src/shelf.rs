@@ -76,7 +76,8 @@ impl ShelfBuilder {
         self
     }
 
-    /// Whether a missing store is created (default true).
+    /// Whether a missing store is created (default true). Without it, a path that holds
+    /// no store (missing, or a directory without one) fails to open, and nothing is written.
     pub fn create(mut self, create: bool) -> Self {
         self.create = create;
         self
@@ -190,13 +191,14 @@ impl Shelf {
 
     fn open_with(b: ShelfBuilder) -> Result<Shelf> {
         let path = b.path.clone();
+        // A directory without a sled database (missing, or not a store) is no store.
+        if (b.read_only || !b.create) && !path.join("sled").exists() {
+            return Err(Error::Io {
+                path,
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no store at this path"),
+            });
+        }
         if !path.exists() {
-            if b.read_only || !b.create {
-                return Err(Error::Io {
-                    path,
-                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no store at this path"),
-                });
-            }
             fs::create_dir_all(&path).map_err(io(&path))?;
         }
         let lock_path = path.join("LOCK");

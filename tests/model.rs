@@ -1,8 +1,10 @@
-//! Model test: the store, driven by random operations, against a `BTreeMap<String, Vec<u8>>`.
+//! Model test: the store, driven by random operations, against a `BTreeMap` of what each
+//! key should hold.
 //!
-//! After every step the whole store is compared with the model (contents in key order,
-//! `verify()` clean, key/object/file counts). Large values come from a small pool so that
-//! several keys share one object file; `Reopen` drops the handle and opens the store again.
+//! After every step the whole store is compared with the model: contents in key order,
+//! each key's digest, `verify()` clean, and its key, object and file counts. Large values
+//! come from a small pool so that several keys share one object file; `Reopen` drops the
+//! handle and opens the store again.
 //!
 //! Object files are deleted only once the removal of their record is durable (at `sync`,
 //! which `gc`, `close` and dropping the last handle also do): between a removal and the
@@ -11,11 +13,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use pickleshelf::{Batch, Durability, Error, MAX_KEY_LEN, Shelf};
+use pickleshelf::{Batch, Digest, Durability, Error, MAX_KEY_LEN, Shelf};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
-/// The key space: the empty key, prefixes of each other, non-ASCII, a NUL, the longest key.
+/// The key space: the empty key, keys that are prefixes of others, non-ASCII, a NUL.
 const KEYS: &[&str] = &["", "a", "ab", "a/b", "abc", "b", "é", "éa", "日本", "日本語", "a\u{0}", "\u{10ffff}"];
 /// Prefixes for `keys_with_prefix` / `scan_prefix`: some match nothing.
 const PREFIXES: &[&str] = &["", "a", "ab", "é", "日", "日本語x", "c", "\u{10ffff}"];
@@ -26,13 +28,13 @@ const STRS: &[&str] = &["", "x", "hello", "naïve", "日本語テキスト", "�
 /// compress, so a pickle of `n` bytes has a raw frame of `n + 4` bytes: 4092 is the
 /// largest inline value, 4093 the smallest object.
 const LARGE: &[(usize, u32)] = &[
-    (4079, 8),   // pickle 4092 bytes, frame 4096: inline
-    (4080, 8),   // pickle 4093 bytes, frame 4097: object
-    (5_000, 8),  // object
-    (20_000, 8), // object
-    (100_000, 8),
-    (50_000, 4), // compresses to about half: still an object
-    (30_000, 0), // one byte repeated: compresses far below 4 KiB, inline
+    (4079, 8),    // pickle 4092 bytes, frame 4096: inline
+    (4080, 8),    // pickle 4093 bytes, frame 4097: object
+    (5_000, 8),   // object
+    (20_000, 8),  // object
+    (100_000, 8), // object
+    (50_000, 4),  // compresses to about half: still an object
+    (30_000, 0),  // one byte repeated: compresses far below 4 KiB, inline
 ];
 
 /// Whether `LARGE[i]` is stored as an object file.
@@ -150,6 +152,17 @@ struct Setup {
     read_only: bool,
 }
 
+impl Setup {
+    /// The address of `pickle` in this store (docs/FORMAT.md, "Digest").
+    fn digest(&self, pickle: &[u8]) -> Digest {
+        let hash = match &self.auth_key {
+            Some(k) => blake3::keyed_hash(&blake3::derive_key("pickleshelf 2026 object auth key", k), pickle),
+            None => blake3::hash(pickle),
+        };
+        Digest(*hash.as_bytes())
+    }
+}
+
 fn setup() -> impl Strategy<Value = Setup> {
     (any::<bool>(), any::<bool>()).prop_map(|(crash, keyed)| Setup {
         durability: if crash { Durability::ProcessCrash } else { Durability::PowerLoss },
@@ -163,7 +176,7 @@ struct Harness {
     setup: Setup,
     shelf: Option<Shelf>,
     model: BTreeMap<String, Val>,
-    /// Large values whose last key went away since the last sync: their files may remain.
+    /// Large values whose last key went away since the last sync: their files remain until the next sync.
     pending: BTreeSet<usize>,
     _dir: tempfile::TempDir,
 }
@@ -300,7 +313,9 @@ impl Harness {
         let want_keys: Vec<&str> = self.model.keys().map(String::as_str).collect();
         assert_eq!(got_keys, want_keys, "keys in order");
         for ((k, bytes), v) in got.iter().zip(self.model.values()) {
-            assert!(*bytes == v.pickle(), "value of {k:?} differs from the model ({v:?})");
+            let pickle = v.pickle();
+            assert!(*bytes == pickle, "value of {k:?} differs from the model ({v:?})");
+            assert_eq!(shelf.digest(k).expect("digest"), Some(self.setup.digest(&pickle)), "digest of {k:?}");
         }
         let report = shelf.verify().expect("verify");
         assert!(report.is_ok(), "verify: {report:?}");

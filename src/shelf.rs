@@ -85,7 +85,8 @@ impl ShelfBuilder {
         self
     }
 
-    /// Whether a missing store is created (default true).
+    /// Whether a missing store is created (default true). Without it, a path that holds
+    /// no store (missing, or a directory without one) fails to open, and nothing is written.
     pub fn create(mut self, create: bool) -> Self {
         self.create = create;
         self
@@ -158,6 +159,9 @@ struct Inner {
     durability: Durability,
     /// Small values kept to train the dictionary; `None` once there is one.
     samples: Mutex<Option<Vec<Vec<u8>>>>,
+    /// Held through a sync: concurrent syncs write the witness one at a time, in
+    /// generation order.
+    syncing: Mutex<()>,
     /// Held for the handle's lifetime: the exclusive lock on `LOCK`.
     _lock: fs::File,
 }
@@ -212,13 +216,14 @@ impl Shelf {
 
     fn open_with(b: ShelfBuilder) -> Result<Shelf> {
         let path = b.path.clone();
+        // A directory without a sled database (missing, or not a store) is no store.
+        if (b.read_only || !b.create) && !path.join("sled").exists() {
+            return Err(Error::Io {
+                path,
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no store at this path"),
+            });
+        }
         if !path.exists() {
-            if b.read_only || !b.create {
-                return Err(Error::Io {
-                    path,
-                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no store at this path"),
-                });
-            }
             fs::create_dir_all(&path).map_err(io(&path))?;
         }
         let lock_path = path.join("LOCK");
@@ -325,6 +330,7 @@ impl Shelf {
                 durability: b.durability,
                 samples: Mutex::new(samples),
                 cache: Cache::new(b.cache_bytes, b.cache_entries),
+                syncing: Mutex::new(()),
                 _lock: lock,
             }),
         })
@@ -559,6 +565,7 @@ impl Shelf {
     /// [`Error::CorruptedObject`] when the stored bytes do not hash to their address;
     /// [`Error::Corrupted`], [`Error::Engine`], [`Error::Io`].
     pub fn get_pickle(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let _pin = self.inner.index.pin_files();
         match self.inner.index.get(key)? {
             Some(stored) => self.load(key, stored).map(Some),
             None => Ok(None),
@@ -791,10 +798,15 @@ impl Shelf {
 
     /// Keys starting with `prefix` with their pickle bytes (verified), in key order.
     pub fn scan_prefix<'a>(&'a self, prefix: &str) -> impl Iterator<Item = Result<(String, Vec<u8>)>> + 'a {
-        self.inner.index.scan(prefix).map(move |r| {
-            let (k, stored) = r?;
-            let bytes = self.load(&k, stored)?;
-            Ok((k, bytes))
+        let mut records = self.inner.index.scan(prefix);
+        std::iter::from_fn(move || {
+            // From reading the record to reading its object file (see `Index::pin_files`).
+            let _pin = self.inner.index.pin_files();
+            let item = records.next()?;
+            Some(item.and_then(|(k, stored)| {
+                let bytes = self.load(&k, stored)?;
+                Ok((k, bytes))
+            }))
         })
     }
 
@@ -802,7 +814,8 @@ impl Shelf {
 
     /// Checks everything: each key's object exists and hashes to its address, each
     /// object record's refcount equals the keys pointing at it, each object file has a
-    /// record and the right length. Returns what it found; nothing is changed.
+    /// record and the right length. Returns what it found; nothing is changed. Writes
+    /// wait while it runs.
     ///
     /// # Errors
     /// [`Error::Engine`] or [`Error::Io`] when the store cannot be read at all.
@@ -825,6 +838,7 @@ impl Shelf {
 }
 
 fn sync_inner(inner: &Inner) -> Result<()> {
+    let _syncing = inner.syncing.lock().unwrap_or_else(PoisonError::into_inner);
     match inner.durability {
         Durability::PowerLoss => {
             let g = inner.index.sync()?;
@@ -917,7 +931,10 @@ impl VerifyReport {
 fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
     let inner = &shelf.inner;
     let index = &inner.index;
-    let writer = if repair { Some(index.writer()) } else { None };
+    // The write lock also when only checking, so that what is checked is one state of
+    // the store and not one that writers are changing.
+    let lock = index.writer();
+    let writer = if repair { Some(&lock) } else { None };
     let mut report = VerifyReport::default();
     let mut counted: std::collections::BTreeMap<Digest, u64> = std::collections::BTreeMap::new();
     for item in index.scan("") {
@@ -984,6 +1001,7 @@ fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
             }
         }
     }
+    let awaiting: std::collections::BTreeSet<Digest> = index.awaiting_deletion().into_iter().collect();
     let files = index.objects().list()?;
     report.files = files.len() as u64;
     for (d, path, len) in files {
@@ -997,6 +1015,8 @@ fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
             }
             // A record without keys: reported above; gc's removal deletes the file at sync.
             Some(d) if recorded.contains_key(&d) => {}
+            // Its record was removed since the last sync: the file goes once that is durable.
+            Some(d) if awaiting.contains(&d) => {}
             _ => {
                 let msg = format!("file {} belongs to no object", path.display());
                 if repair {

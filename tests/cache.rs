@@ -22,7 +22,7 @@ fn record(i: u64) -> Record {
         name: format!("user{i}"),
         scores: (0..10).map(|j| (i * 10 + j) as f64 * 0.5).collect(),
         tags: vec!["red".into(), "blue".into()],
-        active: i % 2 == 0,
+        active: i.is_multiple_of(2),
     }
 }
 

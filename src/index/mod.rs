@@ -21,7 +21,7 @@ mod records;
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 
 use crate::blob::Digest;
 use crate::error::{Error, Result};
@@ -113,7 +113,27 @@ pub(crate) struct Index {
     writer: Mutex<()>,
     /// Objects whose records were removed since the last sync: their files go at sync.
     doomed: Mutex<Vec<Digest>>,
+    /// Shared by readers from reading a key record to reading its object file (see
+    /// [`Index::pin_files`]); exclusive while the files of removed objects are deleted.
+    files_in_use: RwLock<()>,
     generation: Mutex<u64>,
+    /// Last field, so dropped after `db` (fields drop in declaration order).
+    _released: SledReleased,
+}
+
+/// Waits, when dropped, until sled has closed its database file. sled 0.34 closes it
+/// (and so releases its file lock) in background threads some time after its `Db` is
+/// dropped; without this wait, opening a store right after closing it could fail with
+/// "could not acquire lock".
+struct SledReleased(PathBuf);
+
+impl Drop for SledReleased {
+    fn drop(&mut self) {
+        // Blocks until sled's exclusive lock on its `db` file is gone, then lets go.
+        if let Ok(f) = std::fs::File::open(&self.0) {
+            let _ = f.lock();
+        }
+    }
 }
 
 /// Holds the store's write lock; all changes go through it.
@@ -133,16 +153,18 @@ impl Index {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a pickleshelf store"),
             });
         }
+        let objects = Objects::open(&dir.join("objects"), read_only)?;
         let config = sled::Config::new().path(&sled_dir).flush_every_ms(Some(500));
         let db = engine(dir, || config.open())?;
-        let objects = Objects::open(&dir.join("objects"), read_only)?;
         Ok(Index {
             path: dir.to_path_buf(),
             db,
             objects,
             writer: Mutex::new(()),
             doomed: Mutex::new(Vec::new()),
+            files_in_use: RwLock::new(()),
             generation: Mutex::new(0),
+            _released: SledReleased(sled_dir.join("db")),
         })
     }
 
@@ -174,6 +196,13 @@ impl Index {
             Some(KeyRecord::Object { digest }) => Ok(Stored::Object { digest }),
             None => Err(self.corrupted(format!("record of key {key:?}"), "unknown layout")),
         }
+    }
+
+    /// Keeps every object file in place while the guard lives: take it before reading a
+    /// key record and keep it until its object file is read, or a concurrent removal and
+    /// sync may delete the file in between.
+    pub(crate) fn pin_files(&self) -> RwLockReadGuard<'_, ()> {
+        self.files_in_use.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// True when `key` has a record.
@@ -253,6 +282,12 @@ impl Index {
         *self.generation.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Objects whose records were removed since the last sync: their files are still
+    /// there, and are deleted by the next [`Index::sync`].
+    pub(crate) fn awaiting_deletion(&self) -> Vec<Digest> {
+        self.doomed.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     /// Makes everything written so far durable (see `Shelf::sync`): object files and
     /// their directories are fsynced, the generation is advanced, sled is flushed and its
     /// files and directories fsynced; then the files of removed objects are deleted.
@@ -266,19 +301,33 @@ impl Index {
         files::fsync_tree(&self.path.join("sled"))?;
         files::fsync_dir(&self.path)?;
         self.set_generation(g);
+        self.delete_doomed()?;
+        Ok(g)
+    }
+
+    /// Flushes sled's buffers without the fsyncs of [`Index::sync`] (a kill -9 after
+    /// this loses nothing; a power loss may), then deletes the files of removed objects.
+    pub(crate) fn flush(&self) -> Result<()> {
+        let _w = self.writer();
+        self.engine(|| self.db.flush())?;
+        self.delete_doomed()
+    }
+
+    /// Deletes the files of the objects whose records were removed (and not written
+    /// again) since the last call. Only once those removals are durable, under the
+    /// write lock.
+    fn delete_doomed(&self) -> Result<()> {
         let doomed = std::mem::take(&mut *self.doomed.lock().unwrap_or_else(PoisonError::into_inner));
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        let _readers_out = self.files_in_use.write().unwrap_or_else(PoisonError::into_inner);
         for d in doomed {
             if self.object(&d)?.is_none() {
                 self.objects.remove(&d)?;
             }
         }
-        Ok(g)
-    }
-
-    /// Flushes sled's buffers without the fsyncs of [`Index::sync`] (a kill -9 after
-    /// this loses nothing; a power loss may).
-    pub(crate) fn flush(&self) -> Result<()> {
-        self.engine(|| self.db.flush()).map(drop)
+        Ok(())
     }
 }
 

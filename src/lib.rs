@@ -30,6 +30,7 @@ mod blob;
 mod cache;
 mod error;
 mod index;
+pub mod memo;
 pub mod pickle;
 mod shelf;
 
@@ -37,4 +38,5 @@ pub use blob::Digest;
 pub use cache::CacheStats;
 pub use error::{DecodeErrorKind, Error, Result};
 pub use index::MAX_KEY_LEN;
+pub use memo::{Memo, MemoBuilder, MemoStats};
 pub use shelf::{Batch, Durability, FORMAT_VERSION, Shelf, ShelfBuilder, VerifyReport};

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use crate::blob::{Codec, Digest, Hasher, TRAIN_SAMPLES};
 use crate::cache::{Cache, CacheStats};
 use crate::error::{Error, Result};
-use crate::index::{INLINE_MAX, Index, MAX_KEY_LEN, Op, Stored, Writer};
+use crate::index::{INLINE_MAX, Index, MAX_KEY_LEN, Op, Space, Stored, Writer};
 use crate::pickle::{self, Value};
 
 /// Default budget of the decoded-object cache, in estimated bytes.
@@ -185,6 +185,12 @@ pub struct Shelf {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for Shelf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shelf").field("path", &self.inner.path).field("read_only", &self.inner.read_only).finish()
+    }
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io { path: path.to_path_buf(), source }
 }
@@ -341,7 +347,19 @@ impl Shelf {
         &self.inner.path
     }
 
-    fn writable(&self) -> Result<()> {
+    pub(crate) fn index(&self) -> &Index {
+        &self.inner.index
+    }
+
+    pub(crate) fn cache(&self) -> &Cache {
+        &self.inner.cache
+    }
+
+    pub(crate) fn protocol(&self) -> u8 {
+        self.inner.protocol
+    }
+
+    pub(crate) fn writable(&self) -> Result<()> {
         if self.inner.read_only {
             return Err(Error::ReadOnly { path: self.inner.path.clone() });
         }
@@ -394,10 +412,16 @@ impl Shelf {
 
     fn prepare(&self, key: &str, bytes: &[u8]) -> Result<Op> {
         Self::check_key(key)?;
+        let (digest, frame) = self.frame(bytes)?;
+        Ok(Op::put(key.to_owned(), digest, frame))
+    }
+
+    /// The address and stored frame of pickle bytes (feeding the dictionary trainer).
+    pub(crate) fn frame(&self, bytes: &[u8]) -> Result<(Digest, Vec<u8>)> {
         let digest = self.inner.codec.digest(bytes);
         let frame = self.inner.codec.encode(bytes);
         self.sample(bytes)?;
-        Ok(Op::Put { key: key.to_owned(), digest, frame })
+        Ok((digest, frame))
     }
 
     fn put_trusted(&self, key: &str, bytes: &[u8]) -> Result<()> {
@@ -408,12 +432,14 @@ impl Shelf {
 
     /// Applies `ops` and then tells the cache which keys changed (a failed write forgets
     /// them: their state is not known here).
-    fn commit(&self, writer: &Writer<'_>, ops: Vec<Op>) -> Result<Vec<bool>> {
+    pub(crate) fn commit(&self, writer: &Writer<'_>, ops: Vec<Op>) -> Result<Vec<bool>> {
         let touched: Vec<(String, Option<Digest>)> = ops
             .iter()
             .map(|op| match op {
-                Op::Put { key, digest, .. } => (key.clone(), Some(*digest)),
-                Op::Remove { key } => (key.clone(), None),
+                Op::Put { space: Space::Keys, key, digest, .. } => (key.clone(), Some(*digest)),
+                Op::Remove { space: Space::Keys, key } => (key.clone(), None),
+                // Memo entries are not store keys: nothing of the key map to update.
+                Op::Put { key, .. } | Op::Remove { key, .. } => (key.clone(), None),
             })
             .collect();
         let result = writer.apply(ops);
@@ -463,7 +489,7 @@ impl Shelf {
     /// [`Error::ReadOnly`], [`Error::Engine`], [`Error::Io`].
     pub fn remove(&self, key: &str) -> Result<bool> {
         self.writable()?;
-        let existed = self.commit(&self.inner.index.writer(), vec![Op::Remove { key: key.to_owned() }])?;
+        let existed = self.commit(&self.inner.index.writer(), vec![Op::remove(key.to_owned())])?;
         Ok(existed.first().copied().unwrap_or(false))
     }
 
@@ -500,7 +526,7 @@ impl Shelf {
                 let bytes = pickle::to_vec_with_protocol(v, self.inner.protocol)?;
                 self.prepare(key, &bytes)?
             }
-            None => Op::Remove { key: key.to_owned() },
+            None => Op::remove(key.to_owned()),
         };
         self.commit(&writer, vec![op])?;
         Ok(new)
@@ -529,7 +555,7 @@ impl Shelf {
         for (key, bytes) in batch.ops {
             ops.push(match bytes {
                 Some(b) => self.prepare(&key, &b)?,
-                None => Op::Remove { key },
+                None => Op::remove(key),
             });
         }
         self.commit(&self.inner.index.writer(), ops).map(drop)
@@ -572,7 +598,7 @@ impl Shelf {
         }
     }
 
-    fn load(&self, key: &str, stored: Stored) -> Result<Vec<u8>> {
+    pub(crate) fn load(&self, key: &str, stored: Stored) -> Result<Vec<u8>> {
         let digest = stored.digest();
         let bad = |reason| Error::CorruptedObject { key: key.to_owned(), digest, reason };
         match stored {
@@ -662,6 +688,8 @@ impl Shelf {
         {
             return Ok(Some(v));
         }
+        // From reading the record to reading its object file (see `Index::pin_files`).
+        let _pin = self.inner.index.pin_files();
         let Some(stored) = self.inner.index.get(key)? else {
             return Ok(None);
         };
@@ -937,8 +965,9 @@ fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
     let writer = if repair { Some(&lock) } else { None };
     let mut report = VerifyReport::default();
     let mut counted: std::collections::BTreeMap<Digest, u64> = std::collections::BTreeMap::new();
-    for item in index.scan("") {
-        let (key, stored) = match item {
+    let all = index.scan_in(Space::Keys, "").chain(index.scan_in(Space::Memo, ""));
+    for item in all {
+        let (key, stored) = match item.map(|(k, _, s)| (k, s)) {
             Ok(x) => x,
             Err(e) => {
                 report.problems.push(format!("unreadable key record: {e}"));

@@ -53,6 +53,29 @@ fn engine<T>(path: &Path, f: impl FnOnce() -> sled::Result<T>) -> Result<T> {
     }
 }
 
+/// Deletes `snap.*.generating` files: snapshots whose writing a crash cut short (sled writes
+/// a snapshot under that name, fsyncs it, then renames it). sled 0.34 does not skip them: it
+/// reads the highest-numbered `snap.*` file, so a torn one makes every later open fail with
+/// "Read corrupted data". Deleting one loses nothing: the previous snapshot stays until the
+/// rename, and sled replays its log from there. Called with the store's `LOCK` held.
+fn remove_unfinished_snapshots(sled_dir: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(sled_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::Io { path: sled_dir.to_path_buf(), source: e }),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::Io { path: sled_dir.to_path_buf(), source: e })?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(|e| Error::Io { path, source: e })?;
+        }
+    }
+    Ok(())
+}
+
 fn key_of(key: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(key.len() + 1);
     k.push(PREFIX_KEY);
@@ -133,6 +156,7 @@ impl Index {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a pickleshelf store"),
             });
         }
+        remove_unfinished_snapshots(&sled_dir)?;
         let config = sled::Config::new().path(&sled_dir).flush_every_ms(Some(500));
         let db = engine(dir, || config.open())?;
         let objects = Objects::open(&dir.join("objects"), read_only)?;

@@ -278,15 +278,25 @@ impl Shelf {
         codec.set_current_dict(current);
         if !b.read_only {
             index.objects().clean_tmp()?;
-            // Files without a record are leftovers of writes a crash cut short.
+            // Files without a record are leftovers of writes a crash cut short, or of
+            // removals whose files the crash left. The records sled recovered are made
+            // durable first: were they only in the page cache, a power loss could bring
+            // back an older record naming a deleted file.
+            let mut orphans = Vec::new();
             for (d, p, _) in index.objects().list()? {
                 let orphan = match d {
                     Some(d) => index.object(&d)?.is_none(),
                     None => true,
                 };
                 if orphan {
-                    fs::remove_file(&p).map_err(io(&p))?;
+                    orphans.push(p);
                 }
+            }
+            if !orphans.is_empty() {
+                index.make_durable()?;
+            }
+            for p in orphans {
+                fs::remove_file(&p).map_err(io(&p))?;
             }
         }
         let samples = if current == 0 && !b.read_only { Some(Vec::new()) } else { None };
@@ -821,7 +831,13 @@ fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
             _ => {
                 let msg = format!("file {} belongs to no object", path.display());
                 if repair {
-                    fs::remove_file(&path).map_err(io(&path))?;
+                    match d {
+                        // Not now: its record may have been removed since the last sync, and
+                        // a crash before the next one would bring the record back. gc's sync
+                        // deletes it once no durable record names it.
+                        Some(d) => index.doom(d),
+                        None => fs::remove_file(&path).map_err(io(&path))?,
+                    }
                     report.repaired.push(format!("{msg}: deleted"));
                 } else {
                     report.problems.push(msg);
@@ -873,4 +889,43 @@ fn write_witness(dir: &Path, generation: u64, durability: Durability) -> Result<
         fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pickled `bytes` of 20 KB that does not compress: stored as an object file.
+    fn big() -> Vec<u8> {
+        let mut p = vec![0x80, 4, 0x8e];
+        p.extend_from_slice(&20_000u64.to_le_bytes());
+        let mut s = 1u64;
+        for _ in 0..20_000 {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            p.push((s >> 56) as u8);
+        }
+        p.extend_from_slice(b"\x94.");
+        p
+    }
+
+    /// Regression (crash harness, a kill inside gc): gc deleted at once a file whose record
+    /// had been removed since the last sync; the kill brought the record back, naming a
+    /// missing file. The file must stay until gc's own sync has made the removal durable.
+    #[test]
+    fn gc_deletes_files_only_after_its_sync() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::Config(e.to_string()))?;
+        let shelf = Shelf::open(dir.path().join("s"))?;
+        shelf.insert_pickle("a", &big())?;
+        shelf.sync()?;
+        let digest = shelf.digest("a")?.ok_or_else(|| Error::Config("no digest".into()))?;
+        let file = shelf.inner.index.objects().path_of(&digest);
+        shelf.remove("a")?; // the record is gone, but not durably yet
+        let report = verify(&shelf, true)?; // gc before its sync
+        assert!(report.repaired.iter().any(|r| r.contains("belongs to no object")), "{report:?}");
+        assert!(file.exists(), "gc deleted the file before the removal of its record was durable");
+        shelf.sync()?;
+        assert!(!file.exists());
+        assert!(shelf.verify()?.is_ok());
+        Ok(())
+    }
 }

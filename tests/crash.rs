@@ -249,7 +249,7 @@ fn env_u64(name: &str) -> Option<u64> {
 /// started/done, `W n` op n started, `Y n`/`S n` sync started/done with n ops applied,
 /// `C n` close started, `E ...` an error (the child then exits with status 3).
 ///
-/// Roles: `ops` opens and writes; `gc` also runs `gc` first and every 16 ops; `reopen` closes
+/// Roles: `ops` opens and writes; `gc` also runs `gc` first and every 4 ops; `reopen` closes
 /// after 0–3 ops and opens again, so that kills land in open and close.
 fn child(role: &str) -> ! {
     let (Ok(store), Ok(progress), Some(start), Some(seed)) =
@@ -278,7 +278,7 @@ fn child(role: &str) -> ! {
         }
         let burst = if role == "reopen" { rng.below(4) } else { u64::MAX };
         for i in 0..burst {
-            if role == "gc" && i % 16 == 15 {
+            if role == "gc" && i % 4 == 3 {
                 p.line("G");
                 shelf.gc().unwrap_or_else(|e| p.fail("gc", e));
                 p.line("g");

@@ -286,9 +286,7 @@ impl Index {
         self.objects.sync()?;
         let g = self.generation() + 1;
         self.set_meta("generation", &g.to_le_bytes())?;
-        self.engine(|| self.db.flush())?;
-        files::fsync_tree(&self.path.join("sled"))?;
-        files::fsync_dir(&self.path)?;
+        self.make_durable()?;
         self.set_generation(g);
         let doomed = std::mem::take(&mut *self.doomed.lock().unwrap_or_else(PoisonError::into_inner));
         for d in doomed {
@@ -297,6 +295,21 @@ impl Index {
             }
         }
         Ok(g)
+    }
+
+    /// Flushes sled and fsyncs its files and directories: every record written so far
+    /// survives a power loss.
+    pub(crate) fn make_durable(&self) -> Result<()> {
+        self.engine(|| self.db.flush())?;
+        files::fsync_tree(&self.path.join("sled"))?;
+        files::fsync_dir(&self.path)
+    }
+
+    /// Schedules the deletion of the file of `digest` at the next [`Index::sync`], after
+    /// the flush, if no record names it then. (A file must outlive its record's removal
+    /// until that removal is durable: a crash before would bring the record back.)
+    pub(crate) fn doom(&self, digest: Digest) {
+        self.doomed.lock().unwrap_or_else(PoisonError::into_inner).push(digest);
     }
 
     /// Flushes sled's buffers without the fsyncs of [`Index::sync`] (a kill -9 after

@@ -26,10 +26,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pickleshelf::{Batch, Shelf};
+use pickleshelf::{Batch, Durability, Shelf};
 
 const TEST_NAME: &str = "crash_kill_reopen_loop";
-/// Set in a child: its role (`ops`, `gc` or `reopen`).
+/// Set in a child: its role (`ops`, `fast`, `gc` or `reopen`).
 const ENV_CHILD: &str = "PICKLESHELF_CRASH_CHILD";
 const ENV_STORE: &str = "PICKLESHELF_CRASH_STORE";
 const ENV_PROGRESS: &str = "PICKLESHELF_CRASH_PROGRESS";
@@ -249,8 +249,9 @@ fn env_u64(name: &str) -> Option<u64> {
 /// started/done, `W n` op n started, `Y n`/`S n` sync started/done with n ops applied,
 /// `C n` close started, `E ...` an error (the child then exits with status 3).
 ///
-/// Roles: `ops` opens and writes; `gc` also runs `gc` first and every 4 ops; `reopen` closes
-/// after 0–3 ops and opens again, so that kills land in open and close.
+/// Roles: `ops` opens and writes; `fast` too, with `Durability::ProcessCrash` (whose sync
+/// only flushes: enough against a kill); `gc` also runs `gc` first and every 4 ops; `reopen`
+/// closes after 0–3 ops and opens again, so that kills land in open and close.
 fn child(role: &str) -> ! {
     let (Ok(store), Ok(progress), Some(start), Some(seed)) =
         (std::env::var(ENV_STORE), std::env::var(ENV_PROGRESS), env_u64(ENV_START), env_u64(ENV_SEED))
@@ -266,7 +267,8 @@ fn child(role: &str) -> ! {
     let mut rng = Rng::new(seed ^ start.rotate_left(17));
     loop {
         p.line("O");
-        let shelf = Shelf::open(&store).unwrap_or_else(|e| p.fail("open", e));
+        let durability = if role == "fast" { Durability::ProcessCrash } else { Durability::PowerLoss };
+        let shelf = Shelf::builder(&store).durability(durability).open().unwrap_or_else(|e| p.fail("open", e));
         p.line("o");
         if role == "gc" {
             p.line("G");
@@ -432,7 +434,8 @@ fn crash_kill_reopen_loop() {
     while failures.is_empty() && figures.kills < kills && budget.is_none_or(|b| began.elapsed() < b) {
         let round = figures.kills;
         let role = match rng.below(20) {
-            0..=13 => "ops",
+            0..=10 => "ops",
+            11..=13 => "fast",
             14..=16 => "gc",
             _ => "reopen",
         };

@@ -98,7 +98,8 @@ impl ShelfBuilder {
     }
 
     /// Opens a store that came back older than its last sync instead of failing with
-    /// [`Error::RolledBack`]; the witness is then reset to the store's generation.
+    /// [`Error::RolledBack`]; the witness is then reset to the store's generation. Also
+    /// opens a store whose witness file is damaged (and rewrites it).
     pub fn allow_rollback(mut self, allow: bool) -> Self {
         self.allow_rollback = allow;
         self
@@ -254,7 +255,12 @@ impl Shelf {
             .map(u64::from_le_bytes)
             .unwrap_or(0);
         index.set_generation(generation);
-        if let Some(witness) = read_witness(&path)?
+        let witness = match read_witness(&path) {
+            // Damaged: it cannot vouch for the store; allow_rollback(true) resets it below.
+            Err(Error::Corrupted { .. }) if b.allow_rollback => Some(u64::MAX),
+            other => other?,
+        };
+        if let Some(witness) = witness
             && generation < witness
         {
             if !b.allow_rollback {
@@ -858,15 +864,15 @@ const WITNESS: &str = "WITNESS";
 
 fn read_witness(dir: &Path) -> Result<Option<u64>> {
     let path = dir.join(WITNESS);
-    match fs::read_to_string(&path) {
-        Ok(text) => {
-            let g = text
+    match fs::read(&path) {
+        Ok(bytes) => {
+            let g = String::from_utf8_lossy(&bytes)
                 .lines()
                 .find_map(|l| l.strip_prefix("generation "))
                 .and_then(|g| g.trim().parse::<u64>().ok())
                 .ok_or_else(|| Error::Corrupted {
                     what: format!("witness file {}", path.display()),
-                    reason: "unreadable".into(),
+                    reason: "unreadable (open with `allow_rollback(true)` to reset it)".into(),
                 })?;
             Ok(Some(g))
         }

@@ -20,8 +20,9 @@
 //!
 //! Environment: `PICKLESHELF_CORRUPTION_TRIALS` (default 300 when `CI` is set, 120
 //! otherwise), `PICKLESHELF_CORRUPTION_SEED` (default 1), `PICKLESHELF_CORRUPTION_JOBS`
-//! (parallel trials, default 2), `PICKLESHELF_CORRUPTION_KEEP` (a directory: damaged copies
-//! whose outcome is a failure or an undetected loss are kept there).
+//! (parallel trials, default 2), `PICKLESHELF_CORRUPTION_KEEP` (a directory: the reference
+//! store, and the damaged copies whose outcome is a failure or an undetected loss, are kept
+//! there).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -609,9 +610,19 @@ fn corruption_campaign() {
     let tmp = tempfile::tempdir().expect("temporary directory");
     let reference = tmp.path().join("reference");
     build_reference(&reference).expect("build the reference store");
+    let reference_len = self::reference().len();
+    if let Some(keep) = std::env::var_os("PICKLESHELF_CORRUPTION_KEEP") {
+        copy_dir(&reference, &Path::new(&keep).join("reference"));
+    }
     let mut files = Vec::new();
     list_files(&reference, &reference, &mut files);
     files.sort();
+    let mut sizes: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for f in &files {
+        let e = sizes.entry(file_kind(f)).or_insert((0, 0));
+        e.0 += 1;
+        e.1 += fs::metadata(reference.join(f)).map_or(0, |m| m.len());
+    }
     let exe = std::env::current_exe().expect("own executable");
     let next = AtomicU64::new(0);
     let results: Mutex<Vec<(u64, Trial)>> = Mutex::new(Vec::new());
@@ -634,10 +645,11 @@ fn corruption_campaign() {
     let trials: Vec<Trial> = results.into_iter().map(|(_, t)| t).collect();
     let kinds: Vec<&str> = FILE_WEIGHTS.iter().map(|(k, _)| *k).collect();
     println!(
-        "corruption campaign: {} trials in {:.1}s, seed {seed}; reference store: {} files\n{}\n{}",
+        "corruption campaign: {} trials in {:.1}s, seed {seed}; reference store: {} keys; files (count, bytes): {:?}\n{}\n{}",
         trials.len(),
         began.elapsed().as_secs_f64(),
-        files.len(),
+        reference_len,
+        sizes,
         table("damage", &DAMAGES, |t| t.damage, &trials),
         table("file", &kinds, |t| t.file, &trials),
     );
@@ -663,4 +675,32 @@ fn corruption_campaign() {
         }
     }
     assert!(bad.is_empty(), "trials where the store lied, panicked, aborted or hung: {bad:?} (details above)");
+}
+
+/// Regression (campaign: a flipped bit in `WITNESS` refused the store with no way out, even
+/// with `allow_rollback(true)`, which the error now names): a damaged witness refuses open,
+/// and `allow_rollback(true)` opens the store and rewrites the witness.
+#[test]
+fn damaged_witness_is_reset_by_allow_rollback() -> pickleshelf::Result<()> {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = dir.path().join("store");
+    let value = big_pickle(2);
+    {
+        let shelf = Shelf::open(&store)?;
+        shelf.insert_pickle("k", &value)?;
+        shelf.close()?;
+    }
+    fs::write(store.join("WITNESS"), b"pickleshelf witness\ngeneration \xff2\n").expect("damage the witness");
+    match Shelf::open(&store) {
+        Err(pickleshelf::Error::Corrupted { reason, .. }) => assert!(reason.contains("allow_rollback"), "{reason}"),
+        other => panic!("expected Corrupted, got {:?}", other.map(|_| ())),
+    }
+    {
+        let shelf = Shelf::builder(&store).allow_rollback(true).open()?;
+        assert_eq!(shelf.get_pickle("k")?, Some(value.clone()));
+    }
+    let shelf = Shelf::open(&store)?;
+    assert_eq!(shelf.get_pickle("k")?, Some(value));
+    assert!(shelf.verify()?.is_ok());
+    Ok(())
 }

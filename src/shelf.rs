@@ -108,7 +108,8 @@ impl ShelfBuilder {
     }
 
     /// Opens a store that came back older than its last sync instead of failing with
-    /// [`Error::RolledBack`]; the witness is then reset to the store's generation.
+    /// [`Error::RolledBack`]; the witness is then reset to the store's generation. Also
+    /// opens a store whose witness file is damaged (and rewrites it).
     pub fn allow_rollback(mut self, allow: bool) -> Self {
         self.allow_rollback = allow;
         self
@@ -290,7 +291,12 @@ impl Shelf {
             .map(u64::from_le_bytes)
             .unwrap_or(0);
         index.set_generation(generation);
-        if let Some(witness) = read_witness(&path)?
+        let witness = match read_witness(&path) {
+            // Damaged: it cannot vouch for the store; allow_rollback(true) resets it below.
+            Err(Error::Corrupted { .. }) if b.allow_rollback => Some(u64::MAX),
+            other => other?,
+        };
+        if let Some(witness) = witness
             && generation < witness
         {
             if !b.allow_rollback {
@@ -314,15 +320,25 @@ impl Shelf {
         codec.set_current_dict(current);
         if !b.read_only {
             index.objects().clean_tmp()?;
-            // Files without a record are leftovers of writes a crash cut short.
+            // Files without a record are leftovers of writes a crash cut short, or of
+            // removals whose files the crash left. The records sled recovered are made
+            // durable first: were they only in the page cache, a power loss could bring
+            // back an older record naming a deleted file.
+            let mut orphans = Vec::new();
             for (d, p, _) in index.objects().list()? {
                 let orphan = match d {
                     Some(d) => index.object(&d)?.is_none(),
                     None => true,
                 };
                 if orphan {
-                    fs::remove_file(&p).map_err(io(&p))?;
+                    orphans.push(p);
                 }
+            }
+            if !orphans.is_empty() {
+                index.make_durable()?;
+            }
+            for p in orphans {
+                fs::remove_file(&p).map_err(io(&p))?;
             }
         }
         let samples = if current == 0 && !b.read_only { Some(Vec::new()) } else { None };
@@ -1049,7 +1065,13 @@ fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
             _ => {
                 let msg = format!("file {} belongs to no object", path.display());
                 if repair {
-                    fs::remove_file(&path).map_err(io(&path))?;
+                    match d {
+                        // Not now: its record may have been removed since the last sync, and
+                        // a crash before the next one would bring the record back. gc's sync
+                        // deletes it once no durable record names it.
+                        Some(d) => index.doom(d),
+                        None => fs::remove_file(&path).map_err(io(&path))?,
+                    }
                     report.repaired.push(format!("{msg}: deleted"));
                 } else {
                     report.problems.push(msg);
@@ -1070,15 +1092,15 @@ const WITNESS: &str = "WITNESS";
 
 fn read_witness(dir: &Path) -> Result<Option<u64>> {
     let path = dir.join(WITNESS);
-    match fs::read_to_string(&path) {
-        Ok(text) => {
-            let g = text
+    match fs::read(&path) {
+        Ok(bytes) => {
+            let g = String::from_utf8_lossy(&bytes)
                 .lines()
                 .find_map(|l| l.strip_prefix("generation "))
                 .and_then(|g| g.trim().parse::<u64>().ok())
                 .ok_or_else(|| Error::Corrupted {
                     what: format!("witness file {}", path.display()),
-                    reason: "unreadable".into(),
+                    reason: "unreadable (open with `allow_rollback(true)` to reset it)".into(),
                 })?;
             Ok(Some(g))
         }
@@ -1101,4 +1123,43 @@ fn write_witness(dir: &Path, generation: u64, durability: Durability) -> Result<
         fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pickled `bytes` of 20 KB that does not compress: stored as an object file.
+    fn big() -> Vec<u8> {
+        let mut p = vec![0x80, 4, 0x8e];
+        p.extend_from_slice(&20_000u64.to_le_bytes());
+        let mut s = 1u64;
+        for _ in 0..20_000 {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            p.push((s >> 56) as u8);
+        }
+        p.extend_from_slice(b"\x94.");
+        p
+    }
+
+    /// Regression (crash harness, a kill inside gc): gc deleted at once a file whose record
+    /// had been removed since the last sync; the kill brought the record back, naming a
+    /// missing file. The file must stay until gc's own sync has made the removal durable.
+    #[test]
+    fn gc_deletes_files_only_after_its_sync() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::Config(e.to_string()))?;
+        let shelf = Shelf::open(dir.path().join("s"))?;
+        shelf.insert_pickle("a", &big())?;
+        shelf.sync()?;
+        let digest = shelf.digest("a")?.ok_or_else(|| Error::Config("no digest".into()))?;
+        let file = shelf.inner.index.objects().path_of(&digest);
+        shelf.remove("a")?; // the record is gone, but not durably yet
+        let report = verify(&shelf, true)?; // gc before its sync
+        assert!(report.repaired.iter().any(|r| r.contains("belongs to no object")), "{report:?}");
+        assert!(file.exists(), "gc deleted the file before the removal of its record was durable");
+        shelf.sync()?;
+        assert!(!file.exists());
+        assert!(shelf.verify()?.is_ok());
+        Ok(())
+    }
 }

@@ -83,6 +83,29 @@ impl Space {
     }
 }
 
+/// Deletes `snap.*.generating` files: snapshots whose writing a crash cut short (sled writes
+/// a snapshot under that name, fsyncs it, then renames it). sled 0.34 does not skip them: it
+/// reads the highest-numbered `snap.*` file, so a torn one makes every later open fail with
+/// "Read corrupted data". Deleting one loses nothing: the previous snapshot stays until the
+/// rename, and sled replays its log from there. Called with the store's `LOCK` held.
+fn remove_unfinished_snapshots(sled_dir: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(sled_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::Io { path: sled_dir.to_path_buf(), source: e }),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::Io { path: sled_dir.to_path_buf(), source: e })?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(|e| Error::Io { path, source: e })?;
+        }
+    }
+    Ok(())
+}
+
 fn key_of(key: &str) -> Vec<u8> {
     key_in(Space::Keys, key)
 }
@@ -200,6 +223,7 @@ impl Index {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a pickleshelf store"),
             });
         }
+        remove_unfinished_snapshots(&sled_dir)?;
         let objects = Objects::open(&dir.join("objects"), read_only)?;
         let config = sled::Config::new().path(&sled_dir).flush_every_ms(Some(500));
         let db = engine(dir, || config.open())?;
@@ -363,9 +387,7 @@ impl Index {
         self.objects.sync()?;
         let g = self.generation() + 1;
         self.set_meta("generation", &g.to_le_bytes())?;
-        self.engine(|| self.db.flush())?;
-        files::fsync_tree(&self.path.join("sled"))?;
-        files::fsync_dir(&self.path)?;
+        self.make_durable()?;
         self.set_generation(g);
         self.delete_doomed()?;
         Ok(g)
@@ -394,6 +416,21 @@ impl Index {
             }
         }
         Ok(())
+    }
+
+    /// Flushes sled and fsyncs its files and directories: every record written so far
+    /// survives a power loss.
+    pub(crate) fn make_durable(&self) -> Result<()> {
+        self.engine(|| self.db.flush())?;
+        files::fsync_tree(&self.path.join("sled"))?;
+        files::fsync_dir(&self.path)
+    }
+
+    /// Schedules the deletion of the file of `digest` at the next sync, after the
+    /// flush, if no record names it then. (A file must outlive its record's removal
+    /// until that removal is durable: a crash before would bring the record back.)
+    pub(crate) fn doom(&self, digest: Digest) {
+        self.doomed.lock().unwrap_or_else(PoisonError::into_inner).push(digest);
     }
 }
 

@@ -9,6 +9,7 @@ use std::any::{Any, TypeId};
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
@@ -163,6 +164,12 @@ struct Inner {
     /// Held through a sync: concurrent syncs write the witness one at a time, in
     /// generation order.
     syncing: Mutex<()>,
+    /// True when something was written since the last sync started.
+    dirty: AtomicBool,
+    /// The thread training the compression dictionary, while it runs.
+    trainer: Mutex<Option<std::thread::JoinHandle<Option<Vec<u8>>>>>,
+    /// True while `trainer` holds a thread (checked without the lock on each write).
+    training: AtomicBool,
     /// Held for the handle's lifetime: the exclusive lock on `LOCK`.
     _lock: fs::File,
 }
@@ -353,6 +360,9 @@ impl Shelf {
                 samples: Mutex::new(samples),
                 cache: Cache::new(b.cache_bytes, b.cache_entries),
                 syncing: Mutex::new(()),
+                dirty: AtomicBool::new(false),
+                trainer: Mutex::new(None),
+                training: AtomicBool::new(false),
                 _lock: lock,
             }),
         })
@@ -373,6 +383,11 @@ impl Shelf {
 
     pub(crate) fn protocol(&self) -> u8 {
         self.inner.protocol
+    }
+
+    /// Records that something was written outside [`Shelf::commit`] (so `sync` must run).
+    pub(crate) fn mark_dirty(&self) {
+        self.inner.dirty.store(true, Ordering::Release);
     }
 
     pub(crate) fn writable(&self) -> Result<()> {
@@ -459,6 +474,8 @@ impl Shelf {
             })
             .collect();
         let result = writer.apply(ops);
+        // After the write: a sync that starts before this point need not include it.
+        self.inner.dirty.store(true, Ordering::Release);
         for (key, digest) in touched {
             self.inner.cache.key_written(&key, if result.is_ok() { digest } else { None });
         }
@@ -468,6 +485,9 @@ impl Shelf {
     /// Collects small values until a compression dictionary can be trained, then trains
     /// and stores it.
     fn sample(&self, bytes: &[u8]) -> Result<()> {
+        if self.inner.training.load(Ordering::Acquire) {
+            install_dictionary(&self.inner, false)?;
+        }
         if bytes.len() > INLINE_MAX {
             return Ok(());
         }
@@ -485,17 +505,14 @@ impl Shelf {
         let Some(samples) = ready else {
             return Ok(());
         };
-        if let Some(dict) = Codec::train(&samples) {
-            let id: u32 = 1;
-            // The dictionary is recorded before any frame that names it.
-            self.inner.index.set_meta(&format!("dict/{id}"), &dict)?;
-            self.inner.index.set_meta("dict.current", &id.to_le_bytes())?;
-            self.inner
-                .codec
-                .add_dict(id, dict)
-                .map_err(|reason| Error::Corrupted { what: "new dictionary".into(), reason: reason.into() })?;
-            self.inner.codec.set_current_dict(id);
-        }
+        // Training takes tens of milliseconds: off the write path, on another thread; the
+        // dictionary is installed by a later write (or at sync, or when the store closes).
+        let handle = std::thread::Builder::new()
+            .name("pickleshelf-dict".into())
+            .spawn(move || Codec::train(&samples))
+            .map_err(|e| Error::Io { path: self.inner.path.clone(), source: e })?;
+        *self.inner.trainer.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
+        self.inner.training.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -876,13 +893,50 @@ impl Shelf {
     pub fn gc(&self) -> Result<VerifyReport> {
         self.writable()?;
         let report = verify(self, true)?;
+        self.mark_dirty();
         self.sync()?;
         Ok(report)
     }
 }
 
+/// Installs the dictionary the training thread made, once it is done (or, with `wait`,
+/// after waiting for it). The dictionary is recorded before any frame names it.
+fn install_dictionary(inner: &Inner, wait: bool) -> Result<()> {
+    let handle = {
+        let mut t = inner.trainer.lock().unwrap_or_else(PoisonError::into_inner);
+        match t.as_ref() {
+            Some(h) if wait || h.is_finished() => t.take(),
+            _ => None,
+        }
+    };
+    let Some(handle) = handle else {
+        return Ok(());
+    };
+    inner.training.store(false, Ordering::Release);
+    // A panicking trainer (zstd) leaves the store without a dictionary, which is fine.
+    if let Ok(Some(dict)) = handle.join() {
+        let id: u32 = 1;
+        inner.index.set_meta(&format!("dict/{id}"), &dict)?;
+        inner.index.set_meta("dict.current", &id.to_le_bytes())?;
+        inner
+            .codec
+            .add_dict(id, dict)
+            .map_err(|reason| Error::Corrupted { what: "new dictionary".into(), reason: reason.into() })?;
+        inner.codec.set_current_dict(id);
+        inner.dirty.store(true, Ordering::Release);
+    }
+    Ok(())
+}
+
 fn sync_inner(inner: &Inner) -> Result<()> {
     let _syncing = inner.syncing.lock().unwrap_or_else(PoisonError::into_inner);
+    if inner.training.load(Ordering::Acquire) {
+        install_dictionary(inner, false)?;
+    }
+    // Nothing written since the last sync: it is all durable already.
+    if !inner.dirty.swap(false, Ordering::AcqRel) {
+        return Ok(());
+    }
     match inner.durability {
         Durability::PowerLoss => {
             let g = inner.index.sync()?;
@@ -895,6 +949,7 @@ fn sync_inner(inner: &Inner) -> Result<()> {
 impl Drop for Inner {
     fn drop(&mut self) {
         if !self.read_only {
+            let _ = install_dictionary(self, true);
             // Best effort: a failure here has nowhere to go; sled also flushes on drop.
             let _ = sync_inner(self);
         }

@@ -21,6 +21,7 @@ mod records;
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 
 use crate::blob::Digest;
@@ -183,6 +184,10 @@ pub(crate) struct Index {
     writer: Mutex<()>,
     /// Objects whose records were removed since the last sync: their files go at sync.
     doomed: Mutex<Vec<Digest>>,
+    /// Number of object records. While it is 0 no key can point at an object, so a put
+    /// of an inline value needs no read of the key's previous record. Changed only under
+    /// the write lock.
+    live_objects: AtomicU64,
     /// Shared by readers from reading a key record to reading its object file (see
     /// [`Index::pin_files`]); exclusive while the files of removed objects are deleted.
     files_in_use: RwLock<()>,
@@ -227,7 +232,9 @@ impl Index {
         let objects = Objects::open(&dir.join("objects"), read_only)?;
         let config = sled::Config::new().path(&sled_dir).flush_every_ms(Some(500));
         let db = engine(dir, || config.open())?;
+        let live = engine(dir, || db.scan_prefix([PREFIX_OBJECT]).try_fold(0u64, |n, r| r.map(|_| n + 1)))?;
         Ok(Index {
+            live_objects: AtomicU64::new(live),
             path: dir.to_path_buf(),
             db,
             objects,
@@ -447,6 +454,28 @@ impl Writer<'_> {
     /// changes go into one sled batch. Object files are written before the batch.
     pub(crate) fn apply(&self, ops: Vec<Op>) -> Result<Vec<bool>> {
         let index = self.index;
+        // No object records at all: a single inline put or a removal touches no refcount,
+        // so it is one sled write, with no read of the previous record.
+        if let [op] = ops.as_slice()
+            && index.live_objects.load(Ordering::Acquire) == 0
+        {
+            match op {
+                Op::Put { space, key, header, digest, frame }
+                    if frame.len() <= INLINE_MAX && header.len() == space.header_len() =>
+                {
+                    let mut r = Vec::with_capacity(header.len() + 33 + frame.len());
+                    r.extend_from_slice(header);
+                    r.extend_from_slice(&KeyRecord::inline(digest, frame));
+                    let old = index.engine(|| index.db.insert(key_in(*space, key), r))?;
+                    return Ok(vec![old.is_some()]);
+                }
+                Op::Remove { space, key } => {
+                    let old = index.engine(|| index.db.remove(key_in(*space, key)))?;
+                    return Ok(vec![old.is_some()]);
+                }
+                Op::Put { .. } => {}
+            }
+        }
         // The state of each key as this batch sees it (later ops see earlier ones).
         let mut current: HashMap<(Space, String), KeyState> = HashMap::new();
         let mut deltas: BTreeMap<Digest, i64> = BTreeMap::new();
@@ -515,6 +544,7 @@ impl Writer<'_> {
         // Object records: new refcounts; files for objects that gain their first ref.
         let generation = index.generation();
         let mut doomed = Vec::new();
+        let mut created = 0u64;
         for (digest, delta) in deltas {
             let old = index.object(&digest)?;
             let refs = old.as_ref().map_or(0, |r| r.refs as i64) + delta;
@@ -534,6 +564,7 @@ impl Writer<'_> {
                             index.corrupted(format!("object {digest}"), "no content for a new object")
                         })?;
                     index.objects.write(&digest, frame)?;
+                    created += 1;
                     frame.len() as u64
                 }
             };
@@ -541,6 +572,8 @@ impl Writer<'_> {
             batch.insert(&object_key(&digest)[..], &rec.encode()[..]);
         }
         index.engine(|| index.db.apply_batch(batch))?;
+        index.live_objects.fetch_add(created, Ordering::AcqRel);
+        index.live_objects.fetch_sub(doomed.len() as u64, Ordering::AcqRel);
         index.doomed.lock().unwrap_or_else(PoisonError::into_inner).extend(doomed);
         Ok(existed)
     }
@@ -571,10 +604,17 @@ impl Writer<'_> {
     pub(crate) fn set_object(&self, digest: &Digest, rec: Option<ObjectRecord>) -> Result<()> {
         let index = self.index;
         match rec {
-            Some(r) => index.engine(|| index.db.insert(&object_key(digest)[..], &r.encode()[..]))?,
+            Some(r) => {
+                let old = index.engine(|| index.db.insert(&object_key(digest)[..], &r.encode()[..]))?;
+                if old.is_none() {
+                    index.live_objects.fetch_add(1, Ordering::AcqRel);
+                }
+                old
+            }
             None => {
                 let old = index.engine(|| index.db.remove(&object_key(digest)[..]))?;
                 if old.is_some() {
+                    index.live_objects.fetch_sub(1, Ordering::AcqRel);
                     index.doomed.lock().unwrap_or_else(PoisonError::into_inner).push(*digest);
                 }
                 old

@@ -1,0 +1,5 @@
+//! placeholder
+mod checks;
+mod generate;
+mod refpickle;
+fn main() {}

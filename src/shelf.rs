@@ -217,7 +217,10 @@ impl Shelf {
         let auth_check = |h: &Hasher| h.digest(b"pickleshelf auth check").0;
         if index.is_empty()? {
             if b.read_only {
-                return Err(Error::Corrupted { what: format!("store {}", path.display()), reason: "it is empty".into() });
+                return Err(Error::Corrupted {
+                    what: format!("store {}", path.display()),
+                    reason: "it is empty".into(),
+                });
             }
             index.set_meta("format", &FORMAT_VERSION.to_le_bytes())?;
             index.set_meta("generation", &0u64.to_le_bytes())?;
@@ -230,7 +233,10 @@ impl Shelf {
             .meta("format")?
             .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
             .map(u32::from_le_bytes)
-            .ok_or_else(|| Error::Corrupted { what: format!("store {}", path.display()), reason: "no format record".into() })?;
+            .ok_or_else(|| Error::Corrupted {
+            what: format!("store {}", path.display()),
+            reason: "no format record".into(),
+        })?;
         if format != FORMAT_VERSION {
             return Err(Error::UnsupportedFormat { path, found: format, supported: FORMAT_VERSION });
         }
@@ -262,10 +268,9 @@ impl Shelf {
         let mut current = 0;
         for (name, bytes) in index.meta_scan("dict")? {
             if let Some(id) = name.strip_prefix("dict/").and_then(|s| s.parse::<u32>().ok()) {
-                codec.add_dict(id, bytes.to_vec()).map_err(|reason| Error::Corrupted {
-                    what: format!("dictionary {id}"),
-                    reason: reason.into(),
-                })?;
+                codec
+                    .add_dict(id, bytes.to_vec())
+                    .map_err(|reason| Error::Corrupted { what: format!("dictionary {id}"), reason: reason.into() })?;
             } else if name == "dict.current" {
                 current = <[u8; 4]>::try_from(bytes.as_ref()).map(u32::from_le_bytes).unwrap_or(0);
             }
@@ -779,7 +784,8 @@ fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
                 let file_len = fs::metadata(index.objects().path_of(d)).map(|m| m.len()).ok();
                 match (&writer, file_len) {
                     (Some(w), Some(len)) => {
-                        let rec = crate::index::ObjectRecord { refs: *n, stored_len: len, generation: index.generation() };
+                        let rec =
+                            crate::index::ObjectRecord { refs: *n, stored_len: len, generation: index.generation() };
                         w.set_object(d, Some(rec))?;
                         report.repaired.push(format!("{msg}: record rebuilt from its file"));
                     }
@@ -842,7 +848,10 @@ fn read_witness(dir: &Path) -> Result<Option<u64>> {
                 .lines()
                 .find_map(|l| l.strip_prefix("generation "))
                 .and_then(|g| g.trim().parse::<u64>().ok())
-                .ok_or_else(|| Error::Corrupted { what: format!("witness file {}", path.display()), reason: "unreadable".into() })?;
+                .ok_or_else(|| Error::Corrupted {
+                    what: format!("witness file {}", path.display()),
+                    reason: "unreadable".into(),
+                })?;
             Ok(Some(g))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

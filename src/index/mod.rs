@@ -207,7 +207,8 @@ impl Index {
         self.db.scan_prefix([PREFIX_OBJECT]).map(move |item| {
             let (k, v) = item.map_err(|e| Error::Engine { path: self.path.clone(), message: e.to_string() })?;
             let d = Digest::from_slice(&k[1..]).ok_or_else(|| self.corrupted("an object record".into(), "bad key"))?;
-            let r = ObjectRecord::parse(&v).ok_or_else(|| self.corrupted(format!("object record {d}"), "bad layout"))?;
+            let r =
+                ObjectRecord::parse(&v).ok_or_else(|| self.corrupted(format!("object record {d}"), "bad layout"))?;
             Ok((d, r))
         })
     }
@@ -371,11 +372,10 @@ impl Writer<'_> {
             let stored_len = match &old {
                 Some(r) => r.stored_len,
                 None => {
-                    let frame = new_files
-                        .iter()
-                        .find(|(d, _)| *d == digest)
-                        .map(|(_, f)| f.as_slice())
-                        .ok_or_else(|| index.corrupted(format!("object {digest}"), "no content for a new object"))?;
+                    let frame =
+                        new_files.iter().find(|(d, _)| *d == digest).map(|(_, f)| f.as_slice()).ok_or_else(|| {
+                            index.corrupted(format!("object {digest}"), "no content for a new object")
+                        })?;
                     index.objects.write(&digest, frame)?;
                     frame.len() as u64
                 }

@@ -10,6 +10,11 @@
 
 use std::fmt;
 
+/// Largest int (in bits, about 39,000 decimal digits) that display and tagged JSON write
+/// as decimal text; larger ones are shown by their size. Converting takes milliseconds at
+/// this size and grows with its square.
+pub const DECIMAL_MAX_BITS: u64 = 1 << 17;
+
 /// An integer outside the `i64` range, as sign and magnitude.
 ///
 /// Invariant: `mag` has no trailing (most significant) zero limbs, and the value does not
@@ -149,7 +154,15 @@ impl BigInt {
         Some(Self::from_sign_magnitude(negative, mag))
     }
 
-    /// The decimal text of the value, with a leading `-` when negative.
+    /// The decimal text, or `None` when the value has more than [`DECIMAL_MAX_BITS`]
+    /// bits (decimal conversion is quadratic; CPython refuses such conversions too, past
+    /// its `int_max_str_digits`).
+    pub fn to_decimal_bounded(&self) -> Option<String> {
+        (self.bit_length() <= DECIMAL_MAX_BITS).then(|| self.to_decimal())
+    }
+
+    /// The decimal text of the value, with a leading `-` when negative. Quadratic in the
+    /// size: see [`BigInt::to_decimal_bounded`] for untrusted values.
     pub fn to_decimal(&self) -> String {
         let mut mag = self.mag.clone();
         let mut chunks: Vec<u32> = Vec::new();
@@ -351,6 +364,19 @@ mod tests {
                 Int::Big(back) => assert_eq!(back.to_decimal(), t),
                 other => panic!("{t}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn huge_ints_are_not_converted_to_text() {
+        let mut bytes = vec![0x55u8; 200_000];
+        bytes.push(0x01);
+        match BigInt::from_le_twos_complement(&bytes) {
+            Int::Big(b) => {
+                assert!(b.bit_length() > DECIMAL_MAX_BITS);
+                assert_eq!(b.to_decimal_bounded(), None);
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -26,7 +26,7 @@ mod value;
 pub use de::{from_slice, from_value};
 pub use decode::{DEFAULT_LIMITS, Limits, decode, decode_with};
 pub use encode::{DEFAULT_PROTOCOL, encode};
-pub use int::{BigInt, Int};
+pub use int::{BigInt, DECIMAL_MAX_BITS, Int};
 pub use json::{from_tagged_json, to_tagged_json};
 pub use repr::{bytes_repr, float_repr, str_repr};
 pub use ser::{to_value, to_vec, to_vec_with_protocol};

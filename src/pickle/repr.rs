@@ -178,7 +178,10 @@ impl Value {
                 Node::Bool(true) => f.write_str("True")?,
                 Node::Bool(false) => f.write_str("False")?,
                 Node::Int(v) => write!(f, "{v}")?,
-                Node::BigInt(b) => write!(f, "{b}")?,
+                Node::BigInt(b) => match b.to_decimal_bounded() {
+                    Some(text) => f.write_str(&text)?,
+                    None => write!(f, "<int of {} bits>", b.bit_length())?,
+                },
                 Node::Float(x) => f.write_str(&float_repr(*x))?,
                 Node::Str(s) => f.write_str(&str_repr(s))?,
                 Node::Bytes(b) => f.write_str(&bytes_repr(b))?,

@@ -193,6 +193,7 @@ fn child(workload: &str, backend: Backend, args: &Args) -> Result<ExitCode> {
     res.insert("backend".into(), backend.name().into());
     res.insert("scale".into(), json!(args.scale));
     res.insert("codec".into(), codec.name().into());
+    res.insert("lock_retries".into(), stores::LOCK_RETRIES.load(std::sync::atomic::Ordering::Relaxed).into());
     res.insert("disk_bytes".into(), alloc.into());
     res.insert("disk_apparent_bytes".into(), apparent.into());
     res.insert("disk_mb".into(), json!(alloc as f64 / 1e6));

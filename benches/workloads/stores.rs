@@ -12,6 +12,8 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use pickleshelf::Shelf;
@@ -57,8 +59,12 @@ impl Store {
     /// Opens (creating) the backend's store under `dir`.
     pub fn open(backend: Backend, dir: &Path, closed: Closed) -> Result<Store> {
         Ok(match backend {
-            Backend::Pickleshelf => Store::Shelf(Shelf::open(dir.join("store")).context("Shelf::open")?),
-            Backend::SledRaw => Store::Sled(sled::Config::new().path(dir.join("sled")).open().context("sled open")?),
+            Backend::Pickleshelf => {
+                Store::Shelf(retrying_lock(|| Shelf::open(dir.join("store")).context("Shelf::open"))?)
+            }
+            Backend::SledRaw => {
+                Store::Sled(retrying_lock(|| sled::Config::new().path(dir.join("sled")).open().context("sled open"))?)
+            }
             Backend::HashMap => Store::Mem(closed.0.unwrap_or_default()),
         })
     }
@@ -138,6 +144,26 @@ impl Store {
                 Ok(Closed(None))
             }
             Store::Mem(m) => Ok(Closed(Some(m))),
+        }
+    }
+}
+
+/// How many times an open found sled's file lock still held (see [`retrying_lock`]).
+pub static LOCK_RETRIES: AtomicU64 = AtomicU64::new(0);
+
+/// Runs `open`, retrying for up to 5 s while sled reports its file lock as held: sled 0.34
+/// releases the lock only when its background threads let go of the file, which can be a
+/// moment after the last handle is dropped, so an open right after a close can fail. The
+/// wait counts in the open's time; the retries are reported (`lock_retries`).
+fn retrying_lock<T>(open: impl Fn() -> Result<T>) -> Result<T> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match open() {
+            Err(e) if format!("{e:#}").contains("could not acquire lock") && Instant::now() < deadline => {
+                LOCK_RETRIES.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            other => return other,
         }
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo bench --bench workloads -- --workload W1|W2|W3|W4|W5|all --scale S --json FILE
-//!                                  [--backends a,b] [--repeat N] [--tmpdir DIR] [--check]
+//!                                  [--backends a,b] [--repeat N] [--tmpdir DIR] [--keep] [--check]
 //! ```
 //!
 //! Each (workload, backend) run is its own process (this binary re-executed with
@@ -53,11 +53,13 @@ struct Args {
     tmpdir: Option<PathBuf>,
     timeout: u64,
     check: bool,
+    keep: bool,
     child: Option<(String, Backend)>,
 }
 
 const USAGE: &str = "usage: cargo bench --bench workloads -- [--workload W1|..|W5|all|list] [--scale S] \
-[--json FILE] [--backends pickleshelf,sled_raw,hashmap] [--repeat N] [--tmpdir DIR] [--timeout SECS] [--check]";
+[--json FILE] [--backends pickleshelf,sled_raw,hashmap] [--repeat N] [--tmpdir DIR] [--timeout SECS] [--keep] [--check]
+  --keep: keep each case's store directory (under --tmpdir) for inspection";
 
 fn parse_args() -> Result<Args> {
     let mut a = Args {
@@ -69,6 +71,7 @@ fn parse_args() -> Result<Args> {
         tmpdir: None,
         timeout: 900,
         check: false,
+        keep: false,
         child: None,
     };
     let mut it = std::env::args().skip(1);
@@ -98,6 +101,7 @@ fn parse_args() -> Result<Args> {
             "--tmpdir" => a.tmpdir = Some(val()?.into()),
             "--timeout" => a.timeout = val()?.parse().context("--timeout")?,
             "--check" => a.check = true,
+            "--keep" => a.keep = true,
             "--child" => {
                 let w = val()?;
                 let b = val()?;
@@ -204,7 +208,13 @@ fn child(workload: &str, backend: Backend, args: &Args) -> Result<ExitCode> {
     {
         res.insert("disk_over_logical".into(), json!(alloc as f64 / logical));
     }
-    dir.close().context("removing the case's temp dir")?;
+    if args.keep {
+        let kept = dir.keep();
+        eprintln!("kept the store directory {}", kept.display());
+        res.insert("kept_dir".into(), kept.display().to_string().into());
+    } else {
+        dir.close().context("removing the case's temp dir")?;
+    }
     println!("RESULT_JSON:{}", Json::Object(res));
     Ok(ExitCode::SUCCESS)
 }
@@ -228,6 +238,7 @@ fn run_child(workload: &str, backend: Backend, args: &Args, tmp_root: &Path) -> 
     let spawned = Command::new(exe)
         .args(["--child", workload, backend.name(), "--scale", &args.scale.to_string(), "--tmpdir"])
         .arg(tmp_root)
+        .args(if args.keep { &["--keep"][..] } else { &[] })
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -297,6 +308,13 @@ fn read_trimmed(path: &str) -> String {
 fn parent(args: &Args) -> Result<ExitCode> {
     let root = args.tmpdir.clone().unwrap_or_else(std::env::temp_dir);
     let tmp = tempfile::Builder::new().prefix("rsbench-").tempdir_in(&root).context("temp root")?;
+    // With --keep the stores stay for inspection; otherwise the root goes with `tmp`.
+    let (tmp, tmp_path) = if args.keep {
+        (None, tmp.keep())
+    } else {
+        let p = tmp.path().to_path_buf();
+        (Some(tmp), p)
+    };
     let started = utc_now();
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let host = read_trimmed("/proc/sys/kernel/hostname");
@@ -308,7 +326,7 @@ fn parent(args: &Args) -> Result<ExitCode> {
         "host: {host}  cpus: {cpus}  kernel: {kernel}  scale: {}  repeat: {}  temp: {}",
         args.scale,
         args.repeat,
-        tmp.path().display()
+        tmp_path.display()
     );
     println!("codec: {}", codec.name());
     let mut all = Vec::new();
@@ -321,7 +339,7 @@ fn parent(args: &Args) -> Result<ExitCode> {
             }
             let mut runs = Vec::new();
             for _ in 0..args.repeat {
-                let r = run_child(w, b, args, tmp.path());
+                let r = run_child(w, b, args, &tmp_path);
                 let wall = r.get("wall_s").and_then(Json::as_f64).unwrap_or(0.0);
                 match r.get("error").and_then(Json::as_str) {
                     Some(e) => eprintln!("  [{w} {}] done in {wall:.1}s ERROR {e}", b.name()),
@@ -357,6 +375,7 @@ fn parent(args: &Args) -> Result<ExitCode> {
          close; RSS base = RSS after data generation, before the store is opened; RSS ops peak = VmHWM \
          since then; RSS peak = the process's peak including data generation."
     );
+    drop(tmp);
     if let Some(path) = &args.json {
         let meta = json!({
             "started_utc": started, "scale": args.scale, "repeat": args.repeat,

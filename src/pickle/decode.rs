@@ -151,6 +151,9 @@ struct Decoder<'a> {
     /// Out-of-band buffers referenced so far.
     buffers: u32,
     interned: [Option<NodeId>; 4],
+    /// Items and bytes that REDUCE of a built-in type copied out of its argument so far
+    /// (at most twice the input's length; see [`Decoder::reduce`]).
+    copied: usize,
 }
 
 const NONE_SLOT: usize = 0;
@@ -182,6 +185,7 @@ impl<'a> Decoder<'a> {
             containers: 0,
             buffers: 0,
             interned: [None; 4],
+            copied: 0,
         }
     }
 
@@ -841,14 +845,30 @@ impl<'a> Decoder<'a> {
 
     /// REDUCE: the built-in types CPython writes as calls before protocol 3–5 become
     /// native nodes; every other call is kept as an object.
+    ///
+    /// Making a native node copies the argument (a list's items, a str's or bytes'
+    /// bytes). The copies together may not exceed twice the input's length, which a
+    /// pickler never reaches: each call gets a fresh argument, written in at least as
+    /// many bytes as it has items, and CPython nests such calls at most two deep
+    /// (`bytearray(_codecs.encode(s, "latin1"))` before protocol 3). Past the limit a
+    /// call is kept as an object. Without it, calling `set` on one memoized list over
+    /// and over would take memory quadratic in the input.
     fn reduce(&mut self, callable: NodeId, args: NodeId) -> NodeId {
-        if let Some(node) = self.native_call(callable, args) {
+        let budget = self.input.len().saturating_mul(2).saturating_sub(self.copied);
+        if let Some(node) = self.native_call(callable, args, budget) {
+            self.copied += match &node {
+                Node::Bytes(b) | Node::ByteArray(b) => b.len(),
+                Node::Set(v) | Node::FrozenSet(v) => v.len(),
+                _ => 0,
+            };
             return self.add_container(node);
         }
         self.object(Construct::Reduce { callable, args })
     }
 
-    fn native_call(&self, callable: NodeId, args: NodeId) -> Option<Node> {
+    /// The native node for a call of a built-in type, when it copies at most `budget`
+    /// items or bytes.
+    fn native_call(&self, callable: NodeId, args: NodeId, budget: usize) -> Option<Node> {
         let Node::Global(g) = self.node(callable) else {
             return None;
         };
@@ -857,7 +877,13 @@ impl<'a> Decoder<'a> {
         };
         let latin1 = |id: NodeId| -> Option<Vec<u8>> {
             match self.node(id) {
-                Node::Str(s) => s.code_points().map(|c| u8::try_from(c).ok()).collect(),
+                // One byte per code point; more than `budget` is refused.
+                Node::Str(s) => s
+                    .code_points()
+                    .take(budget.saturating_add(1))
+                    .map(|c| u8::try_from(c).ok())
+                    .collect::<Option<Vec<u8>>>()
+                    .filter(|b| b.len() <= budget),
                 _ => None,
             }
         };
@@ -871,7 +897,7 @@ impl<'a> Decoder<'a> {
         };
         let items = |id: NodeId| -> Option<Vec<NodeId>> {
             match self.node(id) {
-                Node::List(v) | Node::Tuple(v) => Some(v.clone()),
+                Node::List(v) | Node::Tuple(v) if v.len() <= budget => Some(v.clone()),
                 _ => None,
             }
         };
@@ -880,7 +906,7 @@ impl<'a> Decoder<'a> {
             ("builtins", "bytes", &[]) => Some(Node::Bytes(Vec::new())),
             ("builtins", "bytearray", &[]) => Some(Node::ByteArray(Vec::new())),
             ("builtins", "bytearray", &[b]) => match self.node(b) {
-                Node::Bytes(b) => Some(Node::ByteArray(b.clone())),
+                Node::Bytes(b) if b.len() <= budget => Some(Node::ByteArray(b.clone())),
                 _ => None,
             },
             ("builtins", "bytearray", &[s, e]) if is_latin1_name(e) => latin1(s).map(Node::ByteArray),
@@ -895,31 +921,35 @@ impl<'a> Decoder<'a> {
 
 /// True when the value nests deeper than `max` (counted along a depth-first walk that
 /// visits each node once; that is the depth every walker of the graph needs).
+///
+/// Linear time: each node's children are listed once, into one stack shared by the
+/// nodes on the current path (`open` holds where each one's children start).
 fn depth_exceeds(value: &Value, max: usize) -> bool {
+    fn push_children(value: &Value, id: NodeId, pending: &mut Vec<NodeId>) {
+        let from = pending.len();
+        value[id].for_each_child(|c| pending.push(c));
+        // Reversed, so that they are popped in document order.
+        pending[from..].reverse();
+    }
     let mut seen = vec![false; value.len()];
-    // (node, index of the next child to visit)
-    let mut stack: Vec<(NodeId, usize)> = vec![(value.root(), 0)];
+    let mut pending: Vec<NodeId> = Vec::new();
+    let mut open: Vec<usize> = vec![0];
     seen[value.root().index()] = true;
-    let mut children = Vec::new();
-    while let Some(&(id, next)) = stack.last() {
-        if stack.len() > max {
+    push_children(value, value.root(), &mut pending);
+    while let Some(&start) = open.last() {
+        if open.len() > max {
             return true;
         }
-        children.clear();
-        value[id].for_each_child(|c| children.push(c));
-        match children.get(next) {
-            Some(&c) => {
-                if let Some(top) = stack.last_mut() {
-                    top.1 += 1;
-                }
-                if !seen[c.index()] {
-                    seen[c.index()] = true;
-                    stack.push((c, 0));
-                }
+        if pending.len() > start {
+            if let Some(c) = pending.pop()
+                && !seen[c.index()]
+            {
+                seen[c.index()] = true;
+                open.push(pending.len());
+                push_children(value, c, &mut pending);
             }
-            None => {
-                stack.pop();
-            }
+        } else {
+            open.pop();
         }
     }
     false
@@ -1238,6 +1268,38 @@ mod tests {
         // Unclosed MARKs beyond the limit.
         let marks = vec![b'('; 200_000];
         assert!(matches!(err(&marks).1, Kind::Limit { limit: "max_marks", .. }));
+    }
+
+    #[test]
+    fn native_calls_copy_at_most_twice_the_input_length() {
+        // set(L) called 1,000 times on one memoized list of 1,000 items: the copies stop
+        // at twice the input's length and the later calls stay objects.
+        let mut p = b"\x80\x02cbuiltins\nset\nq\x000]q\x01(".to_vec();
+        p.extend(std::iter::repeat_n(b'N', 1000));
+        p.extend_from_slice(b"e0");
+        for _ in 0..1000 {
+            p.extend_from_slice(b"h\x00h\x01\x85R0");
+        }
+        p.extend_from_slice(b"N.");
+        let v = d(&p);
+        let copied: usize = v.nodes().iter().map(|n| if let Node::Set(s) = n { s.len() } else { 0 }).sum();
+        let sets = v.nodes().iter().filter(|n| matches!(n, Node::Set(_))).count();
+        let objects = v.nodes().iter().filter(|n| matches!(n, Node::Object(_))).count();
+        assert!(copied <= 2 * p.len(), "{copied} items copied from {} bytes", p.len());
+        assert_eq!((sets, objects), (16, 984));
+        // A fresh argument per call, as picklers write, is always converted.
+        let v = d(b"\x80\x02]q\x00(cbuiltins\nset\nq\x01]q\x02(K\x01K\x02e\x85q\x03Rq\x04h\x01]q\x05K\x03a\x85Re.");
+        assert_eq!(v.to_string(), "[{1, 2}, {3}]");
+    }
+
+    #[test]
+    fn depth_check_is_linear_on_wide_values() {
+        // A list of 300,000 empty lists: enough containers for the depth check, which
+        // used to list the root's children again for each child (quadratic: minutes).
+        let mut p = b"\x80\x02](".to_vec();
+        p.extend(std::iter::repeat_n(b']', 300_000));
+        p.extend_from_slice(b"e.");
+        assert_eq!(d(&p).len(), 300_001);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 mod compat;
 pub mod de;
 mod decode;
+mod emit;
 mod encode;
 mod int;
 mod json;
@@ -23,7 +24,7 @@ mod repr;
 pub mod ser;
 mod value;
 
-pub use de::{from_slice, from_value};
+pub use de::{from_slice, from_value, from_value_borrowed, from_value_with};
 pub use decode::{DEFAULT_LIMITS, Limits, decode, decode_with};
 pub use encode::{DEFAULT_PROTOCOL, encode};
 pub use int::{BigInt, DECIMAL_MAX_BITS, Int};

@@ -6,6 +6,7 @@
 //! ```text
 //! cargo bench --bench workloads -- --workload W1|W2|W3|W4|W5|all --scale S --json FILE
 //!                                  [--backends a,b] [--repeat N] [--tmpdir DIR] [--keep] [--check]
+//!                                  [--durability power-loss|process-crash]
 //! ```
 //!
 //! Each (workload, backend) run is its own process (this binary re-executed with
@@ -54,12 +55,14 @@ struct Args {
     timeout: u64,
     check: bool,
     keep: bool,
+    process_crash: bool,
     child: Option<(String, Backend)>,
 }
 
 const USAGE: &str = "usage: cargo bench --bench workloads -- [--workload W1|..|W5|all|list] [--scale S] \
-[--json FILE] [--backends pickleshelf,sled_raw,hashmap] [--repeat N] [--tmpdir DIR] [--timeout SECS] [--keep] [--check]
-  --keep: keep each case's store directory (under --tmpdir) for inspection";
+[--json FILE] [--backends pickleshelf,sled_raw,hashmap] [--repeat N] [--tmpdir DIR] [--timeout SECS] [--keep] [--durability power-loss|process-crash] [--check]
+  --keep: keep each case's store directory (under --tmpdir) for inspection
+  --durability: pickleshelf's Durability (default power-loss, the store's default: close fsyncs)";
 
 fn parse_args() -> Result<Args> {
     let mut a = Args {
@@ -72,6 +75,7 @@ fn parse_args() -> Result<Args> {
         timeout: 900,
         check: false,
         keep: false,
+        process_crash: false,
         child: None,
     };
     let mut it = std::env::args().skip(1);
@@ -102,6 +106,11 @@ fn parse_args() -> Result<Args> {
             "--timeout" => a.timeout = val()?.parse().context("--timeout")?,
             "--check" => a.check = true,
             "--keep" => a.keep = true,
+            "--durability" => match val()?.as_str() {
+                "power-loss" => a.process_crash = false,
+                "process-crash" => a.process_crash = true,
+                other => bail!("--durability is power-loss (the default) or process-crash, not {other}"),
+            },
             "--child" => {
                 let w = val()?;
                 let b = val()?;
@@ -182,6 +191,7 @@ fn child(workload: &str, backend: Backend, args: &Args) -> Result<ExitCode> {
         .with_context(|| format!("temp dir in {}", root.display()))?;
     let counts = Counts::for_scale(args.scale);
     let codec = Codec::detect();
+    stores::PROCESS_CRASH.store(args.process_crash, std::sync::atomic::Ordering::Relaxed);
     let mut res = match cases::run(workload, backend, codec, &counts, dir.path()) {
         Ok(m) => m,
         Err(e) => {
@@ -197,6 +207,10 @@ fn child(workload: &str, backend: Backend, args: &Args) -> Result<ExitCode> {
     res.insert("backend".into(), backend.name().into());
     res.insert("scale".into(), json!(args.scale));
     res.insert("codec".into(), codec.name().into());
+    if backend == Backend::Pickleshelf {
+        let d = if args.process_crash { "process-crash" } else { "power-loss" };
+        res.insert("durability".into(), d.into());
+    }
     res.insert("lock_retries".into(), stores::LOCK_RETRIES.load(std::sync::atomic::Ordering::Relaxed).into());
     res.insert("disk_bytes".into(), alloc.into());
     res.insert("disk_apparent_bytes".into(), apparent.into());
@@ -239,6 +253,7 @@ fn run_child(workload: &str, backend: Backend, args: &Args, tmp_root: &Path) -> 
         .args(["--child", workload, backend.name(), "--scale", &args.scale.to_string(), "--tmpdir"])
         .arg(tmp_root)
         .args(if args.keep { &["--keep"][..] } else { &[] })
+        .args(if args.process_crash { &["--durability", "process-crash"][..] } else { &[] })
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -316,6 +331,7 @@ fn parent(args: &Args) -> Result<ExitCode> {
         (Some(tmp), p)
     };
     let started = utc_now();
+    let load_start = read_trimmed("/proc/loadavg");
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let host = read_trimmed("/proc/sys/kernel/hostname");
     let kernel = read_trimmed("/proc/sys/kernel/osrelease");
@@ -328,7 +344,7 @@ fn parent(args: &Args) -> Result<ExitCode> {
         args.repeat,
         tmp_path.display()
     );
-    println!("codec: {}", codec.name());
+    println!("codec: {}  load average: {load_start}", codec.name());
     let mut all = Vec::new();
     let mut all_ok = true;
     for w in &args.workloads {
@@ -349,6 +365,9 @@ fn parent(args: &Args) -> Result<ExitCode> {
             }
             let mut res = report::summarize(runs);
             let mut notes = Vec::new();
+            if b == Backend::Pickleshelf && args.process_crash {
+                notes.push("durability=process-crash (no fsync)".to_owned());
+            }
             if codec != Codec::Library {
                 notes.push("codec=reference (crate codec unavailable)".to_owned());
             }
@@ -379,7 +398,9 @@ fn parent(args: &Args) -> Result<ExitCode> {
     if let Some(path) = &args.json {
         let meta = json!({
             "started_utc": started, "scale": args.scale, "repeat": args.repeat,
+            "pickleshelf_durability": if args.process_crash { "process-crash" } else { "power-loss" },
             "host": host, "cpus": cpus, "kernel": kernel, "codec": codec.name(),
+            "loadavg_start": load_start, "loadavg_end": read_trimmed("/proc/loadavg"),
             "pickleshelf": env!("CARGO_PKG_VERSION"),
             "counts": {
                 "w1_n": counts.w1_n, "w2_ops": counts.w2_ops, "w2_hot": counts.w2_hot,

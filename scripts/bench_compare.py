@@ -150,15 +150,18 @@ def main():
     py, rs = load(args.py), load(args.rs)
     n = min(len(py), len(rs))
     py, rs = py[:n], rs[:n]
-    codecs = set()
+    codecs, loads = set(), []
     for p in args.rs:
         with open(p) as fh:
-            codecs.add(json.load(fh)["meta"].get("codec", "?"))
+            meta = json.load(fh)["meta"]
+        codecs.add(meta.get("codec", "?"))
+        loads.append(f"{meta.get('loadavg_start', '?').split(' ')[0]}..{meta.get('loadavg_end', '?').split(' ')[0]}")
     print(f"Rounds: {n} (each: the Python baselines, then the Rust benchmark, back to back). "
           "Each cell: median over rounds (min..max). Ratio = pickleshelf / best persistent "
           "Python store of the same round (median of the per-round ratios, min..max). "
           "For 'lower' metrics a ratio below 1 is good.")
-    print(f"Rust codec: {', '.join(sorted(codecs))}")
+    print(f"Rust codec: {', '.join(sorted(codecs))}. 1-minute load average during each "
+          f"round's Rust run (start..end): {', '.join(loads)}.")
     for workload in ["W1", "W2", "W3", "W4", "W5"]:
         rows = [m for m in METRICS if m[0] == workload]
         if not any((workload, "pickleshelf") in r for r in rs):

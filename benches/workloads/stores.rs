@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use pickleshelf::Shelf;
 use pickleshelf::pickle::Value;
+use pickleshelf::{Durability, Shelf};
 use serde::Serialize;
 
 use super::codec::{Codec, Typed};
@@ -59,9 +59,11 @@ impl Store {
     /// Opens (creating) the backend's store under `dir`.
     pub fn open(backend: Backend, dir: &Path, closed: Closed) -> Result<Store> {
         Ok(match backend {
-            Backend::Pickleshelf => {
-                Store::Shelf(retrying_lock(|| Shelf::open(dir.join("store")).context("Shelf::open"))?)
-            }
+            Backend::Pickleshelf => Store::Shelf(retrying_lock(|| {
+                let durability =
+                    if process_crash_durability() { Durability::ProcessCrash } else { Durability::PowerLoss };
+                Shelf::builder(dir.join("store")).durability(durability).open().context("Shelf::open")
+            })?),
             Backend::SledRaw => {
                 Store::Sled(retrying_lock(|| sled::Config::new().path(dir.join("sled")).open().context("sled open"))?)
             }
@@ -146,6 +148,14 @@ impl Store {
             Store::Mem(m) => Ok(Closed(Some(m))),
         }
     }
+}
+
+/// Set by `--durability process-crash`: pickleshelf then opens with
+/// `Durability::ProcessCrash` (sync flushes without fsync) instead of the default.
+pub static PROCESS_CRASH: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn process_crash_durability() -> bool {
+    PROCESS_CRASH.load(Ordering::Relaxed)
 }
 
 /// How many times an open found sled's file lock still held (see [`retrying_lock`]).

@@ -42,8 +42,10 @@ grep -E "FAILED|UNAVAILABLE" "$OUT/check.txt" >&2 || true
 
 PY=()
 RS=()
+LOADS=()
 for r in $(seq 1 "$REPEAT"); do
-    echo "== round $r/$REPEAT: Python baselines" >&2
+    echo "== round $r/$REPEAT: Python baselines (load average $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+    LOADS+=("round $r: $(cut -d' ' -f1 /proc/loadavg) before Python")
     "$VENV/bin/python" "$BENCH/python_baselines.py" --workload "$WORKLOAD" --scale "$SCALE" \
         --json "$OUT/py-$r.json" > "$OUT/py-$r.txt"
     echo "== round $r/$REPEAT: Rust workloads" >&2
@@ -60,6 +62,7 @@ done
     echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), kernel $(uname -r);" \
          "$(rustc --version); Python $("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0])')."
     echo "Command: scripts/bench-compare.sh --scale $SCALE --repeat $REPEAT --workload $WORKLOAD"
+    echo "1-minute load average (other processes share this machine): $(IFS=';'; echo "${LOADS[*]}")."
     echo
     python3 "$ROOT/scripts/bench_compare.py" --py "${PY[@]}" --rs "${RS[@]}"
 } | tee "$OUT/compare.md"

@@ -62,7 +62,7 @@ done
     echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), kernel $(uname -r);" \
          "$(rustc --version); Python $("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0])')."
     echo "Command: scripts/bench-compare.sh --scale $SCALE --repeat $REPEAT --workload $WORKLOAD"
-    echo "1-minute load average (other processes share this machine): $(IFS=';'; echo "${LOADS[*]}")."
+    echo "1-minute load average (other processes share this machine): $(printf '%s; ' "${LOADS[@]}" | sed 's/; $//')."
     echo
     python3 "$ROOT/scripts/bench_compare.py" --py "${PY[@]}" --rs "${RS[@]}"
 } | tee "$OUT/compare.md"

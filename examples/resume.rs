@@ -69,7 +69,7 @@ impl State {
     /// One step: a few milliseconds of deterministic work.
     fn advance(&mut self) {
         let mut best = u64::MAX;
-        for _ in 0..400_000 {
+        for _ in 0..2_500_000 {
             best = best.min(self.next_u64());
         }
         let sample = (best >> 11) as f64 * (1.0 / (1u64 << 53) as f64) * 1e4 % 1.0;

@@ -27,12 +27,16 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod blob;
+mod cache;
 mod error;
 mod index;
+pub mod memo;
 pub mod pickle;
 mod shelf;
 
 pub use blob::Digest;
+pub use cache::CacheStats;
 pub use error::{DecodeErrorKind, Error, Result};
 pub use index::MAX_KEY_LEN;
+pub use memo::{Memo, MemoBuilder, MemoStats};
 pub use shelf::{Batch, Durability, FORMAT_VERSION, Shelf, ShelfBuilder, VerifyReport};

@@ -5,6 +5,7 @@
 //! [`crate::index`]); a store whose sled state is older than its witness file's
 //! generation is refused at open.
 
+use std::any::{Any, TypeId};
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -14,9 +15,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::blob::{Codec, Digest, Hasher, TRAIN_SAMPLES};
+use crate::cache::{Cache, CacheStats};
 use crate::error::{Error, Result};
-use crate::index::{INLINE_MAX, Index, MAX_KEY_LEN, Op, Stored};
+use crate::index::{INLINE_MAX, Index, MAX_KEY_LEN, Op, Space, Stored, Writer};
 use crate::pickle::{self, Value};
+
+/// Default budget of the decoded-object cache, in estimated bytes.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+/// Default most objects in the decoded-object cache.
+pub const DEFAULT_CACHE_ENTRIES: u64 = 100_000;
 
 /// The on-disk format version this build reads and writes (see `docs/FORMAT.md`).
 pub const FORMAT_VERSION: u32 = 1;
@@ -37,7 +44,7 @@ pub enum Durability {
 /// Options for opening a store, validated by [`ShelfBuilder::open`].
 ///
 /// ```
-/// # let dir = tempfile::tempdir()?;
+/// # let dir = tempfile::tempdir().unwrap();
 /// use pickleshelf::Shelf;
 /// let shelf = Shelf::builder(dir.path().join("state.db")).zstd_level(5).protocol(5).open()?;
 /// shelf.insert("answer", &42)?;
@@ -55,6 +62,8 @@ pub struct ShelfBuilder {
     auth_key: Option<Vec<u8>>,
     durability: Durability,
     allow_rollback: bool,
+    cache_bytes: u64,
+    cache_entries: u64,
 }
 
 impl ShelfBuilder {
@@ -76,7 +85,8 @@ impl ShelfBuilder {
         self
     }
 
-    /// Whether a missing store is created (default true).
+    /// Whether a missing store is created (default true). Without it, a path that holds
+    /// no store (missing, or a directory without one) fails to open, and nothing is written.
     pub fn create(mut self, create: bool) -> Self {
         self.create = create;
         self
@@ -104,6 +114,19 @@ impl ShelfBuilder {
         self
     }
 
+    /// Budget of the decoded-object cache in estimated bytes of decoded objects (default
+    /// 64 MiB); 0 disables caching. Changeable later with [`Shelf::set_cache_budget`].
+    pub fn cache_bytes(mut self, bytes: u64) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// Most objects the cache holds (default 100,000); 0 disables caching.
+    pub fn cache_entries(mut self, entries: u64) -> Self {
+        self.cache_entries = entries;
+        self
+    }
+
     /// Validates the options and opens (or creates) the store.
     ///
     /// # Errors
@@ -128,6 +151,7 @@ impl ShelfBuilder {
 
 struct Inner {
     path: PathBuf,
+    cache: Cache,
     index: Index,
     codec: Codec,
     protocol: u8,
@@ -135,6 +159,9 @@ struct Inner {
     durability: Durability,
     /// Small values kept to train the dictionary; `None` once there is one.
     samples: Mutex<Option<Vec<Vec<u8>>>>,
+    /// Held through a sync: concurrent syncs write the witness one at a time, in
+    /// generation order.
+    syncing: Mutex<()>,
     /// Held for the handle's lifetime: the exclusive lock on `LOCK`.
     _lock: fs::File,
 }
@@ -145,7 +172,7 @@ struct Inner {
 /// last clone is dropped. `Shelf` is `Send + Sync`.
 ///
 /// ```
-/// # let dir = tempfile::tempdir()?;
+/// # let dir = tempfile::tempdir().unwrap();
 /// use pickleshelf::Shelf;
 /// let shelf = Shelf::open(dir.path().join("state.db"))?;
 /// shelf.insert("user:1", &vec![1.5, 2.5])?;
@@ -156,6 +183,12 @@ struct Inner {
 #[derive(Clone)]
 pub struct Shelf {
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Shelf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shelf").field("path", &self.inner.path).field("read_only", &self.inner.read_only).finish()
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -182,18 +215,21 @@ impl Shelf {
             auth_key: None,
             durability: Durability::PowerLoss,
             allow_rollback: false,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            cache_entries: DEFAULT_CACHE_ENTRIES,
         }
     }
 
     fn open_with(b: ShelfBuilder) -> Result<Shelf> {
         let path = b.path.clone();
+        // A directory without a sled database (missing, or not a store) is no store.
+        if (b.read_only || !b.create) && !path.join("sled").exists() {
+            return Err(Error::Io {
+                path,
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no store at this path"),
+            });
+        }
         if !path.exists() {
-            if b.read_only || !b.create {
-                return Err(Error::Io {
-                    path,
-                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no store at this path"),
-                });
-            }
             fs::create_dir_all(&path).map_err(io(&path))?;
         }
         let lock_path = path.join("LOCK");
@@ -299,6 +335,8 @@ impl Shelf {
                 read_only: b.read_only,
                 durability: b.durability,
                 samples: Mutex::new(samples),
+                cache: Cache::new(b.cache_bytes, b.cache_entries),
+                syncing: Mutex::new(()),
                 _lock: lock,
             }),
         })
@@ -309,7 +347,19 @@ impl Shelf {
         &self.inner.path
     }
 
-    fn writable(&self) -> Result<()> {
+    pub(crate) fn index(&self) -> &Index {
+        &self.inner.index
+    }
+
+    pub(crate) fn cache(&self) -> &Cache {
+        &self.inner.cache
+    }
+
+    pub(crate) fn protocol(&self) -> u8 {
+        self.inner.protocol
+    }
+
+    pub(crate) fn writable(&self) -> Result<()> {
         if self.inner.read_only {
             return Err(Error::ReadOnly { path: self.inner.path.clone() });
         }
@@ -362,16 +412,41 @@ impl Shelf {
 
     fn prepare(&self, key: &str, bytes: &[u8]) -> Result<Op> {
         Self::check_key(key)?;
+        let (digest, frame) = self.frame(bytes)?;
+        Ok(Op::put(key.to_owned(), digest, frame))
+    }
+
+    /// The address and stored frame of pickle bytes (feeding the dictionary trainer).
+    pub(crate) fn frame(&self, bytes: &[u8]) -> Result<(Digest, Vec<u8>)> {
         let digest = self.inner.codec.digest(bytes);
         let frame = self.inner.codec.encode(bytes);
         self.sample(bytes)?;
-        Ok(Op::Put { key: key.to_owned(), digest, frame })
+        Ok((digest, frame))
     }
 
     fn put_trusted(&self, key: &str, bytes: &[u8]) -> Result<()> {
         self.writable()?;
         let op = self.prepare(key, bytes)?;
-        self.inner.index.writer().apply(vec![op]).map(drop)
+        self.commit(&self.inner.index.writer(), vec![op]).map(drop)
+    }
+
+    /// Applies `ops` and then tells the cache which keys changed (a failed write forgets
+    /// them: their state is not known here).
+    pub(crate) fn commit(&self, writer: &Writer<'_>, ops: Vec<Op>) -> Result<Vec<bool>> {
+        let touched: Vec<(String, Option<Digest>)> = ops
+            .iter()
+            .map(|op| match op {
+                Op::Put { space: Space::Keys, key, digest, .. } => (key.clone(), Some(*digest)),
+                Op::Remove { space: Space::Keys, key } => (key.clone(), None),
+                // Memo entries are not store keys: nothing of the key map to update.
+                Op::Put { key, .. } | Op::Remove { key, .. } => (key.clone(), None),
+            })
+            .collect();
+        let result = writer.apply(ops);
+        for (key, digest) in touched {
+            self.inner.cache.key_written(&key, if result.is_ok() { digest } else { None });
+        }
+        result
     }
 
     /// Collects small values until a compression dictionary can be trained, then trains
@@ -414,7 +489,7 @@ impl Shelf {
     /// [`Error::ReadOnly`], [`Error::Engine`], [`Error::Io`].
     pub fn remove(&self, key: &str) -> Result<bool> {
         self.writable()?;
-        let existed = self.inner.index.writer().apply(vec![Op::Remove { key: key.to_owned() }])?;
+        let existed = self.commit(&self.inner.index.writer(), vec![Op::remove(key.to_owned())])?;
         Ok(existed.first().copied().unwrap_or(false))
     }
 
@@ -423,7 +498,7 @@ impl Shelf {
     /// store can come between the read and the write. Returns the new value.
     ///
     /// ```
-    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = tempfile::tempdir().unwrap();
     /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
     /// for _ in 0..3 {
     ///     shelf.update("hits", |n: Option<u64>| Some(n.unwrap_or(0) + 1))?;
@@ -451,16 +526,16 @@ impl Shelf {
                 let bytes = pickle::to_vec_with_protocol(v, self.inner.protocol)?;
                 self.prepare(key, &bytes)?
             }
-            None => Op::Remove { key: key.to_owned() },
+            None => Op::remove(key.to_owned()),
         };
-        writer.apply(vec![op])?;
+        self.commit(&writer, vec![op])?;
         Ok(new)
     }
 
     /// Applies a [`Batch`] atomically: after a crash either all of it is there or none.
     ///
     /// ```
-    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = tempfile::tempdir().unwrap();
     /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
     /// let mut batch = pickleshelf::Batch::new();
     /// batch.insert("a", &1)?;
@@ -480,10 +555,10 @@ impl Shelf {
         for (key, bytes) in batch.ops {
             ops.push(match bytes {
                 Some(b) => self.prepare(&key, &b)?,
-                None => Op::Remove { key },
+                None => Op::remove(key),
             });
         }
-        self.inner.index.writer().apply(ops).map(drop)
+        self.commit(&self.inner.index.writer(), ops).map(drop)
     }
 
     /// Makes every change acknowledged so far durable, as chosen with
@@ -516,13 +591,14 @@ impl Shelf {
     /// [`Error::CorruptedObject`] when the stored bytes do not hash to their address;
     /// [`Error::Corrupted`], [`Error::Engine`], [`Error::Io`].
     pub fn get_pickle(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let _pin = self.inner.index.pin_files();
         match self.inner.index.get(key)? {
             Some(stored) => self.load(key, stored).map(Some),
             None => Ok(None),
         }
     }
 
-    fn load(&self, key: &str, stored: Stored) -> Result<Vec<u8>> {
+    pub(crate) fn load(&self, key: &str, stored: Stored) -> Result<Vec<u8>> {
         let digest = stored.digest();
         let bad = |reason| Error::CorruptedObject { key: key.to_owned(), digest, reason };
         match stored {
@@ -556,6 +632,144 @@ impl Shelf {
             Some(bytes) => pickle::decode(&bytes).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// The value under `key` deserialized into `T`, shared: served from the decoded-object
+    /// cache when it holds this object as a `T` (nothing is read or decoded then), else
+    /// read, verified, decoded and cached.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// shelf.insert("scores", &vec![1.5, 2.5])?;
+    /// let a = shelf.get_arc::<Vec<f64>>("scores")?;
+    /// let b = shelf.get_arc::<Vec<f64>>("scores")?; // a cache hit: the same allocation
+    /// assert!(std::sync::Arc::ptr_eq(&a.unwrap(), &b.unwrap()));
+    /// assert_eq!(shelf.cache_stats().hits, 1);
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As for [`Shelf::get`].
+    pub fn get_arc<T>(&self, key: &str) -> Result<Option<Arc<T>>>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        self.cached(key, |bytes| {
+            let v: T = pickle::from_slice(bytes)?;
+            Ok((Arc::new(v), crate::cache::typed_bytes::<T>(bytes.len())))
+        })
+    }
+
+    /// The value under `key` as a shared decoded graph, served from the cache like
+    /// [`Shelf::get_arc`].
+    ///
+    /// # Errors
+    /// As for [`Shelf::get_value`].
+    pub fn get_value_arc(&self, key: &str) -> Result<Option<Arc<Value>>> {
+        self.cached(key, |bytes| {
+            let v = pickle::decode(bytes)?;
+            let size = crate::cache::value_bytes(&v);
+            Ok((Arc::new(v), size))
+        })
+    }
+
+    fn cached<T, F>(&self, key: &str, decode: F) -> Result<Option<Arc<T>>>
+    where
+        T: Send + Sync + 'static,
+        F: FnOnce(&[u8]) -> Result<(Arc<T>, u64)>,
+    {
+        let cache = &self.inner.cache;
+        let ty = TypeId::of::<T>();
+        let (known, stamp) = cache.key_digest(key);
+        if let Some(d) = known
+            && let Some(hit) = cache.get(&d, ty)
+            && let Ok(v) = Arc::downcast::<T>(hit)
+        {
+            return Ok(Some(v));
+        }
+        // From reading the record to reading its object file (see `Index::pin_files`).
+        let _pin = self.inner.index.pin_files();
+        let Some(stored) = self.inner.index.get(key)? else {
+            return Ok(None);
+        };
+        let digest = stored.digest();
+        cache.remember_key(key, digest, stamp);
+        if known != Some(digest)
+            && let Some(hit) = cache.get(&digest, ty)
+            && let Ok(v) = Arc::downcast::<T>(hit)
+        {
+            return Ok(Some(v));
+        }
+        let bytes = self.load(key, stored)?;
+        let (value, size) = decode(&bytes)?;
+        if cache.enabled() {
+            cache.insert(&digest, ty, Arc::clone(&value) as Arc<dyn Any + Send + Sync>, size);
+        }
+        Ok(Some(value))
+    }
+
+    /// Counters and size of the decoded-object cache.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.inner.cache.stats()
+    }
+
+    /// Drops the cached decoded objects of the value under `key` (all types). Returns
+    /// whether anything was dropped.
+    ///
+    /// # Errors
+    /// [`Error::Engine`], [`Error::Corrupted`] when the key's record cannot be read.
+    pub fn evict(&self, key: &str) -> Result<bool> {
+        Ok(match self.inner.index.get(key)? {
+            Some(stored) => self.inner.cache.evict(&stored.digest()) > 0,
+            None => false,
+        })
+    }
+
+    /// Drops every cached decoded object, pinned ones included.
+    pub fn clear_cache(&self) {
+        self.inner.cache.clear();
+    }
+
+    /// Changes the cache budget (estimated bytes, entries), evicting at once what no
+    /// longer fits; 0 for either disables caching.
+    pub fn set_cache_budget(&self, bytes: u64, entries: u64) {
+        self.inner.cache.set_budget(bytes, entries);
+    }
+
+    /// The cache budget: (estimated bytes, entries).
+    pub fn cache_budget(&self) -> (u64, u64) {
+        self.inner.cache.budget()
+    }
+
+    /// Loads the value under `key` as a `T` into the cache and pins it there: it is not
+    /// evicted (and does not count against the budget) until [`Shelf::unpin`] or
+    /// [`Shelf::clear_cache`]. Returns whether the key exists.
+    ///
+    /// # Errors
+    /// As for [`Shelf::get_arc`].
+    pub fn pin<T>(&self, key: &str) -> Result<bool>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        if self.get_arc::<T>(key)?.is_none() {
+            return Ok(false);
+        }
+        if let Some(d) = self.digest(key)? {
+            self.inner.cache.set_pinned(&d, true);
+        }
+        Ok(true)
+    }
+
+    /// Unpins the cached objects of the value under `key`; they become evictable again.
+    ///
+    /// # Errors
+    /// [`Error::Engine`], [`Error::Corrupted`].
+    pub fn unpin(&self, key: &str) -> Result<bool> {
+        Ok(match self.digest(key)? {
+            Some(d) => self.inner.cache.set_pinned(&d, false) > 0,
+            None => false,
+        })
     }
 
     /// The address of the value under `key`.
@@ -612,10 +826,15 @@ impl Shelf {
 
     /// Keys starting with `prefix` with their pickle bytes (verified), in key order.
     pub fn scan_prefix<'a>(&'a self, prefix: &str) -> impl Iterator<Item = Result<(String, Vec<u8>)>> + 'a {
-        self.inner.index.scan(prefix).map(move |r| {
-            let (k, stored) = r?;
-            let bytes = self.load(&k, stored)?;
-            Ok((k, bytes))
+        let mut records = self.inner.index.scan(prefix);
+        std::iter::from_fn(move || {
+            // From reading the record to reading its object file (see `Index::pin_files`).
+            let _pin = self.inner.index.pin_files();
+            let item = records.next()?;
+            Some(item.and_then(|(k, stored)| {
+                let bytes = self.load(&k, stored)?;
+                Ok((k, bytes))
+            }))
         })
     }
 
@@ -623,7 +842,8 @@ impl Shelf {
 
     /// Checks everything: each key's object exists and hashes to its address, each
     /// object record's refcount equals the keys pointing at it, each object file has a
-    /// record and the right length. Returns what it found; nothing is changed.
+    /// record and the right length. Returns what it found; nothing is changed. Writes
+    /// wait while it runs.
     ///
     /// # Errors
     /// [`Error::Engine`] or [`Error::Io`] when the store cannot be read at all.
@@ -646,6 +866,7 @@ impl Shelf {
 }
 
 fn sync_inner(inner: &Inner) -> Result<()> {
+    let _syncing = inner.syncing.lock().unwrap_or_else(PoisonError::into_inner);
     match inner.durability {
         Durability::PowerLoss => {
             let g = inner.index.sync()?;
@@ -738,11 +959,15 @@ impl VerifyReport {
 fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
     let inner = &shelf.inner;
     let index = &inner.index;
-    let writer = if repair { Some(index.writer()) } else { None };
+    // The write lock also when only checking, so that what is checked is one state of
+    // the store and not one that writers are changing.
+    let lock = index.writer();
+    let writer = if repair { Some(&lock) } else { None };
     let mut report = VerifyReport::default();
     let mut counted: std::collections::BTreeMap<Digest, u64> = std::collections::BTreeMap::new();
-    for item in index.scan("") {
-        let (key, stored) = match item {
+    let all = index.scan_in(Space::Keys, "").chain(index.scan_in(Space::Memo, ""));
+    for item in all {
+        let (key, stored) = match item.map(|(k, _, s)| (k, s)) {
             Ok(x) => x,
             Err(e) => {
                 report.problems.push(format!("unreadable key record: {e}"));
@@ -805,6 +1030,7 @@ fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
             }
         }
     }
+    let awaiting: std::collections::BTreeSet<Digest> = index.awaiting_deletion().into_iter().collect();
     let files = index.objects().list()?;
     report.files = files.len() as u64;
     for (d, path, len) in files {
@@ -818,6 +1044,8 @@ fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
             }
             // A record without keys: reported above; gc's removal deletes the file at sync.
             Some(d) if recorded.contains_key(&d) => {}
+            // Its record was removed since the last sync: the file goes once that is durable.
+            Some(d) if awaiting.contains(&d) => {}
             _ => {
                 let msg = format!("file {} belongs to no object", path.display());
                 if repair {

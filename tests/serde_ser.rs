@@ -81,6 +81,56 @@ struct Flat {
     inner: Inner,
 }
 
+/// More field names than the serializer keeps in its short list.
+#[derive(Serialize)]
+struct Wide {
+    f00: u8,
+    f01: u8,
+    f02: u8,
+    f03: u8,
+    f04: u8,
+    f05: u8,
+    f06: u8,
+    f07: u8,
+    f08: u8,
+    f09: u8,
+    f10: u8,
+    f11: u8,
+    f12: u8,
+    f13: u8,
+    f14: u8,
+    f15: u8,
+    f16: u8,
+    f17: u8,
+    f18: u8,
+    f19: u8,
+}
+
+fn wide(x: u8) -> Wide {
+    Wide {
+        f00: x,
+        f01: x,
+        f02: x,
+        f03: x,
+        f04: x,
+        f05: x,
+        f06: x,
+        f07: x,
+        f08: x,
+        f09: x,
+        f10: x,
+        f11: x,
+        f12: x,
+        f13: x,
+        f14: x,
+        f15: x,
+        f16: x,
+        f17: x,
+        f18: x,
+        f19: x,
+    }
+}
+
 /// A sequence whose length serde does not know in advance (`serialize_seq(None)`).
 struct Unsized<T>(Vec<T>);
 
@@ -109,8 +159,8 @@ fn record(i: u64) -> Record {
         name: format!("user{i}"),
         scores: vec![56.65615751722809, 0.5, -0.0, f64::INFINITY],
         tags: vec![format!("us{i}"), "red".repeat(i as usize % 3)],
-        active: i % 2 == 0,
-        nick: if i % 3 == 0 { Some(format!("n{i}")) } else { None },
+        active: i.is_multiple_of(2),
+        nick: if i.is_multiple_of(3) { Some(format!("n{i}")) } else { None },
         _secret: 7,
         shape: Shape::Poly { sides: 3, name: format!("tri{i}") },
         blob: Bytes(vec![0, 1, 255, i as u8]),
@@ -118,12 +168,12 @@ fn record(i: u64) -> Record {
 }
 
 fn record_py(i: u64) -> String {
-    let nick = if i % 3 == 0 { format!(", 'nick': 'n{i}'") } else { String::new() };
+    let nick = if i.is_multiple_of(3) { format!(", 'nick': 'n{i}'") } else { String::new() };
     format!(
         "{{'id': {i}, 'name': 'user{i}', 'scores': [56.65615751722809, 0.5, -0.0, float('inf')], \
          'tags': ['us{i}', {red}], 'active': {}{nick}, 'shape': {{'Poly': {{'sides': 3, 'name': 'tri{i}'}}}}, \
          'blob': b'\\x00\\x01\\xff' + bytes([{i}])}}",
-        if i % 2 == 0 { "True" } else { "False" },
+        if i.is_multiple_of(2) { "True" } else { "False" },
         red = ["''", "'red'", "'redred'"][i as usize % 3],
     )
 }
@@ -233,6 +283,12 @@ fn cases() -> Vec<Case> {
         case(&UnsizedMap(vec![("k".into(), 1)]), "{'k': 1}"),
         case(&UnsizedMap((0..1000).map(|i| (format!("k{i}"), i)).collect()), "{f'k{i}': i for i in range(1000)}"),
         case(&vec![Bytes(b"ab".to_vec()), Bytes(b"cd".to_vec())], "[b'ab', b'cd']"),
+        // `K` is one list of 20 key strs, so the dicts share their keys as ours do.
+        case(&vec![wide(1), wide(2)], "[{k: 1 for k in K}, {k: 2 for k in K}]"),
+        case(
+            &(wide(3), Unsized(vec![wide(4)]), wide(5)),
+            "({k: 3 for k in K}, [{k: 4 for k in K}], {k: 5 for k in K})",
+        ),
     ]
 }
 
@@ -242,7 +298,7 @@ fn to_vec_matches_cpython_dumps() {
     let Some(py) = python3() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let mut script = String::from(
-        "import pickle, sys\nbad = 0\ndef check(n, literal, v):\n    global bad\n    for p in range(2, 6):\n        \
+        "import pickle, sys\nK = [f'f{i:02}' for i in range(20)]\nbad = 0\ndef check(n, literal, v):\n    global bad\n    for p in range(2, 6):\n        \
          ours = open(f'{sys.argv[1]}/{n}.p{p}.pkl', 'rb').read()\n        ref = pickle.dumps(v, protocol=p)\n        \
          again = pickle.dumps(pickle.loads(ours), protocol=p)\n        \
          if ref != ours or again != ours:\n            bad += 1\n            \

@@ -17,6 +17,7 @@
 //! is one object per module and name.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::compat;
 use super::int::i64_to_le_twos_complement;
@@ -72,6 +73,18 @@ struct Singletons {
     byte: [u32; 256],
 }
 
+/// Memo indices of objects shared by identity other than singletons, allocated on
+/// first use (plain data needs none of them).
+struct Shared {
+    builtins: [u32; 6],
+    /// The `'latin1'` str of protocol-2 bytes.
+    latin1: u32,
+    /// Other globals, keyed `module\nname`.
+    globals: HashMap<Box<str>, u32>,
+    /// The module names of globals (protocol 4+).
+    modules: HashMap<Box<str>, u32>,
+}
+
 /// Writes opcodes for one pickle. See the module docs for the invariant.
 pub(crate) struct Emitter {
     out: Vec<u8>,
@@ -84,15 +97,51 @@ pub(crate) struct Emitter {
     /// `usize::MAX` when no frame is open.
     commit_at: usize,
     memo_len: u32,
+    /// CPython's "fast mode" (`Pickler.fast = True`): nothing is memoized, so nothing is
+    /// fetched from the memo either; every object reached again is written again.
+    fast: bool,
     singletons: Option<Box<Singletons>>,
-    builtins: [u32; 6],
-    /// The `'latin1'` str of protocol-2 bytes.
-    latin1: u32,
-    /// Other globals, keyed `module\nname`.
-    globals: HashMap<Box<str>, u32>,
-    /// Strs shared by content: the module names of globals (protocol 4+), and serde's
-    /// field and variant names.
-    interned: HashMap<Box<str>, u32>,
+    shared: Option<Box<Shared>>,
+    /// serde's field and variant names (names that are singletons are in
+    /// `singletons` as well, with the same index).
+    names: Names,
+}
+
+/// Memo indices of serde's field and variant names: a short list (most values have
+/// few distinct names, and each pickle starts with none), then a map. The names are
+/// program constants, so the map's fast hash is safe.
+#[derive(Default)]
+struct Names {
+    few: Vec<(&'static str, u32)>,
+    many: HashMap<&'static str, u32, BuildHasherDefault<FxHasher>>,
+}
+
+impl Names {
+    const FEW: usize = 16;
+
+    #[inline]
+    fn get(&self, name: &str) -> Option<u32> {
+        if !self.many.is_empty() {
+            return self.many.get(name).copied();
+        }
+        // The same constant is usually the same pointer; compare text otherwise.
+        self.few
+            .iter()
+            .find(|(n, _)| (n.as_ptr() == name.as_ptr() && n.len() == name.len()) || *n == name)
+            .map(|&(_, idx)| idx)
+    }
+
+    fn insert(&mut self, name: &'static str, idx: u32) {
+        if idx == NOT_MEMOIZED {
+            return;
+        }
+        if self.many.is_empty() && self.few.len() < Self::FEW {
+            self.few.push((name, idx));
+        } else {
+            self.many.extend(self.few.drain(..));
+            self.many.insert(name, idx);
+        }
+    }
 }
 
 impl Emitter {
@@ -121,12 +170,17 @@ impl Emitter {
             frame_start: 0,
             commit_at: usize::MAX,
             memo_len: 0,
+            fast: false,
             singletons: None,
-            builtins: [NOT_MEMOIZED; 6],
-            latin1: NOT_MEMOIZED,
-            globals: HashMap::new(),
-            interned: HashMap::new(),
+            shared: None,
+            names: Names::default(),
         })
+    }
+
+    /// Switches to CPython's fast mode (see [`Emitter::fast`]); only for values without
+    /// cycles.
+    pub(crate) fn set_fast(&mut self) {
+        self.fast = true;
     }
 
     /// The protocol being written.
@@ -170,16 +224,20 @@ impl Emitter {
 
     /// Writes a header and its payload; a payload of 64 KiB or more goes outside any
     /// frame, after committing the current one.
+    #[inline]
     fn payload(&mut self, header: &[u8], data: &[u8]) {
         if data.len() >= FRAME_TARGET {
             self.commit_frame();
-            self.out.reserve(header.len() + data.len());
-            self.out.extend_from_slice(header);
-            self.out.extend_from_slice(data);
         } else {
             self.open_frame_if_needed();
-            self.out.reserve(header.len() + data.len());
-            self.out.extend_from_slice(header);
+        }
+        self.out.reserve(header.len() + data.len());
+        // Headers and short strings are the common case; a byte loop beats a call to
+        // memcpy.
+        self.out.extend(header.iter().copied());
+        if data.len() <= 16 {
+            self.out.extend(data.iter().copied());
+        } else {
             self.out.extend_from_slice(data);
         }
     }
@@ -222,6 +280,9 @@ impl Emitter {
     /// [`Error::Encode`] past 2^31 − 1 memoized objects.
     #[inline]
     pub(crate) fn memoize(&mut self) -> Result<u32> {
+        if self.fast {
+            return Ok(NOT_MEMOIZED);
+        }
         let idx = self.memo_len;
         if idx >= MEMO_LIMIT {
             return Err(Error::Encode(format!("more than {MEMO_LIMIT} objects to memoize")));
@@ -254,6 +315,17 @@ impl Emitter {
     pub(crate) fn save_get(&mut self, idx: u32) {
         self.begin_save();
         self.get(idx);
+    }
+
+    fn shared(&mut self) -> &mut Shared {
+        self.shared.get_or_insert_with(|| {
+            Box::new(Shared {
+                builtins: [NOT_MEMOIZED; 6],
+                latin1: NOT_MEMOIZED,
+                globals: HashMap::new(),
+                modules: HashMap::new(),
+            })
+        })
     }
 
     fn singletons(&mut self) -> &mut Singletons {
@@ -401,34 +473,50 @@ impl Emitter {
         Ok(idx)
     }
 
-    /// Saves a str that is one object per content within the pickle (see
-    /// [`Emitter::interned`]'s field docs). Returns its memo index.
-    ///
-    /// # Errors
-    /// As [`Emitter::save_str`].
-    pub(crate) fn save_interned_str(&mut self, s: &str) -> Result<u32> {
+    /// Saves the module name of a global: one str object per module within the
+    /// pickle, as for Python classes (whose `__module__` is one object). Returns its
+    /// memo index.
+    fn save_module_str(&mut self, s: &str) -> Result<u32> {
         if str_singleton(s.as_bytes()).is_none() {
-            if let Some(&idx) = self.interned.get(s) {
+            if let Some(&idx) = self.shared.as_ref().and_then(|sh| sh.modules.get(s)) {
                 self.save_get(idx);
                 return Ok(idx);
             }
             let idx = self.save_str(s.as_bytes())?;
-            self.interned.insert(s.into(), idx);
+            if idx != NOT_MEMOIZED {
+                self.shared().modules.insert(s.into(), idx);
+            }
             Ok(idx)
         } else {
             self.save_str(s.as_bytes())
         }
     }
 
-    /// The memo index of an interned str, if it was written.
-    pub(crate) fn interned_index(&self, s: &str) -> Option<u32> {
-        self.interned.get(s).copied()
+    /// Saves a serde field or variant name: one str object per name within the pickle.
+    /// Returns its memo index.
+    ///
+    /// # Errors
+    /// As [`Emitter::save_str`].
+    #[inline]
+    pub(crate) fn save_name(&mut self, name: &'static str) -> Result<u32> {
+        if let Some(idx) = self.names.get(name) {
+            self.save_get(idx);
+            return Ok(idx);
+        }
+        let idx = self.save_str(name.as_bytes())?;
+        self.names.insert(name, idx);
+        Ok(idx)
     }
 
-    /// Records that an interned str was written with this memo index.
-    pub(crate) fn set_interned_index(&mut self, s: &str, idx: u32) {
-        if str_singleton(s.as_bytes()).is_none() {
-            self.interned.entry(s.into()).or_insert(idx);
+    /// The memo index of a serde field or variant name, if it was written.
+    pub(crate) fn name_index(&self, name: &str) -> Option<u32> {
+        self.names.get(name)
+    }
+
+    /// Records that a serde field or variant name was written with this memo index.
+    pub(crate) fn set_name_index(&mut self, name: &'static str, idx: u32) {
+        if self.names.get(name).is_none() {
+            self.names.insert(name, idx);
         }
     }
 
@@ -501,10 +589,11 @@ impl Emitter {
                 super::value::push_code_point(&mut text, u32::from(b));
             }
             self.save_str(&text)?;
-            if self.latin1 == NOT_MEMOIZED {
-                self.latin1 = self.save_str(b"latin1")?;
+            let latin1 = self.shared().latin1;
+            if latin1 == NOT_MEMOIZED {
+                self.shared().latin1 = self.save_str(b"latin1")?;
             } else {
-                self.save_get(self.latin1);
+                self.save_get(latin1);
             }
             self.op(op::TUPLE2);
             self.memoize()?;
@@ -547,35 +636,39 @@ impl Emitter {
     /// # Errors
     /// Memo exhaustion.
     pub(crate) fn save_builtin(&mut self, which: Builtin) -> Result<u32> {
-        let known = self.builtins[which as usize];
+        let known = self.shared().builtins[which as usize];
         if known != NOT_MEMOIZED {
             self.save_get(known);
             return Ok(known);
         }
         let (module, name) = BUILTINS[which as usize];
         let idx = self.save_global(module, name)?;
-        self.builtins[which as usize] = idx;
+        self.shared().builtins[which as usize] = idx;
         Ok(idx)
     }
 
     fn global_index(&self, module: &str, name: &str) -> Option<u32> {
+        let shared = self.shared.as_ref()?;
         if let Some(i) = BUILTINS.iter().position(|&(m, n)| m == module && n == name) {
-            let idx = self.builtins.get(i).copied().unwrap_or(NOT_MEMOIZED);
+            let idx = shared.builtins.get(i).copied().unwrap_or(NOT_MEMOIZED);
             return (idx != NOT_MEMOIZED).then_some(idx);
         }
-        if self.globals.is_empty() {
+        if shared.globals.is_empty() {
             return None;
         }
-        self.globals.get(format!("{module}\n{name}").as_str()).copied()
+        shared.globals.get(format!("{module}\n{name}").as_str()).copied()
     }
 
     fn set_global_index(&mut self, module: &str, name: &str, idx: u32) {
+        let shared = self.shared();
         if let Some(i) = BUILTINS.iter().position(|&(m, n)| m == module && n == name) {
-            if let Some(slot) = self.builtins.get_mut(i) {
+            if let Some(slot) = shared.builtins.get_mut(i) {
                 *slot = idx;
             }
         } else {
-            self.globals.insert(format!("{module}\n{name}").into(), idx);
+            if idx != NOT_MEMOIZED {
+                shared.globals.insert(format!("{module}\n{name}").into(), idx);
+            }
         }
     }
 
@@ -593,7 +686,7 @@ impl Emitter {
             return Ok(idx);
         }
         if self.proto >= 4 {
-            self.save_interned_str(module)?;
+            self.save_module_str(module)?;
             self.save_str(name.as_bytes())?;
             self.op(op::STACK_GLOBAL);
         } else if name.contains('.') {
@@ -661,6 +754,51 @@ impl Emitter {
             }
         }
         Ok(())
+    }
+}
+
+/// The hash of rustc's `FxHasher`: fast for the short, program-chosen keys it is used
+/// for (serde's field names), not resistant to chosen collisions.
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let mut w = [0u8; 8];
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 

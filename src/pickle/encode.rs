@@ -48,14 +48,65 @@ pub const DEFAULT_PROTOCOL: u8 = 4;
 /// before protocol 4, a non-ASCII global at protocol 2), or a cycle through no
 /// memoizable object (a tuple that contains itself directly).
 pub fn encode(value: &Value, protocol: u8) -> Result<Vec<u8>> {
-    let mut em = Emitter::with_capacity(protocol, value.len().saturating_mul(4))?;
+    let mut em = Emitter::with_capacity(protocol, value.len().saturating_mul(8).saturating_add(32))?;
     let mut enc = Encoder::new(&mut em, value.nodes());
     enc.run(value.root())?;
     Ok(em.finish())
 }
 
+/// Encodes like CPython's pickler in fast mode (`pickler.fast = True`): no memo at all,
+/// so a node reached twice is written twice. For canonical forms (memoization keys),
+/// where the bytes must not depend on which equal objects happen to be shared. A cycle
+/// is an error.
+pub(crate) fn encode_fast(value: &Value, protocol: u8) -> Result<Vec<u8>> {
+    if has_cycle(value) {
+        return Err(Error::Encode("a cyclic value cannot be written without a memo".into()));
+    }
+    let mut em = Emitter::with_capacity(protocol, value.len().saturating_mul(8).saturating_add(32))?;
+    em.set_fast();
+    let mut enc = Encoder::new(&mut em, value.nodes());
+    enc.run(value.root())?;
+    Ok(em.finish())
+}
+
+/// True when a node can reach itself (iterative three-colour depth-first search).
+fn has_cycle(value: &Value) -> bool {
+    // 0 = unvisited, 1 = on the current path, 2 = done.
+    let mut colour = vec![0u8; value.len()];
+    let mut stack: Vec<(NodeId, Vec<NodeId>)> = Vec::new();
+    let children = |id: NodeId| {
+        let mut c = Vec::new();
+        if let Some(n) = value.get(id) {
+            n.for_each_child(|x| c.push(x));
+        }
+        c.reverse();
+        c
+    };
+    colour[value.root().index()] = 1;
+    stack.push((value.root(), children(value.root())));
+    while let Some((id, pending)) = stack.last_mut() {
+        let id = *id;
+        match pending.pop() {
+            Some(c) => match colour.get(c.index()).copied() {
+                Some(0) => {
+                    colour[c.index()] = 1;
+                    let cc = children(c);
+                    stack.push((c, cc));
+                }
+                Some(1) => return true,
+                _ => {}
+            },
+            None => {
+                colour[id.index()] = 2;
+                stack.pop();
+            }
+        }
+    }
+    false
+}
+
 /// Marks a node in [`Encoder::state`] that was never written.
-pub(crate) const UNSEEN: u32 = u32::MAX;
+const UNSEEN: u32 = u32::MAX;
 /// Set on a node whose items are being written (tuple-like nodes, memoized only after
 /// their items); the low bits hold [`Encoder::memo_frames`] at that moment.
 const OPEN: u32 = 0x8000_0000;
@@ -199,25 +250,33 @@ impl<'e, 'v> Encoder<'e, 'v> {
 
     /// Begins CPython's `save(obj)`: writes a whole atom, string or memo fetch, or the
     /// opening of a container and returns the frame that writes the rest.
-    #[inline]
+    #[inline(always)]
     fn save(&mut self, id: NodeId) -> Result<Option<Frame>> {
-        let node = self.node(id)?;
-        match node {
-            Node::None => self.em.save_none(),
-            Node::Bool(b) => self.em.save_bool(*b),
-            Node::Int(v) => self.em.save_i64(*v),
-            Node::Float(v) => self.em.save_f64(*v),
-            Node::BigInt(b) => self.em.save_long_bytes(&b.to_le_twos_complement())?,
-            _ => {
-                let state = self.state.get(id.index()).copied().unwrap_or(UNSEEN);
-                if state < OPEN {
-                    self.em.save_get(state);
-                    return Ok(None);
-                }
-                return self.save_object(id, node, state);
-            }
+        // The common atoms inline; the rest out of line.
+        match self.nodes.get(id.index()) {
+            Some(Node::Float(v)) => self.em.save_f64(*v),
+            Some(Node::Int(v)) => self.em.save_i64(*v),
+            Some(Node::Bool(b)) => self.em.save_bool(*b),
+            Some(Node::None) => self.em.save_none(),
+            _ => return self.save_other(id),
         }
         Ok(None)
+    }
+
+    /// [`Encoder::save`] for the other nodes (and ids outside the value).
+    #[inline(never)]
+    fn save_other(&mut self, id: NodeId) -> Result<Option<Frame>> {
+        let node = self.node(id)?;
+        if let Node::BigInt(b) = node {
+            self.em.save_long_bytes(&b.to_le_twos_complement())?;
+            return Ok(None);
+        }
+        let state = self.state.get(id.index()).copied().unwrap_or(UNSEEN);
+        if state < OPEN {
+            self.em.save_get(state);
+            return Ok(None);
+        }
+        self.save_object(id, node, state)
     }
 
     /// [`Encoder::save`] for nodes that are memoized (or may be): not yet in the memo.
@@ -383,7 +442,7 @@ impl<'e, 'v> Encoder<'e, 'v> {
                 }
                 _ => return Err(Error::Encode(format!("extension code {code} is not positive"))),
             },
-            // Atoms are handled by `save`.
+            // Atoms are handled by `save` and `save_other`.
             Node::None | Node::Bool(_) | Node::Int(_) | Node::BigInt(_) | Node::Float(_) => {}
         }
         Ok(None)
@@ -397,12 +456,13 @@ impl<'e, 'v> Encoder<'e, 'v> {
         let items = self.items(id);
         let len = items.len();
         while let Some(&child) = items.get(next as usize) {
-            if next > 0 && next as usize % BATCH == 0 {
+            if next > 0 && (next as usize).is_multiple_of(BATCH) {
                 self.em.raw(&[op::APPENDS, op::MARK]);
             }
             next += 1;
             if let Some(f) = self.save(child)? {
-                self.stack.extend([Frame::List { id, next }, f]);
+                self.stack.push(Frame::List { id, next });
+                self.stack.push(f);
                 return Ok(());
             }
         }
@@ -416,18 +476,20 @@ impl<'e, 'v> Encoder<'e, 'v> {
         let len = pairs.len();
         while let Some(&(k, v)) = pairs.get(next as usize) {
             if !in_value {
-                if next > 0 && next as usize % BATCH == 0 {
+                if next > 0 && (next as usize).is_multiple_of(BATCH) {
                     self.em.raw(&[op::SETITEMS, op::MARK]);
                 }
                 if let Some(f) = self.save(k)? {
-                    self.stack.extend([Frame::Dict { id, next, in_value: true }, f]);
+                    self.stack.push(Frame::Dict { id, next, in_value: true });
+                    self.stack.push(f);
                     return Ok(());
                 }
             }
             in_value = false;
             next += 1;
             if let Some(f) = self.save(v)? {
-                self.stack.extend([Frame::Dict { id, next, in_value: false }, f]);
+                self.stack.push(Frame::Dict { id, next, in_value: false });
+                self.stack.push(f);
                 return Ok(());
             }
         }
@@ -435,7 +497,7 @@ impl<'e, 'v> Encoder<'e, 'v> {
             self.em.op(op::SETITEM);
         } else {
             self.em.op(op::SETITEMS);
-            if len % BATCH == 0 {
+            if len.is_multiple_of(BATCH) {
                 // CPython's loop writes an empty batch after a full last one.
                 self.em.raw(&[op::MARK, op::SETITEMS]);
             }
@@ -448,17 +510,18 @@ impl<'e, 'v> Encoder<'e, 'v> {
         let items = self.items(id);
         let len = items.len();
         while let Some(&child) = items.get(next as usize) {
-            if next > 0 && next as usize % BATCH == 0 {
+            if next > 0 && (next as usize).is_multiple_of(BATCH) {
                 self.em.raw(&[op::ADDITEMS, op::MARK]);
             }
             next += 1;
             if let Some(f) = self.save(child)? {
-                self.stack.extend([Frame::Set { id, next }, f]);
+                self.stack.push(Frame::Set { id, next });
+                self.stack.push(f);
                 return Ok(());
             }
         }
         self.em.op(op::ADDITEMS);
-        if len % BATCH == 0 {
+        if len.is_multiple_of(BATCH) {
             self.em.raw(&[op::MARK, op::ADDITEMS]);
         }
         self.memo_frames -= 1;
@@ -472,7 +535,8 @@ impl<'e, 'v> Encoder<'e, 'v> {
             next += 1;
             if let Some(f) = self.save(child)? {
                 let me = if frozen { Frame::FrozenSet { id, next } } else { Frame::Tuple { id, next } };
-                self.stack.extend([me, f]);
+                self.stack.push(me);
+                self.stack.push(f);
                 return Ok(());
             }
         }
@@ -509,7 +573,8 @@ impl<'e, 'v> Encoder<'e, 'v> {
             match step {
                 Step::Save(child) => {
                     if let Some(f) = self.save(child)? {
-                        self.stack.extend([Frame::Script { pos, end, start }, f]);
+                        self.stack.push(Frame::Script { pos, end, start });
+                        self.stack.push(f);
                         return Ok(());
                     }
                 }

@@ -1091,7 +1091,7 @@ impl<'d> Builder<'d> {
 
 /// Decodes hex text (either case) from a string that starts at `offset`.
 fn hex(s: &[u8], offset: usize) -> Result<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(json_err(offset, format!("bad hex: odd number of digits ({})", s.len())));
     }
     let mut out = Vec::with_capacity(s.len() / 2);

@@ -123,6 +123,24 @@ pub fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
     Ok(Value::from_parts_unchecked(b.nodes, root))
 }
 
+/// [`to_value`], except that sequences serialized from a `HashSet`, `BTreeSet` or
+/// `IndexSet` become Python sets (frozensets when used inside a dict key) instead of
+/// lists. serde gives a serializer no other way to tell a set from a list, so the type is
+/// recognized by its name (`std::any::type_name` of the collection serde hands over):
+/// other set types stay lists. Used for memoization keys, where a set's iteration order
+/// must not matter.
+pub(crate) fn to_value_with_sets<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
+    let mut b = Builder::new(0);
+    b.sets = true;
+    let root = value.serialize(&mut b)?;
+    Ok(Value::from_parts_unchecked(b.nodes, root))
+}
+
+fn is_set_type<I>() -> bool {
+    let name = std::any::type_name::<I>();
+    name.contains("HashSet") || name.contains("BTreeSet") || name.contains("IndexSet")
+}
+
 impl ser::Error for Error {
     fn custom<T: Display>(msg: T) -> Self {
         Error::Serde(msg.to_string())
@@ -183,7 +201,7 @@ impl Pickler {
         self.em.begin_save();
         self.em.op(op::EMPTY_DICT);
         self.em.memoize()?;
-        self.em.save_interned_str(variant)?;
+        self.em.save_name(variant)?;
         Ok(())
     }
 
@@ -210,7 +228,7 @@ impl Pickler {
             1 => self.em.op(op::SETITEM),
             _ => {
                 self.em.op(op::SETITEMS);
-                if len % BATCH == 0 {
+                if len.is_multiple_of(BATCH) {
                     self.em.raw(&[op::MARK, op::SETITEMS]);
                 }
             }
@@ -221,7 +239,7 @@ impl Pickler {
     /// interned names with the rest of the pickle.
     fn emit_built(&mut self, b: &Builder, root: NodeId) -> Result<()> {
         let presets: Vec<(NodeId, u32)> =
-            b.names.iter().filter_map(|(&name, &id)| self.em.interned_index(name).map(|idx| (id, idx))).collect();
+            b.names.iter().filter_map(|(&name, &id)| self.em.name_index(name).map(|idx| (id, idx))).collect();
         let mut enc = Encoder::new(&mut self.em, &b.nodes);
         for (id, idx) in presets {
             enc.preset(id, idx);
@@ -230,7 +248,7 @@ impl Pickler {
         let written: Vec<(&'static str, u32)> =
             b.names.iter().filter_map(|(&name, &id)| enc.memo_index(id).map(|idx| (name, idx))).collect();
         for (name, idx) in written {
-            self.em.set_interned_index(name, idx);
+            self.em.set_name_index(name, idx);
         }
         Ok(())
     }
@@ -242,7 +260,7 @@ enum SeqWriter<'a> {
     Direct { p: &'a mut Pickler, len: usize, count: usize },
     /// Unknown length: built as a value, then written (CPython's batching needs to know
     /// whether there is exactly one item before writing the first).
-    Built { p: &'a mut Pickler, b: Builder, items: Vec<NodeId> },
+    Built { p: &'a mut Pickler, b: Box<Builder>, items: Vec<NodeId> },
 }
 
 /// A tuple (or tuple variant, when `variant`) being written.
@@ -258,7 +276,7 @@ enum MapWriter<'a> {
     /// Known length.
     Direct { p: &'a mut Pickler, len: usize, count: usize, variant: bool },
     /// Unknown length (see [`SeqWriter::Built`]).
-    Built { p: &'a mut Pickler, b: Builder, pairs: Vec<(NodeId, NodeId)>, key: Option<NodeId> },
+    Built { p: &'a mut Pickler, b: Box<Builder>, pairs: Vec<(NodeId, NodeId)>, key: Option<NodeId> },
 }
 
 impl<'a> ser::Serializer for &'a mut Pickler {
@@ -346,7 +364,7 @@ impl<'a> ser::Serializer for &'a mut Pickler {
         self.serialize_none()
     }
     fn serialize_unit_variant(self, _name: &'static str, _index: u32, variant: &'static str) -> Result<()> {
-        self.em.save_interned_str(variant)?;
+        self.em.save_name(variant)?;
         Ok(())
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _name: &'static str, value: &T) -> Result<()> {
@@ -383,7 +401,7 @@ impl<'a> ser::Serializer for &'a mut Pickler {
                 Ok(SeqWriter::Direct { p: self, len, count: 0 })
             }
             None => {
-                let b = Builder::new(self.depth);
+                let b = Box::new(Builder::new(self.depth));
                 Ok(SeqWriter::Built { p: self, b, items: Vec::new() })
             }
         }
@@ -426,7 +444,7 @@ impl<'a> ser::Serializer for &'a mut Pickler {
                 Ok(MapWriter::Direct { p: self, len, count: 0, variant: false })
             }
             None => {
-                let b = Builder::new(self.depth);
+                let b = Box::new(Builder::new(self.depth));
                 Ok(MapWriter::Built { p: self, b, pairs: Vec::new(), key: None })
             }
         }
@@ -469,7 +487,7 @@ impl ser::SerializeSeq for SeqWriter<'_> {
                 value.serialize(&mut **p)
             }
             SeqWriter::Built { b, items, .. } => {
-                items.push(value.serialize(&mut *b)?);
+                items.push(value.serialize(&mut **b)?);
                 Ok(())
             }
         }
@@ -590,7 +608,7 @@ impl MapWriter<'_> {
             MapWriter::Direct { p, .. } => value.serialize(&mut **p),
             MapWriter::Built { b, pairs, key, .. } => {
                 let k = key.take().ok_or_else(|| Error::Serde("map value without a key".into()))?;
-                pairs.push((k, value.serialize(&mut *b)?));
+                pairs.push((k, value.serialize(&mut **b)?));
                 Ok(())
             }
         }
@@ -628,7 +646,7 @@ impl ser::SerializeMap for MapWriter<'_> {
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<()> {
         if let MapWriter::Built { b, key: slot, .. } = self {
             b.in_key += 1;
-            let k = key.serialize(&mut *b);
+            let k = key.serialize(&mut **b);
             b.in_key -= 1;
             *slot = Some(k?);
             return Ok(());
@@ -650,7 +668,7 @@ impl ser::SerializeStruct for MapWriter<'_> {
     type Error = Error;
 
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<()> {
-        self.key(|p| p.em.save_interned_str(key).map(|_| ()))?;
+        self.key(|p| p.em.save_name(key).map(|_| ()))?;
         self.value(value)
     }
 
@@ -664,7 +682,7 @@ impl ser::SerializeStructVariant for MapWriter<'_> {
     type Error = Error;
 
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<()> {
-        self.key(|p| p.em.save_interned_str(key).map(|_| ()))?;
+        self.key(|p| p.em.save_name(key).map(|_| ()))?;
         self.value(value)
     }
 
@@ -686,6 +704,9 @@ struct Builder {
     small_strs: HashMap<usize, NodeId>,
     depth: usize,
     in_key: u32,
+    /// Build `HashSet`/`BTreeSet`/`IndexSet` sequences as Python sets (see
+    /// [`to_value_with_sets`]).
+    sets: bool,
 }
 
 const NONE_ATOM: usize = 0;
@@ -703,6 +724,7 @@ impl Builder {
             small_strs: HashMap::new(),
             depth,
             in_key: 0,
+            sets: false,
         }
     }
 
@@ -887,6 +909,30 @@ impl<'a> ser::Serializer for &'a mut Builder {
         let v = value.serialize(&mut *self)?;
         self.leave();
         Ok(self.variant(variant, v))
+    }
+
+    fn collect_seq<I>(self, iter: I) -> Result<NodeId>
+    where
+        I: IntoIterator,
+        <I as IntoIterator>::Item: Serialize,
+    {
+        if self.sets && is_set_type::<I>() {
+            self.enter()?;
+            let mut items = Vec::new();
+            for x in iter {
+                items.push(x.serialize(&mut *self)?);
+            }
+            self.leave();
+            let node = if self.in_key > 0 { Node::FrozenSet(items) } else { Node::Set(items) };
+            return Ok(self.push(node));
+        }
+        let iter = iter.into_iter();
+        let (lo, hi) = iter.size_hint();
+        let mut seq = self.serialize_seq(if hi == Some(lo) { Some(lo) } else { None })?;
+        for x in iter {
+            ser::SerializeSeq::serialize_element(&mut seq, &x)?;
+        }
+        ser::SerializeSeq::end(seq)
     }
 
     fn serialize_seq(self, len: Option<usize>) -> Result<SeqBuilder<'a>> {

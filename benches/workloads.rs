@@ -371,8 +371,13 @@ fn parent(args: &Args) -> Result<ExitCode> {
             if codec != Codec::Library {
                 notes.push("codec=reference (crate codec unavailable)".to_owned());
             }
-            if w == "W3" && b != Backend::HashMap {
-                notes.push("hand-written memo (no memo API yet)".to_owned());
+            if w == "W3" && b == Backend::Pickleshelf {
+                notes.push("Shelf::memo API".to_owned());
+            } else if w == "W3" {
+                notes.push("hand-written memo".to_owned());
+            }
+            if w == "W2" && b == Backend::Pickleshelf {
+                notes.push("get_arc (decoded-object cache)".to_owned());
             }
             if b == Backend::HashMap && (w == "W2" || w == "W3") {
                 notes.push("decoded values in memory, like dict_mem".to_owned());
@@ -410,7 +415,8 @@ fn parent(args: &Args) -> Result<ExitCode> {
             },
             "backend_notes": {
                 "pickleshelf": "Shelf::open(dir) defaults (zstd 3, durability PowerLoss: close = sync with fsyncs); \
-                                puts: insert_value(graph) (W3: insert(&T)); reads: get::<T>() (W1-W3), get_value() (W4, W5)",
+                                puts: insert_value(graph); reads: get::<T>() (W1), get_arc::<T>() (W2, cached), get_value() (W4, W5); \
+                                W3: Shelf::memo(\"f\").get_or_compute",
                 "sled_raw": "the same pickle bytes in one sled tree (sled defaults); close = flush() + drop; \
                              same encode/decode as pickleshelf",
                 "hashmap": "in-memory HashMap: decoded values in W2/W3 (like dict_mem), pickles elsewhere \

@@ -122,6 +122,14 @@ impl Store {
         }
     }
 
+    /// The pickleshelf handle, for the APIs only it has (cache, memo).
+    pub fn shelf(&self) -> Option<&Shelf> {
+        match self {
+            Store::Shelf(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// The value under `key`, decoded into a graph.
     pub fn get_value(&self, key: &str) -> Result<Option<Value>> {
         let decode = |b: &[u8]| pickleshelf::pickle::decode(b).context("decode");

@@ -28,6 +28,7 @@
 
 mod blob;
 mod cache;
+mod chain;
 mod error;
 mod index;
 pub mod memo;

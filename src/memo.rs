@@ -486,7 +486,7 @@ impl Memo {
         let now = now_ms();
         let rkey = self.record_key(key);
         let writer = shelf.index().writer();
-        let op = Op::Put { space: Space::Memo, key: rkey, header: header(now, now), digest, frame };
+        let op = Op::Put { space: Space::Memo, key: rkey, header: header(now, now), digest, frame, delta: None };
         shelf.commit(&writer, vec![op])?;
         let victims: Vec<[u8; 16]> = {
             let mut st = lock(&self.inner.state);

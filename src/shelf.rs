@@ -17,8 +17,9 @@ use serde::de::DeserializeOwned;
 
 use crate::blob::{Codec, Digest, Hasher, TRAIN_SAMPLES};
 use crate::cache::{Cache, CacheStats};
+use crate::chain::{Chains, LoadError, Recent};
 use crate::error::{Error, Result};
-use crate::index::{INLINE_MAX, Index, MAX_KEY_LEN, Op, Space, Stored, Writer};
+use crate::index::{Delta, INLINE_MAX, Index, MAX_KEY_LEN, Op, Space, Stored, Writer};
 use crate::pickle::{self, Value};
 
 /// Default budget of the decoded-object cache, in estimated bytes.
@@ -154,6 +155,8 @@ impl ShelfBuilder {
 struct Inner {
     path: PathBuf,
     cache: Cache,
+    /// Candidate bases and decoded chain members (see [`crate::chain`]).
+    chains: Chains,
     index: Index,
     codec: Codec,
     protocol: u8,
@@ -347,6 +350,7 @@ impl Shelf {
             for p in orphans {
                 fs::remove_file(&p).map_err(io(&p))?;
             }
+            index.remove_orphan_frames()?;
         }
         let samples = if current == 0 && !b.read_only { Some(Vec::new()) } else { None };
         Ok(Shelf {
@@ -359,6 +363,7 @@ impl Shelf {
                 durability: b.durability,
                 samples: Mutex::new(samples),
                 cache: Cache::new(b.cache_bytes, b.cache_entries),
+                chains: Chains::default(),
                 syncing: Mutex::new(()),
                 dirty: AtomicBool::new(false),
                 trainer: Mutex::new(None),
@@ -441,10 +446,29 @@ impl Shelf {
         self.put_trusted(key, bytes)
     }
 
-    fn prepare(&self, key: &str, bytes: &[u8]) -> Result<Op> {
+    /// The put of `bytes` under `key`: its digest and frame, a delta when a recent object
+    /// resembles it (see [`crate::chain`]).
+    fn prepare(&self, key: &str, bytes: &[u8]) -> Result<Prepared> {
         Self::check_key(key)?;
-        let (digest, frame) = self.frame(bytes)?;
-        Ok(Op::put(key.to_owned(), digest, frame))
+        let inner = &self.inner;
+        let digest = inner.codec.digest(bytes);
+        let e = inner.chains.encode(&inner.index, &inner.codec, Some(key), bytes, &digest)?;
+        self.sample(bytes)?;
+        Ok(Prepared { op: Op::put(key.to_owned(), digest, e.frame, e.delta), delta: e.delta, recent: e.recent })
+    }
+
+    /// Under the write lock, before committing: a delta whose base went away since it was
+    /// prepared (a concurrent removal) becomes a whole frame.
+    fn revalidate(&self, writer: &Writer<'_>, p: &mut Prepared, bytes: &[u8]) -> Result<()> {
+        if let Some(d) = p.delta
+            && writer.object(&d.base)?.is_none()
+            && let Op::Put { frame, delta, .. } = &mut p.op
+        {
+            *frame = self.inner.codec.encode(bytes);
+            *delta = None;
+            p.delta = None;
+        }
+        Ok(())
     }
 
     /// The address and stored frame of pickle bytes (feeding the dictionary trainer).
@@ -457,8 +481,13 @@ impl Shelf {
 
     fn put_trusted(&self, key: &str, bytes: &[u8]) -> Result<()> {
         self.writable()?;
-        let op = self.prepare(key, bytes)?;
-        self.commit(&self.inner.index.writer(), vec![op]).map(drop)
+        let mut p = self.prepare(key, bytes)?;
+        let writer = self.inner.index.writer();
+        self.revalidate(&writer, &mut p, bytes)?;
+        self.commit(&writer, vec![p.op])?;
+        drop(writer);
+        self.inner.chains.written(p.recent, p.delta, bytes);
+        Ok(())
     }
 
     /// Applies `ops` and then tells the cache which keys changed (a failed write forgets
@@ -554,14 +583,18 @@ impl Shelf {
             None => None,
         };
         let new = f(current);
-        let op = match &new {
+        match &new {
             Some(v) => {
                 let bytes = pickle::to_vec_with_protocol(v, self.inner.protocol)?;
-                self.prepare(key, &bytes)?
+                let p = self.prepare(key, &bytes)?;
+                self.commit(&writer, vec![p.op])?;
+                drop(writer);
+                self.inner.chains.written(p.recent, p.delta, &bytes);
             }
-            None => Op::remove(key.to_owned()),
-        };
-        self.commit(&writer, vec![op])?;
+            None => {
+                self.commit(&writer, vec![Op::remove(key.to_owned())])?;
+            }
+        }
         Ok(new)
     }
 
@@ -584,14 +617,29 @@ impl Shelf {
     /// nothing of the batch is applied then.
     pub fn apply(&self, batch: Batch) -> Result<()> {
         self.writable()?;
-        let mut ops = Vec::with_capacity(batch.ops.len());
-        for (key, bytes) in batch.ops {
-            ops.push(match bytes {
-                Some(b) => self.prepare(&key, &b)?,
-                None => Op::remove(key),
+        let mut prepared = Vec::with_capacity(batch.ops.len());
+        for (key, bytes) in &batch.ops {
+            prepared.push(match bytes {
+                Some(b) => self.prepare(key, b)?,
+                None => Prepared { op: Op::remove(key.clone()), delta: None, recent: None },
             });
         }
-        self.commit(&self.inner.index.writer(), ops).map(drop)
+        let writer = self.inner.index.writer();
+        let mut ops = Vec::with_capacity(prepared.len());
+        let mut notes = Vec::new();
+        for (mut p, (_, bytes)) in prepared.into_iter().zip(&batch.ops) {
+            if let Some(b) = bytes {
+                self.revalidate(&writer, &mut p, b)?;
+                notes.push((p.recent, p.delta, b));
+            }
+            ops.push(p.op);
+        }
+        self.commit(&writer, ops)?;
+        drop(writer);
+        for (recent, delta, bytes) in notes {
+            self.inner.chains.written(recent, delta, bytes);
+        }
+        Ok(())
     }
 
     /// Makes every change acknowledged so far durable, as chosen with
@@ -633,12 +681,21 @@ impl Shelf {
 
     pub(crate) fn load(&self, key: &str, stored: Stored) -> Result<Vec<u8>> {
         let digest = stored.digest();
-        let bad = |reason| Error::CorruptedObject { key: key.to_owned(), digest, reason };
         match stored {
-            Stored::Inline { frame, .. } => self.inner.codec.decode(&frame, &digest).map_err(bad),
+            Stored::Inline { frame, .. } => self
+                .inner
+                .codec
+                .decode(&frame, &digest)
+                .map_err(|reason| Error::CorruptedObject { key: key.to_owned(), digest, reason }),
             Stored::Object { .. } => {
-                let frame = self.inner.index.objects().read(&digest)?;
-                self.inner.codec.decode(&frame, &digest).map_err(bad)
+                let bytes =
+                    self.inner.chains.load(&self.inner.index, &self.inner.codec, &digest).map_err(|e| match e {
+                        LoadError::Store(e) => e,
+                        LoadError::Bad(digest, reason) => {
+                            Error::CorruptedObject { key: key.to_owned(), digest, reason }
+                        }
+                    })?;
+                Ok(Arc::try_unwrap(bytes).unwrap_or_else(|b| b.as_ref().clone()))
             }
         }
     }
@@ -759,9 +816,11 @@ impl Shelf {
         })
     }
 
-    /// Drops every cached decoded object, pinned ones included.
+    /// Drops every cached decoded object, pinned ones included (and the decoded bases of
+    /// delta chains).
     pub fn clear_cache(&self) {
         self.inner.cache.clear();
+        self.inner.chains.clear();
     }
 
     /// Changes the cache budget (estimated bytes, entries), evicting at once what no
@@ -956,6 +1015,13 @@ impl Drop for Inner {
     }
 }
 
+/// A put ready to commit, with what the version bookkeeping needs once it is done.
+struct Prepared {
+    op: Op,
+    delta: Option<Delta>,
+    recent: Option<Recent>,
+}
+
 /// Changes applied together by [`Shelf::apply`].
 #[derive(Default, Clone, Debug)]
 pub struct Batch {
@@ -1028,6 +1094,9 @@ impl VerifyReport {
 }
 
 fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
+    use crate::index::{MAX_DEPTH, ObjectRecord};
+    use std::collections::{BTreeMap, BTreeSet};
+
     let inner = &shelf.inner;
     let index = &inner.index;
     // The write lock also when only checking, so that what is checked is one state of
@@ -1035,7 +1104,10 @@ fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
     let lock = index.writer();
     let writer = if repair { Some(&lock) } else { None };
     let mut report = VerifyReport::default();
-    let mut counted: std::collections::BTreeMap<Digest, u64> = std::collections::BTreeMap::new();
+    // References held by records: key and memo records.
+    let mut counted: BTreeMap<Digest, u64> = BTreeMap::new();
+    // Objects a key's read checked (with their chains), whatever it found.
+    let mut checked: BTreeSet<Digest> = BTreeSet::new();
     let all = index.scan_in(Space::Keys, "").chain(index.scan_in(Space::Memo, ""));
     for item in all {
         let (key, stored) = match item.map(|(k, _, s)| (k, s)) {
@@ -1046,14 +1118,19 @@ fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
             }
         };
         report.keys += 1;
-        if let Stored::Object { digest } = &stored {
-            *counted.entry(*digest).or_insert(0) += 1;
+        let object = match &stored {
+            Stored::Object { digest } => Some(*digest),
+            Stored::Inline { .. } => None,
+        };
+        if let Some(d) = object {
+            *counted.entry(d).or_insert(0) += 1;
         }
         if let Err(e) = shelf.load(&key, stored) {
             report.problems.push(format!("key {key:?}: {e}"));
         }
+        checked.extend(object);
     }
-    let mut recorded: std::collections::BTreeMap<Digest, crate::index::ObjectRecord> = Default::default();
+    let mut recorded: BTreeMap<Digest, ObjectRecord> = BTreeMap::new();
     for item in index.object_records() {
         match item {
             Ok((d, r)) => {
@@ -1063,27 +1140,77 @@ fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
             Err(e) => report.problems.push(format!("unreadable object record: {e}")),
         }
     }
-    for (d, n) in &counted {
+    // Reachable objects: those records refer to, and the bases of reachable objects, each
+    // of which holds one reference on its base.
+    let mut expected = counted.clone();
+    let mut work: Vec<Digest> = counted.keys().copied().collect();
+    let mut reachable: BTreeSet<Digest> = work.iter().copied().collect();
+    while let Some(d) = work.pop() {
+        let Some(r) = recorded.get(&d) else { continue };
+        if r.depth > MAX_DEPTH {
+            report.problems.push(format!("object {d}: chain of {} bases, more than {MAX_DEPTH}", r.depth));
+        }
+        let Some(b) = r.base else {
+            if r.depth != 0 {
+                report.problems.push(format!("object {d}: depth {} without a base", r.depth));
+            }
+            continue;
+        };
+        *expected.entry(b).or_insert(0) += 1;
+        match recorded.get(&b) {
+            Some(br) if br.depth.checked_add(1) == Some(r.depth) => {}
+            Some(br) => report.problems.push(format!("object {d}: depth {} on a base of depth {}", r.depth, br.depth)),
+            None => report.problems.push(format!("object {d}: its base {b} has no record")),
+        }
+        if reachable.insert(b) {
+            work.push(b);
+        }
+    }
+    // Objects no key read verified (bases only): read them too.
+    {
+        let _pin = index.pin_files();
+        for d in &reachable {
+            if checked.contains(d) || !recorded.contains_key(d) {
+                continue;
+            }
+            match inner.chains.load(index, &inner.codec, d) {
+                Ok(_) => {}
+                Err(LoadError::Store(e)) => report.problems.push(format!("object {d}: {e}")),
+                Err(LoadError::Bad(at, reason)) => report.problems.push(format!("object {d}: object {at}: {reason}")),
+            }
+        }
+    }
+    let mut frames: BTreeMap<Digest, u64> = BTreeMap::new();
+    for item in index.frame_records() {
+        match item {
+            Ok((d, len)) => {
+                frames.insert(d, len);
+            }
+            Err(e) => report.problems.push(format!("unreadable frame record: {e}")),
+        }
+    }
+    for (d, n) in &expected {
         match recorded.get(d) {
             Some(r) if r.refs == *n => {}
             Some(r) => {
-                let msg = format!("object {d}: refcount {} but {n} keys point at it", r.refs);
+                let msg = format!("object {d}: refcount {} but {n} references", r.refs);
                 if let Some(w) = &writer {
-                    w.set_object(d, Some(crate::index::ObjectRecord { refs: *n, ..*r }))?;
+                    w.set_object(d, Some(ObjectRecord { refs: *n, ..*r }))?;
                     report.repaired.push(format!("{msg}: set to {n}"));
                 } else {
                     report.problems.push(msg);
                 }
             }
             None => {
-                let msg = format!("object {d}: {n} keys point at it but it has no record");
-                let file_len = fs::metadata(index.objects().path_of(d)).map(|m| m.len()).ok();
-                match (&writer, file_len) {
-                    (Some(w), Some(len)) => {
-                        let rec =
-                            crate::index::ObjectRecord { refs: *n, stored_len: len, generation: index.generation() };
+                let msg = format!("object {d}: {n} references but no record");
+                let rebuilt = match &writer {
+                    Some(_) => rebuild_record(shelf, d, *n, frames.contains_key(d), &recorded),
+                    None => None,
+                };
+                match (&writer, rebuilt) {
+                    (Some(w), Some(rec)) => {
                         w.set_object(d, Some(rec))?;
-                        report.repaired.push(format!("{msg}: record rebuilt from its file"));
+                        report.repaired.push(format!("{msg}: record rebuilt from its frame"));
                     }
                     _ => report.problems.push(msg),
                 }
@@ -1091,32 +1218,51 @@ fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
         }
     }
     for (d, r) in &recorded {
-        if !counted.contains_key(d) {
-            let msg = format!("object {d}: record with refcount {} but no key points at it", r.refs);
+        if !expected.contains_key(d) {
+            let msg = format!("object {d}: record with refcount {} but no reference", r.refs);
             if let Some(w) = &writer {
                 w.set_object(d, None)?;
                 report.repaired.push(format!("{msg}: removed"));
             } else {
                 report.problems.push(msg);
             }
+        } else if r.in_tree && !frames.contains_key(d) {
+            report.problems.push(format!("object {d}: its frame record is missing"));
         }
     }
-    let awaiting: std::collections::BTreeSet<Digest> = index.awaiting_deletion().into_iter().collect();
+    let awaiting: BTreeSet<Digest> = index.awaiting_deletion().into_iter().collect();
+    for (d, len) in &frames {
+        let msg = match recorded.get(d) {
+            Some(r) if r.in_tree && r.stored_len == *len => continue,
+            Some(r) if r.in_tree => {
+                report.problems.push(format!("object {d}: frame record has {len} bytes, record says {}", r.stored_len));
+                continue;
+            }
+            // Its record was removed (or rewritten) since the last sync: it goes at the next.
+            _ if awaiting.contains(d) => continue,
+            Some(_) => format!("frame record of object {d}, whose frame is in its file"),
+            None => format!("frame record of no object: {d}"),
+        };
+        if repair {
+            index.doom(*d);
+            report.repaired.push(format!("{msg}: deleted"));
+        } else {
+            report.problems.push(msg);
+        }
+    }
     let files = index.objects().list()?;
     report.files = files.len() as u64;
     for (d, path, len) in files {
-        match d {
-            Some(d) if counted.contains_key(&d) => {
-                if let Some(r) = recorded.get(&d)
-                    && r.stored_len != len
-                {
+        match d.map(|d| (d, recorded.get(&d))) {
+            Some((d, Some(r))) if !r.in_tree => {
+                if expected.contains_key(&d) && r.stored_len != len {
                     report.problems.push(format!("object {d}: file has {len} bytes, record says {}", r.stored_len));
                 }
+                // A record without references: reported above; gc's removal deletes the
+                // file at sync.
             }
-            // A record without keys: reported above; gc's removal deletes the file at sync.
-            Some(d) if recorded.contains_key(&d) => {}
             // Its record was removed since the last sync: the file goes once that is durable.
-            Some(d) if awaiting.contains(&d) => {}
+            Some((d, _)) if awaiting.contains(&d) => {}
             _ => {
                 let msg = format!("file {} belongs to no object", path.display());
                 if repair {
@@ -1141,6 +1287,25 @@ fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
         }
     }
     Ok(report)
+}
+
+/// An object record for `d` rebuilt from its frame (gc, for an object that records refer
+/// to but that has no record), or `None` when the frame cannot be read.
+fn rebuild_record(
+    shelf: &Shelf,
+    d: &Digest,
+    refs: u64,
+    in_tree: bool,
+    recorded: &std::collections::BTreeMap<Digest, crate::index::ObjectRecord>,
+) -> Option<crate::index::ObjectRecord> {
+    let index = &shelf.inner.index;
+    let frame = index.frame(d).ok()?;
+    let mut rec = crate::index::ObjectRecord::whole(refs, frame.len() as u64, index.generation(), in_tree);
+    if let crate::blob::FrameKind::Delta(base) = crate::blob::frame_kind(&frame).ok()? {
+        rec.depth = recorded.get(&base)?.depth.checked_add(1)?;
+        rec.base = Some(base);
+    }
+    Some(rec)
 }
 
 const WITNESS: &str = "WITNESS";

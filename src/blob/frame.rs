@@ -16,13 +16,15 @@ pub(crate) const TRAIN_SAMPLES: usize = 1000;
 const CODEC_RAW: u8 = 0;
 const CODEC_ZSTD: u8 = 1;
 const CODEC_ZSTD_DICT: u8 = 2;
+/// A delta against another object (see [`super::delta`]).
+pub(crate) const CODEC_DELTA: u8 = 3;
 /// Values up to this size are compressed with the dictionary when there is one.
 const DICT_MAX_VALUE: usize = 64 * 1024;
 /// Values below this size are stored raw: compression cannot pay for its header.
 const MIN_COMPRESS: usize = 48;
 /// Largest uncompressed length a frame may declare (1 TiB): a corrupted length field
 /// must not become a huge allocation.
-const MAX_LEN: u64 = 1 << 40;
+pub(crate) const MAX_LEN: u64 = 1 << 40;
 
 struct Dict {
     bytes: Vec<u8>,
@@ -55,6 +57,11 @@ impl Codec {
 
     pub(crate) fn digest(&self, pickle: &[u8]) -> Digest {
         self.hasher.digest(pickle)
+    }
+
+    /// The zstd level new frames are compressed with.
+    pub(crate) fn level(&self) -> i32 {
+        self.level
     }
 
     /// Registers a dictionary read from the store. Fails when zstd rejects it.
@@ -155,6 +162,7 @@ impl Codec {
                 };
                 decompress_with(pool, dict.as_ref().map(|d| d.bytes.as_slice()), rest, len)?
             }
+            CODEC_DELTA => return Err("delta frame read without its base"),
             _ => return Err("unknown codec in frame header"),
         };
         if self.hasher.digest(&bytes) != *digest {

@@ -7,10 +7,17 @@
 //!
 //! A frame is `[version u8][codec u8][uncompressed length, LEB128][dictionary id, LEB128
 //! — only for codec 2][payload]`; codec 0 is raw bytes, 1 zstd, 2 zstd with a
-//! dictionary trained from the store's own values. `docs/FORMAT.md` draws it byte by byte.
+//! dictionary trained from the store's own values; codec 3 is a delta: zstd with the pickle
+//! bytes of another object (its base, named in the header) as reference prefix
+//! ([`delta`]). `docs/FORMAT.md` draws it byte by byte. [`sketch`] estimates which earlier
+//! object a new value resembles.
 
+mod delta;
 mod digest;
 mod frame;
+mod sketch;
 
+pub(crate) use delta::{FrameKind, frame_kind};
 pub use digest::{Digest, Hasher};
 pub(crate) use frame::{Codec, TRAIN_SAMPLES};
+pub(crate) use sketch::Sketch;

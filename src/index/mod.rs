@@ -2,23 +2,29 @@
 //! files of our own for large objects. The only module that names sled.
 //!
 //! Invariants:
-//! - `refs(d)` in the object record of `d` equals the number of key records that point
-//!   at `d`; the object record exists exactly while `refs(d) > 0`; key records and object
-//!   records change together in one sled batch (or in one single-record write when no
-//!   object record is involved), so every crash leaves them consistent.
-//! - A large object's file is complete and in place (written to a temporary name, then
-//!   renamed) before any record names it, and it is deleted only after a sync has made
-//!   the removal of its record durable.
+//! - `refs(d)` in the object record of `d` equals the number of references to `d`: key and
+//!   memo records that point at it, and delta objects whose base it is. The object record
+//!   exists exactly while `refs(d) > 0`, so a delta's base outlives the delta. Every write
+//!   changes key and object records together in one sled batch (or in one single-record
+//!   write when no object record is involved): every crash leaves them consistent, and
+//!   removals cascade down a chain of bases in the batch that makes the first object
+//!   unreferenced.
+//! - An object's frame is in its file (complete and in place — written to a temporary
+//!   name, then renamed — before any record names it) or, for frames of at most
+//!   [`INLINE_MAX`] bytes, in its frame record, written in the batch that creates the
+//!   object. Either is deleted only after a sync has made the removal of the object record
+//!   durable, and never while a reader holds [`Index::pin_files`]: a reader needs no object
+//!   record to find a frame.
 //! - Every record sled stores stays far below sled's blob threshold (a quarter of its
-//!   512 KiB segment): inline frames are at most [`INLINE_MAX`] bytes, keys at most
-//!   [`MAX_KEY_LEN`], and a sled leaf holds at most 17 records.
+//!   512 KiB segment): inline frames and frame records are at most [`INLINE_MAX`] bytes,
+//!   keys at most [`MAX_KEY_LEN`], and a sled leaf holds at most 17 records.
 //!
 //! `docs/FORMAT.md` describes every record byte by byte.
 
 mod files;
 mod records;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +44,9 @@ const PREFIX_KEY: u8 = b'k';
 const PREFIX_OBJECT: u8 = b'o';
 const PREFIX_META: u8 = b'm';
 const PREFIX_MEMO: u8 = b'x';
+const PREFIX_FRAME: u8 = b'f';
+/// Longest chain of bases below an object that the store writes and reads.
+pub(crate) const MAX_DEPTH: u8 = 24;
 
 /// Runs a sled call, turning its errors and panics into [`Error::Engine`].
 fn engine<T>(path: &Path, f: impl FnOnce() -> sled::Result<T>) -> Result<T> {
@@ -125,6 +134,13 @@ fn object_key(d: &Digest) -> [u8; 33] {
     k
 }
 
+fn frame_key(d: &Digest) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[0] = PREFIX_FRAME;
+    k[1..].copy_from_slice(d.as_bytes());
+    k
+}
+
 fn meta_key(name: &str) -> Vec<u8> {
     let mut k = vec![PREFIX_META];
     k.extend_from_slice(name.as_bytes());
@@ -147,6 +163,14 @@ impl Stored {
     }
 }
 
+/// The content of an object a batch may create.
+pub(crate) struct NewObject {
+    /// Its frame.
+    pub(crate) frame: Vec<u8>,
+    /// Its base, when the frame is a delta.
+    pub(crate) delta: Option<Delta>,
+}
+
 /// What a key holds, as a batch being applied sees it.
 #[derive(Clone, Copy)]
 enum KeyState {
@@ -155,19 +179,37 @@ enum KeyState {
     Object(Digest),
 }
 
+/// A delta frame's base, as a put names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Delta {
+    /// The object the frame decodes against: it must be in the store when the put applies.
+    pub(crate) base: Digest,
+    /// The new object's position in its line of versions.
+    pub(crate) seq: u32,
+}
+
 /// One change of a write.
 pub(crate) enum Op {
-    /// Set `key` of `space` to the object with this digest and frame; `header` must be
-    /// `space`'s header length.
-    Put { space: Space, key: String, header: Vec<u8>, digest: Digest, frame: Vec<u8> },
+    /// Set `key` of `space` to the value with this digest and frame; `header` must be
+    /// `space`'s header length. Without `delta`, a frame of at most [`INLINE_MAX`] bytes
+    /// goes into the key record and a larger one becomes an object file; with it, the frame
+    /// is a delta and always an object (in its frame record when small).
+    Put { space: Space, key: String, header: Vec<u8>, digest: Digest, frame: Vec<u8>, delta: Option<Delta> },
     /// Remove `key` of `space`.
     Remove { space: Space, key: String },
 }
 
 impl Op {
     /// Sets a store key.
-    pub(crate) fn put(key: String, digest: Digest, frame: Vec<u8>) -> Op {
-        Op::Put { space: Space::Keys, key, header: Vec::new(), digest, frame }
+    pub(crate) fn put(key: String, digest: Digest, frame: Vec<u8>, delta: Option<Delta>) -> Op {
+        Op::Put { space: Space::Keys, key, header: Vec::new(), digest, frame, delta }
+    }
+
+    /// The space and key the op changes.
+    pub(crate) fn key(&self) -> (Space, &str) {
+        match self {
+            Op::Put { space, key, .. } | Op::Remove { space, key } => (*space, key),
+        }
     }
 
     /// Removes a store key.
@@ -286,9 +328,28 @@ impl Index {
         }
     }
 
-    /// Keeps every object file in place while the guard lives: take it before reading a
-    /// key record and keep it until its object file is read, or a concurrent removal and
-    /// sync may delete the file in between.
+    /// The frame of object `d`: from its frame record, else from its file. Reads no object
+    /// record, so that it works for objects removed since the caller read a record naming
+    /// them (their frames stay until a sync; see [`Index::pin_files`]).
+    pub(crate) fn frame(&self, d: &Digest) -> Result<Vec<u8>> {
+        match self.engine(|| self.db.get(frame_key(d)))? {
+            Some(f) => Ok(f.to_vec()),
+            None => self.objects.read(d),
+        }
+    }
+
+    /// All frame records: digest and length.
+    pub(crate) fn frame_records(&self) -> impl Iterator<Item = Result<(Digest, u64)>> + '_ {
+        self.db.scan_prefix([PREFIX_FRAME]).map(move |item| {
+            let (k, v) = item.map_err(|e| Error::Engine { path: self.path.clone(), message: e.to_string() })?;
+            let d = Digest::from_slice(&k[1..]).ok_or_else(|| self.corrupted("a frame record".into(), "bad key"))?;
+            Ok((d, v.len() as u64))
+        })
+    }
+
+    /// Keeps every object's frame (file or frame record) in place while the guard lives:
+    /// take it before reading a key record and keep it until the object's frames are read,
+    /// or a concurrent removal and sync may delete them in between.
     pub(crate) fn pin_files(&self) -> RwLockReadGuard<'_, ()> {
         self.files_in_use.read().unwrap_or_else(PoisonError::into_inner)
     }
@@ -333,8 +394,8 @@ impl Index {
         self.db.scan_prefix([PREFIX_OBJECT]).map(move |item| {
             let (k, v) = item.map_err(|e| Error::Engine { path: self.path.clone(), message: e.to_string() })?;
             let d = Digest::from_slice(&k[1..]).ok_or_else(|| self.corrupted("an object record".into(), "bad key"))?;
-            let r =
-                ObjectRecord::parse(&v).ok_or_else(|| self.corrupted(format!("object record {d}"), "bad layout"))?;
+            let r = ObjectRecord::parse(&v)
+                .ok_or_else(|| self.corrupted(format!("object record {d}"), "unknown layout"))?;
             Ok((d, r))
         })
     }
@@ -408,21 +469,46 @@ impl Index {
         self.delete_doomed()
     }
 
-    /// Deletes the files of the objects whose records were removed (and not written
-    /// again) since the last call. Only once those removals are durable, under the
-    /// write lock.
+    /// Deletes the frames (files and frame records) of the objects whose records were
+    /// removed since the last call, unless the object was written again in the same place.
+    /// Only once those removals are durable, under the write lock. (The deletion of a frame
+    /// record is itself made durable by the next sync; a crash before leaves an orphan that
+    /// the next open deletes.)
     fn delete_doomed(&self) -> Result<()> {
         let doomed = std::mem::take(&mut *self.doomed.lock().unwrap_or_else(PoisonError::into_inner));
         if doomed.is_empty() {
             return Ok(());
         }
         let _readers_out = self.files_in_use.write().unwrap_or_else(PoisonError::into_inner);
+        let mut batch = sled::Batch::default();
         for d in doomed {
-            if self.object(&d)?.is_none() {
+            let rec = self.object(&d)?;
+            if rec.is_none_or(|r| r.in_tree) {
                 self.objects.remove(&d)?;
             }
+            if rec.is_none_or(|r| !r.in_tree) {
+                batch.remove(&frame_key(&d)[..]);
+            }
         }
-        Ok(())
+        self.engine(|| self.db.apply_batch(batch))
+    }
+
+    /// Deletes frame records of no object (the leftovers of removals a crash cut short);
+    /// returns how many. Called at open, after the recovered records were made durable.
+    pub(crate) fn remove_orphan_frames(&self) -> Result<usize> {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for item in self.frame_records() {
+            let (d, _) = item?;
+            if self.object(&d)?.is_none_or(|r| !r.in_tree) {
+                batch.remove(&frame_key(&d)[..]);
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.engine(|| self.db.apply_batch(batch))?;
+        }
+        Ok(n)
     }
 
     /// Flushes sled and fsyncs its files and directories: every record written so far
@@ -447,11 +533,16 @@ impl Writer<'_> {
         self.index.get(key)
     }
 
+    /// Reads an object record under the write lock.
+    pub(crate) fn object(&self, digest: &Digest) -> Result<Option<ObjectRecord>> {
+        self.index.object(digest)
+    }
+
     /// Applies `ops` atomically; returns, per op, whether its key existed before.
     ///
     /// When no op involves an object record (all frames inline, no object replaced or
     /// removed) and there is one op, it is one plain sled write; otherwise all record
-    /// changes go into one sled batch. Object files are written before the batch.
+    /// changes go into one sled batch (see [`Writer::settle`]).
     pub(crate) fn apply(&self, ops: Vec<Op>) -> Result<Vec<bool>> {
         let index = self.index;
         // No object records at all: a single inline put or a removal touches no refcount,
@@ -460,7 +551,7 @@ impl Writer<'_> {
             && index.live_objects.load(Ordering::Acquire) == 0
         {
             match op {
-                Op::Put { space, key, header, digest, frame }
+                Op::Put { space, key, header, digest, frame, delta: None }
                     if frame.len() <= INLINE_MAX && header.len() == space.header_len() =>
                 {
                     let mut r = Vec::with_capacity(header.len() + 33 + frame.len());
@@ -482,12 +573,10 @@ impl Writer<'_> {
         let mut existed = Vec::with_capacity(ops.len());
         let mut batch = sled::Batch::default();
         let mut single: Option<(Vec<u8>, Option<Vec<u8>>)> = None;
-        let mut new_files: Vec<(Digest, Vec<u8>)> = Vec::new();
+        let mut new_objects: HashMap<Digest, NewObject> = HashMap::new();
         let n_ops = ops.len();
         for op in ops {
-            let (space, key) = match &op {
-                Op::Put { space, key, .. } | Op::Remove { space, key } => (*space, key.clone()),
-            };
+            let (space, key) = (op.key().0, op.key().1.to_owned());
             let state = match current.get(&(space, key.clone())) {
                 Some(s) => *s,
                 None => match index.get_in(space, &key)? {
@@ -501,19 +590,24 @@ impl Writer<'_> {
                 *deltas.entry(d).or_insert(0) -= 1;
             }
             let k = key_in(space, &key);
+            let header_ok = |h: &[u8]| {
+                if h.len() == space.header_len() {
+                    Ok(())
+                } else {
+                    Err(index.corrupted(format!("record of key {key:?}"), "header of the wrong length"))
+                }
+            };
             let record = match op {
-                Op::Put { digest, frame, header, .. } => {
-                    if header.len() != space.header_len() {
-                        return Err(index.corrupted(format!("record of key {key:?}"), "header of the wrong length"));
-                    }
+                Op::Put { digest, frame, header, delta, .. } => {
+                    header_ok(&header)?;
                     let mut r = header;
-                    if frame.len() <= INLINE_MAX {
+                    if frame.len() <= INLINE_MAX && delta.is_none() {
                         current.insert((space, key), KeyState::Inline);
                         r.extend_from_slice(&KeyRecord::inline(&digest, &frame));
                     } else {
                         current.insert((space, key), KeyState::Object(digest));
                         *deltas.entry(digest).or_insert(0) += 1;
-                        new_files.push((digest, frame));
+                        new_objects.entry(digest).or_insert(NewObject { frame, delta });
                         r.extend_from_slice(&KeyRecord::object(&digest));
                     }
                     Some(r)
@@ -531,7 +625,7 @@ impl Writer<'_> {
                 single = Some((k, record));
             }
         }
-        let deltas: Vec<(Digest, i64)> = deltas.into_iter().filter(|&(_, d)| d != 0).collect();
+        deltas.retain(|_, d| *d != 0);
         if deltas.is_empty()
             && let Some((k, v)) = single
         {
@@ -541,41 +635,103 @@ impl Writer<'_> {
             };
             return Ok(existed);
         }
-        // Object records: new refcounts; files for objects that gain their first ref.
+        self.settle(batch, deltas, new_objects)?;
+        Ok(existed)
+    }
+
+    /// Completes and applies a batch whose key-level changes are in `batch` and change the
+    /// references of objects by `deltas`: objects that gain their first reference are
+    /// created from `new_objects` (their frames written to files before the batch, or put
+    /// in frame records in it) and take a reference on their base; objects left without
+    /// references are removed, releasing their base in turn, down the chain (a work list,
+    /// not recursion). Their frames are deleted at the next sync.
+    pub(crate) fn settle(
+        &self,
+        mut batch: sled::Batch,
+        mut deltas: BTreeMap<Digest, i64>,
+        mut new_objects: HashMap<Digest, NewObject>,
+    ) -> Result<()> {
+        let index = self.index;
         let generation = index.generation();
-        let mut doomed = Vec::new();
-        let mut created = 0u64;
-        for (digest, delta) in deltas {
-            let old = index.object(&digest)?;
-            let refs = old.as_ref().map_or(0, |r| r.refs as i64) + delta;
-            if refs < 0 {
-                return Err(index.corrupted(format!("object record {digest}"), "refcount would go below zero"));
+        let mut old: HashMap<Digest, Option<ObjectRecord>> = HashMap::new();
+        let mut old_of = |d: &Digest| -> Result<Option<ObjectRecord>> {
+            if let Some(r) = old.get(d) {
+                return Ok(*r);
             }
-            if refs == 0 {
-                batch.remove(&object_key(&digest)[..]);
-                doomed.push(digest);
+            let r = index.object(d)?;
+            old.insert(*d, r);
+            Ok(r)
+        };
+        // Objects that gain their first reference: created, holding one on their base.
+        let mut created: HashMap<Digest, ObjectRecord> = HashMap::new();
+        let gaining: Vec<Digest> = deltas.iter().filter(|&(_, &n)| n > 0).map(|(d, _)| *d).collect();
+        for d in gaining {
+            if old_of(&d)?.is_some() {
                 continue;
             }
-            let stored_len = match &old {
-                Some(r) => r.stored_len,
-                None => {
-                    let frame =
-                        new_files.iter().find(|(d, _)| *d == digest).map(|(_, f)| f.as_slice()).ok_or_else(|| {
-                            index.corrupted(format!("object {digest}"), "no content for a new object")
-                        })?;
-                    index.objects.write(&digest, frame)?;
-                    created += 1;
-                    frame.len() as u64
+            let n = new_objects
+                .remove(&d)
+                .ok_or_else(|| index.corrupted(format!("object {d}"), "no content for a new object"))?;
+            let in_tree = n.frame.len() <= INLINE_MAX;
+            let mut rec = ObjectRecord::whole(0, n.frame.len() as u64, generation, in_tree);
+            if let Some(delta) = n.delta {
+                let base = old_of(&delta.base)?
+                    .ok_or_else(|| index.corrupted(format!("object {d}"), "its base is not in the store"))?;
+                rec.depth = base
+                    .depth
+                    .checked_add(1)
+                    .filter(|&depth| depth <= MAX_DEPTH)
+                    .ok_or_else(|| index.corrupted(format!("object {d}"), "its chain of bases is too long"))?;
+                rec.base = Some(delta.base);
+                rec.seq = delta.seq;
+                *deltas.entry(delta.base).or_insert(0) += 1;
+            }
+            if in_tree {
+                batch.insert(&frame_key(&d)[..], n.frame);
+            } else {
+                index.objects.write(&d, &n.frame)?;
+            }
+            created.insert(d, rec);
+        }
+        // Objects left without references: removed, releasing their base.
+        let mut work: Vec<Digest> = deltas.iter().filter(|&(_, &n)| n < 0).map(|(d, _)| *d).collect();
+        let mut removed: HashSet<Digest> = HashSet::new();
+        while let Some(d) = work.pop() {
+            if removed.contains(&d) {
+                continue;
+            }
+            let delta = deltas.get(&d).copied().unwrap_or(0);
+            let rec = old_of(&d)?;
+            let refs = rec.map_or(0, |r| r.refs as i64) + delta;
+            if refs < 0 {
+                return Err(index.corrupted(format!("object record {d}"), "refcount would go below zero"));
+            }
+            if refs == 0
+                && let Some(rec) = rec
+            {
+                removed.insert(d);
+                if let Some(b) = rec.base {
+                    *deltas.entry(b).or_insert(0) -= 1;
+                    work.push(b);
                 }
-            };
-            let rec = ObjectRecord { refs: refs as u64, stored_len, generation };
-            batch.insert(&object_key(&digest)[..], &rec.encode()[..]);
+            }
+        }
+        for (d, delta) in &deltas {
+            if removed.contains(d) {
+                batch.remove(&object_key(d)[..]);
+            } else if let Some(rec) = created.get(d) {
+                batch.insert(&object_key(d)[..], ObjectRecord { refs: *delta as u64, ..*rec }.encode());
+            } else if *delta != 0 {
+                let rec = old_of(d)?.ok_or_else(|| index.corrupted(format!("object {d}"), "no record"))?;
+                let refs = rec.refs as i64 + delta;
+                batch.insert(&object_key(d)[..], ObjectRecord { refs: refs as u64, ..rec }.encode());
+            }
         }
         index.engine(|| index.db.apply_batch(batch))?;
-        index.live_objects.fetch_add(created, Ordering::AcqRel);
-        index.live_objects.fetch_sub(doomed.len() as u64, Ordering::AcqRel);
-        index.doomed.lock().unwrap_or_else(PoisonError::into_inner).extend(doomed);
-        Ok(existed)
+        index.live_objects.fetch_add(created.len() as u64, Ordering::AcqRel);
+        index.live_objects.fetch_sub(removed.len() as u64, Ordering::AcqRel);
+        index.doomed.lock().unwrap_or_else(PoisonError::into_inner).extend(removed);
+        Ok(())
     }
 
     /// Rewrites the headers of memo records (their last-read times) in one batch; records

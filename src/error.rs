@@ -106,6 +106,15 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A checkpoint operation that cannot be done: no checkpoint of that name, one exists
+    /// already, or the name is not valid.
+    #[error("checkpoint {name:?}: {problem}")]
+    Checkpoint {
+        /// The checkpoint's name (possibly cut short).
+        name: String,
+        /// What is wrong.
+        problem: CheckpointProblem,
+    },
     /// A builder setting that cannot be used.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -125,6 +134,28 @@ pub enum Error {
         /// What was wrong.
         message: String,
     },
+}
+
+/// Why a checkpoint operation failed; carried by [`Error::Checkpoint`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CheckpointProblem {
+    /// The store has no checkpoint of that name.
+    NotFound,
+    /// A checkpoint of that name exists already (delete it first to reuse the name).
+    Exists,
+    /// The name cannot name a checkpoint: it must be 1 to 255 bytes of UTF-8 without NUL.
+    InvalidName(&'static str),
+}
+
+impl fmt::Display for CheckpointProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotFound => f.write_str("no such checkpoint"),
+            Self::Exists => f.write_str("a checkpoint of this name exists"),
+            Self::InvalidName(why) => write!(f, "invalid name: {why}"),
+        }
+    }
 }
 
 /// What went wrong while decoding a pickle; carried by [`Error::Decode`].

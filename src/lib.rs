@@ -29,6 +29,7 @@
 mod blob;
 mod cache;
 mod chain;
+pub mod checkpoint;
 mod error;
 mod index;
 pub mod memo;
@@ -37,7 +38,8 @@ mod shelf;
 
 pub use blob::Digest;
 pub use cache::CacheStats;
-pub use error::{DecodeErrorKind, Error, Result};
+pub use checkpoint::{Change, ChangeKind, CheckpointInfo};
+pub use error::{CheckpointProblem, DecodeErrorKind, Error, Result};
 pub use index::MAX_KEY_LEN;
 pub use memo::{Memo, MemoBuilder, MemoStats};
 pub use shelf::{Batch, Durability, FORMAT_VERSION, Shelf, ShelfBuilder, VerifyReport};

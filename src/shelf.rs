@@ -493,15 +493,16 @@ impl Shelf {
     /// Applies `ops` and then tells the cache which keys changed (a failed write forgets
     /// them: their state is not known here).
     pub(crate) fn commit(&self, writer: &Writer<'_>, ops: Vec<Op>) -> Result<Vec<bool>> {
-        let touched: Vec<(String, Option<Digest>)> = ops
-            .iter()
-            .map(|op| match op {
-                Op::Put { space: Space::Keys, key, digest, .. } => (key.clone(), Some(*digest)),
-                Op::Remove { space: Space::Keys, key } => (key.clone(), None),
-                // Memo entries are not store keys: nothing of the key map to update.
-                Op::Put { key, .. } | Op::Remove { key, .. } => (key.clone(), None),
-            })
-            .collect();
+        let touched: Vec<(String, Option<Digest>)> =
+            ops.iter()
+                .map(|op| match op {
+                    Op::Put { space: Space::Keys, key, digest, .. }
+                    | Op::Link { space: Space::Keys, key, digest, .. } => (key.clone(), Some(*digest)),
+                    Op::Remove { space: Space::Keys, key } => (key.clone(), None),
+                    // Memo entries are not store keys: nothing of the key map to update.
+                    Op::Put { key, .. } | Op::Link { key, .. } | Op::Remove { key, .. } => (key.clone(), None),
+                })
+                .collect();
         let result = writer.apply(ops);
         // After the write: a sync that starts before this point need not include it.
         self.inner.dirty.store(true, Ordering::Release);
@@ -1080,6 +1081,8 @@ pub struct VerifyReport {
     pub objects: u64,
     /// Object files found.
     pub files: u64,
+    /// Checkpoints checked.
+    pub checkpoints: u64,
     /// Everything wrong, one line each.
     pub problems: Vec<String>,
     /// What gc repaired, one line each (empty for `verify`).
@@ -1104,7 +1107,7 @@ fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
     let lock = index.writer();
     let writer = if repair { Some(&lock) } else { None };
     let mut report = VerifyReport::default();
-    // References held by records: key and memo records.
+    // References held by records: key and memo records, checkpoint entries.
     let mut counted: BTreeMap<Digest, u64> = BTreeMap::new();
     // Objects a key's read checked (with their chains), whatever it found.
     let mut checked: BTreeSet<Digest> = BTreeSet::new();
@@ -1129,6 +1132,30 @@ fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
             report.problems.push(format!("key {key:?}: {e}"));
         }
         checked.extend(object);
+    }
+    let mut names = BTreeSet::new();
+    match index.checkpoints() {
+        Ok(list) => names.extend(list.into_iter().map(|(n, _)| n)),
+        Err(e) => report.problems.push(format!("unreadable checkpoint: {e}")),
+    }
+    report.checkpoints = names.len() as u64;
+    for item in index.all_checkpoint_entries() {
+        match item {
+            Ok((name, key, stored)) => {
+                if !names.contains(&name) {
+                    report.problems.push(format!("checkpoint {name:?}: entry of key {key:?} but no checkpoint record"));
+                }
+                match stored {
+                    Stored::Object { digest } => *counted.entry(digest).or_insert(0) += 1,
+                    Stored::Inline { digest, frame } => {
+                        if let Err(reason) = inner.codec.decode(&frame, &digest) {
+                            report.problems.push(format!("checkpoint {name:?}, key {key:?}: {reason}"));
+                        }
+                    }
+                }
+            }
+            Err(e) => report.problems.push(format!("unreadable checkpoint entry: {e}")),
+        }
     }
     let mut recorded: BTreeMap<Digest, ObjectRecord> = BTreeMap::new();
     for item in index.object_records() {
@@ -1166,7 +1193,7 @@ fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
             work.push(b);
         }
     }
-    // Objects no key read verified (bases only): read them too.
+    // Objects no key read verified (named only by checkpoints, or bases): read them too.
     {
         let _pin = index.pin_files();
         for d in &reachable {

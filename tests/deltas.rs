@@ -196,6 +196,42 @@ fn overwriting_a_key_does_not_keep_its_old_versions() -> Result<(), Error> {
 }
 
 #[test]
+fn overwrites_kept_by_checkpoints_are_deltas() -> Result<(), Error> {
+    let dir = tempdir();
+    let path = dir.path().join("s");
+    let mut state = State::new(1500, 15, 4);
+    let mut kept = Vec::new();
+    let shelf = Shelf::open(&path)?;
+    for i in 0..25 {
+        state.mutate();
+        let v = state.pickle();
+        shelf.insert_pickle("state", &v)?;
+        shelf.checkpoint(&format!("save-{i:02}"))?;
+        kept.push(v);
+    }
+    let report = check_clean(&shelf);
+    assert_eq!((report.objects, report.files), (25, 1), "{report:?}");
+    assert!(file_bytes(&path) < kept[0].len() as u64);
+    let shelf = {
+        drop(shelf);
+        Shelf::open(&path)?
+    };
+    for (i, v) in kept.iter().enumerate().rev() {
+        assert!(shelf.get_pickle_at(&format!("save-{i:02}"), "state")?.as_deref() == Some(v.as_slice()));
+    }
+    // Deleting every checkpoint but the last leaves the current value and its bases only.
+    for i in 0..24 {
+        assert!(shelf.delete_checkpoint(&format!("save-{i:02}"))?);
+        check_clean(&shelf);
+    }
+    shelf.sync()?;
+    let report = check_clean(&shelf);
+    assert!(report.objects <= 4, "the last version's chain at most: {report:?}");
+    assert_eq!(shelf.get_pickle("state")?, kept.last().cloned());
+    Ok(())
+}
+
+#[test]
 fn unrelated_values_are_stored_whole() -> Result<(), Error> {
     let dir = tempdir();
     let path = dir.path().join("s");

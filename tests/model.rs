@@ -9,11 +9,18 @@
 //! Object files are deleted only once the removal of their record is durable (at `sync`,
 //! which `gc`, `close` and dropping the last handle also do): between a removal and the
 //! next sync the model counts such files as "pending", and `verify` must accept them.
+//!
+//! Checkpoints are modelled too: taking one records the model's map (and promotes inline
+//! values of more than 64 bytes of frame to objects, which the model follows to count
+//! objects); restore, diff, `changes_since`, `checkpoint_keys` and `get_pickle_at` are
+//! checked against it. Cases with `versions` also write versions of a value that the store
+//! keeps as deltas; bases then outlive the keys that named them, so those cases check
+//! `verify` (which recomputes every refcount from the records) instead of object counts.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use pickleshelf::{Batch, Digest, Durability, Error, MAX_KEY_LEN, Shelf};
+use pickleshelf::{Batch, ChangeKind, Digest, Durability, Error, MAX_KEY_LEN, Shelf};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
@@ -42,11 +49,22 @@ fn is_object(i: usize) -> bool {
     !matches!(i, 0 | 6)
 }
 
-#[derive(Clone, Copy, Debug)]
+/// Whether `LARGE[i]` is inline with a frame of more than 64 bytes (promoted to an object
+/// when a checkpoint is taken).
+fn is_promotable(i: usize) -> bool {
+    i == 0
+}
+
+/// Versions of one value: `bytes` of 20,000 random bytes, version `n` with `n` more bytes
+/// changed. Whole, an object file; as deltas, frame records.
+const VERSIONS: usize = 12;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Val {
     Int(u8),
     Str(usize),
     Large(usize),
+    Version(usize),
 }
 
 impl Val {
@@ -75,14 +93,46 @@ impl Val {
                 p.extend_from_slice(b"\x94.");
                 p
             }
+            Val::Version(n) => {
+                let mut p = vec![0x80, 4, 0x8e];
+                p.extend_from_slice(&20_000u64.to_le_bytes());
+                let mut s = 0x2545_f491_4f6c_dd1du64;
+                let mut payload: Vec<u8> = (0..20_000)
+                    .map(|_| {
+                        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        (s >> 56) as u8
+                    })
+                    .collect();
+                for j in 0..n {
+                    payload[(j * 7919 + 13) % 20_000] ^= 0x5a;
+                }
+                p.extend_from_slice(&payload);
+                p.extend_from_slice(b"\x94.");
+                p
+            }
         }
     }
 
+    /// The object file this value is stored in, when it is one (without versions).
     fn object(self) -> Option<usize> {
         match self {
             Val::Large(i) if is_object(i) => Some(i),
             _ => None,
         }
+    }
+}
+
+/// A key's (or a checkpoint entry's) value and whether it is an object (a large value, or
+/// one a checkpoint promoted): what the store's record of it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Slot {
+    val: Val,
+    object: bool,
+}
+
+impl Slot {
+    fn put(val: Val) -> Slot {
+        Slot { val, object: val.object().is_some() }
     }
 }
 
@@ -96,6 +146,14 @@ enum Op {
     BadBatch(Vec<(usize, Option<Val>)>),
     /// `insert_pickle` of bytes that are not a pickle: refused, nothing changes.
     InsertInvalid(usize),
+    /// Takes checkpoint `c` (or checks that the name is taken).
+    Checkpoint(usize),
+    /// Restores checkpoint `c` (or checks that it does not exist).
+    Restore(usize),
+    DeleteCheckpoint(usize),
+    Diff(usize, usize),
+    ChangesSince(usize),
+    GetAt(usize, usize),
     Get(usize),
     ContainsKey(usize),
     Len,
@@ -113,7 +171,15 @@ fn val() -> impl Strategy<Value = Val> {
         3 => any::<u8>().prop_map(Val::Int),
         2 => (0..STRS.len()).prop_map(Val::Str),
         3 => (0..LARGE.len()).prop_map(Val::Large),
+        2 => (0..VERSIONS).prop_map(Val::Version),
     ]
+}
+
+/// Checkpoint names: a few, so that ops often meet an existing one.
+const CHECKPOINTS: &[&str] = &["c0", "c1", "before é", "日本"];
+
+fn checkpoint() -> impl Strategy<Value = usize> {
+    0..CHECKPOINTS.len()
 }
 
 fn key() -> impl Strategy<Value = usize> {
@@ -141,6 +207,12 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::ReopenReadOnly),
         1 => Just(Op::Gc),
         1 => Just(Op::Verify),
+        2 => checkpoint().prop_map(Op::Checkpoint),
+        2 => checkpoint().prop_map(Op::Restore),
+        1 => checkpoint().prop_map(Op::DeleteCheckpoint),
+        1 => (checkpoint(), checkpoint()).prop_map(|(a, b)| Op::Diff(a, b)),
+        1 => checkpoint().prop_map(Op::ChangesSince),
+        1 => (checkpoint(), key()).prop_map(|(c, k)| Op::GetAt(c, k)),
     ]
 }
 
@@ -150,6 +222,8 @@ struct Setup {
     durability: Durability,
     auth_key: Option<Vec<u8>>,
     read_only: bool,
+    /// Whether `Val::Version`s are written (exact object counts are checked only without).
+    versions: bool,
 }
 
 impl Setup {
@@ -164,18 +238,40 @@ impl Setup {
 }
 
 fn setup() -> impl Strategy<Value = Setup> {
-    (any::<bool>(), any::<bool>()).prop_map(|(crash, keyed)| Setup {
+    (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(crash, keyed, versions)| Setup {
         durability: if crash { Durability::ProcessCrash } else { Durability::PowerLoss },
         auth_key: keyed.then(|| b"model test key, 32 bytes long!!!".to_vec()),
         read_only: false,
+        versions,
     })
+}
+
+/// Ops of a case: without versions, `Val::Version`s become ints.
+fn ops_for(setup: &Setup, ops: Vec<Op>) -> Vec<Op> {
+    if setup.versions {
+        return ops;
+    }
+    let fix = |v: Val| match v {
+        Val::Version(n) => Val::Int(n as u8),
+        v => v,
+    };
+    let fix_all = |c: Vec<(usize, Option<Val>)>| c.into_iter().map(|(k, v)| (k, v.map(fix))).collect();
+    ops.into_iter()
+        .map(|op| match op {
+            Op::Insert(k, v) => Op::Insert(k, fix(v)),
+            Op::Batch(c) => Op::Batch(fix_all(c)),
+            Op::BadBatch(c) => Op::BadBatch(fix_all(c)),
+            op => op,
+        })
+        .collect()
 }
 
 struct Harness {
     path: PathBuf,
     setup: Setup,
     shelf: Option<Shelf>,
-    model: BTreeMap<String, Val>,
+    model: BTreeMap<String, Slot>,
+    checkpoints: BTreeMap<usize, BTreeMap<String, Slot>>,
     /// Large values whose last key went away since the last sync: their files remain until the next sync.
     pending: BTreeSet<usize>,
     _dir: tempfile::TempDir,
@@ -185,7 +281,15 @@ impl Harness {
     fn new(setup: Setup) -> Harness {
         let dir = tempfile::tempdir().expect("temporary directory");
         let path = dir.path().join("model.db");
-        let mut h = Harness { path, setup, shelf: None, model: BTreeMap::new(), pending: BTreeSet::new(), _dir: dir };
+        let mut h = Harness {
+            path,
+            setup,
+            shelf: None,
+            model: BTreeMap::new(),
+            checkpoints: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            _dir: dir,
+        };
         h.shelf = Some(h.open());
         h
     }
@@ -198,22 +302,54 @@ impl Harness {
         self.shelf.as_ref().expect("the store is open")
     }
 
+    /// Every slot: the keys', then the checkpoints' entries.
+    fn slots(&self) -> impl Iterator<Item = &Slot> {
+        self.model.values().chain(self.checkpoints.values().flat_map(|c| c.values()))
+    }
+
+    /// Large values stored in object files.
     fn alive(&self) -> BTreeSet<usize> {
-        self.model.values().filter_map(|v| v.object()).collect()
+        self.slots().filter_map(|s| s.val.object()).collect()
+    }
+
+    /// Distinct values stored as objects (files, and promoted ones).
+    fn objects(&self) -> BTreeSet<Vec<u8>> {
+        self.slots().filter(|s| s.object).map(|s| s.val.pickle()).collect()
+    }
+
+    /// Runs a change of the model, then moves the files of values it left unreferenced
+    /// to `pending`.
+    fn model_change(&mut self, f: impl FnOnce(&mut Self)) {
+        let before = self.alive();
+        f(self);
+        let after = self.alive();
+        self.pending.extend(before.difference(&after));
+        self.pending.retain(|i| !after.contains(i));
     }
 
     /// Updates the model (and the pending files) for changes that were applied.
     fn model_apply(&mut self, changes: &[(usize, Option<Val>)]) {
-        let before = self.alive();
-        for (k, v) in changes {
-            match v {
-                Some(v) => self.model.insert(KEYS[*k].to_owned(), *v),
-                None => self.model.remove(KEYS[*k]),
-            };
-        }
-        let after = self.alive();
-        self.pending.extend(before.difference(&after));
-        self.pending.retain(|i| !after.contains(i));
+        self.model_change(|h| {
+            for (k, v) in changes {
+                match v {
+                    Some(v) => h.model.insert(KEYS[*k].to_owned(), Slot::put(*v)),
+                    None => h.model.remove(KEYS[*k]),
+                };
+            }
+        });
+    }
+
+    /// The changes from map `a` to map `b`, as `diff` reports them.
+    fn model_diff(a: &BTreeMap<String, Slot>, b: &BTreeMap<String, Slot>) -> Vec<(String, ChangeKind)> {
+        let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        keys.into_iter()
+            .filter_map(|k| match (a.get(k), b.get(k)) {
+                (None, Some(_)) => Some((k.clone(), ChangeKind::Added)),
+                (Some(_), None) => Some((k.clone(), ChangeKind::Removed)),
+                (Some(x), Some(y)) if x.val != y.val => Some((k.clone(), ChangeKind::Changed)),
+                _ => None,
+            })
+            .collect()
     }
 
     fn step(&mut self, op: &Op) {
@@ -252,7 +388,78 @@ impl Harness {
             },
             Op::Get(k) => {
                 let got = self.shelf().get_pickle(KEYS[*k]).expect("get");
-                assert_eq!(got, self.model.get(KEYS[*k]).map(|v| v.pickle()), "get({:?})", KEYS[*k]);
+                assert_eq!(got, self.model.get(KEYS[*k]).map(|s| s.val.pickle()), "get({:?})", KEYS[*k]);
+            }
+            Op::Checkpoint(c) => {
+                let name = CHECKPOINTS[*c];
+                let got = self.shelf().checkpoint(name);
+                if self.checkpoints.contains_key(c) {
+                    assert!(matches!(got, Err(Error::Checkpoint { .. })), "checkpoint({name:?}) again: {got:?}");
+                    return;
+                }
+                let info = got.expect("checkpoint");
+                assert_eq!((info.name.as_str(), info.keys), (name, self.model.len() as u64));
+                for slot in self.model.values_mut() {
+                    if matches!(slot.val, Val::Large(i) if is_promotable(i)) {
+                        slot.object = true;
+                    }
+                }
+                self.checkpoints.insert(*c, self.model.clone());
+            }
+            Op::Restore(c) => {
+                let got = self.shelf().restore(CHECKPOINTS[*c]);
+                let Some(target) = self.checkpoints.get(c).cloned() else {
+                    assert!(matches!(got, Err(Error::Checkpoint { .. })), "restore of a missing checkpoint: {got:?}");
+                    return;
+                };
+                let changes = got.expect("restore");
+                let kinds: Vec<(String, ChangeKind)> = changes.into_iter().map(|c| (c.key, c.kind)).collect();
+                assert_eq!(kinds, Self::model_diff(&self.model, &target), "restore({:?})", CHECKPOINTS[*c]);
+                self.model_change(|h| {
+                    let mut next = BTreeMap::new();
+                    for (k, slot) in &target {
+                        // A key that already holds the value keeps its record.
+                        let keep = h.model.get(k).filter(|s| s.val == slot.val).copied();
+                        next.insert(k.clone(), keep.unwrap_or(*slot));
+                    }
+                    h.model = next;
+                });
+            }
+            Op::DeleteCheckpoint(c) => {
+                let existed = self.shelf().delete_checkpoint(CHECKPOINTS[*c]).expect("delete_checkpoint");
+                assert_eq!(existed, self.checkpoints.contains_key(c));
+                self.model_change(|h| {
+                    h.checkpoints.remove(c);
+                });
+            }
+            Op::Diff(a, b) => {
+                let got = self.shelf().diff(CHECKPOINTS[*a], CHECKPOINTS[*b]);
+                match (self.checkpoints.get(a), self.checkpoints.get(b)) {
+                    (Some(x), Some(y)) => {
+                        let kinds: Vec<(String, ChangeKind)> =
+                            got.expect("diff").into_iter().map(|c| (c.key, c.kind)).collect();
+                        assert_eq!(kinds, Self::model_diff(x, y));
+                    }
+                    _ => assert!(matches!(got, Err(Error::Checkpoint { .. })), "diff of a missing checkpoint"),
+                }
+            }
+            Op::ChangesSince(c) => {
+                let got = self.shelf().changes_since(CHECKPOINTS[*c]);
+                match self.checkpoints.get(c) {
+                    Some(x) => {
+                        let kinds: Vec<(String, ChangeKind)> =
+                            got.expect("changes_since").into_iter().map(|c| (c.key, c.kind)).collect();
+                        assert_eq!(kinds, Self::model_diff(x, &self.model));
+                    }
+                    None => assert!(matches!(got, Err(Error::Checkpoint { .. }))),
+                }
+            }
+            Op::GetAt(c, k) => {
+                let got = self.shelf().get_pickle_at(CHECKPOINTS[*c], KEYS[*k]);
+                match self.checkpoints.get(c) {
+                    Some(x) => assert_eq!(got.expect("get_pickle_at"), x.get(KEYS[*k]).map(|s| s.val.pickle())),
+                    None => assert!(matches!(got, Err(Error::Checkpoint { .. }))),
+                }
             }
             Op::ContainsKey(k) => {
                 let got = self.shelf().contains_key(KEYS[*k]).expect("contains_key");
@@ -274,7 +481,7 @@ impl Harness {
                     .model
                     .iter()
                     .filter(|(k, _)| k.starts_with(prefix))
-                    .map(|(k, v)| (k.clone(), v.pickle()))
+                    .map(|(k, s)| (k.clone(), s.val.pickle()))
                     .collect();
                 assert!(got == want, "scan_prefix({prefix:?}) differs from the model");
             }
@@ -312,16 +519,31 @@ impl Harness {
         let got_keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
         let want_keys: Vec<&str> = self.model.keys().map(String::as_str).collect();
         assert_eq!(got_keys, want_keys, "keys in order");
-        for ((k, bytes), v) in got.iter().zip(self.model.values()) {
-            let pickle = v.pickle();
-            assert!(*bytes == pickle, "value of {k:?} differs from the model ({v:?})");
+        for ((k, bytes), s) in got.iter().zip(self.model.values()) {
+            let pickle = s.val.pickle();
+            assert!(*bytes == pickle, "value of {k:?} differs from the model ({s:?})");
             assert_eq!(shelf.digest(k).expect("digest"), Some(self.setup.digest(&pickle)), "digest of {k:?}");
+        }
+        let names: Vec<String> = shelf.checkpoints().expect("checkpoints").into_iter().map(|c| c.name).collect();
+        let mut want: Vec<String> = self.checkpoints.keys().map(|c| CHECKPOINTS[*c].to_owned()).collect();
+        want.sort();
+        assert_eq!(names, want, "checkpoints");
+        for (c, map) in &self.checkpoints {
+            let got = shelf.checkpoint_keys(CHECKPOINTS[*c]).expect("checkpoint_keys");
+            let want: Vec<(String, Digest)> =
+                map.iter().map(|(k, s)| (k.clone(), self.setup.digest(&s.val.pickle()))).collect();
+            assert_eq!(got, want, "checkpoint {:?}", CHECKPOINTS[*c]);
         }
         let report = shelf.verify().expect("verify");
         assert!(report.is_ok(), "verify: {report:?}");
-        let alive = self.alive();
         assert_eq!(report.keys, self.model.len() as u64, "verify counted keys: {report:?}");
-        assert_eq!(report.objects, alive.len() as u64, "object records (alive large values {alive:?}): {report:?}");
+        assert_eq!(report.checkpoints, self.checkpoints.len() as u64, "{report:?}");
+        if self.setup.versions {
+            return;
+        }
+        let alive = self.alive();
+        let objects = self.objects();
+        assert_eq!(report.objects, objects.len() as u64, "object records (alive large values {alive:?}): {report:?}");
         let files = alive.len() + self.pending.len();
         assert_eq!(
             report.files, files as u64,
@@ -353,9 +575,10 @@ fn batch(changes: &[(usize, Option<Val>)]) -> Batch {
 /// Runs `ops` on a fresh store, checking the model after every step, then once more after
 /// a last reopen.
 fn run(setup: Setup, ops: &[Op]) {
+    let ops = ops_for(&setup, ops.to_vec());
     let mut h = Harness::new(setup);
     h.check();
-    for op in ops {
+    for op in &ops {
         h.step(op);
         h.check();
     }
@@ -378,7 +601,7 @@ proptest! {
 }
 
 fn plain(durability: Durability) -> Setup {
-    Setup { durability, auth_key: None, read_only: false }
+    Setup { durability, auth_key: None, read_only: false, versions: false }
 }
 
 #[test]
@@ -408,7 +631,44 @@ fn every_op_once() {
         Reopen,
     ];
     run(plain(Durability::PowerLoss), &ops);
-    run(Setup { durability: Durability::ProcessCrash, auth_key: Some(vec![7; 16]), read_only: false }, &ops);
+    run(
+        Setup { durability: Durability::ProcessCrash, auth_key: Some(vec![7; 16]), read_only: false, versions: true },
+        &ops,
+    );
+}
+
+#[test]
+fn checkpoint_ops_once() {
+    use Op::*;
+    let ops = [
+        Insert(0, Val::Large(0)),
+        Insert(1, Val::Large(2)),
+        Insert(2, Val::Str(1)),
+        Insert(3, Val::Version(0)),
+        Checkpoint(0),
+        Checkpoint(0),
+        Insert(3, Val::Version(1)),
+        Insert(4, Val::Version(2)),
+        Insert(0, Val::Large(0)),
+        Remove(1),
+        Checkpoint(1),
+        Diff(0, 1),
+        ChangesSince(0),
+        GetAt(0, 1),
+        Sync,
+        Restore(0),
+        Restore(3),
+        Gc,
+        DeleteCheckpoint(0),
+        Reopen,
+        Restore(1),
+        DeleteCheckpoint(1),
+        Sync,
+        ReopenReadOnly,
+    ];
+    for versions in [false, true] {
+        run(Setup { durability: Durability::PowerLoss, auth_key: None, read_only: false, versions }, &ops);
+    }
 }
 
 /// Shrunk by proptest: `verify` reported the file of an object removed since the last sync

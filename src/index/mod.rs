@@ -3,12 +3,12 @@
 //!
 //! Invariants:
 //! - `refs(d)` in the object record of `d` equals the number of references to `d`: key and
-//!   memo records that point at it, and delta objects whose base it is. The object record
-//!   exists exactly while `refs(d) > 0`, so a delta's base outlives the delta. Every write
-//!   changes key and object records together in one sled batch (or in one single-record
-//!   write when no object record is involved): every crash leaves them consistent, and
-//!   removals cascade down a chain of bases in the batch that makes the first object
-//!   unreferenced.
+//!   memo records that point at it, checkpoint entries that name it, and delta objects
+//!   whose base it is. The object record exists exactly while `refs(d) > 0`, so a delta's
+//!   base outlives the delta. Every write changes key, checkpoint and object records
+//!   together in one sled batch (or in one single-record write when no object record is
+//!   involved): every crash leaves them consistent, and removals cascade down a chain of
+//!   bases in the batch that makes the first object unreferenced.
 //! - An object's frame is in its file (complete and in place — written to a temporary
 //!   name, then renamed — before any record names it) or, for frames of at most
 //!   [`INLINE_MAX`] bytes, in its frame record, written in the batch that creates the
@@ -21,6 +21,7 @@
 //!
 //! `docs/FORMAT.md` describes every record byte by byte.
 
+mod checkpoints;
 mod files;
 mod records;
 
@@ -32,8 +33,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 
 use crate::blob::Digest;
 use crate::error::{Error, Result};
+pub(crate) use checkpoints::check_name as check_checkpoint_name;
 pub(crate) use files::Objects;
-pub(crate) use records::{KeyRecord, ObjectRecord};
+pub(crate) use records::{CheckpointHeader, KeyRecord, ObjectRecord};
 
 /// Largest frame stored inline in its key record; larger ones become object files.
 pub(crate) const INLINE_MAX: usize = 4096;
@@ -195,6 +197,9 @@ pub(crate) enum Op {
     /// goes into the key record and a larger one becomes an object file; with it, the frame
     /// is a delta and always an object (in its frame record when small).
     Put { space: Space, key: String, header: Vec<u8>, digest: Digest, frame: Vec<u8>, delta: Option<Delta> },
+    /// Set `key` of `space` to the object `digest`, which must be in the store; `header`
+    /// as for `Put`.
+    Link { space: Space, key: String, header: Vec<u8>, digest: Digest },
     /// Remove `key` of `space`.
     Remove { space: Space, key: String },
 }
@@ -208,7 +213,7 @@ impl Op {
     /// The space and key the op changes.
     pub(crate) fn key(&self) -> (Space, &str) {
         match self {
-            Op::Put { space, key, .. } | Op::Remove { space, key } => (*space, key),
+            Op::Put { space, key, .. } | Op::Link { space, key, .. } | Op::Remove { space, key } => (*space, key),
         }
     }
 
@@ -564,7 +569,7 @@ impl Writer<'_> {
                     let old = index.engine(|| index.db.remove(key_in(*space, key)))?;
                     return Ok(vec![old.is_some()]);
                 }
-                Op::Put { .. } => {}
+                Op::Put { .. } | Op::Link { .. } => {}
             }
         }
         // The state of each key as this batch sees it (later ops see earlier ones).
@@ -610,6 +615,14 @@ impl Writer<'_> {
                         new_objects.entry(digest).or_insert(NewObject { frame, delta });
                         r.extend_from_slice(&KeyRecord::object(&digest));
                     }
+                    Some(r)
+                }
+                Op::Link { digest, header, .. } => {
+                    header_ok(&header)?;
+                    current.insert((space, key), KeyState::Object(digest));
+                    *deltas.entry(digest).or_insert(0) += 1;
+                    let mut r = header;
+                    r.extend_from_slice(&KeyRecord::object(&digest));
                     Some(r)
                 }
                 Op::Remove { .. } => {

@@ -47,8 +47,8 @@ impl KeyRecord {
 ///   object's frame record (`f` + digest) instead of a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ObjectRecord {
-    /// References: key and memo records of layout `0x02`, and delta objects whose base
-    /// this is.
+    /// References: key and memo records of layout `0x02`, checkpoint entries of layout
+    /// `0x02`, and delta objects whose base this is.
     pub(crate) refs: u64,
     /// Length of the object's frame (its file's or frame record's length).
     pub(crate) stored_len: u64,
@@ -111,6 +111,36 @@ impl ObjectRecord {
             r.seq = u32::from_le_bytes(<[u8; 4]>::try_from(raw.get(58..62)?).ok()?);
         }
         Some(r)
+    }
+}
+
+/// A checkpoint's header record: `[created ms u64][keys u64][bytes u64]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CheckpointHeader {
+    /// When it was taken, in milliseconds since the Unix epoch.
+    pub(crate) created_ms: u64,
+    /// Number of keys it holds.
+    pub(crate) keys: u64,
+    /// Stored bytes of the values it names: the frames of its distinct objects and of the
+    /// frames copied into it.
+    pub(crate) bytes: u64,
+}
+
+impl CheckpointHeader {
+    pub(crate) fn encode(&self) -> [u8; 24] {
+        let mut b = [0u8; 24];
+        b[..8].copy_from_slice(&self.created_ms.to_le_bytes());
+        b[8..16].copy_from_slice(&self.keys.to_le_bytes());
+        b[16..].copy_from_slice(&self.bytes.to_le_bytes());
+        b
+    }
+
+    pub(crate) fn parse(raw: &[u8]) -> Option<CheckpointHeader> {
+        if raw.len() != 24 {
+            return None;
+        }
+        let u = |i: usize| raw.get(i..i + 8).and_then(|s| <[u8; 8]>::try_from(s).ok()).map(u64::from_le_bytes);
+        Some(CheckpointHeader { created_ms: u(0)?, keys: u(8)?, bytes: u(16)? })
     }
 }
 

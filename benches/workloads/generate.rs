@@ -187,7 +187,7 @@ pub struct W3Args {
 }
 
 pub fn w3_args(n: u64) -> W3Args {
-    W3Args { n, label: format!("q{n}"), mode: MODES[(n % 4) as usize], limit: n % 100, exact: n % 2 == 0 }
+    W3Args { n, label: format!("q{n}"), mode: MODES[(n % 4) as usize], limit: n % 100, exact: n.is_multiple_of(2) }
 }
 
 /// The memoized function's result: `{"n", "label", "mode", "values"}`.
@@ -251,7 +251,7 @@ impl W4Values {
     pub fn next_value(&mut self) -> W4Value {
         let k = self.k;
         self.k += 1;
-        if k % 2 == 0 {
+        if k.is_multiple_of(2) {
             W4Value::Floats((0..W4_FLOATS).map(|_| self.rng.next_unit()).collect())
         } else {
             let mut out = Vec::with_capacity(W4_BLOB_BYTES);

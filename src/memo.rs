@@ -289,6 +289,7 @@ impl Memo {
             let ops = stale.into_iter().map(|key| Op::Remove { space: Space::Memo, key }).collect();
             shelf.commit(&writer, ops)?;
             index.set_meta(&version_key, b.version.as_bytes())?;
+            shelf.mark_dirty();
         }
         entries.sort_by_key(|(_, e)| e.accessed);
         let mut lru = LruCache::unbounded();
@@ -602,7 +603,9 @@ impl Inner {
             return Ok(());
         }
         let updates = touched.into_iter().map(|(k, e)| (self.record_key(&k), header(e.created, e.accessed))).collect();
-        self.shelf.index().writer().set_memo_headers(updates)
+        self.shelf.index().writer().set_memo_headers(updates)?;
+        self.shelf.mark_dirty();
+        Ok(())
     }
 }
 

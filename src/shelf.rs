@@ -9,6 +9,7 @@ use std::any::{Any, TypeId};
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
@@ -108,7 +109,8 @@ impl ShelfBuilder {
     }
 
     /// Opens a store that came back older than its last sync instead of failing with
-    /// [`Error::RolledBack`]; the witness is then reset to the store's generation.
+    /// [`Error::RolledBack`]; the witness is then reset to the store's generation. Also
+    /// opens a store whose witness file is damaged (and rewrites it).
     pub fn allow_rollback(mut self, allow: bool) -> Self {
         self.allow_rollback = allow;
         self
@@ -162,6 +164,12 @@ struct Inner {
     /// Held through a sync: concurrent syncs write the witness one at a time, in
     /// generation order.
     syncing: Mutex<()>,
+    /// True when something was written since the last sync started.
+    dirty: AtomicBool,
+    /// The thread training the compression dictionary, while it runs.
+    trainer: Mutex<Option<std::thread::JoinHandle<Option<Vec<u8>>>>>,
+    /// True while `trainer` holds a thread (checked without the lock on each write).
+    training: AtomicBool,
     /// Held for the handle's lifetime: the exclusive lock on `LOCK`.
     _lock: fs::File,
 }
@@ -290,7 +298,12 @@ impl Shelf {
             .map(u64::from_le_bytes)
             .unwrap_or(0);
         index.set_generation(generation);
-        if let Some(witness) = read_witness(&path)?
+        let witness = match read_witness(&path) {
+            // Damaged: it cannot vouch for the store; allow_rollback(true) resets it below.
+            Err(Error::Corrupted { .. }) if b.allow_rollback => Some(u64::MAX),
+            other => other?,
+        };
+        if let Some(witness) = witness
             && generation < witness
         {
             if !b.allow_rollback {
@@ -314,15 +327,25 @@ impl Shelf {
         codec.set_current_dict(current);
         if !b.read_only {
             index.objects().clean_tmp()?;
-            // Files without a record are leftovers of writes a crash cut short.
+            // Files without a record are leftovers of writes a crash cut short, or of
+            // removals whose files the crash left. The records sled recovered are made
+            // durable first: were they only in the page cache, a power loss could bring
+            // back an older record naming a deleted file.
+            let mut orphans = Vec::new();
             for (d, p, _) in index.objects().list()? {
                 let orphan = match d {
                     Some(d) => index.object(&d)?.is_none(),
                     None => true,
                 };
                 if orphan {
-                    fs::remove_file(&p).map_err(io(&p))?;
+                    orphans.push(p);
                 }
+            }
+            if !orphans.is_empty() {
+                index.make_durable()?;
+            }
+            for p in orphans {
+                fs::remove_file(&p).map_err(io(&p))?;
             }
         }
         let samples = if current == 0 && !b.read_only { Some(Vec::new()) } else { None };
@@ -337,6 +360,9 @@ impl Shelf {
                 samples: Mutex::new(samples),
                 cache: Cache::new(b.cache_bytes, b.cache_entries),
                 syncing: Mutex::new(()),
+                dirty: AtomicBool::new(false),
+                trainer: Mutex::new(None),
+                training: AtomicBool::new(false),
                 _lock: lock,
             }),
         })
@@ -357,6 +383,11 @@ impl Shelf {
 
     pub(crate) fn protocol(&self) -> u8 {
         self.inner.protocol
+    }
+
+    /// Records that something was written outside [`Shelf::commit`] (so `sync` must run).
+    pub(crate) fn mark_dirty(&self) {
+        self.inner.dirty.store(true, Ordering::Release);
     }
 
     pub(crate) fn writable(&self) -> Result<()> {
@@ -443,6 +474,8 @@ impl Shelf {
             })
             .collect();
         let result = writer.apply(ops);
+        // After the write: a sync that starts before this point need not include it.
+        self.inner.dirty.store(true, Ordering::Release);
         for (key, digest) in touched {
             self.inner.cache.key_written(&key, if result.is_ok() { digest } else { None });
         }
@@ -452,6 +485,9 @@ impl Shelf {
     /// Collects small values until a compression dictionary can be trained, then trains
     /// and stores it.
     fn sample(&self, bytes: &[u8]) -> Result<()> {
+        if self.inner.training.load(Ordering::Acquire) {
+            install_dictionary(&self.inner, false)?;
+        }
         if bytes.len() > INLINE_MAX {
             return Ok(());
         }
@@ -469,17 +505,14 @@ impl Shelf {
         let Some(samples) = ready else {
             return Ok(());
         };
-        if let Some(dict) = Codec::train(&samples) {
-            let id: u32 = 1;
-            // The dictionary is recorded before any frame that names it.
-            self.inner.index.set_meta(&format!("dict/{id}"), &dict)?;
-            self.inner.index.set_meta("dict.current", &id.to_le_bytes())?;
-            self.inner
-                .codec
-                .add_dict(id, dict)
-                .map_err(|reason| Error::Corrupted { what: "new dictionary".into(), reason: reason.into() })?;
-            self.inner.codec.set_current_dict(id);
-        }
+        // Training takes tens of milliseconds: off the write path, on another thread; the
+        // dictionary is installed by a later write (or at sync, or when the store closes).
+        let handle = std::thread::Builder::new()
+            .name("pickleshelf-dict".into())
+            .spawn(move || Codec::train(&samples))
+            .map_err(|e| Error::Io { path: self.inner.path.clone(), source: e })?;
+        *self.inner.trainer.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
+        self.inner.training.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -860,13 +893,50 @@ impl Shelf {
     pub fn gc(&self) -> Result<VerifyReport> {
         self.writable()?;
         let report = verify(self, true)?;
+        self.mark_dirty();
         self.sync()?;
         Ok(report)
     }
 }
 
+/// Installs the dictionary the training thread made, once it is done (or, with `wait`,
+/// after waiting for it). The dictionary is recorded before any frame names it.
+fn install_dictionary(inner: &Inner, wait: bool) -> Result<()> {
+    let handle = {
+        let mut t = inner.trainer.lock().unwrap_or_else(PoisonError::into_inner);
+        match t.as_ref() {
+            Some(h) if wait || h.is_finished() => t.take(),
+            _ => None,
+        }
+    };
+    let Some(handle) = handle else {
+        return Ok(());
+    };
+    inner.training.store(false, Ordering::Release);
+    // A panicking trainer (zstd) leaves the store without a dictionary, which is fine.
+    if let Ok(Some(dict)) = handle.join() {
+        let id: u32 = 1;
+        inner.index.set_meta(&format!("dict/{id}"), &dict)?;
+        inner.index.set_meta("dict.current", &id.to_le_bytes())?;
+        inner
+            .codec
+            .add_dict(id, dict)
+            .map_err(|reason| Error::Corrupted { what: "new dictionary".into(), reason: reason.into() })?;
+        inner.codec.set_current_dict(id);
+        inner.dirty.store(true, Ordering::Release);
+    }
+    Ok(())
+}
+
 fn sync_inner(inner: &Inner) -> Result<()> {
     let _syncing = inner.syncing.lock().unwrap_or_else(PoisonError::into_inner);
+    if inner.training.load(Ordering::Acquire) {
+        install_dictionary(inner, false)?;
+    }
+    // Nothing written since the last sync: it is all durable already.
+    if !inner.dirty.swap(false, Ordering::AcqRel) {
+        return Ok(());
+    }
     match inner.durability {
         Durability::PowerLoss => {
             let g = inner.index.sync()?;
@@ -879,6 +949,7 @@ fn sync_inner(inner: &Inner) -> Result<()> {
 impl Drop for Inner {
     fn drop(&mut self) {
         if !self.read_only {
+            let _ = install_dictionary(self, true);
             // Best effort: a failure here has nowhere to go; sled also flushes on drop.
             let _ = sync_inner(self);
         }
@@ -1049,7 +1120,13 @@ fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
             _ => {
                 let msg = format!("file {} belongs to no object", path.display());
                 if repair {
-                    fs::remove_file(&path).map_err(io(&path))?;
+                    match d {
+                        // Not now: its record may have been removed since the last sync, and
+                        // a crash before the next one would bring the record back. gc's sync
+                        // deletes it once no durable record names it.
+                        Some(d) => index.doom(d),
+                        None => fs::remove_file(&path).map_err(io(&path))?,
+                    }
                     report.repaired.push(format!("{msg}: deleted"));
                 } else {
                     report.problems.push(msg);
@@ -1070,15 +1147,15 @@ const WITNESS: &str = "WITNESS";
 
 fn read_witness(dir: &Path) -> Result<Option<u64>> {
     let path = dir.join(WITNESS);
-    match fs::read_to_string(&path) {
-        Ok(text) => {
-            let g = text
+    match fs::read(&path) {
+        Ok(bytes) => {
+            let g = String::from_utf8_lossy(&bytes)
                 .lines()
                 .find_map(|l| l.strip_prefix("generation "))
                 .and_then(|g| g.trim().parse::<u64>().ok())
                 .ok_or_else(|| Error::Corrupted {
                     what: format!("witness file {}", path.display()),
-                    reason: "unreadable".into(),
+                    reason: "unreadable (open with `allow_rollback(true)` to reset it)".into(),
                 })?;
             Ok(Some(g))
         }
@@ -1101,4 +1178,43 @@ fn write_witness(dir: &Path, generation: u64, durability: Durability) -> Result<
         fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pickled `bytes` of 20 KB that does not compress: stored as an object file.
+    fn big() -> Vec<u8> {
+        let mut p = vec![0x80, 4, 0x8e];
+        p.extend_from_slice(&20_000u64.to_le_bytes());
+        let mut s = 1u64;
+        for _ in 0..20_000 {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            p.push((s >> 56) as u8);
+        }
+        p.extend_from_slice(b"\x94.");
+        p
+    }
+
+    /// Regression (crash harness, a kill inside gc): gc deleted at once a file whose record
+    /// had been removed since the last sync; the kill brought the record back, naming a
+    /// missing file. The file must stay until gc's own sync has made the removal durable.
+    #[test]
+    fn gc_deletes_files_only_after_its_sync() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::Config(e.to_string()))?;
+        let shelf = Shelf::open(dir.path().join("s"))?;
+        shelf.insert_pickle("a", &big())?;
+        shelf.sync()?;
+        let digest = shelf.digest("a")?.ok_or_else(|| Error::Config("no digest".into()))?;
+        let file = shelf.inner.index.objects().path_of(&digest);
+        shelf.remove("a")?; // the record is gone, but not durably yet
+        // gc before its sync: the file is awaiting the sync that makes the removal durable.
+        verify(&shelf, true)?;
+        assert!(file.exists(), "gc deleted the file before the removal of its record was durable");
+        shelf.sync()?;
+        assert!(!file.exists());
+        assert!(shelf.verify()?.is_ok());
+        Ok(())
+    }
 }

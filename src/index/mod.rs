@@ -21,6 +21,7 @@ mod records;
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 
 use crate::blob::Digest;
@@ -81,6 +82,29 @@ impl Space {
             Space::Memo => MEMO_HEADER,
         }
     }
+}
+
+/// Deletes `snap.*.generating` files: snapshots whose writing a crash cut short (sled writes
+/// a snapshot under that name, fsyncs it, then renames it). sled 0.34 does not skip them: it
+/// reads the highest-numbered `snap.*` file, so a torn one makes every later open fail with
+/// "Read corrupted data". Deleting one loses nothing: the previous snapshot stays until the
+/// rename, and sled replays its log from there. Called with the store's `LOCK` held.
+fn remove_unfinished_snapshots(sled_dir: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(sled_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::Io { path: sled_dir.to_path_buf(), source: e }),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::Io { path: sled_dir.to_path_buf(), source: e })?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(|e| Error::Io { path, source: e })?;
+        }
+    }
+    Ok(())
 }
 
 fn key_of(key: &str) -> Vec<u8> {
@@ -160,6 +184,10 @@ pub(crate) struct Index {
     writer: Mutex<()>,
     /// Objects whose records were removed since the last sync: their files go at sync.
     doomed: Mutex<Vec<Digest>>,
+    /// Number of object records. While it is 0 no key can point at an object, so a put
+    /// of an inline value needs no read of the key's previous record. Changed only under
+    /// the write lock.
+    live_objects: AtomicU64,
     /// Shared by readers from reading a key record to reading its object file (see
     /// [`Index::pin_files`]); exclusive while the files of removed objects are deleted.
     files_in_use: RwLock<()>,
@@ -200,10 +228,13 @@ impl Index {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a pickleshelf store"),
             });
         }
+        remove_unfinished_snapshots(&sled_dir)?;
         let objects = Objects::open(&dir.join("objects"), read_only)?;
         let config = sled::Config::new().path(&sled_dir).flush_every_ms(Some(500));
         let db = engine(dir, || config.open())?;
+        let live = engine(dir, || db.scan_prefix([PREFIX_OBJECT]).try_fold(0u64, |n, r| r.map(|_| n + 1)))?;
         Ok(Index {
+            live_objects: AtomicU64::new(live),
             path: dir.to_path_buf(),
             db,
             objects,
@@ -363,9 +394,7 @@ impl Index {
         self.objects.sync()?;
         let g = self.generation() + 1;
         self.set_meta("generation", &g.to_le_bytes())?;
-        self.engine(|| self.db.flush())?;
-        files::fsync_tree(&self.path.join("sled"))?;
-        files::fsync_dir(&self.path)?;
+        self.make_durable()?;
         self.set_generation(g);
         self.delete_doomed()?;
         Ok(g)
@@ -395,6 +424,21 @@ impl Index {
         }
         Ok(())
     }
+
+    /// Flushes sled and fsyncs its files and directories: every record written so far
+    /// survives a power loss.
+    pub(crate) fn make_durable(&self) -> Result<()> {
+        self.engine(|| self.db.flush())?;
+        files::fsync_tree(&self.path.join("sled"))?;
+        files::fsync_dir(&self.path)
+    }
+
+    /// Schedules the deletion of the file of `digest` at the next sync, after the
+    /// flush, if no record names it then. (A file must outlive its record's removal
+    /// until that removal is durable: a crash before would bring the record back.)
+    pub(crate) fn doom(&self, digest: Digest) {
+        self.doomed.lock().unwrap_or_else(PoisonError::into_inner).push(digest);
+    }
 }
 
 impl Writer<'_> {
@@ -410,6 +454,28 @@ impl Writer<'_> {
     /// changes go into one sled batch. Object files are written before the batch.
     pub(crate) fn apply(&self, ops: Vec<Op>) -> Result<Vec<bool>> {
         let index = self.index;
+        // No object records at all: a single inline put or a removal touches no refcount,
+        // so it is one sled write, with no read of the previous record.
+        if let [op] = ops.as_slice()
+            && index.live_objects.load(Ordering::Acquire) == 0
+        {
+            match op {
+                Op::Put { space, key, header, digest, frame }
+                    if frame.len() <= INLINE_MAX && header.len() == space.header_len() =>
+                {
+                    let mut r = Vec::with_capacity(header.len() + 33 + frame.len());
+                    r.extend_from_slice(header);
+                    r.extend_from_slice(&KeyRecord::inline(digest, frame));
+                    let old = index.engine(|| index.db.insert(key_in(*space, key), r))?;
+                    return Ok(vec![old.is_some()]);
+                }
+                Op::Remove { space, key } => {
+                    let old = index.engine(|| index.db.remove(key_in(*space, key)))?;
+                    return Ok(vec![old.is_some()]);
+                }
+                Op::Put { .. } => {}
+            }
+        }
         // The state of each key as this batch sees it (later ops see earlier ones).
         let mut current: HashMap<(Space, String), KeyState> = HashMap::new();
         let mut deltas: BTreeMap<Digest, i64> = BTreeMap::new();
@@ -478,6 +544,7 @@ impl Writer<'_> {
         // Object records: new refcounts; files for objects that gain their first ref.
         let generation = index.generation();
         let mut doomed = Vec::new();
+        let mut created = 0u64;
         for (digest, delta) in deltas {
             let old = index.object(&digest)?;
             let refs = old.as_ref().map_or(0, |r| r.refs as i64) + delta;
@@ -497,6 +564,7 @@ impl Writer<'_> {
                             index.corrupted(format!("object {digest}"), "no content for a new object")
                         })?;
                     index.objects.write(&digest, frame)?;
+                    created += 1;
                     frame.len() as u64
                 }
             };
@@ -504,6 +572,8 @@ impl Writer<'_> {
             batch.insert(&object_key(&digest)[..], &rec.encode()[..]);
         }
         index.engine(|| index.db.apply_batch(batch))?;
+        index.live_objects.fetch_add(created, Ordering::AcqRel);
+        index.live_objects.fetch_sub(doomed.len() as u64, Ordering::AcqRel);
         index.doomed.lock().unwrap_or_else(PoisonError::into_inner).extend(doomed);
         Ok(existed)
     }
@@ -534,10 +604,17 @@ impl Writer<'_> {
     pub(crate) fn set_object(&self, digest: &Digest, rec: Option<ObjectRecord>) -> Result<()> {
         let index = self.index;
         match rec {
-            Some(r) => index.engine(|| index.db.insert(&object_key(digest)[..], &r.encode()[..]))?,
+            Some(r) => {
+                let old = index.engine(|| index.db.insert(&object_key(digest)[..], &r.encode()[..]))?;
+                if old.is_none() {
+                    index.live_objects.fetch_add(1, Ordering::AcqRel);
+                }
+                old
+            }
             None => {
                 let old = index.engine(|| index.db.remove(&object_key(digest)[..]))?;
                 if old.is_some() {
+                    index.live_objects.fetch_sub(1, Ordering::AcqRel);
                     index.doomed.lock().unwrap_or_else(PoisonError::into_inner).push(*digest);
                 }
                 old

@@ -30,9 +30,13 @@ mod blob;
 mod error;
 mod index;
 pub mod pickle;
+mod progress;
 mod shelf;
+mod stats;
 
-pub use blob::Digest;
+pub use blob::{Compression, Digest};
 pub use error::{DecodeErrorKind, Error, Result};
 pub use index::MAX_KEY_LEN;
+pub use progress::Progress;
 pub use shelf::{Batch, Durability, FORMAT_VERSION, Shelf, ShelfBuilder, VerifyReport};
+pub use stats::{KeyInfo, Stats};

@@ -17,6 +17,7 @@ use crate::blob::{Codec, Digest, Hasher, TRAIN_SAMPLES};
 use crate::error::{Error, Result};
 use crate::index::{INLINE_MAX, Index, MAX_KEY_LEN, Op, Stored};
 use crate::pickle::{self, Value};
+use crate::progress::Progress;
 
 /// The on-disk format version this build reads and writes (see `docs/FORMAT.md`).
 pub const FORMAT_VERSION: u32 = 1;
@@ -307,6 +308,11 @@ impl Shelf {
     /// The store's directory.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The store's index and object files (for `stats.rs`).
+    pub(crate) fn index(&self) -> &Index {
+        &self.inner.index
     }
 
     fn writable(&self) -> Result<()> {
@@ -628,7 +634,19 @@ impl Shelf {
     /// # Errors
     /// [`Error::Engine`] or [`Error::Io`] when the store cannot be read at all.
     pub fn verify(&self) -> Result<VerifyReport> {
-        verify(self, false)
+        self.verify_with_progress(&mut ())
+    }
+
+    /// [`Shelf::verify`], reporting one step per key checked to `progress` (one phase,
+    /// `"verifying"`, whose total is the number of keys).
+    ///
+    /// # Errors
+    /// As for [`Shelf::verify`].
+    pub fn verify_with_progress(&self, progress: &mut dyn Progress) -> Result<VerifyReport> {
+        progress.start("verifying", Some(self.inner.index.scan("").count() as u64));
+        let report = verify(self, false, progress);
+        progress.finish();
+        report
     }
 
     /// Repairs what is repairable — refcounts, missing or stray object records, files
@@ -638,8 +656,20 @@ impl Shelf {
     /// # Errors
     /// [`Error::ReadOnly`]; [`Error::Engine`] or [`Error::Io`].
     pub fn gc(&self) -> Result<VerifyReport> {
+        self.gc_with_progress(&mut ())
+    }
+
+    /// [`Shelf::gc`], reporting one step per key checked to `progress` (one phase,
+    /// `"collecting"`, whose total is the number of keys).
+    ///
+    /// # Errors
+    /// As for [`Shelf::gc`].
+    pub fn gc_with_progress(&self, progress: &mut dyn Progress) -> Result<VerifyReport> {
         self.writable()?;
-        let report = verify(self, true)?;
+        progress.start("collecting", Some(self.inner.index.scan("").count() as u64));
+        let report = verify(self, true, progress);
+        progress.finish();
+        let report = report?;
         self.sync()?;
         Ok(report)
     }
@@ -735,7 +765,7 @@ impl VerifyReport {
     }
 }
 
-fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
+fn verify(shelf: &Shelf, repair: bool, progress: &mut dyn Progress) -> Result<VerifyReport> {
     let inner = &shelf.inner;
     let index = &inner.index;
     let writer = if repair { Some(index.writer()) } else { None };
@@ -750,6 +780,7 @@ fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
             }
         };
         report.keys += 1;
+        progress.advance(1);
         if let Stored::Object { digest } = &stored {
             *counted.entry(*digest).or_insert(0) += 1;
         }

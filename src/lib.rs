@@ -29,6 +29,7 @@
 mod blob;
 mod error;
 mod index;
+pub mod interop;
 pub mod pickle;
 mod progress;
 mod shelf;

@@ -29,7 +29,7 @@ impl Progress for Bar {
         let bar = match total {
             Some(n) => {
                 let style =
-                    ProgressStyle::with_template("{prefix:>11} [{wide_bar}] {human_pos}/{human_len} {per_sec} {eta}")
+                    ProgressStyle::with_template("{prefix:>11} [{wide_bar}] {human_pos:>9}/{human_len} eta {eta}")
                         .unwrap_or_else(|_| ProgressStyle::default_bar())
                         .progress_chars("=> ");
                 ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()).with_style(style)

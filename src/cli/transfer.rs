@@ -66,7 +66,7 @@ pub struct Import {
     #[arg(long, value_name = "PATH")]
     shelve: Option<PathBuf>,
     /// The shelve's dbm format (default: detected).
-    #[arg(long, value_enum, requires = "shelve")]
+    #[arg(long, value_enum, requires = "shelve", conflicts_with = "dir")]
     dbm: Option<Dbm>,
     /// Read the export directory DIR.
     #[arg(long, value_name = "DIR")]
@@ -137,7 +137,7 @@ pub struct Export {
     #[arg(long, value_name = "PATH")]
     shelve: Option<PathBuf>,
     /// The shelve's dbm format [default: dumb].
-    #[arg(long, value_enum, requires = "shelve")]
+    #[arg(long, value_enum, requires = "shelve", conflicts_with = "dir")]
     dbm: Option<Dbm>,
     /// Write an export directory DIR.
     #[arg(long, value_name = "DIR")]

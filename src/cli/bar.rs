@@ -35,7 +35,7 @@ impl Progress for Bar {
                 ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()).with_style(style)
             }
             None => {
-                let style = ProgressStyle::with_template("{prefix:>11} {spinner} {human_pos} {elapsed}")
+                let style = ProgressStyle::with_template("{prefix:>11} {spinner} {elapsed}")
                     .unwrap_or_else(|_| ProgressStyle::default_spinner());
                 ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(style)
             }

@@ -393,7 +393,8 @@ impl CheckedImport {
     }
 
     /// Writes every record into `shelf` (replacing keys it already has) and syncs it.
-    /// Reports one `"importing"` step per record.
+    /// Reports one `"importing"` step per record queued, then a `"writing"` phase of
+    /// unknown length while the last batch is compressed, written and synced.
     ///
     /// # Errors
     /// Store errors as for [`Shelf::apply`] and [`Shelf::sync`]; [`Error::Interop`] when
@@ -427,19 +428,19 @@ impl CheckedImport {
             report.bytes += value.len() as u64;
             batch.insert_pickle(key, &value)?;
             if batch_bytes >= IMPORT_BATCH_BYTES {
-                let done = batch.len() as u64;
                 shelf.apply(std::mem::take(&mut batch))?;
-                progress.advance(done);
                 batch_bytes = 0;
             }
             report.keys += 1;
+            progress.advance(1);
         }
-        let done = batch.len() as u64;
+        progress.finish();
+        // The last batch (for most sources, all of it) is compressed and written here.
+        progress.start("writing", None);
         if !batch.is_empty() {
             shelf.apply(batch)?;
         }
         shelf.sync()?;
-        progress.advance(done);
         progress.finish();
         Ok(report)
     }

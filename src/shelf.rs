@@ -634,7 +634,7 @@ impl Shelf {
     /// # Errors
     /// [`Error::Engine`] or [`Error::Io`] when the store cannot be read at all.
     pub fn verify(&self) -> Result<VerifyReport> {
-        self.verify_with_progress(&mut ())
+        verify(self, false)
     }
 
     /// [`Shelf::verify`], reporting one step per key checked to `progress` (one phase,
@@ -644,7 +644,7 @@ impl Shelf {
     /// As for [`Shelf::verify`].
     pub fn verify_with_progress(&self, progress: &mut dyn Progress) -> Result<VerifyReport> {
         progress.start("verifying", Some(self.inner.index.scan("").count() as u64));
-        let report = verify(self, false, progress);
+        let report = verify_observed(self, false, progress);
         progress.finish();
         report
     }
@@ -656,7 +656,10 @@ impl Shelf {
     /// # Errors
     /// [`Error::ReadOnly`]; [`Error::Engine`] or [`Error::Io`].
     pub fn gc(&self) -> Result<VerifyReport> {
-        self.gc_with_progress(&mut ())
+        self.writable()?;
+        let report = verify(self, true)?;
+        self.sync()?;
+        Ok(report)
     }
 
     /// [`Shelf::gc`], reporting one step per key checked to `progress` (one phase,
@@ -667,7 +670,7 @@ impl Shelf {
     pub fn gc_with_progress(&self, progress: &mut dyn Progress) -> Result<VerifyReport> {
         self.writable()?;
         progress.start("collecting", Some(self.inner.index.scan("").count() as u64));
-        let report = verify(self, true, progress);
+        let report = verify_observed(self, true, progress);
         progress.finish();
         let report = report?;
         self.sync()?;
@@ -765,7 +768,12 @@ impl VerifyReport {
     }
 }
 
-fn verify(shelf: &Shelf, repair: bool, progress: &mut dyn Progress) -> Result<VerifyReport> {
+fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
+    verify_observed(shelf, repair, &mut ())
+}
+
+/// [`verify`], advancing `progress` once per key checked.
+fn verify_observed(shelf: &Shelf, repair: bool, progress: &mut dyn Progress) -> Result<VerifyReport> {
     let inner = &shelf.inner;
     let index = &inner.index;
     let writer = if repair { Some(index.writer()) } else { None };

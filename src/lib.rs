@@ -27,17 +27,21 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod blob;
+mod cache;
 mod error;
 mod index;
 pub mod interop;
+pub mod memo;
 pub mod pickle;
 mod progress;
 mod shelf;
 mod stats;
 
 pub use blob::{Compression, Digest};
+pub use cache::CacheStats;
 pub use error::{DecodeErrorKind, Error, Result};
 pub use index::MAX_KEY_LEN;
+pub use memo::{Memo, MemoBuilder, MemoStats};
 pub use progress::Progress;
 pub use shelf::{Batch, Durability, FORMAT_VERSION, Shelf, ShelfBuilder, VerifyReport};
 pub use stats::{KeyInfo, Stats};

@@ -5,19 +5,27 @@
 //! [`crate::index`]); a store whose sled state is older than its witness file's
 //! generation is refused at open.
 
+use std::any::{Any, TypeId};
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::blob::{Codec, Digest, Hasher, TRAIN_SAMPLES};
+use crate::cache::{Cache, CacheStats};
 use crate::error::{Error, Result};
-use crate::index::{INLINE_MAX, Index, MAX_KEY_LEN, Op, Stored};
+use crate::index::{INLINE_MAX, Index, MAX_KEY_LEN, Op, Space, Stored, Writer};
 use crate::pickle::{self, Value};
 use crate::progress::Progress;
+
+/// Default budget of the decoded-object cache, in estimated bytes.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+/// Default most objects in the decoded-object cache.
+pub const DEFAULT_CACHE_ENTRIES: u64 = 100_000;
 
 /// The on-disk format version this build reads and writes (see `docs/FORMAT.md`).
 pub const FORMAT_VERSION: u32 = 1;
@@ -56,6 +64,8 @@ pub struct ShelfBuilder {
     auth_key: Option<Vec<u8>>,
     durability: Durability,
     allow_rollback: bool,
+    cache_bytes: u64,
+    cache_entries: u64,
 }
 
 impl ShelfBuilder {
@@ -77,7 +87,8 @@ impl ShelfBuilder {
         self
     }
 
-    /// Whether a missing store is created (default true).
+    /// Whether a missing store is created (default true). Without it, a path that holds
+    /// no store (missing, or a directory without one) fails to open, and nothing is written.
     pub fn create(mut self, create: bool) -> Self {
         self.create = create;
         self
@@ -99,9 +110,23 @@ impl ShelfBuilder {
     }
 
     /// Opens a store that came back older than its last sync instead of failing with
-    /// [`Error::RolledBack`]; the witness is then reset to the store's generation.
+    /// [`Error::RolledBack`]; the witness is then reset to the store's generation. Also
+    /// opens a store whose witness file is damaged (and rewrites it).
     pub fn allow_rollback(mut self, allow: bool) -> Self {
         self.allow_rollback = allow;
+        self
+    }
+
+    /// Budget of the decoded-object cache in estimated bytes of decoded objects (default
+    /// 64 MiB); 0 disables caching. Changeable later with [`Shelf::set_cache_budget`].
+    pub fn cache_bytes(mut self, bytes: u64) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// Most objects the cache holds (default 100,000); 0 disables caching.
+    pub fn cache_entries(mut self, entries: u64) -> Self {
+        self.cache_entries = entries;
         self
     }
 
@@ -129,6 +154,7 @@ impl ShelfBuilder {
 
 struct Inner {
     path: PathBuf,
+    cache: Cache,
     index: Index,
     codec: Codec,
     protocol: u8,
@@ -136,6 +162,15 @@ struct Inner {
     durability: Durability,
     /// Small values kept to train the dictionary; `None` once there is one.
     samples: Mutex<Option<Vec<Vec<u8>>>>,
+    /// Held through a sync: concurrent syncs write the witness one at a time, in
+    /// generation order.
+    syncing: Mutex<()>,
+    /// True when something was written since the last sync started.
+    dirty: AtomicBool,
+    /// The thread training the compression dictionary, while it runs.
+    trainer: Mutex<Option<std::thread::JoinHandle<Option<Vec<u8>>>>>,
+    /// True while `trainer` holds a thread (checked without the lock on each write).
+    training: AtomicBool,
     /// Held for the handle's lifetime: the exclusive lock on `LOCK`.
     _lock: fs::File,
 }
@@ -157,6 +192,12 @@ struct Inner {
 #[derive(Clone)]
 pub struct Shelf {
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Shelf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shelf").field("path", &self.inner.path).field("read_only", &self.inner.read_only).finish()
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -183,18 +224,21 @@ impl Shelf {
             auth_key: None,
             durability: Durability::PowerLoss,
             allow_rollback: false,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            cache_entries: DEFAULT_CACHE_ENTRIES,
         }
     }
 
     fn open_with(b: ShelfBuilder) -> Result<Shelf> {
         let path = b.path.clone();
+        // A directory without a sled database (missing, or not a store) is no store.
+        if (b.read_only || !b.create) && !path.join("sled").exists() {
+            return Err(Error::Io {
+                path,
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no store at this path"),
+            });
+        }
         if !path.exists() {
-            if b.read_only || !b.create {
-                return Err(Error::Io {
-                    path,
-                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no store at this path"),
-                });
-            }
             fs::create_dir_all(&path).map_err(io(&path))?;
         }
         let lock_path = path.join("LOCK");
@@ -255,7 +299,12 @@ impl Shelf {
             .map(u64::from_le_bytes)
             .unwrap_or(0);
         index.set_generation(generation);
-        if let Some(witness) = read_witness(&path)?
+        let witness = match read_witness(&path) {
+            // Damaged: it cannot vouch for the store; allow_rollback(true) resets it below.
+            Err(Error::Corrupted { .. }) if b.allow_rollback => Some(u64::MAX),
+            other => other?,
+        };
+        if let Some(witness) = witness
             && generation < witness
         {
             if !b.allow_rollback {
@@ -279,15 +328,25 @@ impl Shelf {
         codec.set_current_dict(current);
         if !b.read_only {
             index.objects().clean_tmp()?;
-            // Files without a record are leftovers of writes a crash cut short.
+            // Files without a record are leftovers of writes a crash cut short, or of
+            // removals whose files the crash left. The records sled recovered are made
+            // durable first: were they only in the page cache, a power loss could bring
+            // back an older record naming a deleted file.
+            let mut orphans = Vec::new();
             for (d, p, _) in index.objects().list()? {
                 let orphan = match d {
                     Some(d) => index.object(&d)?.is_none(),
                     None => true,
                 };
                 if orphan {
-                    fs::remove_file(&p).map_err(io(&p))?;
+                    orphans.push(p);
                 }
+            }
+            if !orphans.is_empty() {
+                index.make_durable()?;
+            }
+            for p in orphans {
+                fs::remove_file(&p).map_err(io(&p))?;
             }
         }
         let samples = if current == 0 && !b.read_only { Some(Vec::new()) } else { None };
@@ -300,6 +359,11 @@ impl Shelf {
                 read_only: b.read_only,
                 durability: b.durability,
                 samples: Mutex::new(samples),
+                cache: Cache::new(b.cache_bytes, b.cache_entries),
+                syncing: Mutex::new(()),
+                dirty: AtomicBool::new(false),
+                trainer: Mutex::new(None),
+                training: AtomicBool::new(false),
                 _lock: lock,
             }),
         })
@@ -310,12 +374,24 @@ impl Shelf {
         &self.inner.path
     }
 
-    /// The store's index and object files (for `stats.rs`).
     pub(crate) fn index(&self) -> &Index {
         &self.inner.index
     }
 
-    fn writable(&self) -> Result<()> {
+    pub(crate) fn cache(&self) -> &Cache {
+        &self.inner.cache
+    }
+
+    pub(crate) fn protocol(&self) -> u8 {
+        self.inner.protocol
+    }
+
+    /// Records that something was written outside [`Shelf::commit`] (so `sync` must run).
+    pub(crate) fn mark_dirty(&self) {
+        self.inner.dirty.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn writable(&self) -> Result<()> {
         if self.inner.read_only {
             return Err(Error::ReadOnly { path: self.inner.path.clone() });
         }
@@ -368,21 +444,51 @@ impl Shelf {
 
     fn prepare(&self, key: &str, bytes: &[u8]) -> Result<Op> {
         Self::check_key(key)?;
+        let (digest, frame) = self.frame(bytes)?;
+        Ok(Op::put(key.to_owned(), digest, frame))
+    }
+
+    /// The address and stored frame of pickle bytes (feeding the dictionary trainer).
+    pub(crate) fn frame(&self, bytes: &[u8]) -> Result<(Digest, Vec<u8>)> {
         let digest = self.inner.codec.digest(bytes);
         let frame = self.inner.codec.encode(bytes);
         self.sample(bytes)?;
-        Ok(Op::Put { key: key.to_owned(), digest, frame })
+        Ok((digest, frame))
     }
 
     fn put_trusted(&self, key: &str, bytes: &[u8]) -> Result<()> {
         self.writable()?;
         let op = self.prepare(key, bytes)?;
-        self.inner.index.writer().apply(vec![op]).map(drop)
+        self.commit(&self.inner.index.writer(), vec![op]).map(drop)
+    }
+
+    /// Applies `ops` and then tells the cache which keys changed (a failed write forgets
+    /// them: their state is not known here).
+    pub(crate) fn commit(&self, writer: &Writer<'_>, ops: Vec<Op>) -> Result<Vec<bool>> {
+        let touched: Vec<(String, Option<Digest>)> = ops
+            .iter()
+            .map(|op| match op {
+                Op::Put { space: Space::Keys, key, digest, .. } => (key.clone(), Some(*digest)),
+                Op::Remove { space: Space::Keys, key } => (key.clone(), None),
+                // Memo entries are not store keys: nothing of the key map to update.
+                Op::Put { key, .. } | Op::Remove { key, .. } => (key.clone(), None),
+            })
+            .collect();
+        let result = writer.apply(ops);
+        // After the write: a sync that starts before this point need not include it.
+        self.inner.dirty.store(true, Ordering::Release);
+        for (key, digest) in touched {
+            self.inner.cache.key_written(&key, if result.is_ok() { digest } else { None });
+        }
+        result
     }
 
     /// Collects small values until a compression dictionary can be trained, then trains
     /// and stores it.
     fn sample(&self, bytes: &[u8]) -> Result<()> {
+        if self.inner.training.load(Ordering::Acquire) {
+            install_dictionary(&self.inner, false)?;
+        }
         if bytes.len() > INLINE_MAX {
             return Ok(());
         }
@@ -400,17 +506,14 @@ impl Shelf {
         let Some(samples) = ready else {
             return Ok(());
         };
-        if let Some(dict) = Codec::train(&samples) {
-            let id: u32 = 1;
-            // The dictionary is recorded before any frame that names it.
-            self.inner.index.set_meta(&format!("dict/{id}"), &dict)?;
-            self.inner.index.set_meta("dict.current", &id.to_le_bytes())?;
-            self.inner
-                .codec
-                .add_dict(id, dict)
-                .map_err(|reason| Error::Corrupted { what: "new dictionary".into(), reason: reason.into() })?;
-            self.inner.codec.set_current_dict(id);
-        }
+        // Training takes tens of milliseconds: off the write path, on another thread; the
+        // dictionary is installed by a later write (or at sync, or when the store closes).
+        let handle = std::thread::Builder::new()
+            .name("pickleshelf-dict".into())
+            .spawn(move || Codec::train(&samples))
+            .map_err(|e| Error::Io { path: self.inner.path.clone(), source: e })?;
+        *self.inner.trainer.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
+        self.inner.training.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -420,7 +523,7 @@ impl Shelf {
     /// [`Error::ReadOnly`], [`Error::Engine`], [`Error::Io`].
     pub fn remove(&self, key: &str) -> Result<bool> {
         self.writable()?;
-        let existed = self.inner.index.writer().apply(vec![Op::Remove { key: key.to_owned() }])?;
+        let existed = self.commit(&self.inner.index.writer(), vec![Op::remove(key.to_owned())])?;
         Ok(existed.first().copied().unwrap_or(false))
     }
 
@@ -457,9 +560,9 @@ impl Shelf {
                 let bytes = pickle::to_vec_with_protocol(v, self.inner.protocol)?;
                 self.prepare(key, &bytes)?
             }
-            None => Op::Remove { key: key.to_owned() },
+            None => Op::remove(key.to_owned()),
         };
-        writer.apply(vec![op])?;
+        self.commit(&writer, vec![op])?;
         Ok(new)
     }
 
@@ -486,10 +589,10 @@ impl Shelf {
         for (key, bytes) in batch.ops {
             ops.push(match bytes {
                 Some(b) => self.prepare(&key, &b)?,
-                None => Op::Remove { key },
+                None => Op::remove(key),
             });
         }
-        self.inner.index.writer().apply(ops).map(drop)
+        self.commit(&self.inner.index.writer(), ops).map(drop)
     }
 
     /// Makes every change acknowledged so far durable, as chosen with
@@ -522,13 +625,14 @@ impl Shelf {
     /// [`Error::CorruptedObject`] when the stored bytes do not hash to their address;
     /// [`Error::Corrupted`], [`Error::Engine`], [`Error::Io`].
     pub fn get_pickle(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let _pin = self.inner.index.pin_files();
         match self.inner.index.get(key)? {
             Some(stored) => self.load(key, stored).map(Some),
             None => Ok(None),
         }
     }
 
-    fn load(&self, key: &str, stored: Stored) -> Result<Vec<u8>> {
+    pub(crate) fn load(&self, key: &str, stored: Stored) -> Result<Vec<u8>> {
         let digest = stored.digest();
         let bad = |reason| Error::CorruptedObject { key: key.to_owned(), digest, reason };
         match stored {
@@ -562,6 +666,144 @@ impl Shelf {
             Some(bytes) => pickle::decode(&bytes).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// The value under `key` deserialized into `T`, shared: served from the decoded-object
+    /// cache when it holds this object as a `T` (nothing is read or decoded then), else
+    /// read, verified, decoded and cached.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// shelf.insert("scores", &vec![1.5, 2.5])?;
+    /// let a = shelf.get_arc::<Vec<f64>>("scores")?;
+    /// let b = shelf.get_arc::<Vec<f64>>("scores")?; // a cache hit: the same allocation
+    /// assert!(std::sync::Arc::ptr_eq(&a.unwrap(), &b.unwrap()));
+    /// assert_eq!(shelf.cache_stats().hits, 1);
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As for [`Shelf::get`].
+    pub fn get_arc<T>(&self, key: &str) -> Result<Option<Arc<T>>>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        self.cached(key, |bytes| {
+            let v: T = pickle::from_slice(bytes)?;
+            Ok((Arc::new(v), crate::cache::typed_bytes::<T>(bytes.len())))
+        })
+    }
+
+    /// The value under `key` as a shared decoded graph, served from the cache like
+    /// [`Shelf::get_arc`].
+    ///
+    /// # Errors
+    /// As for [`Shelf::get_value`].
+    pub fn get_value_arc(&self, key: &str) -> Result<Option<Arc<Value>>> {
+        self.cached(key, |bytes| {
+            let v = pickle::decode(bytes)?;
+            let size = crate::cache::value_bytes(&v);
+            Ok((Arc::new(v), size))
+        })
+    }
+
+    fn cached<T, F>(&self, key: &str, decode: F) -> Result<Option<Arc<T>>>
+    where
+        T: Send + Sync + 'static,
+        F: FnOnce(&[u8]) -> Result<(Arc<T>, u64)>,
+    {
+        let cache = &self.inner.cache;
+        let ty = TypeId::of::<T>();
+        let (known, stamp) = cache.key_digest(key);
+        if let Some(d) = known
+            && let Some(hit) = cache.get(&d, ty)
+            && let Ok(v) = Arc::downcast::<T>(hit)
+        {
+            return Ok(Some(v));
+        }
+        // From reading the record to reading its object file (see `Index::pin_files`).
+        let _pin = self.inner.index.pin_files();
+        let Some(stored) = self.inner.index.get(key)? else {
+            return Ok(None);
+        };
+        let digest = stored.digest();
+        cache.remember_key(key, digest, stamp);
+        if known != Some(digest)
+            && let Some(hit) = cache.get(&digest, ty)
+            && let Ok(v) = Arc::downcast::<T>(hit)
+        {
+            return Ok(Some(v));
+        }
+        let bytes = self.load(key, stored)?;
+        let (value, size) = decode(&bytes)?;
+        if cache.enabled() {
+            cache.insert(&digest, ty, Arc::clone(&value) as Arc<dyn Any + Send + Sync>, size);
+        }
+        Ok(Some(value))
+    }
+
+    /// Counters and size of the decoded-object cache.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.inner.cache.stats()
+    }
+
+    /// Drops the cached decoded objects of the value under `key` (all types). Returns
+    /// whether anything was dropped.
+    ///
+    /// # Errors
+    /// [`Error::Engine`], [`Error::Corrupted`] when the key's record cannot be read.
+    pub fn evict(&self, key: &str) -> Result<bool> {
+        Ok(match self.inner.index.get(key)? {
+            Some(stored) => self.inner.cache.evict(&stored.digest()) > 0,
+            None => false,
+        })
+    }
+
+    /// Drops every cached decoded object, pinned ones included.
+    pub fn clear_cache(&self) {
+        self.inner.cache.clear();
+    }
+
+    /// Changes the cache budget (estimated bytes, entries), evicting at once what no
+    /// longer fits; 0 for either disables caching.
+    pub fn set_cache_budget(&self, bytes: u64, entries: u64) {
+        self.inner.cache.set_budget(bytes, entries);
+    }
+
+    /// The cache budget: (estimated bytes, entries).
+    pub fn cache_budget(&self) -> (u64, u64) {
+        self.inner.cache.budget()
+    }
+
+    /// Loads the value under `key` as a `T` into the cache and pins it there: it is not
+    /// evicted (and does not count against the budget) until [`Shelf::unpin`] or
+    /// [`Shelf::clear_cache`]. Returns whether the key exists.
+    ///
+    /// # Errors
+    /// As for [`Shelf::get_arc`].
+    pub fn pin<T>(&self, key: &str) -> Result<bool>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        if self.get_arc::<T>(key)?.is_none() {
+            return Ok(false);
+        }
+        if let Some(d) = self.digest(key)? {
+            self.inner.cache.set_pinned(&d, true);
+        }
+        Ok(true)
+    }
+
+    /// Unpins the cached objects of the value under `key`; they become evictable again.
+    ///
+    /// # Errors
+    /// [`Error::Engine`], [`Error::Corrupted`].
+    pub fn unpin(&self, key: &str) -> Result<bool> {
+        Ok(match self.digest(key)? {
+            Some(d) => self.inner.cache.set_pinned(&d, false) > 0,
+            None => false,
+        })
     }
 
     /// The address of the value under `key`.
@@ -618,10 +860,15 @@ impl Shelf {
 
     /// Keys starting with `prefix` with their pickle bytes (verified), in key order.
     pub fn scan_prefix<'a>(&'a self, prefix: &str) -> impl Iterator<Item = Result<(String, Vec<u8>)>> + 'a {
-        self.inner.index.scan(prefix).map(move |r| {
-            let (k, stored) = r?;
-            let bytes = self.load(&k, stored)?;
-            Ok((k, bytes))
+        let mut records = self.inner.index.scan(prefix);
+        std::iter::from_fn(move || {
+            // From reading the record to reading its object file (see `Index::pin_files`).
+            let _pin = self.inner.index.pin_files();
+            let item = records.next()?;
+            Some(item.and_then(|(k, stored)| {
+                let bytes = self.load(&k, stored)?;
+                Ok((k, bytes))
+            }))
         })
     }
 
@@ -629,7 +876,8 @@ impl Shelf {
 
     /// Checks everything: each key's object exists and hashes to its address, each
     /// object record's refcount equals the keys pointing at it, each object file has a
-    /// record and the right length. Returns what it found; nothing is changed.
+    /// record and the right length. Returns what it found; nothing is changed. Writes
+    /// wait while it runs.
     ///
     /// # Errors
     /// [`Error::Engine`] or [`Error::Io`] when the store cannot be read at all.
@@ -637,13 +885,13 @@ impl Shelf {
         verify(self, false)
     }
 
-    /// [`Shelf::verify`], reporting one step per key checked to `progress` (one phase,
-    /// `"verifying"`, whose total is the number of keys).
+    /// [`Shelf::verify`], reporting one step per record checked (key or memo result) to
+    /// `progress`, in one phase, `"verifying"`.
     ///
     /// # Errors
     /// As for [`Shelf::verify`].
     pub fn verify_with_progress(&self, progress: &mut dyn Progress) -> Result<VerifyReport> {
-        progress.start("verifying", Some(self.inner.index.scan("").count() as u64));
+        progress.start("verifying", Some(self.record_count()));
         let report = verify_observed(self, false, progress);
         progress.finish();
         report
@@ -658,27 +906,72 @@ impl Shelf {
     pub fn gc(&self) -> Result<VerifyReport> {
         self.writable()?;
         let report = verify(self, true)?;
+        self.mark_dirty();
         self.sync()?;
         Ok(report)
     }
 
-    /// [`Shelf::gc`], reporting one step per key checked to `progress` (one phase,
-    /// `"collecting"`, whose total is the number of keys).
+    /// Key and memo records, readable or not: the steps of a verify.
+    fn record_count(&self) -> u64 {
+        let index = &self.inner.index;
+        (index.scan_in(Space::Keys, "").count() + index.scan_in(Space::Memo, "").count()) as u64
+    }
+
+    /// [`Shelf::gc`], reporting one step per record checked (key or memo result) to
+    /// `progress`, in one phase, `"collecting"`.
     ///
     /// # Errors
     /// As for [`Shelf::gc`].
     pub fn gc_with_progress(&self, progress: &mut dyn Progress) -> Result<VerifyReport> {
         self.writable()?;
-        progress.start("collecting", Some(self.inner.index.scan("").count() as u64));
+        progress.start("collecting", Some(self.record_count()));
         let report = verify_observed(self, true, progress);
         progress.finish();
         let report = report?;
+        self.mark_dirty();
         self.sync()?;
         Ok(report)
     }
 }
 
+/// Installs the dictionary the training thread made, once it is done (or, with `wait`,
+/// after waiting for it). The dictionary is recorded before any frame names it.
+fn install_dictionary(inner: &Inner, wait: bool) -> Result<()> {
+    let handle = {
+        let mut t = inner.trainer.lock().unwrap_or_else(PoisonError::into_inner);
+        match t.as_ref() {
+            Some(h) if wait || h.is_finished() => t.take(),
+            _ => None,
+        }
+    };
+    let Some(handle) = handle else {
+        return Ok(());
+    };
+    inner.training.store(false, Ordering::Release);
+    // A panicking trainer (zstd) leaves the store without a dictionary, which is fine.
+    if let Ok(Some(dict)) = handle.join() {
+        let id: u32 = 1;
+        inner.index.set_meta(&format!("dict/{id}"), &dict)?;
+        inner.index.set_meta("dict.current", &id.to_le_bytes())?;
+        inner
+            .codec
+            .add_dict(id, dict)
+            .map_err(|reason| Error::Corrupted { what: "new dictionary".into(), reason: reason.into() })?;
+        inner.codec.set_current_dict(id);
+        inner.dirty.store(true, Ordering::Release);
+    }
+    Ok(())
+}
+
 fn sync_inner(inner: &Inner) -> Result<()> {
+    let _syncing = inner.syncing.lock().unwrap_or_else(PoisonError::into_inner);
+    if inner.training.load(Ordering::Acquire) {
+        install_dictionary(inner, false)?;
+    }
+    // Nothing written since the last sync: it is all durable already.
+    if !inner.dirty.swap(false, Ordering::AcqRel) {
+        return Ok(());
+    }
     match inner.durability {
         Durability::PowerLoss => {
             let g = inner.index.sync()?;
@@ -691,6 +984,7 @@ fn sync_inner(inner: &Inner) -> Result<()> {
 impl Drop for Inner {
     fn drop(&mut self) {
         if !self.read_only {
+            let _ = install_dictionary(self, true);
             // Best effort: a failure here has nowhere to go; sled also flushes on drop.
             let _ = sync_inner(self);
         }
@@ -776,11 +1070,15 @@ fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
 fn verify_observed(shelf: &Shelf, repair: bool, progress: &mut dyn Progress) -> Result<VerifyReport> {
     let inner = &shelf.inner;
     let index = &inner.index;
-    let writer = if repair { Some(index.writer()) } else { None };
+    // The write lock also when only checking, so that what is checked is one state of
+    // the store and not one that writers are changing.
+    let lock = index.writer();
+    let writer = if repair { Some(&lock) } else { None };
     let mut report = VerifyReport::default();
     let mut counted: std::collections::BTreeMap<Digest, u64> = std::collections::BTreeMap::new();
-    for item in index.scan("") {
-        let (key, stored) = match item {
+    let all = index.scan_in(Space::Keys, "").chain(index.scan_in(Space::Memo, ""));
+    for item in all {
+        let (key, stored) = match item.map(|(k, _, s)| (k, s)) {
             Ok(x) => x,
             Err(e) => {
                 report.problems.push(format!("unreadable key record: {e}"));
@@ -844,6 +1142,7 @@ fn verify_observed(shelf: &Shelf, repair: bool, progress: &mut dyn Progress) -> 
             }
         }
     }
+    let awaiting: std::collections::BTreeSet<Digest> = index.awaiting_deletion().into_iter().collect();
     let files = index.objects().list()?;
     report.files = files.len() as u64;
     for (d, path, len) in files {
@@ -857,10 +1156,18 @@ fn verify_observed(shelf: &Shelf, repair: bool, progress: &mut dyn Progress) -> 
             }
             // A record without keys: reported above; gc's removal deletes the file at sync.
             Some(d) if recorded.contains_key(&d) => {}
+            // Its record was removed since the last sync: the file goes once that is durable.
+            Some(d) if awaiting.contains(&d) => {}
             _ => {
                 let msg = format!("file {} belongs to no object", path.display());
                 if repair {
-                    fs::remove_file(&path).map_err(io(&path))?;
+                    match d {
+                        // Not now: its record may have been removed since the last sync, and
+                        // a crash before the next one would bring the record back. gc's sync
+                        // deletes it once no durable record names it.
+                        Some(d) => index.doom(d),
+                        None => fs::remove_file(&path).map_err(io(&path))?,
+                    }
                     report.repaired.push(format!("{msg}: deleted"));
                 } else {
                     report.problems.push(msg);
@@ -881,15 +1188,15 @@ const WITNESS: &str = "WITNESS";
 
 fn read_witness(dir: &Path) -> Result<Option<u64>> {
     let path = dir.join(WITNESS);
-    match fs::read_to_string(&path) {
-        Ok(text) => {
-            let g = text
+    match fs::read(&path) {
+        Ok(bytes) => {
+            let g = String::from_utf8_lossy(&bytes)
                 .lines()
                 .find_map(|l| l.strip_prefix("generation "))
                 .and_then(|g| g.trim().parse::<u64>().ok())
                 .ok_or_else(|| Error::Corrupted {
                     what: format!("witness file {}", path.display()),
-                    reason: "unreadable".into(),
+                    reason: "unreadable (open with `allow_rollback(true)` to reset it)".into(),
                 })?;
             Ok(Some(g))
         }
@@ -912,4 +1219,43 @@ fn write_witness(dir: &Path, generation: u64, durability: Durability) -> Result<
         fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pickled `bytes` of 20 KB that does not compress: stored as an object file.
+    fn big() -> Vec<u8> {
+        let mut p = vec![0x80, 4, 0x8e];
+        p.extend_from_slice(&20_000u64.to_le_bytes());
+        let mut s = 1u64;
+        for _ in 0..20_000 {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            p.push((s >> 56) as u8);
+        }
+        p.extend_from_slice(b"\x94.");
+        p
+    }
+
+    /// Regression (crash harness, a kill inside gc): gc deleted at once a file whose record
+    /// had been removed since the last sync; the kill brought the record back, naming a
+    /// missing file. The file must stay until gc's own sync has made the removal durable.
+    #[test]
+    fn gc_deletes_files_only_after_its_sync() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::Config(e.to_string()))?;
+        let shelf = Shelf::open(dir.path().join("s"))?;
+        shelf.insert_pickle("a", &big())?;
+        shelf.sync()?;
+        let digest = shelf.digest("a")?.ok_or_else(|| Error::Config("no digest".into()))?;
+        let file = shelf.inner.index.objects().path_of(&digest);
+        shelf.remove("a")?; // the record is gone, but not durably yet
+        // gc before its sync: the file is awaiting the sync that makes the removal durable.
+        verify(&shelf, true)?;
+        assert!(file.exists(), "gc deleted the file before the removal of its record was durable");
+        shelf.sync()?;
+        assert!(!file.exists());
+        assert!(shelf.verify()?.is_ok());
+        Ok(())
+    }
 }

@@ -12,14 +12,15 @@ use std::path::Path;
 
 use crate::blob::{self, Compression, Digest};
 use crate::error::{Error, Result};
-use crate::index::Stored;
+use crate::index::{Space, Stored};
 use crate::shelf::{FORMAT_VERSION, Shelf};
 
 /// Counts and sizes of a whole store, from [`Shelf::stats`].
 ///
-/// Three byte counts describe where space goes:
-/// - [`logical_bytes`](Stats::logical_bytes): the pickles of all keys, as reading every
-///   key would return them;
+/// Three byte counts describe where space goes, over the store's keys and its memoized
+/// results ([`crate::Memo`]) alike:
+/// - [`logical_bytes`](Stats::logical_bytes): the pickles of all keys and memo results,
+///   as reading every one would return them;
 /// - [`unique_bytes`](Stats::unique_bytes): the pickle bytes the store actually keeps —
 ///   a large value shared by several keys is kept once, a small (inline) value once per
 ///   key;
@@ -39,15 +40,19 @@ pub struct Stats {
     pub generation: u64,
     /// Number of keys.
     pub keys: u64,
-    /// Keys whose value is stored inline, inside the key's record.
+    /// Number of memoized results ([`crate::Memo`]).
+    pub memo_entries: u64,
+    /// Keys and memo results whose value is stored inline, inside their record.
     pub inline_values: u64,
-    /// Large values stored once in their own object file, each shared by one or more keys.
+    /// Large values stored once in their own object file, each shared by one or more
+    /// keys or memo results.
     pub objects: u64,
-    /// Keys whose value is an object (the sum of the objects' reference counts).
+    /// Keys and memo results whose value is an object (the sum of the objects'
+    /// reference counts).
     pub object_refs: u64,
-    /// Total length of the pickles of all keys.
+    /// Total length of the pickles of all keys and memo results.
     pub logical_bytes: u64,
-    /// Total length of the pickles kept: inline values per key, objects once.
+    /// Total length of the pickles kept: inline values per record, objects once.
     pub unique_bytes: u64,
     /// Total length of the frames kept (compressed form of `unique_bytes`).
     pub stored_bytes: u64,
@@ -55,8 +60,8 @@ pub struct Stats {
     pub disk_bytes: u64,
     /// The compression dictionary new small values use, if the store has trained one.
     pub dictionary: Option<u32>,
-    /// Values whose frame header could not be read (see [`Shelf::verify`]); they count
-    /// as keys but add nothing to the byte counts.
+    /// Values whose frame header could not be read (see [`Shelf::verify`]); they are
+    /// counted as keys or memo results but add nothing to the byte counts.
     pub unreadable: u64,
 }
 
@@ -125,8 +130,8 @@ fn dir_size(dir: &Path) -> u64 {
 }
 
 impl Shelf {
-    /// Counts keys, objects and bytes (see [`Stats`]). Reads every record and the
-    /// header of every object file; decompresses nothing.
+    /// Counts keys, memo results, objects and bytes (see [`Stats`]). Reads every record
+    /// and the header of every object file; decompresses nothing.
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
@@ -146,6 +151,9 @@ impl Shelf {
     /// that cannot be parsed.
     pub fn stats(&self) -> Result<Stats> {
         let index = self.index();
+        // Object files stay in place while they are read (a concurrent removal and sync
+        // could delete one otherwise).
+        let _pin = index.pin_files();
         let mut s = Stats {
             format_version: FORMAT_VERSION,
             generation: index.generation(),
@@ -167,9 +175,15 @@ impl Shelf {
             s.unique_bytes += len.unwrap_or(0);
             object_len.insert(digest, len);
         }
-        for item in index.scan("") {
-            let (_, stored) = item?;
-            s.keys += 1;
+        let records = index.scan_in(Space::Keys, "").map(|r| r.map(|(_, _, s)| (true, s)));
+        let memo = index.scan_in(Space::Memo, "").map(|r| r.map(|(_, _, s)| (false, s)));
+        for item in records.chain(memo) {
+            let (is_key, stored) = item?;
+            if is_key {
+                s.keys += 1;
+            } else {
+                s.memo_entries += 1;
+            }
             let len = match &stored {
                 Stored::Inline { frame, .. } => {
                     s.inline_values += 1;
@@ -208,6 +222,7 @@ impl Shelf {
     /// for a record that cannot be parsed.
     pub fn key_info<'a>(&'a self, prefix: &str) -> impl Iterator<Item = Result<KeyInfo>> + 'a {
         self.index().scan(prefix).map(move |item| {
+            let _pin = self.index().pin_files();
             let (key, stored) = item?;
             let digest = stored.digest();
             Ok(match stored {

@@ -97,6 +97,9 @@ pub(crate) struct Emitter {
     /// `usize::MAX` when no frame is open.
     commit_at: usize,
     memo_len: u32,
+    /// CPython's "fast mode" (`Pickler.fast = True`): nothing is memoized, so nothing is
+    /// fetched from the memo either; every object reached again is written again.
+    fast: bool,
     singletons: Option<Box<Singletons>>,
     shared: Option<Box<Shared>>,
     /// serde's field and variant names (names that are singletons are in
@@ -129,6 +132,9 @@ impl Names {
     }
 
     fn insert(&mut self, name: &'static str, idx: u32) {
+        if idx == NOT_MEMOIZED {
+            return;
+        }
         if self.many.is_empty() && self.few.len() < Self::FEW {
             self.few.push((name, idx));
         } else {
@@ -164,10 +170,17 @@ impl Emitter {
             frame_start: 0,
             commit_at: usize::MAX,
             memo_len: 0,
+            fast: false,
             singletons: None,
             shared: None,
             names: Names::default(),
         })
+    }
+
+    /// Switches to CPython's fast mode (see [`Emitter::fast`]); only for values without
+    /// cycles.
+    pub(crate) fn set_fast(&mut self) {
+        self.fast = true;
     }
 
     /// The protocol being written.
@@ -267,6 +280,9 @@ impl Emitter {
     /// [`Error::Encode`] past 2^31 − 1 memoized objects.
     #[inline]
     pub(crate) fn memoize(&mut self) -> Result<u32> {
+        if self.fast {
+            return Ok(NOT_MEMOIZED);
+        }
         let idx = self.memo_len;
         if idx >= MEMO_LIMIT {
             return Err(Error::Encode(format!("more than {MEMO_LIMIT} objects to memoize")));
@@ -467,7 +483,9 @@ impl Emitter {
                 return Ok(idx);
             }
             let idx = self.save_str(s.as_bytes())?;
-            self.shared().modules.insert(s.into(), idx);
+            if idx != NOT_MEMOIZED {
+                self.shared().modules.insert(s.into(), idx);
+            }
             Ok(idx)
         } else {
             self.save_str(s.as_bytes())
@@ -648,7 +666,9 @@ impl Emitter {
                 *slot = idx;
             }
         } else {
-            shared.globals.insert(format!("{module}\n{name}").into(), idx);
+            if idx != NOT_MEMOIZED {
+                shared.globals.insert(format!("{module}\n{name}").into(), idx);
+            }
         }
     }
 

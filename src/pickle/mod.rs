@@ -12,11 +12,12 @@
 //!   mapping).
 //! - [`to_tagged_json`] / [`from_tagged_json`]: the tagged JSON of the conformance corpus.
 
+pub(crate) mod canon;
 mod compat;
 pub mod de;
 mod decode;
 mod emit;
-mod encode;
+pub(crate) mod encode;
 mod int;
 mod json;
 pub mod opcodes;

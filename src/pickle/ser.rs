@@ -123,6 +123,24 @@ pub fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
     Ok(Value::from_parts_unchecked(b.nodes, root))
 }
 
+/// [`to_value`], except that sequences serialized from a `HashSet`, `BTreeSet` or
+/// `IndexSet` become Python sets (frozensets when used inside a dict key) instead of
+/// lists. serde gives a serializer no other way to tell a set from a list, so the type is
+/// recognized by its name (`std::any::type_name` of the collection serde hands over):
+/// other set types stay lists. Used for memoization keys, where a set's iteration order
+/// must not matter.
+pub(crate) fn to_value_with_sets<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
+    let mut b = Builder::new(0);
+    b.sets = true;
+    let root = value.serialize(&mut b)?;
+    Ok(Value::from_parts_unchecked(b.nodes, root))
+}
+
+fn is_set_type<I>() -> bool {
+    let name = std::any::type_name::<I>();
+    name.contains("HashSet") || name.contains("BTreeSet") || name.contains("IndexSet")
+}
+
 impl ser::Error for Error {
     fn custom<T: Display>(msg: T) -> Self {
         Error::Serde(msg.to_string())
@@ -686,6 +704,9 @@ struct Builder {
     small_strs: HashMap<usize, NodeId>,
     depth: usize,
     in_key: u32,
+    /// Build `HashSet`/`BTreeSet`/`IndexSet` sequences as Python sets (see
+    /// [`to_value_with_sets`]).
+    sets: bool,
 }
 
 const NONE_ATOM: usize = 0;
@@ -703,6 +724,7 @@ impl Builder {
             small_strs: HashMap::new(),
             depth,
             in_key: 0,
+            sets: false,
         }
     }
 
@@ -887,6 +909,30 @@ impl<'a> ser::Serializer for &'a mut Builder {
         let v = value.serialize(&mut *self)?;
         self.leave();
         Ok(self.variant(variant, v))
+    }
+
+    fn collect_seq<I>(self, iter: I) -> Result<NodeId>
+    where
+        I: IntoIterator,
+        <I as IntoIterator>::Item: Serialize,
+    {
+        if self.sets && is_set_type::<I>() {
+            self.enter()?;
+            let mut items = Vec::new();
+            for x in iter {
+                items.push(x.serialize(&mut *self)?);
+            }
+            self.leave();
+            let node = if self.in_key > 0 { Node::FrozenSet(items) } else { Node::Set(items) };
+            return Ok(self.push(node));
+        }
+        let iter = iter.into_iter();
+        let (lo, hi) = iter.size_hint();
+        let mut seq = self.serialize_seq(if hi == Some(lo) { Some(lo) } else { None })?;
+        for x in iter {
+            ser::SerializeSeq::serialize_element(&mut seq, &x)?;
+        }
+        ser::SerializeSeq::end(seq)
     }
 
     fn serialize_seq(self, len: Option<usize>) -> Result<SeqBuilder<'a>> {

@@ -1,0 +1,163 @@
+//! Canonical pickles: bytes that depend only on a value's logical content, for
+//! memoization keys.
+//!
+//! The canonical form of a plain value (objects are refused): dicts have their items
+//! sorted by the canonical pickle of their keys; a set or frozenset becomes the tuple
+//! `("__pickleshelf.set__", e1, e2, ...)` of its elements sorted by their canonical
+//! pickles; a bytearray becomes bytes (Python finds them equal); lists and tuples keep
+//! their order. The canonical pickle is that form pickled with protocol 4 in CPython's
+//! *fast mode* (`Pickler.fast = True`: no memo), so it does not depend on which equal
+//! objects happen to be shared either. Python computes the same bytes with the recipe
+//! in the [`crate::memo`] docs.
+
+use std::collections::HashMap;
+
+use super::encode::encode_fast;
+use super::value::{Node, NodeId, PyStr, Value};
+use crate::error::{Error, Result};
+
+/// The tag of a set in the canonical form.
+pub(crate) const SET_TAG: &str = "__pickleshelf.set__";
+
+/// The canonical pickle of `value` (see the module docs).
+///
+/// # Errors
+/// [`Error::Encode`] for a value holding objects (anything but plain data) or a cycle.
+pub(crate) fn canonical_pickle(value: &Value) -> Result<Vec<u8>> {
+    let c = canonicalize(value)?;
+    encode_fast(&c, 4)
+}
+
+fn plain_only(kind: &str) -> Error {
+    Error::Encode(format!("a canonical pickle holds plain data only, not a {kind}"))
+}
+
+/// Builds the canonical form (a tree: nothing shared, no cycle).
+fn canonicalize(value: &Value) -> Result<Value> {
+    let mut out: Vec<Node> = Vec::new();
+    // Canonical id of each input node, once built (shared input nodes are built once and
+    // referenced twice; fast-mode encoding writes them twice, as a tree).
+    let mut done: HashMap<NodeId, NodeId> = HashMap::new();
+    let mut on_path: std::collections::HashSet<NodeId> = std::collections::HashSet::new();
+    // (node, children pushed?)
+    let mut stack: Vec<(NodeId, bool)> = vec![(value.root(), false)];
+    while let Some((id, expanded)) = stack.pop() {
+        if done.contains_key(&id) {
+            continue;
+        }
+        let node =
+            value.get(id).ok_or_else(|| Error::Encode(format!("node id {} is outside the value", id.index())))?;
+        if !expanded {
+            if !on_path.insert(id) {
+                return Err(Error::Encode("a cyclic value has no canonical pickle".into()));
+            }
+            stack.push((id, true));
+            let mut children = Vec::new();
+            node.for_each_child(|c| children.push(c));
+            for c in children.into_iter().rev() {
+                if on_path.contains(&c) {
+                    return Err(Error::Encode("a cyclic value has no canonical pickle".into()));
+                }
+                if !done.contains_key(&c) {
+                    stack.push((c, false));
+                }
+            }
+            continue;
+        }
+        on_path.remove(&id);
+        let map = |c: &NodeId| done.get(c).copied().ok_or_else(|| Error::Encode("internal: child not built".into()));
+        let built = match node {
+            Node::None | Node::Bool(_) | Node::Int(_) | Node::BigInt(_) | Node::Float(_) | Node::Str(_) => node.clone(),
+            Node::Bytes(b) | Node::ByteArray(b) => Node::Bytes(b.clone()),
+            Node::List(items) => Node::List(items.iter().map(map).collect::<Result<_>>()?),
+            Node::Tuple(items) => Node::Tuple(items.iter().map(map).collect::<Result<_>>()?),
+            Node::Dict(pairs) => {
+                let mut keyed = Vec::with_capacity(pairs.len());
+                for (k, v) in pairs {
+                    let (k, v) = (map(k)?, map(v)?);
+                    keyed.push((sort_key(&out, k)?, k, v));
+                }
+                keyed.sort_by(|a, b| a.0.cmp(&b.0));
+                Node::Dict(keyed.into_iter().map(|(_, k, v)| (k, v)).collect())
+            }
+            Node::Set(items) | Node::FrozenSet(items) => {
+                let mut keyed = Vec::with_capacity(items.len());
+                for e in items {
+                    let e = map(e)?;
+                    keyed.push((sort_key(&out, e)?, e));
+                }
+                keyed.sort_by(|a, b| a.0.cmp(&b.0));
+                let tag = NodeId(out.len() as u32);
+                out.push(Node::Str(PyStr::from(SET_TAG)));
+                Node::Tuple(std::iter::once(tag).chain(keyed.into_iter().map(|(_, e)| e)).collect())
+            }
+            other => return Err(plain_only(other.type_name())),
+        };
+        let new = NodeId(out.len() as u32);
+        out.push(built);
+        done.insert(id, new);
+    }
+    let root = done.get(&value.root()).copied().ok_or_else(|| Error::Encode("empty value".into()))?;
+    Ok(Value::from_parts_unchecked(out, root))
+}
+
+/// The canonical (fast-mode) pickle of the subtree of `nodes` at `root`.
+fn sort_key(nodes: &[Node], root: NodeId) -> Result<Vec<u8>> {
+    // Copy the subtree into its own arena, so encoding costs its size only.
+    let mut sub: Vec<Node> = Vec::new();
+    let mut map: HashMap<NodeId, NodeId> = HashMap::new();
+    let mut stack = vec![(root, false)];
+    while let Some((id, expanded)) = stack.pop() {
+        if map.contains_key(&id) {
+            continue;
+        }
+        let node = nodes.get(id.index()).ok_or_else(|| Error::Encode("internal: bad subtree id".into()))?;
+        if !expanded {
+            stack.push((id, true));
+            node.for_each_child(|c| stack.push((c, false)));
+            continue;
+        }
+        let m = |c: &NodeId| map.get(c).copied().unwrap_or(NodeId(0));
+        let copied = match node {
+            Node::List(v) => Node::List(v.iter().map(m).collect()),
+            Node::Tuple(v) => Node::Tuple(v.iter().map(m).collect()),
+            Node::Dict(v) => Node::Dict(v.iter().map(|(k, x)| (m(k), m(x))).collect()),
+            other => other.clone(),
+        };
+        map.insert(id, NodeId(sub.len() as u32));
+        sub.push(copied);
+    }
+    let r = map.get(&root).copied().unwrap_or(NodeId(0));
+    encode_fast(&Value::from_parts_unchecked(sub, r), 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pickle::ser::to_value_with_sets;
+
+    fn cp<T: serde::Serialize>(v: &T) -> Vec<u8> {
+        canonical_pickle(&to_value_with_sets(v).unwrap_or_else(|e| panic!("{e}"))).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn map_and_set_order_do_not_matter() {
+        let a: std::collections::HashMap<String, i32> = (0..50).map(|i| (format!("k{i}"), i)).collect();
+        let b: std::collections::HashMap<String, i32> = (0..50).rev().map(|i| (format!("k{i}"), i)).collect();
+        assert_eq!(cp(&a), cp(&b));
+        let s1: std::collections::HashSet<i64> = (0..100).collect();
+        let s2: std::collections::HashSet<i64> = (0..100).rev().collect();
+        assert_eq!(cp(&s1), cp(&s2));
+        let bt: std::collections::BTreeSet<i64> = (0..100).collect();
+        assert_eq!(cp(&s1), cp(&bt));
+        // A list keeps its order.
+        assert_ne!(cp(&vec![1, 2]), cp(&vec![2, 1]));
+    }
+
+    #[test]
+    fn no_memo_opcodes() {
+        let v = cp(&("a", "a", vec!["x", "x"]));
+        assert!(!v.contains(&0x94), "MEMOIZE in {v:?}");
+        assert!(!v.contains(&b'h'), "BINGET in {v:?}");
+    }
+}

@@ -1,0 +1,706 @@
+//! Corruption campaign: damage one file of a closed store — flip a bit, zero 512 bytes,
+//! truncate, or delete it — then open the damaged copy and read everything, in a child
+//! process (this test binary, re-executed) so that a panic or an abort is seen as the child's
+//! exit status instead of taking the test down.
+//!
+//! Each trial is classified:
+//! - **no effect**: everything reads back equal to the reference and `verify` is clean;
+//! - **refused**: open returned an error (other than `RolledBack`): a clean error;
+//! - **rolled back**: open returned `RolledBack`: the loss is detected and named;
+//! - **detected**: open succeeded, and reads or `verify` reported the damage (some keys may
+//!   be unreadable, but no value returned is wrong);
+//! - **undetected loss**: open, every read and `verify` succeeded, yet a key is missing;
+//! - **wrong value**: a read returned bytes other than the reference's, or a key the
+//!   reference does not have — the store lied;
+//! - **panic/abort**: the child panicked outside the store's own `catch_unwind`, or died by a
+//!   signal; **hang**: it ran past the time limit.
+//!
+//! The test asserts zero wrong values, panics/aborts and hangs, and prints the table of
+//! outcomes per damage kind and per file kind (`--nocapture`).
+//!
+//! Environment: `PICKLESHELF_CORRUPTION_TRIALS` (default 300 when `CI` is set, 120
+//! otherwise), `PICKLESHELF_CORRUPTION_SEED` (default 1), `PICKLESHELF_CORRUPTION_JOBS`
+//! (parallel trials, default 2), `PICKLESHELF_CORRUPTION_KEEP` (a directory: the reference
+//! store, and the damaged copies whose outcome is a failure or an undetected loss, are kept
+//! there).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use pickleshelf::{Batch, Shelf};
+
+const TEST_NAME: &str = "corruption_campaign";
+/// Set in a child: the damaged store to check.
+const ENV_CHILD: &str = "PICKLESHELF_CORRUPTION_CHILD";
+/// Set in a child: the file its findings go to.
+const ENV_RESULT: &str = "PICKLESHELF_CORRUPTION_RESULT";
+/// A child running longer than this is a hang.
+const TRIAL_TIMEOUT: Duration = Duration::from_secs(60);
+
+const KEYS: u64 = 300;
+
+// ----- deterministic randomness -----
+
+/// SplitMix64.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9e37_79b9_7f4a_7c15)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+// ----- the reference store -----
+
+/// `pickle.dumps(payload, 4)` for a `bytes` payload (BINBYTES8).
+fn bytes_pickle(payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x80, 4, 0x8e];
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\x94.");
+    out
+}
+
+fn text_pickle(rng: &mut Rng, id: u64) -> Vec<u8> {
+    let words = ["alpha", "beta", "gamma", "delta", "shelf", "pickle", "sled", "store", "value"];
+    let target = 20 + rng.below(200) as usize;
+    let mut text = format!("record {id}:");
+    while text.len() < target {
+        text.push(' ');
+        text.push_str(words[rng.below(words.len() as u64) as usize]);
+    }
+    text.truncate(target);
+    let mut out = vec![0x80, 4, 0x8c, text.len() as u8];
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(b"\x94.");
+    out
+}
+
+/// Large value `id` of the pool: incompressible (even ids) or compressible to a frame that is
+/// still an object file (odd ids).
+fn big_pickle(id: u64) -> Vec<u8> {
+    let mut rng = Rng::new(id << 8 | 3);
+    let len = 5_000 + rng.below(295_000) as usize;
+    let mut payload = Vec::with_capacity(len + 8);
+    if id.is_multiple_of(2) {
+        while payload.len() < len {
+            payload.extend_from_slice(&rng.next().to_le_bytes());
+        }
+        payload.truncate(len);
+    } else {
+        let len = len.max(60_000);
+        payload.extend((0..len).map(|_| b"abcdefgh"[rng.below(8) as usize]));
+    }
+    bytes_pickle(&payload)
+}
+
+/// One step of building the reference store.
+enum Write {
+    One(String, Option<Vec<u8>>),
+    Batch(Vec<(String, Option<Vec<u8>>)>),
+    Sync,
+    /// Close and open again (sled writes a snapshot at open).
+    Reopen,
+}
+
+fn reference_writes() -> Vec<Write> {
+    let mut rng = Rng::new(0x5eed);
+    let pool: Vec<Vec<u8>> = (0..12).map(big_pickle).collect();
+    let key = |k: u64| format!("ref/{k:03}");
+    let value = |rng: &mut Rng, i: u64| -> Vec<u8> {
+        match rng.below(10) {
+            0..=1 => vec![0x80, 4, b'K', rng.below(256) as u8, b'.'],
+            2..=5 => text_pickle(rng, i),
+            6..=7 => {
+                let len = 300 + rng.below(3200) as usize;
+                bytes_pickle(&(0..len).map(|_| b"wxyz"[rng.below(4) as usize]).collect::<Vec<_>>())
+            }
+            _ => pool[rng.below(pool.len() as u64) as usize].clone(),
+        }
+    };
+    let mut out = Vec::new();
+    // Every key once, then overwrites (past the 1,000 small values that train the
+    // dictionary), batches sharing large values, removals; a sync now and then, and two
+    // reopens so that sled has a snapshot and a log past it.
+    for k in 0..KEYS {
+        out.push(Write::One(key(k), Some(value(&mut rng, k))));
+    }
+    for i in 0..1200 {
+        if i % 150 == 0 {
+            out.push(Write::Sync);
+        }
+        if i == 400 || i == 900 {
+            out.push(Write::Reopen);
+        }
+        if i % 40 == 0 {
+            let shared = pool[rng.below(pool.len() as u64) as usize].clone();
+            let ops = (0..4)
+                .map(|j| (key(rng.below(KEYS)), Some(if j % 2 == 0 { shared.clone() } else { value(&mut rng, i) })))
+                .collect();
+            out.push(Write::Batch(ops));
+        } else {
+            out.push(Write::One(key(rng.below(KEYS)), Some(value(&mut rng, 1000 + i))));
+        }
+    }
+    for _ in 0..25 {
+        out.push(Write::One(key(rng.below(KEYS)), None));
+    }
+    out
+}
+
+/// The reference's final keys and values.
+fn reference() -> BTreeMap<String, Vec<u8>> {
+    let mut map = BTreeMap::new();
+    let mut one = |k: String, v: Option<Vec<u8>>| match v {
+        Some(v) => {
+            map.insert(k, v);
+        }
+        None => {
+            map.remove(&k);
+        }
+    };
+    for w in reference_writes() {
+        match w {
+            Write::One(k, v) => one(k, v),
+            Write::Batch(ops) => ops.into_iter().for_each(|(k, v)| one(k, v)),
+            Write::Sync | Write::Reopen => {}
+        }
+    }
+    map
+}
+
+fn build_reference(path: &Path) -> pickleshelf::Result<()> {
+    let mut shelf = Shelf::open(path)?;
+    for w in reference_writes() {
+        match w {
+            Write::One(k, Some(v)) => shelf.insert_pickle(&k, &v)?,
+            Write::One(k, None) => {
+                shelf.remove(&k)?;
+            }
+            Write::Batch(ops) => {
+                let mut b = Batch::new();
+                for (k, v) in ops {
+                    match v {
+                        Some(v) => b.insert_pickle(&k, &v)?,
+                        None => b.remove(&k),
+                    }
+                }
+                shelf.apply(b)?;
+            }
+            Write::Sync => shelf.sync()?,
+            Write::Reopen => {
+                shelf.close()?;
+                shelf = Shelf::open(path)?;
+            }
+        }
+    }
+    let report = shelf.verify()?;
+    assert!(report.is_ok(), "reference store: {report:?}");
+    shelf.close()
+}
+
+// ----- the child: open the damaged copy and read everything -----
+
+/// The error's variant name (`RolledBack`, `Engine`, ...).
+fn variant(e: &pickleshelf::Error) -> String {
+    format!("{e:?}").chars().take_while(char::is_ascii_alphanumeric).collect()
+}
+
+/// What a child found, one `name=value` per field, then `done`.
+#[derive(Debug, Default)]
+struct Findings {
+    open_error: Option<String>,
+    ok: u64,
+    wrong: u64,
+    missing: u64,
+    read_errors: u64,
+    extra: u64,
+    scan_errors: u64,
+    problems: u64,
+    verify_error: bool,
+    first_error: String,
+    done: bool,
+}
+
+fn child(store: &Path, result: &Path) -> ! {
+    let Ok(mut out) = fs::File::create(result) else {
+        std::process::exit(5);
+    };
+    let mut line = |text: String| {
+        if out.write_all(format!("{text}\n").as_bytes()).is_err() {
+            std::process::exit(4);
+        }
+    };
+    let reference = reference();
+    let shelf = match Shelf::open(store) {
+        Ok(s) => s,
+        Err(e) => {
+            line(format!("open_error={}: {e}", variant(&e)));
+            line("done".into());
+            std::process::exit(0);
+        }
+    };
+    let mut f = Findings::default();
+    let note = |f: &mut Findings, what: String| {
+        if f.first_error.is_empty() {
+            f.first_error = what;
+        }
+    };
+    for (k, v) in &reference {
+        match shelf.get_pickle(k) {
+            Ok(Some(b)) if b == *v => f.ok += 1,
+            Ok(Some(b)) => {
+                f.wrong += 1;
+                note(&mut f, format!("WRONG value for {k}: {} bytes", b.len()));
+            }
+            Ok(None) => f.missing += 1,
+            Err(e) => {
+                f.read_errors += 1;
+                note(&mut f, format!("get {k}: {}: {e}", variant(&e)));
+            }
+        }
+    }
+    for item in shelf.keys() {
+        match item {
+            Ok(k) if reference.contains_key(&k) => {}
+            Ok(k) => {
+                f.extra += 1;
+                note(&mut f, format!("EXTRA key {k:?}"));
+            }
+            Err(e) => {
+                f.scan_errors += 1;
+                note(&mut f, format!("keys: {}: {e}", variant(&e)));
+                break;
+            }
+        }
+    }
+    match shelf.verify() {
+        Ok(r) => {
+            f.problems = r.problems.len() as u64;
+            if let Some(p) = r.problems.first() {
+                note(&mut f, format!("verify: {p}"));
+            }
+        }
+        Err(e) => {
+            f.verify_error = true;
+            note(&mut f, format!("verify: {}: {e}", variant(&e)));
+        }
+    }
+    line(format!(
+        "ok={} wrong={} missing={} read_errors={} extra={} scan_errors={} problems={} verify_error={}",
+        f.ok, f.wrong, f.missing, f.read_errors, f.extra, f.scan_errors, f.problems, f.verify_error
+    ));
+    line(format!("first_error={}", f.first_error.replace('\n', " ")));
+    // Closing (which syncs) must not panic either.
+    drop(shelf);
+    line("done".into());
+    std::process::exit(0);
+}
+
+fn parse_findings(path: &Path) -> Findings {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let mut f = Findings::default();
+    for line in text.lines() {
+        if line == "done" {
+            f.done = true;
+        } else if let Some(e) = line.strip_prefix("open_error=") {
+            f.open_error = Some(e.to_owned());
+        } else if let Some(e) = line.strip_prefix("first_error=") {
+            f.first_error = e.to_owned();
+        } else {
+            for field in line.split(' ') {
+                let Some((name, value)) = field.split_once('=') else { continue };
+                let n = value.parse::<u64>().unwrap_or(0);
+                match name {
+                    "ok" => f.ok = n,
+                    "wrong" => f.wrong = n,
+                    "missing" => f.missing = n,
+                    "read_errors" => f.read_errors = n,
+                    "extra" => f.extra = n,
+                    "scan_errors" => f.scan_errors = n,
+                    "problems" => f.problems = n,
+                    "verify_error" => f.verify_error = value == "true",
+                    _ => {}
+                }
+            }
+        }
+    }
+    f
+}
+
+// ----- the parent: damage, run, classify -----
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Outcome {
+    NoEffect,
+    Refused,
+    RolledBack,
+    Detected,
+    UndetectedLoss,
+    WrongValue,
+    PanicAbort,
+    Hang,
+}
+
+const OUTCOMES: [(Outcome, &str); 8] = [
+    (Outcome::NoEffect, "no effect"),
+    (Outcome::Refused, "refused"),
+    (Outcome::RolledBack, "rolled back"),
+    (Outcome::Detected, "detected"),
+    (Outcome::UndetectedLoss, "undetected loss"),
+    (Outcome::WrongValue, "WRONG VALUE"),
+    (Outcome::PanicAbort, "PANIC/ABORT"),
+    (Outcome::Hang, "HANG"),
+];
+
+const DAMAGES: [&str; 4] = ["flip bit", "zero 512 B", "truncate", "delete"];
+
+/// The kind of a store file, from its path relative to the store.
+fn file_kind(rel: &str) -> &'static str {
+    match rel {
+        "LOCK" => "LOCK",
+        "WITNESS" => "WITNESS",
+        "sled/conf" => "sled conf",
+        "sled/db" => "sled db",
+        _ if rel.starts_with("sled/snap.") => "sled snap",
+        _ if rel.starts_with("objects/") => "object",
+        _ => "other",
+    }
+}
+
+/// How often each file kind is picked (relative weights; a kind the store lacks is skipped).
+const FILE_WEIGHTS: [(&str, u64); 7] =
+    [("sled db", 40), ("sled snap", 12), ("sled conf", 8), ("object", 25), ("WITNESS", 10), ("LOCK", 3), ("other", 2)];
+
+fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    for e in fs::read_dir(dir).expect("list the store") {
+        let e = e.expect("list the store");
+        let p = e.path();
+        if e.file_type().expect("file type").is_dir() {
+            list_files(root, &p, out);
+        } else {
+            out.push(p.strip_prefix(root).expect("inside the store").to_string_lossy().into_owned());
+        }
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("create a copy");
+    for e in fs::read_dir(from).expect("read the store") {
+        let e = e.expect("read the store");
+        let target = to.join(e.file_name());
+        if e.file_type().expect("file type").is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            fs::copy(e.path(), &target).expect("copy a file");
+        }
+    }
+}
+
+/// Damages one file of the store in `dir`; returns (damage, file kind, description).
+fn damage(dir: &Path, files: &[String], rng: &mut Rng) -> (&'static str, &'static str, String) {
+    let present: Vec<(&str, u64)> =
+        FILE_WEIGHTS.iter().copied().filter(|(k, _)| files.iter().any(|f| file_kind(f) == *k)).collect();
+    let mut pick = rng.below(present.iter().map(|(_, w)| w).sum());
+    let kind = present
+        .iter()
+        .find(|(_, w)| {
+            let hit = pick < *w;
+            pick = pick.saturating_sub(*w);
+            hit
+        })
+        .map_or("sled db", |(k, _)| *k);
+    let candidates: Vec<&String> = files.iter().filter(|f| file_kind(f) == kind).collect();
+    let rel = candidates[rng.below(candidates.len() as u64) as usize];
+    let path = dir.join(rel);
+    let mut bytes = fs::read(&path).expect("read the file to damage");
+    let len = bytes.len() as u64;
+    let mut what = DAMAGES[rng.below(4) as usize];
+    if len == 0 {
+        what = "delete";
+    }
+    let desc = match what {
+        "flip bit" => {
+            let at = rng.below(len) as usize;
+            let bit = rng.below(8);
+            bytes[at] ^= 1 << bit;
+            fs::write(&path, &bytes).expect("write the damage");
+            format!("{rel}: flip bit {bit} of byte {at} of {len}")
+        }
+        "zero 512 B" => {
+            let at = rng.below(len) as usize;
+            let end = (at + 512).min(bytes.len());
+            bytes[at..end].fill(0);
+            fs::write(&path, &bytes).expect("write the damage");
+            format!("{rel}: zero bytes {at}..{end} of {len}")
+        }
+        "truncate" => {
+            let to = rng.below(len);
+            fs::OpenOptions::new().write(true).open(&path).and_then(|f| f.set_len(to)).expect("truncate");
+            format!("{rel}: truncate from {len} to {to} bytes")
+        }
+        _ => {
+            fs::remove_file(&path).expect("delete");
+            format!("{rel}: delete ({len} bytes)")
+        }
+    };
+    (what, kind, desc)
+}
+
+fn classify(status: Option<std::process::ExitStatus>, f: &Findings) -> Outcome {
+    let Some(status) = status else { return Outcome::Hang };
+    if status.signal().is_some() || status.code() != Some(0) || !f.done {
+        return Outcome::PanicAbort;
+    }
+    if let Some(e) = &f.open_error {
+        return if e.starts_with("RolledBack") { Outcome::RolledBack } else { Outcome::Refused };
+    }
+    if f.wrong > 0 || f.extra > 0 {
+        Outcome::WrongValue
+    } else if f.read_errors > 0 || f.scan_errors > 0 || f.problems > 0 || f.verify_error {
+        Outcome::Detected
+    } else if f.missing > 0 {
+        Outcome::UndetectedLoss
+    } else {
+        Outcome::NoEffect
+    }
+}
+
+struct Trial {
+    damage: &'static str,
+    file: &'static str,
+    desc: String,
+    outcome: Outcome,
+    detail: String,
+}
+
+fn run_trial(exe: &Path, reference: &Path, files: &[String], work: &Path, seed: u64, n: u64) -> Trial {
+    let mut rng = Rng::new(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ n);
+    let dir = work.join(format!("trial-{n}"));
+    let store = dir.join("store");
+    copy_dir(reference, &store);
+    let (what, kind, desc) = damage(&store, files, &mut rng);
+    let kept = std::env::var_os("PICKLESHELF_CORRUPTION_KEEP").map(|k| PathBuf::from(k).join(format!("trial-{n}")));
+    if let Some(k) = &kept {
+        copy_dir(&store, k);
+    }
+    let result = dir.join("result");
+    let stderr = fs::File::create(dir.join("stderr")).expect("child stderr file");
+    let mut child = Command::new(exe)
+        .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
+        .env(ENV_CHILD, &store)
+        .env(ENV_RESULT, &result)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("start child");
+    let began = Instant::now();
+    let status = loop {
+        match child.try_wait().expect("wait for child") {
+            Some(s) => break Some(s),
+            None if began.elapsed() > TRIAL_TIMEOUT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            None => std::thread::sleep(Duration::from_millis(2)),
+        }
+    };
+    let f = parse_findings(&result);
+    let outcome = classify(status, &f);
+    let detail = match outcome {
+        Outcome::PanicAbort | Outcome::Hang => {
+            let err = fs::read_to_string(dir.join("stderr")).unwrap_or_default();
+            let panic_line = err.lines().find(|l| l.contains("panicked")).unwrap_or("").to_owned();
+            format!("{status:?}; {panic_line}")
+        }
+        _ => match &f.open_error {
+            Some(e) => e.clone(),
+            None => format!("missing {}, unreadable {}: {}", f.missing, f.read_errors, f.first_error),
+        },
+    };
+    let interesting =
+        !matches!(outcome, Outcome::NoEffect | Outcome::Refused | Outcome::RolledBack | Outcome::Detected);
+    if let Some(k) = &kept
+        && !interesting
+    {
+        let _ = fs::remove_dir_all(k);
+    }
+    let _ = fs::remove_dir_all(&dir);
+    Trial { damage: what, file: kind, desc, outcome, detail }
+}
+
+/// A message without its numbers, paths and digests, to count alike errors together.
+fn gist(text: &str) -> String {
+    let mut out = String::new();
+    for word in text.split(' ') {
+        let w = if word.contains('/') {
+            "<path>"
+        } else if word.chars().any(|c| c.is_ascii_digit()) {
+            "<n>"
+        } else {
+            word
+        };
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(w);
+        if out.len() > 110 {
+            break;
+        }
+    }
+    out
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+fn table<'a>(title: &str, rows: &[&'a str], key: impl Fn(&Trial) -> &'a str, trials: &[Trial]) -> String {
+    let mut out = format!("{title:<12}");
+    for (_, name) in OUTCOMES {
+        out.push_str(&format!(" {name:>15}"));
+    }
+    out.push_str(&format!(" {:>7}\n", "total"));
+    for row in rows.iter().copied().chain(["all"]) {
+        let of_row: Vec<&Trial> = trials.iter().filter(|t| row == "all" || key(t) == row).collect();
+        if of_row.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("{row:<12}"));
+        for (o, _) in OUTCOMES {
+            out.push_str(&format!(" {:>15}", of_row.iter().filter(|t| t.outcome == o).count()));
+        }
+        out.push_str(&format!(" {:>7}\n", of_row.len()));
+    }
+    out
+}
+
+/// Runs the campaign (see the module docs).
+#[test]
+fn corruption_campaign() {
+    if let (Some(store), Some(result)) = (std::env::var_os(ENV_CHILD), std::env::var_os(ENV_RESULT)) {
+        child(Path::new(&store), Path::new(&result));
+    }
+    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
+    let trials = env_u64("PICKLESHELF_CORRUPTION_TRIALS").unwrap_or(if ci { 300 } else { 120 });
+    let seed = env_u64("PICKLESHELF_CORRUPTION_SEED").unwrap_or(1);
+    let jobs = env_u64("PICKLESHELF_CORRUPTION_JOBS").unwrap_or(2).max(1);
+    let began = Instant::now();
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let reference = tmp.path().join("reference");
+    build_reference(&reference).expect("build the reference store");
+    let reference_len = self::reference().len();
+    if let Some(keep) = std::env::var_os("PICKLESHELF_CORRUPTION_KEEP") {
+        copy_dir(&reference, &Path::new(&keep).join("reference"));
+    }
+    let mut files = Vec::new();
+    list_files(&reference, &reference, &mut files);
+    files.sort();
+    let mut sizes: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for f in &files {
+        let e = sizes.entry(file_kind(f)).or_insert((0, 0));
+        e.0 += 1;
+        e.1 += fs::metadata(reference.join(f)).map_or(0, |m| m.len());
+    }
+    let exe = std::env::current_exe().expect("own executable");
+    let next = AtomicU64::new(0);
+    let results: Mutex<Vec<(u64, Trial)>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| {
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= trials {
+                        break;
+                    }
+                    let t = run_trial(&exe, &reference, &files, tmp.path(), seed, n);
+                    results.lock().expect("results").push((n, t));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("results");
+    results.sort_by_key(|(n, _)| *n);
+    let trials: Vec<Trial> = results.into_iter().map(|(_, t)| t).collect();
+    let kinds: Vec<&str> = FILE_WEIGHTS.iter().map(|(k, _)| *k).collect();
+    println!(
+        "corruption campaign: {} trials in {:.1}s, seed {seed}; reference store: {} keys; files (count, bytes): {:?}\n{}\n{}",
+        trials.len(),
+        began.elapsed().as_secs_f64(),
+        reference_len,
+        sizes,
+        table("damage", &DAMAGES, |t| t.damage, &trials),
+        table("file", &kinds, |t| t.file, &trials),
+    );
+    // What the store said, per outcome: error messages with numbers and paths left out.
+    let mut said: BTreeMap<(Outcome, String), u64> = BTreeMap::new();
+    for t in &trials {
+        if matches!(t.outcome, Outcome::Refused | Outcome::RolledBack | Outcome::Detected) {
+            *said.entry((t.outcome, gist(&t.detail))).or_insert(0) += 1;
+        }
+    }
+    for ((o, text), n) in &said {
+        let name = OUTCOMES.iter().find(|(x, _)| x == o).map_or("?", |(_, n)| n);
+        println!("{n:>5} {name}: {text}");
+    }
+    let mut bad = Vec::new();
+    for (i, t) in trials.iter().enumerate() {
+        if t.outcome >= Outcome::UndetectedLoss {
+            let name = OUTCOMES.iter().find(|(o, _)| *o == t.outcome).map_or("?", |(_, n)| n);
+            println!("trial {i}: {name}: {} -> {}", t.desc, t.detail);
+        }
+        if t.outcome > Outcome::UndetectedLoss {
+            bad.push(i);
+        }
+    }
+    assert!(bad.is_empty(), "trials where the store lied, panicked, aborted or hung: {bad:?} (details above)");
+}
+
+/// Regression (campaign: a flipped bit in `WITNESS` refused the store with no way out, even
+/// with `allow_rollback(true)`, which the error now names): a damaged witness refuses open,
+/// and `allow_rollback(true)` opens the store and rewrites the witness.
+#[test]
+fn damaged_witness_is_reset_by_allow_rollback() -> pickleshelf::Result<()> {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = dir.path().join("store");
+    let value = big_pickle(2);
+    {
+        let shelf = Shelf::open(&store)?;
+        shelf.insert_pickle("k", &value)?;
+        shelf.close()?;
+    }
+    fs::write(store.join("WITNESS"), b"pickleshelf witness\ngeneration \xff2\n").expect("damage the witness");
+    match Shelf::open(&store) {
+        Err(pickleshelf::Error::Corrupted { reason, .. }) => assert!(reason.contains("allow_rollback"), "{reason}"),
+        other => panic!("expected Corrupted, got {:?}", other.map(|_| ())),
+    }
+    {
+        let shelf = Shelf::builder(&store).allow_rollback(true).open()?;
+        assert_eq!(shelf.get_pickle("k")?, Some(value.clone()));
+    }
+    let shelf = Shelf::open(&store)?;
+    assert_eq!(shelf.get_pickle("k")?, Some(value));
+    assert!(shelf.verify()?.is_ok());
+    Ok(())
+}

@@ -308,6 +308,21 @@ mod tests {
     }
 
     #[test]
+    fn memo_results_are_counted_apart_from_keys() -> Result<()> {
+        let (_dir, shelf) = store()?;
+        shelf.insert("k", &"v")?;
+        let memo = shelf.memo("square")?;
+        for n in 0..3u64 {
+            memo.get_or_compute(&(n,), || n * n)?;
+        }
+        memo.sync()?;
+        let s = shelf.stats()?;
+        assert_eq!((s.keys, s.memo_entries, s.inline_values), (1, 3, 4));
+        assert_eq!(shelf.key_info("").count(), 1, "key_info lists keys only");
+        Ok(())
+    }
+
+    #[test]
     fn a_missing_object_file_is_unreadable_not_an_error() -> Result<()> {
         let (_dir, shelf) = store()?;
         let big: Vec<u64> = (0..10_000u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();

@@ -312,7 +312,7 @@ fn stats_in_text_and_json() {
     let st = s(&store);
     let text = ok_text(&["stats", &st]);
     for want in
-        ["format version     1\n", "keys               6\n", "  in objects       2 (1 object files)\n", "dedup ratio"]
+        ["format version     1\n", "keys               6\n", "values in objects  2 (1 object files)\n", "dedup ratio"]
     {
         assert!(text.contains(want), "{want:?} in\n{text}");
     }

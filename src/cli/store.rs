@@ -238,8 +238,8 @@ const STATS: &str = "  pickleshelf stats state.db
 
 /// Show what a store holds and what it costs.
 ///
-/// Counts keys and objects and adds up bytes from the records and frame headers
-/// (nothing is decompressed):
+/// Counts keys (and memoized results, if any) and objects, and adds up bytes from
+/// the records and frame headers (nothing is decompressed):
 ///   logical bytes   the pickles of all keys, as reading every key returns them
 ///   unique bytes    the pickle bytes kept: a large value shared by keys once, small
 ///                   (inline) values once per key
@@ -282,6 +282,7 @@ impl Stats {
                 "format_version": s.format_version,
                 "generation": s.generation,
                 "keys": s.keys,
+                "memo_entries": s.memo_entries,
                 "inline_values": s.inline_values,
                 "objects": s.objects,
                 "object_refs": s.object_refs,
@@ -303,8 +304,11 @@ impl Stats {
             line("format version", s.format_version.to_string());
             line("generation", s.generation.to_string());
             line("keys", grouped(s.keys));
-            line("  inline values", grouped(s.inline_values));
-            line("  in objects", format!("{} ({} object files)", grouped(s.object_refs), grouped(s.objects)));
+            if s.memo_entries > 0 {
+                line("memo results", grouped(s.memo_entries));
+            }
+            line("inline values", grouped(s.inline_values));
+            line("values in objects", format!("{} ({} object files)", grouped(s.object_refs), grouped(s.objects)));
             line("logical bytes", bytes(s.logical_bytes));
             line("unique bytes", bytes(s.unique_bytes));
             line("stored bytes", bytes(s.stored_bytes));

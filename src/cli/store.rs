@@ -129,7 +129,7 @@ impl Get {
 
 const PUT: &str = "  pickleshelf put state.db user:1 --json user1.json
   pickleshelf put state.db user:1 --pickle user1.pkl
-  python3 -c 'import pickle,sys; sys.stdout.buffer.write(pickle.dumps({\"a\": 1}))' | pickleshelf put state.db cfg -
+  pickleshelf put state.db cfg - < cfg.pkl
   echo '{\"list\":[{\"int\":\"1\"},{\"str\":\"a\"}]}' | pickleshelf put state.db xs -";
 
 /// Store a value under a key.
@@ -159,7 +159,7 @@ pub struct Put {
     #[arg(long, value_name = "FILE")]
     pickle: Option<PathBuf>,
     /// Read the value from stdin (tagged JSON or pickle).
-    #[arg(value_name = "-", value_parser = ["-"])]
+    #[arg(value_name = "-", value_parser = ["-"], hide_possible_values = true)]
     stdin: Option<String>,
     /// The pickle protocol JSON is encoded with (2-5).
     #[arg(long, short = 'p', value_name = "N", default_value_t = pickle::DEFAULT_PROTOCOL,

@@ -20,6 +20,7 @@ use crate::cache::{Cache, CacheStats};
 use crate::error::{Error, Result};
 use crate::index::{INLINE_MAX, Index, MAX_KEY_LEN, Op, Space, Stored, Writer};
 use crate::pickle::{self, Value};
+use crate::progress::Progress;
 
 /// Default budget of the decoded-object cache, in estimated bytes.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
@@ -884,6 +885,18 @@ impl Shelf {
         verify(self, false)
     }
 
+    /// [`Shelf::verify`], reporting one step per record checked (key or memo result) to
+    /// `progress`, in one phase, `"verifying"`.
+    ///
+    /// # Errors
+    /// As for [`Shelf::verify`].
+    pub fn verify_with_progress(&self, progress: &mut dyn Progress) -> Result<VerifyReport> {
+        progress.start("verifying", Some(self.record_count()));
+        let report = verify_observed(self, false, progress);
+        progress.finish();
+        report
+    }
+
     /// Repairs what is repairable — refcounts, missing or stray object records, files
     /// no record names, temporary files — and reports what it found and did. Keys whose
     /// data is damaged are reported, not removed.
@@ -893,6 +906,28 @@ impl Shelf {
     pub fn gc(&self) -> Result<VerifyReport> {
         self.writable()?;
         let report = verify(self, true)?;
+        self.mark_dirty();
+        self.sync()?;
+        Ok(report)
+    }
+
+    /// Key and memo records, readable or not: the steps of a verify.
+    fn record_count(&self) -> u64 {
+        let index = &self.inner.index;
+        (index.scan_in(Space::Keys, "").count() + index.scan_in(Space::Memo, "").count()) as u64
+    }
+
+    /// [`Shelf::gc`], reporting one step per record checked (key or memo result) to
+    /// `progress`, in one phase, `"collecting"`.
+    ///
+    /// # Errors
+    /// As for [`Shelf::gc`].
+    pub fn gc_with_progress(&self, progress: &mut dyn Progress) -> Result<VerifyReport> {
+        self.writable()?;
+        progress.start("collecting", Some(self.record_count()));
+        let report = verify_observed(self, true, progress);
+        progress.finish();
+        let report = report?;
         self.mark_dirty();
         self.sync()?;
         Ok(report)
@@ -1028,6 +1063,11 @@ impl VerifyReport {
 }
 
 fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
+    verify_observed(shelf, repair, &mut ())
+}
+
+/// [`verify`], advancing `progress` once per key checked.
+fn verify_observed(shelf: &Shelf, repair: bool, progress: &mut dyn Progress) -> Result<VerifyReport> {
     let inner = &shelf.inner;
     let index = &inner.index;
     // The write lock also when only checking, so that what is checked is one state of
@@ -1046,6 +1086,7 @@ fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
             }
         };
         report.keys += 1;
+        progress.advance(1);
         if let Stored::Object { digest } = &stored {
             *counted.entry(*digest).or_insert(0) += 1;
         }

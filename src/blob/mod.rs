@@ -13,4 +13,5 @@ mod digest;
 mod frame;
 
 pub use digest::{Digest, Hasher};
-pub(crate) use frame::{Codec, TRAIN_SAMPLES};
+pub use frame::Compression;
+pub(crate) use frame::{Codec, TRAIN_SAMPLES, header};

@@ -6,6 +6,7 @@
 #
 # PICKLESHELF_CORRUPTION_SEED picks the damages (default: a random one, printed);
 # PICKLESHELF_CORRUPTION_JOBS runs trials in parallel (default 2);
+# PICKLESHELF_CORRUPTION_KEYS sizes the reference store (default 300 keys);
 # PICKLESHELF_CORRUPTION_KEEP=DIR keeps the damaged copies of failed or undetected trials.
 # Prints the outcome tables; fails on a wrong value, a panic/abort or a hang.
 set -euo pipefail

@@ -19,7 +19,8 @@
 //! outcomes per damage kind and per file kind (`--nocapture`).
 //!
 //! Environment: `PICKLESHELF_CORRUPTION_TRIALS` (default 300 when `CI` is set, 120
-//! otherwise), `PICKLESHELF_CORRUPTION_SEED` (default 1), `PICKLESHELF_CORRUPTION_JOBS`
+//! otherwise), `PICKLESHELF_CORRUPTION_SEED` (default 1), `PICKLESHELF_CORRUPTION_KEYS` (keys
+//! of the reference store, default 300), `PICKLESHELF_CORRUPTION_JOBS`
 //! (parallel trials, default 2), `PICKLESHELF_CORRUPTION_KEEP` (a directory: the reference
 //! store, and the damaged copies whose outcome is a failure or an undetected loss, are kept
 //! there).
@@ -44,7 +45,11 @@ const ENV_RESULT: &str = "PICKLESHELF_CORRUPTION_RESULT";
 /// A child running longer than this is a hang.
 const TRIAL_TIMEOUT: Duration = Duration::from_secs(60);
 
-const KEYS: u64 = 300;
+/// Keys of the reference store: `PICKLESHELF_CORRUPTION_KEYS`, default 300 (children inherit
+/// the variable, so they rebuild the same reference).
+fn key_count() -> u64 {
+    env_u64("PICKLESHELF_CORRUPTION_KEYS").unwrap_or(300).max(10)
+}
 
 // ----- deterministic randomness -----
 
@@ -141,28 +146,32 @@ fn reference_writes() -> Vec<Write> {
     // Every key once, then overwrites (past the 1,000 small values that train the
     // dictionary), batches sharing large values, removals; a sync now and then, and two
     // reopens so that sled has a snapshot and a log past it.
-    for k in 0..KEYS {
+    let keys = key_count();
+    // Overwrites: 4 per key (1,200 by default: past the 1,000 small values that train the
+    // dictionary); reopens after a third and three quarters of them.
+    let overwrites = 4 * keys;
+    for k in 0..keys {
         out.push(Write::One(key(k), Some(value(&mut rng, k))));
     }
-    for i in 0..1200 {
+    for i in 0..overwrites {
         if i % 150 == 0 {
             out.push(Write::Sync);
         }
-        if i == 400 || i == 900 {
+        if i == overwrites / 3 || i == overwrites * 3 / 4 {
             out.push(Write::Reopen);
         }
         if i % 40 == 0 {
             let shared = pool[rng.below(pool.len() as u64) as usize].clone();
             let ops = (0..4)
-                .map(|j| (key(rng.below(KEYS)), Some(if j % 2 == 0 { shared.clone() } else { value(&mut rng, i) })))
+                .map(|j| (key(rng.below(keys)), Some(if j % 2 == 0 { shared.clone() } else { value(&mut rng, i) })))
                 .collect();
             out.push(Write::Batch(ops));
         } else {
-            out.push(Write::One(key(rng.below(KEYS)), Some(value(&mut rng, 1000 + i))));
+            out.push(Write::One(key(rng.below(keys)), Some(value(&mut rng, 1000 + i))));
         }
     }
-    for _ in 0..25 {
-        out.push(Write::One(key(rng.below(KEYS)), None));
+    for _ in 0..keys / 12 {
+        out.push(Write::One(key(rng.below(keys)), None));
     }
     out
 }

@@ -15,6 +15,6 @@ trials="${1:-3000}"
 seed="${PICKLESHELF_CORRUPTION_SEED:-$(( (RANDOM << 15) | RANDOM ))}"
 export PICKLESHELF_CORRUPTION_TRIALS="$trials" PICKLESHELF_CORRUPTION_SEED="$seed"
 echo "corruption campaign: $trials trials, seed $seed"
-# About 0.2 s a trial on 2 cores; timeout bounds a run whose trials hang (each has 60 s).
+# About 0.2 s a trial on 2 cores; timeout bounds a run whose trials hang (each has 300 s).
 timeout --kill-after=30 $((trials + 900)) \
     cargo test --release --test corruption corruption_campaign -- --exact --nocapture

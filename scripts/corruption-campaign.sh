@@ -8,7 +8,7 @@
 # PICKLESHELF_CORRUPTION_JOBS runs trials in parallel (default 2);
 # PICKLESHELF_CORRUPTION_KEYS sizes the reference store (default 300 keys);
 # PICKLESHELF_CORRUPTION_KEEP=DIR keeps the damaged copies of failed or undetected trials.
-# Prints the outcome tables; fails on a wrong value, a panic/abort or a hang.
+# Prints the outcome tables; fails on an undetected loss, a wrong value, a panic/abort or a hang.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 trials="${1:-3000}"

@@ -37,7 +37,7 @@ impl SplitMix {
 /// A W4-style value: even k a list of 250,000 floats, odd k 2,000,000 bytes of log-like
 /// records (WORKLOADS.md §5), as pickle protocol 4 bytes.
 fn value(rng: &mut SplitMix, k: u64) -> Vec<u8> {
-    if k % 2 == 0 {
+    if k.is_multiple_of(2) {
         let floats: Vec<f64> = (0..250_000).map(|_| (rng.next() >> 11) as f64 / (1u64 << 53) as f64).collect();
         pickleshelf::pickle::to_vec(&floats).unwrap_or_else(|e| panic!("{e}"))
     } else {

@@ -715,12 +715,19 @@ impl Shelf {
     {
         let cache = &self.inner.cache;
         let ty = TypeId::of::<T>();
-        let (known, stamp) = cache.key_digest(key);
-        if let Some(d) = known
-            && let Some(hit) = cache.get(&d, ty)
+        let (known, recent, stamp) = cache.key_lookup(key, Some(ty));
+        if let Some(hit) = recent
             && let Ok(v) = Arc::downcast::<T>(hit)
         {
             return Ok(Some(v));
+        }
+        if let Some(d) = known
+            && let Some(hit) = cache.get(&d, ty)
+        {
+            cache.remember_object(key, &d, ty, &hit);
+            if let Ok(v) = Arc::downcast::<T>(hit) {
+                return Ok(Some(v));
+            }
         }
         // From reading the record to reading its object file (see `Index::pin_files`).
         let _pin = self.inner.index.pin_files();
@@ -738,7 +745,9 @@ impl Shelf {
         let bytes = self.load(key, stored)?;
         let (value, size) = decode(&bytes)?;
         if cache.enabled() {
-            cache.insert(&digest, ty, Arc::clone(&value) as Arc<dyn Any + Send + Sync>, size);
+            let obj = Arc::clone(&value) as Arc<dyn Any + Send + Sync>;
+            cache.insert(&digest, ty, Arc::clone(&obj), size);
+            cache.remember_object(key, &digest, ty, &obj);
         }
         Ok(Some(value))
     }

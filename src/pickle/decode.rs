@@ -9,6 +9,7 @@
 //! `fix_imports` gives them. The built-in types CPython writes through `REDUCE` before
 //! protocols 3–5 (`bytes`, `bytearray`, `set`, `frozenset`) come back as native nodes.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use super::compat;
@@ -84,36 +85,81 @@ pub fn decode(bytes: &[u8]) -> Result<Value> {
 /// # Errors
 /// [`Error::Decode`] with the byte offset and what was wrong.
 pub fn decode_with(bytes: &[u8], limits: &Limits) -> Result<Value> {
-    let mut d = Decoder::new(bytes, limits);
-    let root = d.run().map_err(|kind| Error::Decode { offset: d.op_start, kind })?;
-    let mut nodes = d.nodes;
-    if nodes.capacity() - nodes.len() > SHRINK_SLACK && nodes.capacity() > 2 * nodes.len() {
-        nodes.shrink_to_fit();
-    }
+    let mut d = Decoder::new(bytes, limits, Scratch::take());
+    let root = d.run();
+    let Decoder { mut nodes, stack, marks, memo, op_start, pos, containers, .. } = d;
+    Scratch { stack, marks, memo: memo.dense }.keep();
+    let root = root.map_err(|kind| Error::Decode { offset: op_start, kind })?;
+    trim(&mut nodes);
     let value = Value::from_parts_unchecked(nodes, root);
-    if d.containers >= limits.max_depth && depth_exceeds(&value, limits.max_depth) {
+    if containers >= limits.max_depth && depth_exceeds(&value, limits.max_depth) {
         return Err(Error::Decode {
-            offset: d.pos,
+            offset: pos,
             kind: Kind::Limit { limit: "max_depth", value: limits.max_depth as u64 },
         });
     }
     Ok(value)
 }
 
+/// The decoder's working buffers (stack, MARKs, memo), kept per thread from one
+/// decode to the next: decoding many small pickles then allocates only what the
+/// values keep (three allocations fewer for a W1 record).
+#[derive(Default)]
+struct Scratch {
+    stack: Vec<NodeId>,
+    marks: Vec<usize>,
+    memo: Vec<u32>,
+}
+
+thread_local! {
+    static SCRATCH: Cell<Option<Scratch>> = const { Cell::new(None) };
+}
+
+/// Buffers of more entries than this are freed, not kept.
+const SCRATCH_KEEP: usize = 1 << 12;
+
+impl Scratch {
+    /// This thread's buffers (empty), or new ones.
+    fn take() -> Scratch {
+        SCRATCH.try_with(Cell::take).ok().flatten().unwrap_or_default()
+    }
+
+    /// Keeps the buffers for this thread's next decode, unless they are large.
+    fn keep(self) {
+        fn cleared<T>(mut v: Vec<T>) -> Vec<T> {
+            if v.capacity() > SCRATCH_KEEP {
+                return Vec::new();
+            }
+            v.clear();
+            v
+        }
+        let kept = Scratch { stack: cleared(self.stack), marks: cleared(self.marks), memo: cleared(self.memo) };
+        let _ = SCRATCH.try_with(|c| c.set(Some(kept)));
+    }
+}
+
 type R<T> = std::result::Result<T, Kind>;
 
 /// The arena's first capacity for an input of `len` bytes: one node per two bytes (a
 /// list of small ints, the densest common pickle, takes two bytes per node), at most
-/// 2^20 nodes (32 MiB, allocated but touched only as used); beyond that it grows.
-/// Growing a big arena means copying it, which took a sixth of the time of decoding a
-/// list of 100,000 small ints.
+/// 2^18 nodes (8 MiB); beyond that it grows. Growing a big arena means copying it,
+/// which took a sixth of the time of decoding a list of 100,000 small ints. A larger
+/// first request (32 MiB) was above glibc's largest mmap threshold, so every decode
+/// of a big pickle got fresh pages from the kernel: W4's floats took 3 times longer.
 fn node_capacity(len: usize) -> usize {
-    (len / 2).clamp(4, 1 << 20)
+    (len / 2).clamp(4, 1 << 18)
 }
 
-/// Unused arena capacity (in nodes) a decoded value may keep: more than this, and more
-/// than half the arena, is given back.
-const SHRINK_SLACK: usize = 256;
+/// The arena's capacity is trimmed to its length when more than a fifth of it (and
+/// more than 16 nodes) is unused: values are kept (in caches, by callers), and
+/// encoding 20,000 decoded W1 records ran twice as fast on trimmed arenas, which take
+/// a quarter of the memory.
+fn trim(nodes: &mut Vec<Node>) {
+    let (cap, len) = (nodes.capacity(), nodes.len());
+    if cap - len > 16 && cap - len > cap / 5 {
+        nodes.shrink_to_fit();
+    }
+}
 
 const NO_ENTRY: u32 = u32::MAX;
 
@@ -129,8 +175,9 @@ struct Memo {
 }
 
 impl Memo {
-    fn new(input_len: usize) -> Memo {
-        Memo { dense: Vec::new(), sparse: HashMap::new(), count: 0, first_capacity: (input_len / 8).clamp(8, 1 << 14) }
+    /// A memo that uses `dense` (empty) for its first entries.
+    fn new(input_len: usize, dense: Vec<u32>) -> Memo {
+        Memo { dense, sparse: HashMap::new(), count: 0, first_capacity: (input_len / 8).clamp(8, 1 << 14) }
     }
 
     #[inline]
@@ -142,7 +189,7 @@ impl Memo {
             }
             self.dense[i] = id.0;
         } else if idx == self.dense.len() as u64 && self.sparse.is_empty() {
-            if self.dense.capacity() == 0 {
+            if self.dense.len() == self.dense.capacity() && self.dense.is_empty() {
                 self.dense.reserve_exact(self.first_capacity);
             }
             self.dense.push(id.0);
@@ -201,7 +248,9 @@ fn bad_text(opcode: u8, detail: impl Into<String>) -> Kind {
 }
 
 impl<'a> Decoder<'a> {
-    fn new(input: &'a [u8], limits: &'a Limits) -> Self {
+    fn new(input: &'a [u8], limits: &'a Limits, scratch: Scratch) -> Self {
+        let mut stack = scratch.stack;
+        stack.reserve((input.len() / 8).clamp(16, 1024));
         Decoder {
             input,
             pos: 0,
@@ -209,9 +258,9 @@ impl<'a> Decoder<'a> {
             frame_end: None,
             window: input,
             nodes: Vec::with_capacity(node_capacity(input.len())),
-            stack: Vec::with_capacity((input.len() / 8).clamp(16, 1024)),
-            marks: Vec::new(),
-            memo: Memo::new(input.len()),
+            stack,
+            marks: scratch.marks,
+            memo: Memo::new(input.len(), scratch.memo),
             proto: 0,
             limits,
             containers: 0,

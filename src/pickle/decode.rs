@@ -507,7 +507,7 @@ impl<'a> Decoder<'a> {
         if n <= INLINE_STR
             && let Some(window) = self.input.get(from..from + INLINE_STR)
             && let Ok(window) = <[u8; INLINE_STR]>::try_from(window)
-            && std::str::from_utf8(bytes).is_ok()
+            && (bytes.is_ascii() || std::str::from_utf8(bytes).is_ok())
         {
             self.push_new(|| Node::Str(PyStr::from_utf8_window(window, start - from, n)));
             return Ok(());

@@ -65,12 +65,26 @@ impl PyStr {
         }
     }
 
-    /// Short text that is `window[off..off + len]`, UTF-8 (the caller checked it; were
-    /// it not, `as_str` would say `None`, as for surrogates).
+    /// The empty str, stored inline: a node the decoder then fills in place with
+    /// [`PyStr::set_utf8_window`].
     #[inline(always)]
-    pub(crate) fn from_utf8_window(window: [u8; INLINE], off: usize, len: usize) -> PyStr {
+    pub(crate) fn empty_inline() -> PyStr {
+        PyStr(StrRepr::Inline { len: 0, off: 0, buf: [0; INLINE] })
+    }
+
+    /// Makes this the short text `window[off..off + len]`, which is UTF-8 (the caller
+    /// checked it; were it not, `as_str` would say `None`, as for surrogates). The
+    /// window is copied straight from the caller's memory into this str.
+    #[inline(always)]
+    pub(crate) fn set_utf8_window(&mut self, window: &[u8; INLINE], off: usize, len: usize) {
         debug_assert!(off + len <= INLINE && std::str::from_utf8(&window[off..off + len]).is_ok());
-        PyStr(StrRepr::Inline { len: len as u8, off: off as u8, buf: window })
+        if !matches!(self.0, StrRepr::Inline { .. }) {
+            *self = PyStr::empty_inline();
+        }
+        if let StrRepr::Inline { len: l, off: o, buf } = &mut self.0 {
+            buf.copy_from_slice(window);
+            (*l, *o) = (len as u8, off as u8);
+        }
     }
 
     /// Builds a `PyStr` from bytes in CPython's `utf-8`/`surrogatepass` encoding; `None`

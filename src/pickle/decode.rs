@@ -189,7 +189,7 @@ impl Memo {
             }
             self.dense[i] = id.0;
         } else if idx == self.dense.len() as u64 && self.sparse.is_empty() {
-            if self.dense.len() == self.dense.capacity() && self.dense.is_empty() {
+            if self.dense.capacity() == 0 {
                 self.dense.reserve_exact(self.first_capacity);
             }
             self.dense.push(id.0);

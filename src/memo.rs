@@ -331,8 +331,7 @@ impl Memo {
     }
 
     fn call_key<A: Serialize + ?Sized>(&self, args: &A) -> Result<[u8; 16]> {
-        let value = pickle::ser::to_value_with_sets(args)?;
-        let canonical = pickle::canon::canonical_pickle(&value)?;
+        let canonical = pickle::canon_ser::canonical_pickle_of(args)?;
         let mut h = Blake2b::<U16>::new();
         h.update(b"pickleshelf memo 1\0");
         h.update(self.inner.namespace.as_bytes());

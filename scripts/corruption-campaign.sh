@@ -6,14 +6,15 @@
 #
 # PICKLESHELF_CORRUPTION_SEED picks the damages (default: a random one, printed);
 # PICKLESHELF_CORRUPTION_JOBS runs trials in parallel (default 2);
+# PICKLESHELF_CORRUPTION_KEYS sizes the reference store (default 300 keys);
 # PICKLESHELF_CORRUPTION_KEEP=DIR keeps the damaged copies of failed or undetected trials.
-# Prints the outcome tables; fails on a wrong value, a panic/abort or a hang.
+# Prints the outcome tables; fails on an undetected loss, a wrong value, a panic/abort or a hang.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 trials="${1:-3000}"
 seed="${PICKLESHELF_CORRUPTION_SEED:-$(( (RANDOM << 15) | RANDOM ))}"
 export PICKLESHELF_CORRUPTION_TRIALS="$trials" PICKLESHELF_CORRUPTION_SEED="$seed"
 echo "corruption campaign: $trials trials, seed $seed"
-# About 0.2 s a trial on 2 cores; timeout bounds a run whose trials hang (each has 60 s).
+# About 0.2 s a trial on 2 cores; timeout bounds a run whose trials hang (each has 300 s).
 timeout --kill-after=30 $((trials + 900)) \
     cargo test --release --test corruption corruption_campaign -- --exact --nocapture

@@ -19,7 +19,7 @@
 use std::any::{Any, TypeId};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 
 use lru::LruCache;
 
@@ -47,6 +47,11 @@ pub struct CacheStats {
     /// Pinned entries among them.
     pub pinned: u64,
 }
+
+/// A counter alone on its cache line.
+#[derive(Default)]
+#[repr(align(128))]
+struct Padded(AtomicU64);
 
 /// A fast, per-process-seeded hasher for digests (already uniform: their first 8 bytes
 /// suffice) and for keys.
@@ -121,7 +126,15 @@ struct Shard {
 }
 
 struct KeyShard {
-    map: std::collections::HashMap<Box<str>, Digest, Seeded>,
+    map: std::collections::HashMap<Box<str>, KeyEntry, Seeded>,
+}
+
+/// What the key map holds for a key: its digest, and a weak link to the object last
+/// returned for it (with its type), so that a repeated read of a hot key is one lookup.
+/// The link is weak: it never keeps an object the LRU evicted alive.
+struct KeyEntry {
+    digest: Digest,
+    recent: Option<(TypeId, Weak<dyn Any + Send + Sync>)>,
 }
 
 /// The cache shared by all handles of a store.
@@ -133,8 +146,10 @@ pub(crate) struct Cache {
     key_hasher: Seeded,
     max_bytes: AtomicU64,
     max_entries: AtomicU64,
-    hits: AtomicU64,
-    misses: AtomicU64,
+    /// Per key shard (for the key map's fast path) and per object shard, each on its own
+    /// cache line, so threads reading different keys do not bounce one counter.
+    hits: Box<[Padded]>,
+    misses: Box<[Padded]>,
     evictions: AtomicU64,
 }
 
@@ -172,8 +187,8 @@ impl Cache {
             key_hasher: Seeded(seed.rotate_left(17)),
             max_bytes: AtomicU64::new(max_bytes),
             max_entries: AtomicU64::new(max_entries),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            hits: (0..SHARDS).map(|_| Padded::default()).collect(),
+            misses: (0..SHARDS).map(|_| Padded::default()).collect(),
             evictions: AtomicU64::new(0),
         }
     }
@@ -199,13 +214,36 @@ impl Cache {
 
     // ----- key → digest -----
 
-    /// The digest cached for `key`, and the shard's write counter to pass back to
+    /// The digest cached for `key`, the object last returned for it as type `ty` when it is
+    /// still alive (counted as a hit), and the shard's write counter to pass back to
     /// [`Cache::remember_key`] after a storage lookup.
-    pub(crate) fn key_digest(&self, key: &str) -> (Option<Digest>, u64) {
+    pub(crate) fn key_lookup(&self, key: &str, ty: Option<TypeId>) -> (Option<Digest>, Option<Object>, u64) {
         let s = self.key_shard(key);
         let stamp = self.key_writes[s].load(Ordering::Acquire);
-        let d = self.keys[s].read().unwrap_or_else(PoisonError::into_inner).map.get(key).copied();
-        (d, stamp)
+        let shard = self.keys[s].read().unwrap_or_else(PoisonError::into_inner);
+        let Some(e) = shard.map.get(key) else {
+            return (None, None, stamp);
+        };
+        let obj = match (&e.recent, ty) {
+            (Some((t, weak)), Some(ty)) if *t == ty => weak.upgrade(),
+            _ => None,
+        };
+        if obj.is_some() {
+            self.hits[s].0.fetch_add(1, Ordering::Relaxed);
+        }
+        (Some(e.digest), obj, stamp)
+    }
+
+    /// Links `key` to the object just returned for it, if the key map still gives it
+    /// `digest`.
+    pub(crate) fn remember_object(&self, key: &str, digest: &Digest, ty: TypeId, obj: &Object) {
+        let s = self.key_shard(key);
+        let mut shard = self.keys[s].write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(e) = shard.map.get_mut(key)
+            && e.digest == *digest
+        {
+            e.recent = Some((ty, Arc::downgrade(obj)));
+        }
     }
 
     /// Records `key → digest` read from storage, unless a write to the shard happened
@@ -226,7 +264,7 @@ impl Cache {
         {
             shard.map.remove(&victim);
         }
-        shard.map.insert(key.into(), digest);
+        shard.map.insert(key.into(), KeyEntry { digest, recent: None });
     }
 
     /// A writer changed `key` (to `digest`, or removed it with `None`). Called after the
@@ -239,7 +277,7 @@ impl Cache {
             // Keep the map warm for keys already in it; new keys enter on reads.
             Some(d) => {
                 if let Some(slot) = shard.map.get_mut(key) {
-                    *slot = d;
+                    *slot = KeyEntry { digest: d, recent: None };
                 }
             }
             None => {
@@ -264,8 +302,8 @@ impl Cache {
         let k = ObjKey { digest: *digest, ty };
         let found = lock(self.shard(digest)).lru.get(&k).map(|e| Arc::clone(&e.value));
         match &found {
-            Some(_) => self.hits.fetch_add(1, Ordering::Relaxed),
-            None => self.misses.fetch_add(1, Ordering::Relaxed),
+            Some(_) => self.hits[usize::from(digest.0[0]) % SHARDS].0.fetch_add(1, Ordering::Relaxed),
+            None => self.misses[usize::from(digest.0[0]) % SHARDS].0.fetch_add(1, Ordering::Relaxed),
         };
         found
     }
@@ -360,8 +398,8 @@ impl Cache {
 
     pub(crate) fn stats(&self) -> CacheStats {
         let mut s = CacheStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
+            hits: self.hits.iter().map(|c| c.0.load(Ordering::Relaxed)).sum(),
+            misses: self.misses.iter().map(|c| c.0.load(Ordering::Relaxed)).sum(),
             evictions: self.evictions.load(Ordering::Relaxed),
             ..CacheStats::default()
         };
@@ -533,16 +571,16 @@ mod tests {
     #[test]
     fn stale_key_lookups_are_not_remembered() {
         let c = Cache::new(1 << 20, 1 << 20);
-        let (none, stamp) = c.key_digest("k");
+        let (none, _, stamp) = c.key_lookup("k", None);
         assert!(none.is_none());
         // A writer changes "k" between the reader's storage lookup and its remember.
         c.key_written("k", Some(d(2)));
         c.remember_key("k", d(1), stamp);
-        assert_eq!(c.key_digest("k").0, None);
-        let (_, stamp) = c.key_digest("k");
+        assert_eq!(c.key_lookup("k", None).0, None);
+        let (_, _, stamp) = c.key_lookup("k", None);
         c.remember_key("k", d(2), stamp);
-        assert_eq!(c.key_digest("k").0, Some(d(2)));
+        assert_eq!(c.key_lookup("k", None).0, Some(d(2)));
         c.key_written("k", None);
-        assert_eq!(c.key_digest("k").0, None);
+        assert_eq!(c.key_lookup("k", None).0, None);
     }
 }

@@ -126,6 +126,15 @@ pub enum Error {
         /// The engine's message.
         message: String,
     },
+    /// A file being imported or exported (a Python `shelve`, an export directory) is not
+    /// what it should be, or cannot be written as asked. Nothing in the store was changed.
+    #[error("{path}: {reason}")]
+    Interop {
+        /// The file or directory.
+        path: PathBuf,
+        /// What is wrong, e.g. `line 3: the entry is cut short`.
+        reason: String,
+    },
     /// Tagged JSON could not be read.
     #[error("tagged JSON invalid at byte {offset}: {message}")]
     Json {

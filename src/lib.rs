@@ -1,28 +1,51 @@
 //! # pickleshelf
 //!
 //! An embedded, persistent object store with the feel of Python's `shelve`: values are
-//! Python pickles, so Python can read what Rust writes and Rust can read what Python
-//! writes.
-//!
-//! This release contains the foundation, the [`pickle`] codec: a complete, safe reader
-//! of pickle protocols 0–5 and a writer of protocols 2–5 whose output for plain data is
-//! byte-identical to CPython's.
+//! Python pickles (protocols 0–5 read, 2–5 written), so Python can read what Rust writes
+//! and Rust can read what Python writes.
 //!
 //! ```
-//! use pickleshelf::pickle;
-//!
-//! // Bytes written by CPython: pickle.dumps({"a": [1, 2.5, None]}, protocol=4)
-//! let bytes = b"\x80\x04\x95\x18\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x01a\x94]\x94(K\x01G@\x04\x00\x00\x00\x00\x00\x00Nes.";
-//! let value = pickle::decode(bytes)?;
-//! assert_eq!(value.to_string(), "{'a': [1, 2.5, None]}");
+//! # let dir = tempfile::tempdir().unwrap();
+//! use pickleshelf::Shelf;
+//! let shelf = Shelf::open(dir.path().join("state.db"))?;
+//! shelf.insert("user:1", &("Kim", vec![1.5, 2.5]))?;      // any serde type, pickled
+//! let (name, scores): (String, Vec<f64>) = shelf.get("user:1")?.unwrap_or_default();
+//! assert_eq!(name, "Kim");
+//! shelf.sync()?;                                            // durable from here on
 //! # Ok::<(), pickleshelf::Error>(())
 //! ```
 //!
+//! - [`Shelf`]: the store. Each value is addressed by the blake3 digest of its pickle
+//!   bytes (keyed blake3 with an auth key) and re-verified on every read; compressed with
+//!   zstd; small values live in their key's record, larger ones are stored once and
+//!   reference-counted. A decoded-object cache ([`Shelf::get_arc`]) serves hot reads.
+//! - [`memo`]: a persistent memo of a function keyed by its pickled arguments.
+//! - [`pickle`]: the codec — a complete, safe reader and a writer whose output for plain
+//!   data is byte-identical to CPython's `pickle.dumps`.
+//! - [`interop`]: Python `shelve` files (`dbm.dumb`, `dbm.sqlite3`) both ways.
+//!
+//! ## Durability
+//!
+//! Every write is atomic. After a crash the store equals its state at some point no
+//! older than the last [`Shelf::sync`]: a killed process loses at most what it wrote since
+//! its last sync; with the default [`Durability::PowerLoss`], `sync` also fsyncs every
+//! file and directory (sled's own flush does not), so what it acknowledged survives power
+//! loss. On a virtio disk with ext4, a sync after a small write took 0.8 ms (median of
+//! 50); with [`Durability::ProcessCrash`] (no fsync) 0.08 ms. A store that comes back
+//! older than its last sync is refused ([`Error::RolledBack`]). On-disk bytes:
+//! `docs/FORMAT.md`.
+//!
+//! ## Limits
+//!
+//! Keys are UTF-8 strings of at most [`MAX_KEY_LEN`] bytes. One process opens a store at a
+//! time ([`Error::Locked`] for others). Decoding is bounded by [`pickle::Limits`].
+//!
 //! ## What it is not
 //!
-//! The codec never imports or executes anything. Objects other than Python's built-in
-//! data types are kept as data (their class name, constructor arguments and state),
-//! not instantiated.
+//! Not a database server and not a query engine: keys are looked up, listed in order or by
+//! prefix, nothing more. The codec never imports or executes anything: objects other than
+//! Python's built-in data types are kept as data (class name, constructor arguments,
+//! state), not instantiated.
 #![deny(unsafe_code, missing_docs)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
@@ -32,14 +55,19 @@ mod chain;
 pub mod checkpoint;
 mod error;
 mod index;
+pub mod interop;
 pub mod memo;
 pub mod pickle;
+mod progress;
 mod shelf;
+mod stats;
 
-pub use blob::Digest;
+pub use blob::{Compression, Digest};
 pub use cache::CacheStats;
 pub use checkpoint::{Change, ChangeKind, CheckpointInfo};
 pub use error::{CheckpointProblem, DecodeErrorKind, Error, Result};
 pub use index::MAX_KEY_LEN;
 pub use memo::{Memo, MemoBuilder, MemoStats};
+pub use progress::Progress;
 pub use shelf::{Batch, Durability, FORMAT_VERSION, Shelf, ShelfBuilder, VerifyReport};
+pub use stats::{KeyInfo, Stats};

@@ -57,7 +57,8 @@
 //! through the same content-addressed, compressed, verified path as
 //! [`crate::Shelf::insert`]; a record's header holds when the result was stored and last
 //! read. Reads update the last-read time in memory; the times reach the store in one
-//! batch at [`Memo::sync`], when the handle is dropped, or every 4,096 reads. Limits on
+//! batch at [`Memo::sync`] or when the memo's last handle is dropped (a crash loses them,
+//! which only makes eviction order less exact). Limits on
 //! entries and on stored bytes are enforced when a result is written, by evicting the
 //! least recently read results. An expired result (older than the TTL) counts as a miss
 //! and is removed. Changing the version makes earlier results unreachable; they are
@@ -84,9 +85,6 @@ use crate::error::{Error, Result};
 use crate::index::{MEMO_HEADER, Op, Space, Stored};
 use crate::pickle;
 use crate::shelf::Shelf;
-
-/// Reads whose last-read times are kept in memory before they are written.
-const TOUCH_FLUSH: usize = 4096;
 
 /// Counters of one memo.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -168,12 +166,15 @@ struct Entry {
     created: u64,
     accessed: u64,
     bytes: u64,
+    /// Read since its times were last written (it is then in `State::touched` once).
+    touched: bool,
 }
 
 struct State {
     lru: LruCache<[u8; 16], Entry>,
     bytes: u64,
-    /// Calls read since their times were last written.
+    /// Calls read since their times were last written, each once (so at most one per
+    /// entry).
     touched: Vec<[u8; 16]>,
 }
 
@@ -214,7 +215,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn hex(k: &[u8; 16]) -> String {
-    k.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(32);
+    for b in k {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    s
 }
 
 fn header(created: u64, accessed: u64) -> Vec<u8> {
@@ -278,7 +285,7 @@ impl Memo {
                         Stored::Inline { frame, .. } => frame.len() as u64,
                         Stored::Object { digest } => index.object(digest)?.map_or(0, |r| r.stored_len),
                     };
-                    entries.push((k, Entry { digest: stored.digest(), created, accessed, bytes }));
+                    entries.push((k, Entry { digest: stored.digest(), created, accessed, bytes, touched: false }));
                 }
                 _ => stale.push(key),
             }
@@ -324,8 +331,7 @@ impl Memo {
     }
 
     fn call_key<A: Serialize + ?Sized>(&self, args: &A) -> Result<[u8; 16]> {
-        let value = pickle::ser::to_value_with_sets(args)?;
-        let canonical = pickle::canon::canonical_pickle(&value)?;
+        let canonical = pickle::canon_ser::canonical_pickle_of(args)?;
         let mut h = Blake2b::<U16>::new();
         h.update(b"pickleshelf memo 1\0");
         h.update(self.inner.namespace.as_bytes());
@@ -440,19 +446,20 @@ impl Memo {
                 Some(e) => {
                     e.accessed = now;
                     let d = e.digest;
-                    st.touched.push(*key);
-                    Some((d, st.touched.len() >= TOUCH_FLUSH))
+                    let first = !e.touched;
+                    e.touched = true;
+                    if first {
+                        st.touched.push(*key);
+                    }
+                    Some(d)
                 }
             }
         };
-        let Some((digest, flush)) = found else {
+        let Some(digest) = found else {
             // Expired: remove it, and count it as an eviction.
             self.remove_calls(&[*key], true)?;
             return Ok(None);
         };
-        if flush {
-            self.flush_times()?;
-        }
         let cache = self.inner.shelf.cache();
         let ty = TypeId::of::<R>();
         if let Some(hit) = cache.get(&digest, ty)
@@ -490,7 +497,9 @@ impl Memo {
         shelf.commit(&writer, vec![op])?;
         let victims: Vec<[u8; 16]> = {
             let mut st = lock(&self.inner.state);
-            if let Some(old) = st.lru.put(*key, Entry { digest, created: now, accessed: now, bytes: size }) {
+            if let Some(old) =
+                st.lru.put(*key, Entry { digest, created: now, accessed: now, bytes: size, touched: false })
+            {
                 st.bytes = st.bytes.saturating_sub(old.bytes);
             }
             st.bytes += size;
@@ -596,8 +605,14 @@ impl Inner {
         let touched: Vec<([u8; 16], Entry)> = {
             let mut st = lock(&self.state);
             let keys = std::mem::take(&mut st.touched);
-            let mut seen = std::collections::HashSet::new();
-            keys.into_iter().filter(|k| seen.insert(*k)).filter_map(|k| st.lru.peek(&k).map(|e| (k, *e))).collect()
+            let mut out = Vec::with_capacity(keys.len());
+            for k in keys {
+                if let Some(e) = st.lru.peek_mut(&k) {
+                    e.touched = false;
+                    out.push((k, *e));
+                }
+            }
+            out
         };
         if touched.is_empty() || self.shelf.writable().is_err() {
             return Ok(());

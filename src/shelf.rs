@@ -21,6 +21,7 @@ use crate::chain::{Chains, LoadError, Recent};
 use crate::error::{Error, Result};
 use crate::index::{Delta, INLINE_MAX, Index, MAX_KEY_LEN, Op, Space, Stored, Writer};
 use crate::pickle::{self, Value};
+use crate::progress::Progress;
 
 /// Default budget of the decoded-object cache, in estimated bytes.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
@@ -772,12 +773,19 @@ impl Shelf {
     {
         let cache = &self.inner.cache;
         let ty = TypeId::of::<T>();
-        let (known, stamp) = cache.key_digest(key);
-        if let Some(d) = known
-            && let Some(hit) = cache.get(&d, ty)
+        let (known, recent, stamp) = cache.key_lookup(key, Some(ty));
+        if let Some(hit) = recent
             && let Ok(v) = Arc::downcast::<T>(hit)
         {
             return Ok(Some(v));
+        }
+        if let Some(d) = known
+            && let Some(hit) = cache.get(&d, ty)
+        {
+            cache.remember_object(key, &d, ty, &hit);
+            if let Ok(v) = Arc::downcast::<T>(hit) {
+                return Ok(Some(v));
+            }
         }
         // From reading the record to reading its object file (see `Index::pin_files`).
         let _pin = self.inner.index.pin_files();
@@ -795,7 +803,9 @@ impl Shelf {
         let bytes = self.load(key, stored)?;
         let (value, size) = decode(&bytes)?;
         if cache.enabled() {
-            cache.insert(&digest, ty, Arc::clone(&value) as Arc<dyn Any + Send + Sync>, size);
+            let obj = Arc::clone(&value) as Arc<dyn Any + Send + Sync>;
+            cache.insert(&digest, ty, Arc::clone(&obj), size);
+            cache.remember_object(key, &digest, ty, &obj);
         }
         Ok(Some(value))
     }
@@ -944,6 +954,18 @@ impl Shelf {
         verify(self, false)
     }
 
+    /// [`Shelf::verify`], reporting one step per record checked (key or memo result) to
+    /// `progress`, in one phase, `"verifying"`.
+    ///
+    /// # Errors
+    /// As for [`Shelf::verify`].
+    pub fn verify_with_progress(&self, progress: &mut dyn Progress) -> Result<VerifyReport> {
+        progress.start("verifying", Some(self.record_count()));
+        let report = verify_observed(self, false, progress);
+        progress.finish();
+        report
+    }
+
     /// Repairs what is repairable — refcounts, missing or stray object records, files
     /// no record names, temporary files — and reports what it found and did. Keys whose
     /// data is damaged are reported, not removed.
@@ -953,6 +975,28 @@ impl Shelf {
     pub fn gc(&self) -> Result<VerifyReport> {
         self.writable()?;
         let report = verify(self, true)?;
+        self.mark_dirty();
+        self.sync()?;
+        Ok(report)
+    }
+
+    /// Key and memo records, readable or not: the steps of a verify.
+    fn record_count(&self) -> u64 {
+        let index = &self.inner.index;
+        (index.scan_in(Space::Keys, "").count() + index.scan_in(Space::Memo, "").count()) as u64
+    }
+
+    /// [`Shelf::gc`], reporting one step per record checked (key or memo result) to
+    /// `progress`, in one phase, `"collecting"`.
+    ///
+    /// # Errors
+    /// As for [`Shelf::gc`].
+    pub fn gc_with_progress(&self, progress: &mut dyn Progress) -> Result<VerifyReport> {
+        self.writable()?;
+        progress.start("collecting", Some(self.record_count()));
+        let report = verify_observed(self, true, progress);
+        progress.finish();
+        let report = report?;
         self.mark_dirty();
         self.sync()?;
         Ok(report)
@@ -1097,6 +1141,11 @@ impl VerifyReport {
 }
 
 fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
+    verify_observed(shelf, repair, &mut ())
+}
+
+/// [`verify`], advancing `progress` once per key checked.
+fn verify_observed(shelf: &Shelf, repair: bool, progress: &mut dyn Progress) -> Result<VerifyReport> {
     use crate::index::{MAX_DEPTH, ObjectRecord};
     use std::collections::{BTreeMap, BTreeSet};
 
@@ -1121,6 +1170,7 @@ fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
             }
         };
         report.keys += 1;
+        progress.advance(1);
         let object = match &stored {
             Stored::Object { digest } => Some(*digest),
             Stored::Inline { .. } => None,

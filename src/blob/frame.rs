@@ -172,6 +172,46 @@ impl Codec {
     }
 }
 
+/// How a stored value's payload is compressed, as its frame header says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Compression {
+    /// Stored raw (small values, or values compression does not shrink).
+    None,
+    /// zstd.
+    Zstd,
+    /// zstd with the store's trained dictionary of this id.
+    ZstdDict(u32),
+}
+
+impl std::fmt::Display for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Compression::None => f.write_str("raw"),
+            Compression::Zstd => f.write_str("zstd"),
+            Compression::ZstdDict(id) => write!(f, "zstd+dict{id}"),
+        }
+    }
+}
+
+/// Reads a frame's header only: its compression and the length of the pickle it holds
+/// (`None` when the header is malformed). Nothing is decompressed or verified.
+pub(crate) fn header(frame: &[u8]) -> Option<(Compression, u64)> {
+    let (&version, rest) = frame.split_first()?;
+    if version != FRAME_VERSION {
+        return None;
+    }
+    let (&codec, rest) = rest.split_first()?;
+    let (len, rest) = get_leb(rest)?;
+    let compression = match codec {
+        CODEC_RAW => Compression::None,
+        CODEC_ZSTD => Compression::Zstd,
+        CODEC_ZSTD_DICT => Compression::ZstdDict(u32::try_from(get_leb(rest)?.0).ok()?),
+        _ => return None,
+    };
+    Some((compression, len))
+}
+
 fn compress_with(
     pool: &Mutex<Vec<zstd::bulk::Compressor<'static>>>,
     level: i32,
@@ -255,6 +295,15 @@ mod tests {
 
     fn sample(i: usize) -> Vec<u8> {
         format!("{{'id': {i}, 'name': 'user{i}', 'scores': [1.5, 2.5, {i}.25], 'tags': ['red', 'blue']}}").into_bytes()
+    }
+
+    #[test]
+    fn header_reads_compression_and_length() {
+        let c = Codec::new(3, Hasher::Plain);
+        assert_eq!(header(&c.encode(b"x")), Some((Compression::None, 1)));
+        assert_eq!(header(&c.encode(&[7u8; 100_000])), Some((Compression::Zstd, 100_000)));
+        assert_eq!(header(&[]), None);
+        assert_eq!(header(&[FRAME_VERSION, 9, 1, 0]), None);
     }
 
     #[test]

@@ -19,5 +19,6 @@ mod sketch;
 
 pub(crate) use delta::{FrameKind, frame_kind};
 pub use digest::{Digest, Hasher};
-pub(crate) use frame::{Codec, TRAIN_SAMPLES};
+pub use frame::Compression;
+pub(crate) use frame::{Codec, TRAIN_SAMPLES, header};
 pub(crate) use sketch::Sketch;

@@ -1,22 +1,61 @@
 //! Command-line parsing and the error policy of the `pickleshelf` binary.
 //!
 //! Every subcommand group lives in its own file and returns `anyhow::Result`; this file
-//! turns an error into one line on stderr and an exit status.
+//! turns an error into one line on stderr and an exit status: 0 on success (and when
+//! stdout closes early, as with `| head`), 1 for an operational error, 2 for a usage
+//! error (clap's own status).
 
-use std::io::{self, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-use clap::{Parser, Subcommand};
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use pickleshelf::Shelf;
 
+mod bar;
 mod pickle;
+mod store;
+mod transfer;
+
+const TOP_EXAMPLES: &str = "  \
+    pickleshelf import state.db --shelve ~/app/state   # adopt a Python shelve
+  pickleshelf ls state.db --long
+  pickleshelf get state.db user:1
+  pickleshelf export state.db --shelve /tmp/state    # Python: shelve.open('/tmp/state')
+  pickleshelf pickle decode examples/data/sample.pkl
+
+Run `pickleshelf help COMMAND` for a command's manual.";
+
+/// The end of a `-h`: examples.
+fn examples(examples: &str) -> String {
+    format!("Examples:\n{examples}")
+}
+
+/// The end of a `--help`: examples, then the exit status.
+fn manual(examples: &str) -> String {
+    format!("Examples:\n{examples}\n\n{EXIT_STATUS}")
+}
+
+const EXIT_STATUS: &str = "Exit status:
+  0  success (also when stdout closes early, as with | head)
+  1  an operational error: a missing key or store, a damaged store or file, a locked
+     store; one line on stderr says what and where
+  2  a usage error (bad arguments)";
 
 /// An embedded, persistent object store for Python pickles.
+///
+/// pickleshelf keeps Python pickles under string keys in a store directory
+/// (content-addressed, compressed, verified on every read). This tool looks inside
+/// a store, checks and repairs it, and moves data both ways between a store and
+/// Python's shelve files, without writing code. Nothing in a pickle is ever
+/// imported or executed.
+///
+/// Store subcommands take the store's path first. Commands that only read (ls,
+/// get, stats, verify, export) open the store read-only and never create one.
 #[derive(Parser)]
-#[command(name = "pickleshelf", version, about, long_about = None, propagate_version = true)]
-#[command(after_help = "Examples:\n  \
-    pickleshelf pickle decode examples/data/sample.pkl\n  \
-    python3 -c 'import pickle,sys; sys.stdout.buffer.write(pickle.dumps([1, 2.5]))' | pickleshelf pickle decode -")]
+#[command(verbatim_doc_comment)]
+#[command(name = "pickleshelf", version, about, propagate_version = true)]
+#[command(after_help = examples(TOP_EXAMPLES), after_long_help = manual(TOP_EXAMPLES))]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -24,6 +63,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Ls(store::Ls),
+    Get(store::Get),
+    Put(store::Put),
+    Rm(store::Rm),
+    Stats(store::Stats),
+    Verify(store::Verify),
+    Gc(store::Gc),
+    Import(transfer::Import),
+    Export(transfer::Export),
     /// Decode, encode and re-encode pickle files (no store needed).
     #[command(subcommand)]
     #[command(after_help = "Examples:\n  \
@@ -39,6 +87,15 @@ pub fn run() -> i32 {
     // Usage errors exit with clap's status 2; `--help` and `--version` with 0.
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Ls(c) => c.run(),
+        Command::Get(c) => c.run(),
+        Command::Put(c) => c.run(),
+        Command::Rm(c) => c.run(),
+        Command::Stats(c) => c.run(),
+        Command::Verify(c) => c.run(),
+        Command::Gc(c) => c.run(),
+        Command::Import(c) => c.run(),
+        Command::Export(c) => c.run(),
         Command::Pickle(cmd) => pickle::run(cmd),
     };
     match result {
@@ -56,6 +113,81 @@ pub fn run() -> i32 {
 /// True when the error is stdout closing early (`pickleshelf ... | head`).
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
+}
+
+/// The store and how to open it: the first arguments of every store subcommand.
+#[derive(Args, Debug)]
+pub struct StoreArgs {
+    /// The store: a directory such as state.db.
+    #[arg(value_name = "STORE")]
+    pub store: PathBuf,
+    /// Read the store's auth key from FILE: its bytes (at least 16), less one trailing
+    /// newline. Needed for every command on a store created with a key.
+    #[arg(long, value_name = "FILE")]
+    pub auth_key_file: Option<PathBuf>,
+    /// Never change the store. Reading commands (ls, get, stats, verify, export) always
+    /// open it read-only; with this flag the writing ones (put, rm, gc, import) stop with
+    /// an error before changing anything.
+    #[arg(long)]
+    pub read_only: bool,
+}
+
+/// How a subcommand uses its store.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reads only: opened read-only; must exist.
+    Read,
+    /// Writes an existing store.
+    Write,
+    /// Writes, creating the store when it does not exist.
+    Create,
+}
+
+impl StoreArgs {
+    /// The auth key from `--auth-key-file`.
+    fn auth_key(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        let Some(path) = &self.auth_key_file else { return Ok(None) };
+        let mut key = std::fs::read(path).with_context(|| format!("cannot read auth key file {}", path.display()))?;
+        if key.ends_with(b"\n") {
+            key.pop();
+            if key.ends_with(b"\r") {
+                key.pop();
+            }
+        }
+        if key.is_empty() {
+            bail!("auth key file {} is empty", path.display());
+        }
+        Ok(Some(key))
+    }
+
+    /// Opens the store as `access` says.
+    pub fn open(&self, access: Access) -> anyhow::Result<Shelf> {
+        let path = &self.store;
+        let is_store = path.join("sled").is_dir();
+        match access {
+            Access::Read | Access::Write if !path.exists() => bail!("{}: no such store", path.display()),
+            Access::Read | Access::Write if !is_store => {
+                bail!("{}: not a pickleshelf store (it has no sled/ directory)", path.display())
+            }
+            Access::Create if path.exists() && !is_store && !is_empty_dir(path) => {
+                bail!("{}: exists and is not a pickleshelf store; not turning it into one", path.display())
+            }
+            _ => {}
+        }
+        if access != Access::Read && self.read_only {
+            return Err(pickleshelf::Error::ReadOnly { path: path.clone() }.into());
+        }
+        let read_only = access == Access::Read;
+        let mut builder = Shelf::builder(path).read_only(read_only).create(access == Access::Create);
+        if let Some(key) = self.auth_key()? {
+            builder = builder.auth_key(key);
+        }
+        Ok(builder.open()?)
+    }
+}
+
+fn is_empty_dir(path: &Path) -> bool {
+    std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_none())
 }
 
 /// A command-line input: a file path, or `-` for stdin.
@@ -97,4 +229,43 @@ fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
     out.write_all(bytes).context("cannot write to stdout")?;
     out.flush().context("cannot write to stdout")?;
     Ok(())
+}
+
+/// True when stdout is a terminal (a person reads it).
+fn stdout_is_terminal() -> bool {
+    io::stdout().is_terminal()
+}
+
+/// A byte count for people: `512 B`, `12.3 KiB`, `4.0 MiB`.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_bytes_reads_well() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(5 << 20), "5.0 MiB");
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

@@ -12,7 +12,8 @@
 
 use std::collections::HashMap;
 
-use super::encode::encode_fast;
+use super::emit::Emitter;
+use super::encode::encode_fast_acyclic;
 use super::value::{Node, NodeId, PyStr, Value};
 use crate::error::{Error, Result};
 
@@ -25,7 +26,7 @@ pub(crate) const SET_TAG: &str = "__pickleshelf.set__";
 /// [`Error::Encode`] for a value holding objects (anything but plain data) or a cycle.
 pub(crate) fn canonical_pickle(value: &Value) -> Result<Vec<u8>> {
     let c = canonicalize(value)?;
-    encode_fast(&c, 4)
+    encode_fast_acyclic(&c, 4)
 }
 
 fn plain_only(kind: &str) -> Error {
@@ -37,35 +38,39 @@ fn canonicalize(value: &Value) -> Result<Value> {
     let mut out: Vec<Node> = Vec::new();
     // Canonical id of each input node, once built (shared input nodes are built once and
     // referenced twice; fast-mode encoding writes them twice, as a tree).
-    let mut done: HashMap<NodeId, NodeId> = HashMap::new();
-    let mut on_path: std::collections::HashSet<NodeId> = std::collections::HashSet::new();
+    let mut done: Vec<Option<NodeId>> = vec![None; value.len()];
+    let mut on_path: Vec<bool> = vec![false; value.len()];
     // (node, children pushed?)
     let mut stack: Vec<(NodeId, bool)> = vec![(value.root(), false)];
     while let Some((id, expanded)) = stack.pop() {
-        if done.contains_key(&id) {
-            continue;
-        }
         let node =
             value.get(id).ok_or_else(|| Error::Encode(format!("node id {} is outside the value", id.index())))?;
-        if !expanded {
-            if !on_path.insert(id) {
-                return Err(Error::Encode("a cyclic value has no canonical pickle".into()));
-            }
-            stack.push((id, true));
-            let mut children = Vec::new();
-            node.for_each_child(|c| children.push(c));
-            for c in children.into_iter().rev() {
-                if on_path.contains(&c) {
-                    return Err(Error::Encode("a cyclic value has no canonical pickle".into()));
-                }
-                if !done.contains_key(&c) {
-                    stack.push((c, false));
-                }
-            }
+        if done[id.index()].is_some() {
             continue;
         }
-        on_path.remove(&id);
-        let map = |c: &NodeId| done.get(c).copied().ok_or_else(|| Error::Encode("internal: child not built".into()));
+        if !expanded {
+            if on_path[id.index()] {
+                return Err(Error::Encode("a cyclic value has no canonical pickle".into()));
+            }
+            on_path[id.index()] = true;
+            stack.push((id, true));
+            let at = stack.len();
+            let mut cyclic = false;
+            node.for_each_child(|c| match on_path.get(c.index()) {
+                Some(true) => cyclic = true,
+                Some(false) if done.get(c.index()).is_some_and(Option::is_none) => stack.push((c, false)),
+                _ => {}
+            });
+            if cyclic {
+                return Err(Error::Encode("a cyclic value has no canonical pickle".into()));
+            }
+            stack[at..].reverse();
+            continue;
+        }
+        on_path[id.index()] = false;
+        let map = |c: &NodeId| {
+            done.get(c.index()).copied().flatten().ok_or_else(|| Error::Encode("internal: child not built".into()))
+        };
         let built = match node {
             Node::None | Node::Bool(_) | Node::Int(_) | Node::BigInt(_) | Node::Float(_) | Node::Str(_) => node.clone(),
             Node::Bytes(b) | Node::ByteArray(b) => Node::Bytes(b.clone()),
@@ -95,14 +100,49 @@ fn canonicalize(value: &Value) -> Result<Value> {
         };
         let new = NodeId(out.len() as u32);
         out.push(built);
-        done.insert(id, new);
+        done[id.index()] = Some(new);
     }
-    let root = done.get(&value.root()).copied().ok_or_else(|| Error::Encode("empty value".into()))?;
+    let root = done.get(value.root().index()).copied().flatten().ok_or_else(|| Error::Encode("empty value".into()))?;
     Ok(Value::from_parts_unchecked(out, root))
 }
 
 /// The canonical (fast-mode) pickle of the subtree of `nodes` at `root`.
 fn sort_key(nodes: &[Node], root: NodeId) -> Result<Vec<u8>> {
+    // Atoms (most keys): written directly.
+    if let Some(node) = nodes.get(root.index()) {
+        let mut em = Emitter::with_capacity(4, 64)?;
+        em.set_fast();
+        let atom = match node {
+            Node::None => {
+                em.save_none();
+                true
+            }
+            Node::Bool(b) => {
+                em.save_bool(*b);
+                true
+            }
+            Node::Int(v) => {
+                em.save_i64(*v);
+                true
+            }
+            Node::Float(v) => {
+                em.save_f64(*v);
+                true
+            }
+            Node::Str(s) => {
+                em.save_str(s.as_surrogatepass())?;
+                true
+            }
+            Node::Bytes(b) => {
+                em.save_bytes(b)?;
+                true
+            }
+            _ => false,
+        };
+        if atom {
+            return Ok(em.finish());
+        }
+    }
     // Copy the subtree into its own arena, so encoding costs its size only.
     let mut sub: Vec<Node> = Vec::new();
     let mut map: HashMap<NodeId, NodeId> = HashMap::new();
@@ -128,7 +168,7 @@ fn sort_key(nodes: &[Node], root: NodeId) -> Result<Vec<u8>> {
         sub.push(copied);
     }
     let r = map.get(&root).copied().unwrap_or(NodeId(0));
-    encode_fast(&Value::from_parts_unchecked(sub, r), 4)
+    encode_fast_acyclic(&Value::from_parts_unchecked(sub, r), 4)
 }
 
 #[cfg(test)]

@@ -9,12 +9,13 @@
 //! `fix_imports` gives them. The built-in types CPython writes through `REDUCE` before
 //! protocols 3–5 (`bytes`, `bytearray`, `set`, `frozenset`) come back as native nodes.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use super::compat;
 use super::int::{BigInt, Int};
 use super::opcodes as op;
-use super::value::{Construct, Global, Node, NodeId, Object, ObjectOp, PyStr, Value, push_code_point};
+use super::value::{Construct, Global, INLINE_STR, Node, NodeId, Object, ObjectOp, PyStr, Value, push_code_point};
 use crate::error::{DecodeErrorKind as Kind, Error, Result};
 
 /// Limits on what a pickle may make the decoder do. Every limit fails with
@@ -84,32 +85,102 @@ pub fn decode(bytes: &[u8]) -> Result<Value> {
 /// # Errors
 /// [`Error::Decode`] with the byte offset and what was wrong.
 pub fn decode_with(bytes: &[u8], limits: &Limits) -> Result<Value> {
-    let mut d = Decoder::new(bytes, limits);
-    let root = d.run().map_err(|kind| Error::Decode { offset: d.op_start, kind })?;
-    let value = Value::from_parts_unchecked(d.nodes, root);
-    if d.containers >= limits.max_depth && depth_exceeds(&value, limits.max_depth) {
+    let mut d = Decoder::new(bytes, limits, Scratch::take());
+    let root = d.run();
+    let Decoder { mut nodes, stack, marks, memo, op_start, pos, containers, .. } = d;
+    Scratch { stack, marks, memo: memo.dense }.keep();
+    let root = root.map_err(|kind| Error::Decode { offset: op_start, kind })?;
+    trim(&mut nodes);
+    let value = Value::from_parts_unchecked(nodes, root);
+    if containers >= limits.max_depth && depth_exceeds(&value, limits.max_depth) {
         return Err(Error::Decode {
-            offset: d.pos,
+            offset: pos,
             kind: Kind::Limit { limit: "max_depth", value: limits.max_depth as u64 },
         });
     }
     Ok(value)
 }
 
+/// The decoder's working buffers (stack, MARKs, memo), kept per thread from one
+/// decode to the next: decoding many small pickles then allocates only what the
+/// values keep (three allocations fewer for a W1 record).
+#[derive(Default)]
+struct Scratch {
+    stack: Vec<NodeId>,
+    marks: Vec<usize>,
+    memo: Vec<u32>,
+}
+
+thread_local! {
+    static SCRATCH: Cell<Option<Scratch>> = const { Cell::new(None) };
+}
+
+/// Buffers of more entries than this are freed, not kept.
+const SCRATCH_KEEP: usize = 1 << 12;
+
+impl Scratch {
+    /// This thread's buffers (empty), or new ones.
+    fn take() -> Scratch {
+        SCRATCH.try_with(Cell::take).ok().flatten().unwrap_or_default()
+    }
+
+    /// Keeps the buffers for this thread's next decode, unless they are large.
+    fn keep(self) {
+        fn cleared<T>(mut v: Vec<T>) -> Vec<T> {
+            if v.capacity() > SCRATCH_KEEP {
+                return Vec::new();
+            }
+            v.clear();
+            v
+        }
+        let kept = Scratch { stack: cleared(self.stack), marks: cleared(self.marks), memo: cleared(self.memo) };
+        let _ = SCRATCH.try_with(|c| c.set(Some(kept)));
+    }
+}
+
 type R<T> = std::result::Result<T, Kind>;
+
+/// The arena's first capacity for an input of `len` bytes: one node per two bytes (a
+/// list of small ints, the densest common pickle, takes two bytes per node), at most
+/// 2^18 nodes (8 MiB); beyond that it grows. Growing a big arena means copying it,
+/// which took a sixth of the time of decoding a list of 100,000 small ints. A larger
+/// first request (32 MiB) was above glibc's largest mmap threshold, so every decode
+/// of a big pickle got fresh pages from the kernel: W4's floats took 3 times longer.
+fn node_capacity(len: usize) -> usize {
+    (len / 2).clamp(4, 1 << 18)
+}
+
+/// The arena's capacity is trimmed to its length when more than a fifth of it (and
+/// more than 16 nodes) is unused: values are kept (in caches, by callers), and
+/// encoding 20,000 decoded W1 records ran twice as fast on trimmed arenas, which take
+/// a quarter of the memory.
+fn trim(nodes: &mut Vec<Node>) {
+    let (cap, len) = (nodes.capacity(), nodes.len());
+    if cap - len > 16 && cap - len > cap / 5 {
+        nodes.shrink_to_fit();
+    }
+}
 
 const NO_ENTRY: u32 = u32::MAX;
 
 /// The memo: dense while indices come in order (as every pickler writes them), a map
 /// for the rest, so a huge index costs one entry, not an array that long.
-#[derive(Default)]
 struct Memo {
     dense: Vec<u32>,
     sparse: HashMap<u64, NodeId>,
     count: u64,
+    /// Capacity `dense` gets on first use (from the input's length), so that it does
+    /// not grow step by step.
+    first_capacity: usize,
 }
 
 impl Memo {
+    /// A memo that uses `dense` (empty) for its first entries.
+    fn new(input_len: usize, dense: Vec<u32>) -> Memo {
+        Memo { dense, sparse: HashMap::new(), count: 0, first_capacity: (input_len / 8).clamp(8, 1 << 14) }
+    }
+
+    #[inline]
     fn put(&mut self, idx: u64, id: NodeId) {
         let i = idx as usize;
         if idx < self.dense.len() as u64 {
@@ -118,6 +189,9 @@ impl Memo {
             }
             self.dense[i] = id.0;
         } else if idx == self.dense.len() as u64 && self.sparse.is_empty() {
+            if self.dense.capacity() == 0 {
+                self.dense.reserve_exact(self.first_capacity);
+            }
             self.dense.push(id.0);
             self.count += 1;
         } else if self.sparse.insert(idx, id).is_none() {
@@ -125,6 +199,7 @@ impl Memo {
         }
     }
 
+    #[inline]
     fn get(&self, idx: u64) -> Option<NodeId> {
         match self.dense.get(idx as usize) {
             Some(&v) if v != NO_ENTRY => Some(NodeId(v)),
@@ -140,6 +215,9 @@ struct Decoder<'a> {
     op_start: usize,
     /// End of the current protocol-4 frame, while reading inside one.
     frame_end: Option<usize>,
+    /// The input up to where reading must stop for now: `frame_end`, else the end.
+    /// `pos <= window.len()` always holds.
+    window: &'a [u8],
     nodes: Vec<Node>,
     stack: Vec<NodeId>,
     marks: Vec<usize>,
@@ -170,16 +248,19 @@ fn bad_text(opcode: u8, detail: impl Into<String>) -> Kind {
 }
 
 impl<'a> Decoder<'a> {
-    fn new(input: &'a [u8], limits: &'a Limits) -> Self {
+    fn new(input: &'a [u8], limits: &'a Limits, scratch: Scratch) -> Self {
+        let mut stack = scratch.stack;
+        stack.reserve((input.len() / 8).clamp(16, 1024));
         Decoder {
             input,
             pos: 0,
             op_start: 0,
             frame_end: None,
-            nodes: Vec::with_capacity((input.len() / 4).min(1 << 16)),
-            stack: Vec::with_capacity(16),
-            marks: Vec::new(),
-            memo: Memo::default(),
+            window: input,
+            nodes: Vec::with_capacity(node_capacity(input.len())),
+            stack,
+            marks: scratch.marks,
+            memo: Memo::new(input.len(), scratch.memo),
             proto: 0,
             limits,
             containers: 0,
@@ -193,34 +274,86 @@ impl<'a> Decoder<'a> {
 
     /// Reads `n` bytes, honouring frames: inside a frame the bytes must lie in it; at a
     /// frame's exact end reading continues outside.
-    #[inline]
+    #[inline(always)]
     fn take(&mut self, n: usize, what: &'static str) -> R<&'a [u8]> {
+        // `n` is at most the input's length (a declared length went through
+        // `len_arg`), so this does not overflow.
+        let end = self.pos + n;
+        if let Some(s) = self.window.get(self.pos..end) {
+            self.pos = end;
+            return Ok(s);
+        }
+        self.leave_frame_for(n, what)?;
+        let s = &self.input[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    /// [`Decoder::take`] past the limit: at a frame's exact end, reading continues
+    /// outside it; otherwise the read runs past the frame or the input.
+    #[cold]
+    #[inline(never)]
+    fn leave_frame_for(&mut self, n: usize, what: &'static str) -> R<()> {
         if let Some(end) = self.frame_end {
             if self.pos == end && n > 0 {
-                self.frame_end = None;
-            } else if n > end - self.pos {
+                self.set_frame(None);
+            } else {
                 return Err(Kind::Frame("an opcode or its argument runs past the end of its frame"));
             }
         }
         if n > self.input.len() - self.pos {
             return Err(Kind::Truncated { what });
         }
-        let s = &self.input[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
+        Ok(())
     }
 
-    #[inline]
+    fn set_frame(&mut self, end: Option<usize>) {
+        self.frame_end = end;
+        self.window = &self.input[..end.unwrap_or(self.input.len())];
+    }
+
+    #[inline(always)]
     fn byte(&mut self, what: &'static str) -> R<u8> {
+        if let Some(&b) = self.window.get(self.pos) {
+            self.pos += 1;
+            return Ok(b);
+        }
         Ok(self.take(1, what)?[0])
     }
 
-    #[inline]
-    fn array<const N: usize>(&mut self, what: &'static str) -> R<[u8; N]> {
-        let s = self.take(N, what)?;
-        let mut a = [0u8; N];
-        a.copy_from_slice(s);
-        Ok(a)
+    // Fixed-size arguments are read as integers, straight from the input: building a
+    // `[u8; N]` in a `Result` first made the compiler assemble it from pieces on the
+    // stack and load it back whole, a store-forwarding stall (a third of the time of
+    // decoding W1's floats).
+
+    #[inline(always)]
+    fn u16_le(&mut self, what: &'static str) -> R<u16> {
+        let s = self.take(2, what)?;
+        Ok(u16::from_le_bytes([s[0], s[1]]))
+    }
+
+    #[inline(always)]
+    fn u32_le(&mut self, what: &'static str) -> R<u32> {
+        let s = self.take(4, what)?;
+        Ok(u32::from_le_bytes(s.try_into().unwrap_or_default()))
+    }
+
+    #[inline(always)]
+    fn u64_le(&mut self, what: &'static str) -> R<u64> {
+        let s = self.take(8, what)?;
+        Ok(u64::from_le_bytes(s.try_into().unwrap_or_default()))
+    }
+
+    #[inline(always)]
+    fn i32_le(&mut self, what: &'static str) -> R<i32> {
+        Ok(self.u32_le(what)? as i32)
+    }
+
+    /// BINFLOAT's argument: big-endian.
+    #[inline(always)]
+    fn f64_be(&mut self, what: &'static str) -> R<f64> {
+        let s = self.take(8, what)?;
+        Ok(f64::from_be_bytes(s.try_into().unwrap_or_default()))
     }
 
     /// Reads a text line for protocol 0 opcodes; returns it without the newline.
@@ -228,10 +361,9 @@ impl<'a> Decoder<'a> {
         if let Some(end) = self.frame_end
             && self.pos == end
         {
-            self.frame_end = None;
+            self.set_frame(None);
         }
-        let limit = self.frame_end.unwrap_or(self.input.len());
-        let rest = &self.input[self.pos..limit];
+        let rest = &self.window[self.pos..];
         match rest.iter().position(|&b| b == b'\n') {
             Some(i) => {
                 self.pos += i + 1;
@@ -253,17 +385,42 @@ impl<'a> Decoder<'a> {
 
     // ----- nodes and stack -----
 
-    #[inline]
-    fn add(&mut self, node: Node) -> NodeId {
+    /// Adds the node `make` makes.
+    ///
+    /// The node is made once the arena has room for it, so that it is written in
+    /// place. Made before (`nodes.push(node)`), it lived on the stack across the
+    /// arena's possible growth and was then copied with 16-byte loads overlapping the
+    /// narrower stores that had just written it: a store-forwarding stall, which the
+    /// compiler put in one copy shared by all opcodes, and which took three quarters
+    /// of the time of decoding a list of small ints.
+    #[inline(always)]
+    fn add(&mut self, make: impl FnOnce() -> Node) -> NodeId {
         let id = NodeId(self.nodes.len() as u32);
-        self.nodes.push(node);
+        self.nodes.extend(std::iter::once_with(make));
         id
     }
 
-    #[inline]
-    fn add_container(&mut self, node: Node) -> NodeId {
+    #[inline(always)]
+    fn add_container(&mut self, make: impl FnOnce() -> Node) -> NodeId {
         self.containers += 1;
-        self.add(node)
+        self.add(make)
+    }
+
+    /// Adds the node `make` makes and pushes it.
+    #[inline(always)]
+    fn push_new(&mut self, make: impl FnOnce() -> Node) {
+        let id = self.add(make);
+        self.push(id);
+    }
+
+    #[inline(always)]
+    fn push_int(&mut self, v: i64) {
+        self.push_new(|| Node::Int(v));
+    }
+
+    #[inline(always)]
+    fn push_float(&mut self, v: f64) {
+        self.push_new(|| Node::Float(v));
     }
 
     fn interned(&mut self, slot: usize) -> NodeId {
@@ -276,7 +433,7 @@ impl<'a> Decoder<'a> {
             FALSE_SLOT => Node::Bool(false),
             _ => Node::Tuple(Vec::new()),
         };
-        let id = self.add(node);
+        let id = self.add(|| node);
         self.interned[slot] = Some(id);
         id
     }
@@ -335,12 +492,38 @@ impl<'a> Decoder<'a> {
 
     fn global(&mut self, module: &str, name: &str) -> NodeId {
         let (m, n) = if self.proto < 3 { compat::to_python3(module, name) } else { (module, name) };
-        self.add(Node::Global(Box::new(Global { module: m.to_owned(), name: n.to_owned() })))
+        self.add(|| Node::Global(Box::new(Global { module: m.to_owned(), name: n.to_owned() })))
+    }
+
+    /// Adds a str node for `bytes`, the argument just read, and pushes it.
+    #[inline]
+    fn push_str(&mut self, opcode: u8, bytes: &'a [u8]) -> R<()> {
+        // Short text is copied as a whole window of the input around it (from the
+        // text on, or the input's last bytes), a fixed-size copy from the input
+        // straight into the arena. Any copy through the stack (of the text alone, or of
+        // the window) stalled on store forwarding: a fifth of the time of decoding W1.
+        let (n, start) = (bytes.len(), self.pos - bytes.len());
+        let input: &'a [u8] = self.input;
+        let from = start.min(input.len().saturating_sub(INLINE_STR));
+        if n <= INLINE_STR
+            && let Some(window) = input.get(from..from + INLINE_STR)
+            && let Ok(window) = <&[u8; INLINE_STR]>::try_from(window)
+            && (bytes.is_ascii() || std::str::from_utf8(bytes).is_ok())
+        {
+            self.push_new(|| Node::Str(PyStr::empty_inline()));
+            if let Some(Node::Str(s)) = self.nodes.last_mut() {
+                s.set_utf8_window(window, start - from, n);
+            }
+            return Ok(());
+        }
+        let id = self.new_str(opcode, bytes)?;
+        self.push(id);
+        Ok(())
     }
 
     fn new_str(&mut self, opcode: u8, bytes: &[u8]) -> R<NodeId> {
         let s = PyStr::from_surrogatepass(bytes).ok_or_else(|| bad(opcode, "string is not valid UTF-8"))?;
-        Ok(self.add(Node::Str(s)))
+        Ok(self.add(|| Node::Str(s)))
     }
 
     /// A Python 2 `str` (STRING opcodes): decoded as ASCII, like CPython's default
@@ -353,13 +536,13 @@ impl<'a> Decoder<'a> {
             ));
         }
         let s = String::from_utf8_lossy(bytes).into_owned();
-        Ok(self.add(Node::Str(PyStr::from(s))))
+        Ok(self.add(|| Node::Str(PyStr::from(s))))
     }
 
     fn int_node(&mut self, v: Int) -> NodeId {
         match v {
-            Int::Small(i) => self.add(Node::Int(i)),
-            Int::Big(b) => self.add(Node::BigInt(Box::new(b))),
+            Int::Small(i) => self.add(|| Node::Int(i)),
+            Int::Big(b) => self.add(|| Node::BigInt(Box::new(b))),
         }
     }
 
@@ -406,19 +589,16 @@ impl<'a> Decoder<'a> {
                     self.push(id);
                 }
                 op::BININT => {
-                    let v = i32::from_le_bytes(self.array("BININT")?);
-                    let id = self.add(Node::Int(i64::from(v)));
-                    self.push(id);
+                    let v = self.i32_le("BININT")?;
+                    self.push_int(i64::from(v));
                 }
                 op::BININT1 => {
                     let v = self.byte("BININT1")?;
-                    let id = self.add(Node::Int(i64::from(v)));
-                    self.push(id);
+                    self.push_int(i64::from(v));
                 }
                 op::BININT2 => {
-                    let v = u16::from_le_bytes(self.array("BININT2")?);
-                    let id = self.add(Node::Int(i64::from(v)));
-                    self.push(id);
+                    let v = self.u16_le("BININT2")?;
+                    self.push_int(i64::from(v));
                 }
                 op::LONG1 => {
                     let n = usize::from(self.byte("LONG1")?);
@@ -428,7 +608,7 @@ impl<'a> Decoder<'a> {
                     self.push(id);
                 }
                 op::LONG4 => {
-                    let n = i32::from_le_bytes(self.array("LONG4")?);
+                    let n = self.i32_le("LONG4")?;
                     if n < 0 {
                         return Err(bad(code, "negative byte count"));
                     }
@@ -461,40 +641,36 @@ impl<'a> Decoder<'a> {
                     self.push(id);
                 }
                 op::BINFLOAT => {
-                    let v = f64::from_be_bytes(self.array("BINFLOAT")?);
-                    let id = self.add(Node::Float(v));
-                    self.push(id);
+                    let v = self.f64_be("BINFLOAT")?;
+                    self.push_float(v);
                 }
                 op::FLOAT => {
                     let line = self.line("FLOAT")?;
                     let v = parse_float(line).map_err(|e| bad_text(code, e))?;
-                    let id = self.add(Node::Float(v));
+                    let id = self.add(|| Node::Float(v));
                     self.push(id);
                 }
                 op::SHORT_BINUNICODE => {
                     let n = usize::from(self.byte("SHORT_BINUNICODE")?);
                     let b = self.take(n, "SHORT_BINUNICODE")?;
-                    let id = self.new_str(code, b)?;
-                    self.push(id);
+                    self.push_str(code, b)?;
                 }
                 op::BINUNICODE => {
-                    let n = u32::from_le_bytes(self.array("BINUNICODE")?);
+                    let n = self.u32_le("BINUNICODE")?;
                     let n = self.len_arg(u64::from(n), "BINUNICODE")?;
                     let b = self.take(n, "BINUNICODE")?;
-                    let id = self.new_str(code, b)?;
-                    self.push(id);
+                    self.push_str(code, b)?;
                 }
                 op::BINUNICODE8 => {
-                    let n = u64::from_le_bytes(self.array("BINUNICODE8")?);
+                    let n = self.u64_le("BINUNICODE8")?;
                     let n = self.len_arg(n, "BINUNICODE8")?;
                     let b = self.take(n, "BINUNICODE8")?;
-                    let id = self.new_str(code, b)?;
-                    self.push(id);
+                    self.push_str(code, b)?;
                 }
                 op::UNICODE => {
                     let line = self.line("UNICODE")?;
                     let s = decode_raw_unicode_escape(line).map_err(|e| bad_text(code, e))?;
-                    let id = self.add(Node::Str(s));
+                    let id = self.add(|| Node::Str(s));
                     self.push(id);
                 }
                 op::STRING => {
@@ -508,7 +684,7 @@ impl<'a> Decoder<'a> {
                     self.push(id);
                 }
                 op::BINSTRING => {
-                    let n = i32::from_le_bytes(self.array("BINSTRING")?);
+                    let n = self.i32_le("BINSTRING")?;
                     if n < 0 {
                         return Err(bad(code, "negative byte count"));
                     }
@@ -526,28 +702,28 @@ impl<'a> Decoder<'a> {
                 op::SHORT_BINBYTES => {
                     let n = usize::from(self.byte("SHORT_BINBYTES")?);
                     let b = self.take(n, "SHORT_BINBYTES")?;
-                    let id = self.add(Node::Bytes(b.to_vec()));
+                    let id = self.add(|| Node::Bytes(b.to_vec()));
                     self.push(id);
                 }
                 op::BINBYTES => {
-                    let n = u32::from_le_bytes(self.array("BINBYTES")?);
+                    let n = self.u32_le("BINBYTES")?;
                     let n = self.len_arg(u64::from(n), "BINBYTES")?;
                     let b = self.take(n, "BINBYTES")?;
-                    let id = self.add(Node::Bytes(b.to_vec()));
+                    let id = self.add(|| Node::Bytes(b.to_vec()));
                     self.push(id);
                 }
                 op::BINBYTES8 => {
-                    let n = u64::from_le_bytes(self.array("BINBYTES8")?);
+                    let n = self.u64_le("BINBYTES8")?;
                     let n = self.len_arg(n, "BINBYTES8")?;
                     let b = self.take(n, "BINBYTES8")?;
-                    let id = self.add(Node::Bytes(b.to_vec()));
+                    let id = self.add(|| Node::Bytes(b.to_vec()));
                     self.push(id);
                 }
                 op::BYTEARRAY8 => {
-                    let n = u64::from_le_bytes(self.array("BYTEARRAY8")?);
+                    let n = self.u64_le("BYTEARRAY8")?;
                     let n = self.len_arg(n, "BYTEARRAY8")?;
                     let b = self.take(n, "BYTEARRAY8")?;
-                    let id = self.add_container(Node::ByteArray(b.to_vec()));
+                    let id = self.add_container(|| Node::ByteArray(b.to_vec()));
                     self.push(id);
                 }
                 op::EMPTY_TUPLE => {
@@ -560,7 +736,7 @@ impl<'a> Decoder<'a> {
                         return Err(Kind::StackUnderflow { opcode: op::name(code) });
                     }
                     let items = self.stack.split_off(self.stack.len() - n);
-                    let id = self.add_container(Node::Tuple(items));
+                    let id = self.add_container(|| Node::Tuple(items));
                     self.push(id);
                 }
                 op::TUPLE => {
@@ -568,21 +744,21 @@ impl<'a> Decoder<'a> {
                     let id = if items.is_empty() {
                         self.interned(EMPTY_TUPLE_SLOT)
                     } else {
-                        self.add_container(Node::Tuple(items))
+                        self.add_container(|| Node::Tuple(items))
                     };
                     self.push(id);
                 }
                 op::EMPTY_LIST => {
-                    let id = self.add_container(Node::List(Vec::new()));
+                    let id = self.add_container(|| Node::List(Vec::new()));
                     self.push(id);
                 }
                 op::LIST => {
                     let items = self.pop_mark(code)?;
-                    let id = self.add_container(Node::List(items));
+                    let id = self.add_container(|| Node::List(items));
                     self.push(id);
                 }
                 op::EMPTY_DICT => {
-                    let id = self.add_container(Node::Dict(Vec::new()));
+                    let id = self.add_container(|| Node::Dict(Vec::new()));
                     self.push(id);
                 }
                 op::DICT => {
@@ -591,50 +767,50 @@ impl<'a> Decoder<'a> {
                         return Err(bad(code, "odd number of items"));
                     }
                     let pairs = items.chunks_exact(2).map(|p| (p[0], p[1])).collect();
-                    let id = self.add_container(Node::Dict(pairs));
+                    let id = self.add_container(|| Node::Dict(pairs));
                     self.push(id);
                 }
                 op::EMPTY_SET => {
-                    let id = self.add_container(Node::Set(Vec::new()));
+                    let id = self.add_container(|| Node::Set(Vec::new()));
                     self.push(id);
                 }
                 op::FROZENSET => {
                     let items = self.pop_mark(code)?;
-                    let id = self.add_container(Node::FrozenSet(items));
+                    let id = self.add_container(|| Node::FrozenSet(items));
                     self.push(id);
                 }
                 op::APPEND => {
                     let item = self.pop(code)?;
                     let target = self.target(code)?;
-                    self.append(code, target, std::slice::from_ref(&item))?;
+                    append(code, &mut self.nodes[target.index()], std::slice::from_ref(&item))?;
                 }
+                // The ops that apply a MARK's items to the object below the MARK read the
+                // items where they are on the stack, then drop them.
                 op::APPENDS => {
-                    let items = self.pop_mark(code)?;
-                    let target = self.target(code)?;
-                    self.append(code, target, &items)?;
+                    let (m, target) = self.mark_and_target(code, false)?;
+                    append(code, &mut self.nodes[target.index()], &self.stack[m..])?;
+                    self.stack.truncate(m);
                 }
                 op::SETITEM => {
                     let v = self.pop(code)?;
                     let k = self.pop(code)?;
                     let target = self.target(code)?;
-                    self.set_items(code, target, &[k, v])?;
+                    set_items(code, &mut self.nodes[target.index()], &[k, v])?;
                 }
                 op::SETITEMS => {
-                    let items = self.pop_mark(code)?;
-                    if items.len() % 2 != 0 {
-                        return Err(bad(code, "odd number of items"));
-                    }
-                    let target = self.target(code)?;
-                    self.set_items(code, target, &items)?;
+                    let (m, target) = self.mark_and_target(code, true)?;
+                    set_items(code, &mut self.nodes[target.index()], &self.stack[m..])?;
+                    self.stack.truncate(m);
                 }
                 op::ADDITEMS => {
-                    let items = self.pop_mark(code)?;
-                    let target = self.target(code)?;
+                    let (m, target) = self.mark_and_target(code, false)?;
+                    let items = &self.stack[m..];
                     match &mut self.nodes[target.index()] {
-                        Node::Set(v) => v.extend_from_slice(&items),
+                        Node::Set(v) => v.extend_from_slice(items),
                         Node::Object(o) => o.ops.extend(items.iter().map(|&x| ObjectOp::AddItem(x))),
                         other => return Err(bad(code, format!("cannot add items to a {}", other.type_name()))),
                     }
+                    self.stack.truncate(m);
                 }
                 op::BUILD => {
                     let state = self.pop(code)?;
@@ -656,7 +832,7 @@ impl<'a> Decoder<'a> {
                     self.memo.put(u64::from(idx), t);
                 }
                 op::LONG_BINPUT => {
-                    let idx = u32::from_le_bytes(self.array("LONG_BINPUT")?);
+                    let idx = self.u32_le("LONG_BINPUT")?;
                     let t = self.top(code)?;
                     self.memo.put(u64::from(idx), t);
                 }
@@ -677,7 +853,7 @@ impl<'a> Decoder<'a> {
                     self.push(id);
                 }
                 op::LONG_BINGET => {
-                    let idx = u64::from(u32::from_le_bytes(self.array("LONG_BINGET")?));
+                    let idx = u64::from(self.u32_le("LONG_BINGET")?);
                     let id = self.memo.get(idx).ok_or(Kind::MemoMissing(idx))?;
                     self.push(id);
                 }
@@ -758,30 +934,30 @@ impl<'a> Decoder<'a> {
                         return Err(bad_text(code, "persistent id is not ASCII"));
                     }
                     let pid = self.new_str(code, line)?;
-                    let id = self.add(Node::PersistentId(pid));
+                    let id = self.add(|| Node::PersistentId(pid));
                     self.push(id);
                 }
                 op::BINPERSID => {
                     let pid = self.pop(code)?;
-                    let id = self.add(Node::PersistentId(pid));
+                    let id = self.add(|| Node::PersistentId(pid));
                     self.push(id);
                 }
                 op::EXT1 | op::EXT2 | op::EXT4 => {
                     let ext = match code {
                         op::EXT1 => i32::from(self.byte("EXT1")?),
-                        op::EXT2 => i32::from(u16::from_le_bytes(self.array("EXT2")?)),
-                        _ => i32::from_le_bytes(self.array("EXT4")?),
+                        op::EXT2 => i32::from(self.u16_le("EXT2")?),
+                        _ => self.i32_le("EXT4")?,
                     };
                     if ext <= 0 {
                         return Err(bad(code, "extension code must be positive"));
                     }
-                    let id = self.add(Node::Extension(ext));
+                    let id = self.add(|| Node::Extension(ext));
                     self.push(id);
                 }
                 op::NEXT_BUFFER => {
                     let index = self.buffers;
                     self.buffers = self.buffers.saturating_add(1);
-                    let id = self.add(Node::Buffer { index, readonly: false });
+                    let id = self.add(|| Node::Buffer { index, readonly: false });
                     self.push(id);
                 }
                 op::READONLY_BUFFER => {
@@ -805,7 +981,7 @@ impl<'a> Decoder<'a> {
                     self.proto = p;
                 }
                 op::FRAME => {
-                    let n = u64::from_le_bytes(self.array("FRAME")?);
+                    let n = self.u64_le("FRAME")?;
                     if let Some(end) = self.frame_end
                         && self.pos != end
                     {
@@ -814,33 +990,30 @@ impl<'a> Decoder<'a> {
                     if n > (self.input.len() - self.pos) as u64 {
                         return Err(Kind::Truncated { what: "a frame" });
                     }
-                    self.frame_end = Some(self.pos + n as usize);
+                    self.set_frame(Some(self.pos + n as usize));
                 }
                 other => return Err(Kind::UnknownOpcode(other)),
             }
         }
     }
 
-    fn append(&mut self, code: u8, target: NodeId, items: &[NodeId]) -> R<()> {
-        match &mut self.nodes[target.index()] {
-            Node::List(v) => v.extend_from_slice(items),
-            Node::Object(o) => o.ops.extend(items.iter().map(|&x| ObjectOp::Append(x))),
-            other => return Err(bad(code, format!("cannot append to a {}", other.type_name()))),
+    /// For the ops that apply a MARK's items to the object below it: pops the MARK and
+    /// returns where its items start on the stack (they stay there) and the target, the
+    /// stack entry below them. With `pairs`, the items must come in pairs.
+    #[inline]
+    fn mark_and_target(&mut self, opcode: u8, pairs: bool) -> R<(usize, NodeId)> {
+        let m = self.marks.pop().ok_or(Kind::MarkNotFound { opcode: op::name(opcode) })?;
+        if pairs && !(self.stack.len() - m).is_multiple_of(2) {
+            return Err(bad(opcode, "odd number of items"));
         }
-        Ok(())
-    }
-
-    fn set_items(&mut self, code: u8, target: NodeId, items: &[NodeId]) -> R<()> {
-        match &mut self.nodes[target.index()] {
-            Node::Dict(v) => v.extend(items.chunks_exact(2).map(|p| (p[0], p[1]))),
-            Node::Object(o) => o.ops.extend(items.chunks_exact(2).map(|p| ObjectOp::SetItem(p[0], p[1]))),
-            other => return Err(bad(code, format!("cannot set items of a {}", other.type_name()))),
+        if m <= self.fence() {
+            return Err(Kind::StackUnderflow { opcode: op::name(opcode) });
         }
-        Ok(())
+        Ok((m, self.stack[m - 1]))
     }
 
     fn object(&mut self, construct: Construct) -> NodeId {
-        self.add_container(Node::Object(Box::new(Object { construct, ops: Vec::new() })))
+        self.add_container(|| Node::Object(Box::new(Object { construct, ops: Vec::new() })))
     }
 
     /// REDUCE: the built-in types CPython writes as calls before protocol 3–5 become
@@ -861,7 +1034,7 @@ impl<'a> Decoder<'a> {
                 Node::Set(v) | Node::FrozenSet(v) => v.len(),
                 _ => 0,
             };
-            return self.add_container(node);
+            return self.add_container(|| node);
         }
         self.object(Construct::Reduce { callable, args })
     }
@@ -917,6 +1090,28 @@ impl<'a> Decoder<'a> {
             _ => None,
         }
     }
+}
+
+/// APPEND/APPENDS: a list's items, or an object's `append` calls.
+#[inline]
+fn append(code: u8, target: &mut Node, items: &[NodeId]) -> R<()> {
+    match target {
+        Node::List(v) => v.extend_from_slice(items),
+        Node::Object(o) => o.ops.extend(items.iter().map(|&x| ObjectOp::Append(x))),
+        other => return Err(bad(code, format!("cannot append to a {}", other.type_name()))),
+    }
+    Ok(())
+}
+
+/// SETITEM/SETITEMS: a dict's items (`items` holds pairs), or an object's `obj[k] = v`.
+#[inline]
+fn set_items(code: u8, target: &mut Node, items: &[NodeId]) -> R<()> {
+    match target {
+        Node::Dict(v) => v.extend(items.chunks_exact(2).map(|p| (p[0], p[1]))),
+        Node::Object(o) => o.ops.extend(items.chunks_exact(2).map(|p| ObjectOp::SetItem(p[0], p[1]))),
+        other => return Err(bad(code, format!("cannot set items of a {}", other.type_name()))),
+    }
+    Ok(())
 }
 
 /// True when the value nests deeper than `max` (counted along a depth-first walk that

@@ -56,53 +56,14 @@ pub fn encode(value: &Value, protocol: u8) -> Result<Vec<u8>> {
 
 /// Encodes like CPython's pickler in fast mode (`pickler.fast = True`): no memo at all,
 /// so a node reached twice is written twice. For canonical forms (memoization keys),
-/// where the bytes must not depend on which equal objects happen to be shared. A cycle
-/// is an error.
-pub(crate) fn encode_fast(value: &Value, protocol: u8) -> Result<Vec<u8>> {
-    if has_cycle(value) {
-        return Err(Error::Encode("a cyclic value cannot be written without a memo".into()));
-    }
+/// where the bytes must not depend on which equal objects happen to be shared. The value
+/// must have no cycle (the canonical form is a tree).
+pub(crate) fn encode_fast_acyclic(value: &Value, protocol: u8) -> Result<Vec<u8>> {
     let mut em = Emitter::with_capacity(protocol, value.len().saturating_mul(8).saturating_add(32))?;
     em.set_fast();
     let mut enc = Encoder::new(&mut em, value.nodes());
     enc.run(value.root())?;
     Ok(em.finish())
-}
-
-/// True when a node can reach itself (iterative three-colour depth-first search).
-fn has_cycle(value: &Value) -> bool {
-    // 0 = unvisited, 1 = on the current path, 2 = done.
-    let mut colour = vec![0u8; value.len()];
-    let mut stack: Vec<(NodeId, Vec<NodeId>)> = Vec::new();
-    let children = |id: NodeId| {
-        let mut c = Vec::new();
-        if let Some(n) = value.get(id) {
-            n.for_each_child(|x| c.push(x));
-        }
-        c.reverse();
-        c
-    };
-    colour[value.root().index()] = 1;
-    stack.push((value.root(), children(value.root())));
-    while let Some((id, pending)) = stack.last_mut() {
-        let id = *id;
-        match pending.pop() {
-            Some(c) => match colour.get(c.index()).copied() {
-                Some(0) => {
-                    colour[c.index()] = 1;
-                    let cc = children(c);
-                    stack.push((c, cc));
-                }
-                Some(1) => return true,
-                _ => {}
-            },
-            None => {
-                colour[id.index()] = 2;
-                stack.pop();
-            }
-        }
-    }
-    false
 }
 
 /// Marks a node in [`Encoder::state`] that was never written.

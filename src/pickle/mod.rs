@@ -13,6 +13,7 @@
 //! - [`to_tagged_json`] / [`from_tagged_json`]: the tagged JSON of the conformance corpus.
 
 pub(crate) mod canon;
+pub(crate) mod canon_ser;
 mod compat;
 pub mod de;
 mod decode;
@@ -33,3 +34,7 @@ pub use json::{from_tagged_json, to_tagged_json};
 pub use repr::{bytes_repr, float_repr, str_repr};
 pub use ser::{to_value, to_vec, to_vec_with_protocol};
 pub use value::{Construct, Global, Node, NodeId, Object, ObjectOp, PyStr, Value};
+
+/// Test hooks of the canonical pickle (direct and reference paths); not part of the API.
+#[doc(hidden)]
+pub use canon_ser::testing as canon_testing;

@@ -136,7 +136,9 @@ pub(crate) fn to_value_with_sets<T: Serialize + ?Sized>(value: &T) -> Result<Val
     Ok(Value::from_parts_unchecked(b.nodes, root))
 }
 
-fn is_set_type<I>() -> bool {
+/// Whether `collect_seq` was handed a set (see [`to_value_with_sets`]); the direct
+/// canonical serializer ([`super::canon_ser`]) asks the same question.
+pub(crate) fn is_set_type<I>() -> bool {
     let name = std::any::type_name::<I>();
     name.contains("HashSet") || name.contains("BTreeSet") || name.contains("IndexSet")
 }

@@ -1,0 +1,436 @@
+//! The store subcommands: `ls`, `get`, `put`, `rm`, `stats`, `verify`, `gc`.
+
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, anyhow, bail};
+use clap::{ArgGroup, Args};
+use pickleshelf::pickle::{self, PyStr};
+use pickleshelf::{Batch, Shelf};
+
+use super::bar::Bar;
+use super::{Access, Input, StoreArgs, examples, human_bytes, manual, stdout_is_terminal, write_stdout};
+
+const LS: &str = "  pickleshelf ls state.db
+  pickleshelf ls state.db --prefix user: --long
+  pickleshelf ls state.db -0 | xargs -0 -n1 pickleshelf get state.db --json";
+
+/// List the keys of a store.
+///
+/// Prints every key (or every key starting with --prefix), in key order (the
+/// order of their UTF-8 bytes), one per line. On a terminal, a key holding
+/// control characters is shown as a Python string literal ('a\nb') so that each
+/// line is one key; otherwise keys are printed as they are (use -0 for keys that
+/// hold newlines).
+///
+/// With --long each line is: the pickle's size in bytes, its stored (framed and
+/// compressed) size, its compression (raw, zstd, zstd+dictN), how many keys share
+/// it (- for a small value kept inline with its key), its digest (blake3 of the
+/// pickle, keyed in an authenticated store), then the key. Sizes come from frame
+/// headers: values are not decompressed or verified (use verify for that).
+#[derive(Args)]
+#[command(verbatim_doc_comment, override_usage = "pickleshelf ls STORE [--prefix P] [--long] [-0] [OPTIONS]")]
+#[command(after_help = examples(LS), after_long_help = manual(LS))]
+pub struct Ls {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Only keys starting with P.
+    #[arg(long, short, value_name = "P", default_value = "", hide_default_value = true)]
+    prefix: String,
+    /// Show size, stored size, compression, sharing and digest before each key.
+    #[arg(long, short)]
+    long: bool,
+    /// End each key with a NUL byte instead of a newline (for xargs -0).
+    #[arg(long = "null", short = '0')]
+    null: bool,
+}
+
+/// How a key is printed: a repr on a terminal when it holds control characters.
+fn shown_key(key: &str, terminal: bool) -> String {
+    if terminal && key.chars().any(char::is_control) { pickle::str_repr(&PyStr::from(key)) } else { key.to_owned() }
+}
+
+impl Ls {
+    pub fn run(self) -> anyhow::Result<()> {
+        let shelf = self.store.open(Access::Read)?;
+        let terminal = stdout_is_terminal() && !self.null;
+        let end: &[u8] = if self.null { b"\0" } else { b"\n" };
+        let mut out = BufWriter::new(io::stdout().lock());
+        if self.long {
+            for info in shelf.key_info(&self.prefix) {
+                let info = info?;
+                let size = info.size.map_or("?".into(), |n| n.to_string());
+                let compression = info.compression.map_or("?".into(), |c| c.to_string());
+                let shared = info.shared_by.map_or("-".into(), |n| n.to_string());
+                let key = shown_key(&info.key, terminal);
+                write!(out, "{size:>10} {:>10} {compression:<11} {shared:>3} {} {key}", info.stored, info.digest)?;
+                out.write_all(end)?;
+            }
+        } else {
+            for key in shelf.keys_with_prefix(&self.prefix) {
+                out.write_all(shown_key(&key?, terminal).as_bytes())?;
+                out.write_all(end)?;
+            }
+        }
+        out.flush()?;
+        Ok(())
+    }
+}
+
+const GET: &str = "  pickleshelf get state.db user:1                   # Python-like, on a terminal
+  pickleshelf get state.db user:1 --json | jq .
+  pickleshelf get state.db user:1 --raw > user1.pkl   # Python: pickle.load(open('user1.pkl', 'rb'))";
+
+/// Print the value of a key.
+///
+/// The value is read, checked against its digest, and printed in one of three
+/// forms: --repr, a Python-like repr for people (the default when stdout is a
+/// terminal); --json, tagged JSON (the default otherwise; see docs/PICKLE.md);
+/// --raw, the pickle bytes exactly as stored. Objects of other classes (datetime,
+/// your own classes) are shown as data: nothing is imported or executed.
+#[derive(Args)]
+#[command(verbatim_doc_comment, override_usage = "pickleshelf get STORE KEY [--json | --repr | --raw] [OPTIONS]")]
+#[command(after_help = examples(GET), after_long_help = manual(GET))]
+#[command(group(ArgGroup::new("form").args(["json", "repr", "raw"])))]
+pub struct Get {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The key.
+    key: String,
+    /// Print tagged JSON.
+    #[arg(long)]
+    json: bool,
+    /// Print a Python-like repr.
+    #[arg(long)]
+    repr: bool,
+    /// Print the pickle bytes.
+    #[arg(long)]
+    raw: bool,
+}
+
+impl Get {
+    pub fn run(self) -> anyhow::Result<()> {
+        let shelf = self.store.open(Access::Read)?;
+        let key = &self.key;
+        let bytes = shelf.get_pickle(key)?.ok_or_else(|| anyhow!("{}: no key {key:?}", self.store.store.display()))?;
+        if self.raw {
+            return write_stdout(&bytes);
+        }
+        let value = pickle::decode(&bytes).with_context(|| format!("key {key:?}"))?;
+        let mut text = if self.json || (!self.repr && !stdout_is_terminal()) {
+            pickle::to_tagged_json(&value)
+        } else {
+            value.to_string()
+        };
+        text.push('\n');
+        write_stdout(text.as_bytes())
+    }
+}
+
+const PUT: &str = "  pickleshelf put state.db user:1 --json user1.json
+  pickleshelf put state.db user:1 --pickle user1.pkl
+  pickleshelf put state.db cfg - < cfg.pkl
+  echo '{\"list\":[{\"int\":\"1\"},{\"str\":\"a\"}]}' | pickleshelf put state.db xs -";
+
+/// Store a value under a key.
+///
+/// The value comes from a pickle file (--pickle FILE: stored byte for byte, after
+/// checking that it decodes), a tagged JSON file (--json FILE: encoded as a
+/// pickle of --protocol), or stdin (-: tagged JSON when its first non-blank
+/// character is '{', which no pickle starts with, else a pickle). FILE may also
+/// be - for stdin. An existing value is replaced. The store is created when it
+/// does not exist.
+#[derive(Args)]
+#[command(
+    verbatim_doc_comment,
+    override_usage = "pickleshelf put STORE KEY (--json FILE | --pickle FILE | -) [--protocol N] [OPTIONS]"
+)]
+#[command(after_help = examples(PUT), after_long_help = manual(PUT))]
+#[command(group(ArgGroup::new("source").required(true).args(["json", "pickle", "stdin"])))]
+pub struct Put {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The key (UTF-8, at most 1024 bytes).
+    key: String,
+    /// Read the value as tagged JSON from FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Read the value as pickle bytes from FILE.
+    #[arg(long, value_name = "FILE")]
+    pickle: Option<PathBuf>,
+    /// Read the value from stdin (tagged JSON or pickle).
+    #[arg(value_name = "-", value_parser = ["-"], hide_possible_values = true)]
+    stdin: Option<String>,
+    /// The pickle protocol JSON is encoded with (2-5).
+    #[arg(long, short = 'p', value_name = "N", default_value_t = pickle::DEFAULT_PROTOCOL,
+          value_parser = clap::value_parser!(u8).range(2..=5))]
+    protocol: u8,
+}
+
+impl Put {
+    pub fn run(self) -> anyhow::Result<()> {
+        let (input, json) = match (&self.json, &self.pickle) {
+            (Some(f), _) => (Input::from(f.clone()), Some(true)),
+            (None, Some(f)) => (Input::from(f.clone()), Some(false)),
+            (None, None) => (Input::from(PathBuf::from("-")), None),
+        };
+        let bytes = input.read()?;
+        let json = json.unwrap_or_else(|| bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'));
+        let pickled = if json {
+            let text = std::str::from_utf8(&bytes).map_err(|e| pickleshelf::Error::Json {
+                offset: e.valid_up_to(),
+                message: "the text is not UTF-8".into(),
+            });
+            let value = text.and_then(pickle::from_tagged_json).with_context(|| input.name())?;
+            pickle::encode(&value, self.protocol).with_context(|| input.name())?
+        } else {
+            pickle::decode(&bytes).with_context(|| input.name())?;
+            bytes
+        };
+        let shelf = self.store.open(Access::Create)?;
+        shelf.insert_pickle(&self.key, &pickled)?;
+        shelf.close()?;
+        Ok(())
+    }
+}
+
+const RM: &str = "  pickleshelf rm state.db user:1 user:2
+  pickleshelf ls state.db --prefix tmp: -0 | xargs -0 pickleshelf rm state.db";
+
+/// Remove keys.
+///
+/// Removes every key given, all at once: when one of them is not in the store
+/// nothing is removed and the command fails, unless --force is given (missing
+/// keys are then ignored). Space of values no key uses any more is freed at once.
+#[derive(Args)]
+#[command(verbatim_doc_comment, override_usage = "pickleshelf rm STORE KEY... [--force] [OPTIONS]")]
+#[command(after_help = examples(RM), after_long_help = manual(RM))]
+pub struct Rm {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The keys to remove.
+    #[arg(required = true, value_name = "KEY")]
+    keys: Vec<String>,
+    /// Ignore keys that are not in the store.
+    #[arg(long, short)]
+    force: bool,
+}
+
+impl Rm {
+    pub fn run(self) -> anyhow::Result<()> {
+        let shelf = self.store.open(Access::Write)?;
+        let mut batch = Batch::new();
+        for key in &self.keys {
+            if shelf.contains_key(key)? {
+                batch.remove(key);
+            } else if !self.force {
+                bail!("{}: no key {key:?} (nothing removed)", self.store.store.display());
+            }
+        }
+        shelf.apply(batch)?;
+        shelf.close()?;
+        Ok(())
+    }
+}
+
+const STATS: &str = "  pickleshelf stats state.db
+  pickleshelf stats state.db --json | jq .dedup_ratio";
+
+/// Show what a store holds and what it costs.
+///
+/// Counts keys (and memoized results, if any) and objects, and adds up bytes from
+/// the records and frame headers (nothing is decompressed):
+///   logical bytes   the pickles of all keys, as reading every key returns them
+///   unique bytes    the pickle bytes kept: a large value shared by keys once, small
+///                   (inline) values once per key
+///   stored bytes    what those take compressed
+///   dedup ratio     logical / unique
+///   compression     unique / stored
+///   on disk         every file of the store, storage engine included
+/// With --json the same numbers are one JSON object (names as in pickleshelf::Stats).
+#[derive(Args)]
+#[command(verbatim_doc_comment, override_usage = "pickleshelf stats STORE [--json] [OPTIONS]")]
+#[command(after_help = examples(STATS), after_long_help = manual(STATS))]
+pub struct Stats {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `1234567` as `1,234,567`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl Stats {
+    pub fn run(self) -> anyhow::Result<()> {
+        let shelf = self.store.open(Access::Read)?;
+        let s = shelf.stats()?;
+        let text = if self.json {
+            let json = serde_json::json!({
+                "store": self.store.store.display().to_string(),
+                "format_version": s.format_version,
+                "generation": s.generation,
+                "keys": s.keys,
+                "memo_entries": s.memo_entries,
+                "inline_values": s.inline_values,
+                "objects": s.objects,
+                "object_refs": s.object_refs,
+                "logical_bytes": s.logical_bytes,
+                "unique_bytes": s.unique_bytes,
+                "stored_bytes": s.stored_bytes,
+                "disk_bytes": s.disk_bytes,
+                "dedup_ratio": s.dedup_ratio(),
+                "compression_ratio": s.compression_ratio(),
+                "dictionary": s.dictionary,
+                "unreadable": s.unreadable,
+            });
+            format!("{json}\n")
+        } else {
+            let bytes = |n: u64| format!("{} ({} bytes)", human_bytes(n), grouped(n));
+            let mut t = String::new();
+            let mut line = |name: &str, value: String| t.push_str(&format!("{name:<18} {value}\n"));
+            line("store", self.store.store.display().to_string());
+            line("format version", s.format_version.to_string());
+            line("generation", s.generation.to_string());
+            line("keys", grouped(s.keys));
+            if s.memo_entries > 0 {
+                line("memo results", grouped(s.memo_entries));
+            }
+            line("inline values", grouped(s.inline_values));
+            line("values in objects", format!("{} ({} object files)", grouped(s.object_refs), grouped(s.objects)));
+            line("logical bytes", bytes(s.logical_bytes));
+            line("unique bytes", bytes(s.unique_bytes));
+            line("stored bytes", bytes(s.stored_bytes));
+            line("dedup ratio", format!("{:.2}", s.dedup_ratio()));
+            line("compression ratio", format!("{:.2}", s.compression_ratio()));
+            line("on disk", bytes(s.disk_bytes));
+            line("dictionary", s.dictionary.map_or("none".into(), |d| format!("#{d}")));
+            if s.unreadable > 0 {
+                line("unreadable values", format!("{} (run verify)", grouped(s.unreadable)));
+            }
+            t
+        };
+        write_stdout(text.as_bytes())
+    }
+}
+
+const VERIFY: &str = "  pickleshelf verify state.db && echo intact";
+
+/// Check a whole store.
+///
+/// Reads every value and checks it against its digest, checks every reference
+/// count against the keys that point at the object, and every object file against
+/// its record. Changes nothing (gc repairs what can be repaired). Prints `ok:
+/// ...` and exits 0 when everything is right; otherwise prints one `problem: ...`
+/// line each and exits 1. A progress bar shows on stderr when it is a terminal.
+#[derive(Args)]
+#[command(verbatim_doc_comment, override_usage = "pickleshelf verify STORE [OPTIONS]")]
+#[command(after_help = examples(VERIFY), after_long_help = manual(VERIFY))]
+pub struct Verify {
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+impl Verify {
+    pub fn run(self) -> anyhow::Result<()> {
+        let shelf = self.store.open(Access::Read)?;
+        let report = {
+            let mut bar = Bar::stderr();
+            shelf.verify_with_progress(&mut bar)?
+        };
+        let mut text = String::new();
+        for p in &report.problems {
+            text.push_str(&format!("problem: {p}\n"));
+        }
+        if report.is_ok() {
+            text.push_str(&format!(
+                "ok: {} keys, {} objects, {} object files checked\n",
+                report.keys, report.objects, report.files
+            ));
+        }
+        write_stdout(text.as_bytes())?;
+        if !report.is_ok() {
+            let n = report.problems.len();
+            bail!("{}: verify found {n} problem{}", self.store.store.display(), if n == 1 { "" } else { "s" });
+        }
+        Ok(())
+    }
+}
+
+const GC: &str = "  pickleshelf gc state.db";
+
+/// Repair what can be repaired and free unused space.
+///
+/// Runs the checks of verify and repairs reference counts, object records that
+/// are missing or that no key uses, object files no record names, and temporary
+/// files left by a crash; then syncs. Prints one `repaired: ...` line per repair
+/// and one `problem: ...` line per problem it cannot repair (a damaged value is
+/// reported, never removed), then a summary. Exits 1 when problems remain.
+#[derive(Args)]
+#[command(verbatim_doc_comment, override_usage = "pickleshelf gc STORE [OPTIONS]")]
+#[command(after_help = examples(GC), after_long_help = manual(GC))]
+pub struct Gc {
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+impl Gc {
+    pub fn run(self) -> anyhow::Result<()> {
+        let shelf: Shelf = self.store.open(Access::Write)?;
+        let report = {
+            let mut bar = Bar::stderr();
+            shelf.gc_with_progress(&mut bar)?
+        };
+        shelf.close()?;
+        let mut text = String::new();
+        for r in &report.repaired {
+            text.push_str(&format!("repaired: {r}\n"));
+        }
+        for p in &report.problems {
+            text.push_str(&format!("problem: {p}\n"));
+        }
+        text.push_str(&format!(
+            "gc: {} keys checked, {} repaired, {} problems left\n",
+            report.keys,
+            report.repaired.len(),
+            report.problems.len()
+        ));
+        write_stdout(text.as_bytes())?;
+        if !report.is_ok() {
+            let n = report.problems.len();
+            bail!("{}: {n} problem{} gc cannot repair", self.store.store.display(), if n == 1 { "" } else { "s" });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_grouped() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1000), "1,000");
+        assert_eq!(grouped(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_on_a_terminal_only() {
+        assert_eq!(shown_key("a\nb", true), "'a\\nb'");
+        assert_eq!(shown_key("a\nb", false), "a\nb");
+        assert_eq!(shown_key("user:1", true), "user:1");
+    }
+}

@@ -15,6 +15,11 @@
 //! - **panic/abort**: the child panicked outside the store's own `catch_unwind`, or died by a
 //!   signal; **hang**: it ran past the time limit.
 //!
+//! The reference store holds every kind of record: inline values, object files shared by
+//! keys, versions stored as delta chains (frame records and files), and checkpoints (copied
+//! and promoted entries). The child reads every key and every checkpoint's every entry
+//! (`get_pickle_at`): a checkpoint value other than the reference's is a wrong value too.
+//!
 //! The test asserts zero undetected losses, wrong values, panics/aborts and hangs, and prints
 //! the table of outcomes per damage kind and per file kind (`--nocapture`).
 //!
@@ -119,6 +124,21 @@ fn big_pickle(id: u64) -> Vec<u8> {
     bytes_pickle(&payload)
 }
 
+/// Version `n` of line `l`: 40 KB of noise with `n` scattered changes (the store keeps
+/// versions as deltas against each other).
+fn version_pickle(l: u64, n: u64) -> Vec<u8> {
+    let mut rng = Rng::new(l << 8 | 5);
+    let mut payload = Vec::with_capacity(40_008);
+    while payload.len() < 40_000 {
+        payload.extend_from_slice(&rng.next().to_le_bytes());
+    }
+    payload.truncate(40_000);
+    for j in 0..n {
+        payload[((j * 7919 + l) % 40_000) as usize] ^= 0x5a;
+    }
+    bytes_pickle(&payload)
+}
+
 /// One step of building the reference store.
 enum Write {
     One(String, Option<Vec<u8>>),
@@ -126,6 +146,8 @@ enum Write {
     Sync,
     /// Close and open again (sled writes a snapshot at open).
     Reopen,
+    Checkpoint(String),
+    DeleteCheckpoint(String),
 }
 
 fn reference_writes() -> Vec<Write> {
@@ -174,28 +196,57 @@ fn reference_writes() -> Vec<Write> {
     for _ in 0..keys / 12 {
         out.push(Write::One(key(rng.below(keys)), None));
     }
+    // Versions of three values, each saved under a new key and then under one key that a
+    // checkpoint keeps after every save: delta chains, in frame records and files.
+    for n in 0..60u64 {
+        let l = n % 3;
+        out.push(Write::One(format!("snap/{l}/{n:02}"), Some(version_pickle(l, n))));
+        if n % 10 == 9 {
+            out.push(Write::One(format!("snap/{l}/{:02}", n - 6), None));
+        }
+        out.push(Write::One(format!("state/{l}"), Some(version_pickle(l, n + 1))));
+        if n % 6 == 0 {
+            out.push(Write::Checkpoint(format!("save-{n:02}")));
+        }
+        if n == 30 {
+            out.push(Write::Sync);
+            out.push(Write::DeleteCheckpoint("save-12".into()));
+        }
+    }
     out
 }
 
-/// The reference's final keys and values.
-fn reference() -> BTreeMap<String, Vec<u8>> {
-    let mut map = BTreeMap::new();
-    let mut one = |k: String, v: Option<Vec<u8>>| match v {
-        Some(v) => {
-            map.insert(k, v);
-        }
-        None => {
-            map.remove(&k);
-        }
-    };
+/// The reference's final keys and values, and each checkpoint's.
+#[derive(Default)]
+struct Reference {
+    keys: BTreeMap<String, Vec<u8>>,
+    checkpoints: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+}
+
+fn reference() -> Reference {
+    let mut r = Reference::default();
     for w in reference_writes() {
+        let mut one = |k: String, v: Option<Vec<u8>>| match v {
+            Some(v) => {
+                r.keys.insert(k, v);
+            }
+            None => {
+                r.keys.remove(&k);
+            }
+        };
         match w {
             Write::One(k, v) => one(k, v),
             Write::Batch(ops) => ops.into_iter().for_each(|(k, v)| one(k, v)),
             Write::Sync | Write::Reopen => {}
+            Write::Checkpoint(name) => {
+                r.checkpoints.insert(name, r.keys.clone());
+            }
+            Write::DeleteCheckpoint(name) => {
+                r.checkpoints.remove(&name);
+            }
         }
     }
-    map
+    r
 }
 
 fn build_reference(path: &Path) -> pickleshelf::Result<()> {
@@ -221,10 +272,19 @@ fn build_reference(path: &Path) -> pickleshelf::Result<()> {
                 shelf.close()?;
                 shelf = Shelf::open(path)?;
             }
+            Write::Checkpoint(name) => {
+                shelf.checkpoint(&name)?;
+            }
+            Write::DeleteCheckpoint(name) => {
+                shelf.delete_checkpoint(&name)?;
+            }
         }
     }
     let report = shelf.verify()?;
     assert!(report.is_ok(), "reference store: {report:?}");
+    // The reference must hold what the campaign means to damage.
+    assert!(report.checkpoints >= 8, "{report:?}");
+    assert!(report.objects > report.files + 40, "delta objects in frame records: {report:?}");
     shelf.close()
 }
 
@@ -275,6 +335,45 @@ fn child(store: &Path, result: &Path) -> ! {
             f.first_error = what;
         }
     };
+    // Every checkpoint's every value (a missing checkpoint loses all of its keys), and no
+    // key a checkpoint did not hold.
+    for (name, keys) in &reference.checkpoints {
+        if let Ok(listed) = shelf.checkpoint_keys(name) {
+            for (k, _) in listed.iter().filter(|(k, _)| !keys.contains_key(k)) {
+                f.extra += 1;
+                note(&mut f, format!("EXTRA key {k:?} in checkpoint {name}"));
+            }
+        }
+        for (k, v) in keys {
+            match shelf.get_pickle_at(name, k) {
+                Ok(Some(b)) if b == *v => f.ok += 1,
+                Ok(Some(b)) => {
+                    f.wrong += 1;
+                    note(&mut f, format!("WRONG value for {k} at checkpoint {name}: {} bytes", b.len()));
+                }
+                Ok(None) | Err(pickleshelf::Error::Checkpoint { .. }) => f.missing += 1,
+                Err(e) => {
+                    f.read_errors += 1;
+                    note(&mut f, format!("get {k} at {name}: {}: {e}", variant(&e)));
+                }
+            }
+        }
+    }
+    match shelf.checkpoints() {
+        Ok(list) => {
+            for c in list {
+                if !reference.checkpoints.contains_key(&c.name) {
+                    f.extra += 1;
+                    note(&mut f, format!("EXTRA checkpoint {:?}", c.name));
+                }
+            }
+        }
+        Err(e) => {
+            f.scan_errors += 1;
+            note(&mut f, format!("checkpoints: {}: {e}", variant(&e)));
+        }
+    }
+    let reference = reference.keys;
     for (k, v) in &reference {
         match shelf.get_pickle(k) {
             Ok(Some(b)) if b == *v => f.ok += 1,
@@ -620,7 +719,7 @@ fn corruption_campaign() {
     let tmp = tempfile::tempdir().expect("temporary directory");
     let reference = tmp.path().join("reference");
     build_reference(&reference).expect("build the reference store");
-    let reference_len = self::reference().len();
+    let reference_len = self::reference().keys.len();
     if let Some(keep) = std::env::var_os("PICKLESHELF_CORRUPTION_KEEP") {
         copy_dir(&reference, &Path::new(&keep).join("reference"));
     }

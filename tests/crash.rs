@@ -7,7 +7,10 @@
 //!
 //! The op stream is a pure function of (seed, op index): small ints, short strings, inline
 //! byte strings of 0.3–3.5 KB, incompressible byte strings of 5–300 KB (object files, shared
-//! between keys), removals, and batches mixing them. A sync follows about one op in four.
+//! between keys), versions of four 30 KB values (stored as deltas against each other, so
+//! removals cascade down chains of bases), removals, batches mixing them, and checkpoints
+//! taken, restored and deleted (each one atomic step; the recovered checkpoints must equal
+//! the model's too). A sync follows about one op in four.
 //!
 //! Environment:
 //! - `PICKLESHELF_CRASH_KILLS`: kills to do (default 300 when `CI` is set, 60 otherwise);
@@ -78,6 +81,9 @@ enum Val {
     Medium(u32),
     /// An incompressible `bytes` of 5–300 KB from a small pool: an object file.
     Big(u64),
+    /// Version `n` of line `l`: 30 KB of noise with `n` scattered changes, stored as a
+    /// delta against an earlier version when one was written recently.
+    Version(u8, u16),
 }
 
 /// `pickle.dumps(payload, 4)` for a `bytes` payload (BINBYTES8, as CPython writes large ones).
@@ -124,6 +130,18 @@ impl Val {
                 payload.truncate(len);
                 bytes_pickle(&payload)
             }
+            Val::Version(l, n) => {
+                let mut rng = Rng::new(u64::from(l) << 8 | 4);
+                let mut payload = Vec::with_capacity(30_008);
+                while payload.len() < 30_000 {
+                    payload.extend_from_slice(&rng.next().to_le_bytes());
+                }
+                payload.truncate(30_000);
+                for j in 0..u64::from(n) {
+                    payload[((j * 7919 + u64::from(l)) % 30_000) as usize] ^= 0x5a;
+                }
+                bytes_pickle(&payload)
+            }
         }
     }
 }
@@ -147,27 +165,45 @@ enum Step {
     Remove(u64),
     /// Applied with `Shelf::apply`: all or nothing.
     Batch(Vec<(u64, Option<Val>)>),
+    /// Takes checkpoint `c` unless it exists.
+    Checkpoint(u64),
+    /// Restores checkpoint `c` if it exists.
+    Restore(u64),
+    /// Deletes checkpoint `c` if it exists.
+    DeleteCheckpoint(u64),
+}
+
+/// Number of distinct checkpoint names.
+const CHECKPOINTS: u64 = 3;
+
+fn checkpoint_name(c: u64) -> String {
+    format!("cp-{c}")
 }
 
 fn key_name(k: u64) -> String {
     format!("key/{k:02}")
 }
 
-fn random_val(rng: &mut Rng) -> Val {
-    match rng.below(10) {
+fn random_val(rng: &mut Rng, i: u64) -> Val {
+    match rng.below(12) {
         0..=2 => Val::Int(rng.below(256) as u8),
         3..=4 => Val::Text(rng.below(1 << 20) as u32),
         5..=6 => Val::Medium(rng.below(1 << 20) as u32),
-        _ => Val::Big(rng.below(BIG_POOL)),
+        7..=9 => Val::Big(rng.below(BIG_POOL)),
+        // Versions advance with the op index, so that later ops write later versions.
+        _ => Val::Version(rng.below(4) as u8, (i / 3 % 2000) as u16 + rng.below(3) as u16),
     }
 }
 
 /// Op `i` of the stream of `seed`, and whether a sync follows it.
 fn step(seed: u64, i: u64) -> (Step, bool) {
     let mut rng = Rng::new(seed.wrapping_mul(0x1000_0000_01b3) ^ i);
-    let step = match rng.below(20) {
-        0..=10 => Step::Put(rng.below(KEYS), random_val(&mut rng)),
+    let step = match rng.below(24) {
+        0..=10 => Step::Put(rng.below(KEYS), random_val(&mut rng, i)),
         11..=13 => Step::Remove(rng.below(KEYS)),
+        20 | 21 => Step::Checkpoint(rng.below(CHECKPOINTS)),
+        22 => Step::Restore(rng.below(CHECKPOINTS)),
+        23 => Step::DeleteCheckpoint(rng.below(CHECKPOINTS)),
         _ => {
             let n = 2 + rng.below(5);
             let shared = Val::Big(rng.below(BIG_POOL));
@@ -177,7 +213,7 @@ fn step(seed: u64, i: u64) -> (Step, bool) {
                     match rng.below(6) {
                         0 => (k, None),
                         1 | 2 => (k, Some(shared)),
-                        _ => (k, Some(random_val(&mut rng))),
+                        _ => (k, Some(random_val(&mut rng, i))),
                     }
                 })
                 .collect();
@@ -187,26 +223,62 @@ fn step(seed: u64, i: u64) -> (Step, bool) {
     (step, rng.below(4) == 0)
 }
 
-type State = BTreeMap<u64, Val>;
+/// The keys, and every checkpoint's keys.
+#[derive(Clone, Debug, Default)]
+struct State {
+    keys: BTreeMap<u64, Val>,
+    checkpoints: BTreeMap<u64, BTreeMap<u64, Val>>,
+}
 
 fn apply_model(state: &mut State, step: &Step) {
+    let keys = &mut state.keys;
     let mut one = |k: u64, v: Option<Val>| match v {
         Some(v) => {
-            state.insert(k, v);
+            keys.insert(k, v);
         }
         None => {
-            state.remove(&k);
+            keys.remove(&k);
         }
     };
     match step {
         Step::Put(k, v) => one(*k, Some(*v)),
         Step::Remove(k) => one(*k, None),
         Step::Batch(ops) => ops.iter().for_each(|(k, v)| one(*k, *v)),
+        Step::Checkpoint(c) => {
+            if !state.checkpoints.contains_key(c) {
+                state.checkpoints.insert(*c, state.keys.clone());
+            }
+        }
+        Step::Restore(c) => {
+            if let Some(kept) = state.checkpoints.get(c) {
+                state.keys = kept.clone();
+            }
+        }
+        Step::DeleteCheckpoint(c) => {
+            state.checkpoints.remove(c);
+        }
     }
+}
+
+fn has_checkpoint(shelf: &Shelf, c: u64) -> pickleshelf::Result<bool> {
+    Ok(shelf.checkpoints()?.iter().any(|i| i.name == checkpoint_name(c)))
 }
 
 fn apply_store(shelf: &Shelf, values: &mut Values, step: &Step) -> pickleshelf::Result<()> {
     match step {
+        Step::Checkpoint(c) => {
+            if !has_checkpoint(shelf, *c)? {
+                shelf.checkpoint(&checkpoint_name(*c))?;
+            }
+            Ok(())
+        }
+        Step::Restore(c) => {
+            if has_checkpoint(shelf, *c)? {
+                shelf.restore(&checkpoint_name(*c))?;
+            }
+            Ok(())
+        }
+        Step::DeleteCheckpoint(c) => shelf.delete_checkpoint(&checkpoint_name(*c)).map(drop),
         Step::Put(k, v) => shelf.insert_pickle(&key_name(*k), values.get(*v)),
         Step::Remove(k) => shelf.remove(&key_name(*k)).map(drop),
         Step::Batch(ops) => {
@@ -360,23 +432,55 @@ fn run_dir() -> (Option<tempfile::TempDir>, PathBuf) {
     }
 }
 
-/// The recovered store's keys and values, or why they cannot be read.
-fn read_all(shelf: &Shelf) -> Result<BTreeMap<String, Vec<u8>>, String> {
-    let mut out = BTreeMap::new();
+/// What a recovered store holds: its keys and values, and each checkpoint's.
+#[derive(Debug, Default)]
+struct Got {
+    keys: BTreeMap<String, Vec<u8>>,
+    checkpoints: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+}
+
+/// The recovered store's keys, values and checkpoints, or why they cannot be read.
+fn read_all(shelf: &Shelf) -> Result<Got, String> {
+    let mut got = Got::default();
     for item in shelf.iter() {
         let (k, v) = item.map_err(|e| format!("reading the store: {e}"))?;
-        out.insert(k, v);
+        got.keys.insert(k, v);
     }
-    Ok(out)
+    let list = shelf.checkpoints().map_err(|e| format!("listing checkpoints: {e}"))?;
+    for info in list {
+        let mut map = BTreeMap::new();
+        let keys = shelf.checkpoint_keys(&info.name).map_err(|e| format!("checkpoint {}: {e}", info.name))?;
+        for (k, _) in keys {
+            let v = shelf
+                .get_pickle_at(&info.name, &k)
+                .map_err(|e| format!("checkpoint {} key {k}: {e}", info.name))?
+                .ok_or_else(|| format!("checkpoint {} lists {k} but has no value", info.name))?;
+            map.insert(k, v);
+        }
+        got.checkpoints.insert(info.name, map);
+    }
+    Ok(got)
 }
 
-fn state_matches(values: &mut Values, state: &State, got: &BTreeMap<String, Vec<u8>>) -> bool {
-    state.len() == got.len()
-        && state.iter().all(|(k, v)| got.get(&key_name(*k)).is_some_and(|b| b.as_slice() == values.get(*v)))
+fn map_matches(values: &mut Values, want: &BTreeMap<u64, Val>, got: &BTreeMap<String, Vec<u8>>) -> bool {
+    want.len() == got.len()
+        && want.iter().all(|(k, v)| got.get(&key_name(*k)).is_some_and(|b| b.as_slice() == values.get(*v)))
 }
 
-fn describe_diff(values: &mut Values, state: &State, got: &BTreeMap<String, Vec<u8>>) -> String {
-    let mut lines = Vec::new();
+fn state_matches(values: &mut Values, state: &State, got: &Got) -> bool {
+    map_matches(values, &state.keys, &got.keys)
+        && state.checkpoints.len() == got.checkpoints.len()
+        && state
+            .checkpoints
+            .iter()
+            .all(|(c, want)| got.checkpoints.get(&checkpoint_name(*c)).is_some_and(|g| map_matches(values, want, g)))
+}
+
+fn describe_diff(values: &mut Values, state: &State, got: &Got) -> String {
+    let names: Vec<String> = state.checkpoints.keys().map(|c| checkpoint_name(*c)).collect();
+    let got_names: Vec<&String> = got.checkpoints.keys().collect();
+    let mut lines = vec![format!("checkpoints: model {names:?}, store {got_names:?}")];
+    let (state, got) = (&state.keys, &got.keys);
     for (k, v) in state {
         match got.get(&key_name(*k)) {
             None => lines.push(format!("{} missing (model {v:?})", key_name(*k))),
@@ -406,6 +510,8 @@ struct Figures {
     max_lost: u64,
     /// Ops kept in the end.
     ops: u64,
+    /// Checkpoint steps (take, restore, delete) among them.
+    checkpoint_steps: u64,
 }
 
 /// Kills `PICKLESHELF_CRASH_KILLS` children and checks each recovery (see the module docs).
@@ -429,7 +535,7 @@ fn crash_kill_reopen_loop() {
     let mut figures = Figures::default();
     // The model: the store holds the state after `base` ops, as the last round checked.
     let mut base: u64 = 0;
-    let mut state = State::new();
+    let mut state = State::default();
     let mut failures: Vec<String> = Vec::new();
     while failures.is_empty() && figures.kills < kills && budget.is_none_or(|b| began.elapsed() < b) {
         let round = figures.kills;
@@ -517,6 +623,9 @@ fn crash_kill_reopen_loop() {
         figures.lost_ops += hi - k;
         figures.max_lost = figures.max_lost.max(hi - k);
         figures.ops += k - base;
+        figures.checkpoint_steps += (base..k)
+            .filter(|&i| matches!(step(seed, i).0, Step::Checkpoint(_) | Step::Restore(_) | Step::DeleteCheckpoint(_)))
+            .count() as u64;
         state = states.swap_remove((k - base) as usize);
         base = k;
         // Dropping the handle syncs: the next child starts from an acknowledged state.
@@ -528,10 +637,12 @@ fn crash_kill_reopen_loop() {
         let report = shelf.gc().expect("final gc");
         assert!(report.is_ok() && report.repaired.is_empty(), "final gc: {report:?}");
         assert!(state_matches(&mut values, &state, &read_all(&shelf).expect("final read")));
+        assert!(figures.checkpoint_steps > 0, "the stream took no checkpoint");
     }
     println!(
         "crash harness: {} kills in {:.1}s, seed {seed}, {} ops kept; kills by phase {:?}; by child role {:?}; \
-         recovered past the last sync {} times; unacknowledged ops lost: {} in all, at most {} in one kill",
+         recovered past the last sync {} times; unacknowledged ops lost: {} in all, at most {} in one kill; \
+         checkpoint steps kept: {}",
         figures.kills,
         began.elapsed().as_secs_f64(),
         figures.ops,
@@ -540,6 +651,7 @@ fn crash_kill_reopen_loop() {
         figures.ahead_of_sync,
         figures.lost_ops,
         figures.max_lost,
+        figures.checkpoint_steps,
     );
     assert!(failures.is_empty(), "crash harness failures:\n{}", failures.join("\n"));
     if budget.is_none() {

@@ -443,7 +443,7 @@ impl Shelf {
     /// [`Error::Decode`] when `bytes` is not a valid pickle (nothing is stored);
     /// [`Error::ReadOnly`], [`Error::InvalidKey`], [`Error::Engine`], [`Error::Io`].
     pub fn insert_pickle(&self, key: &str, bytes: &[u8]) -> Result<()> {
-        pickle::decode(bytes)?;
+        pickle::check(bytes)?;
         self.put_trusted(key, bytes)
     }
 
@@ -1094,7 +1094,7 @@ impl Batch {
     /// # Errors
     /// [`Error::Decode`] when `bytes` is not a valid pickle.
     pub fn insert_pickle(&mut self, key: &str, bytes: &[u8]) -> Result<()> {
-        pickle::decode(bytes)?;
+        pickle::check(bytes)?;
         self.ops.push((key.to_owned(), Some(bytes.to_vec())));
         Ok(())
     }

@@ -77,6 +77,9 @@ fn every_pickle_file_decodes_to_its_json() {
                     continue;
                 }
             };
+            if let Err(e) = pickle::check(&bytes) {
+                failures.push(format!("{path}: check: {e}"));
+            }
             let value = match pickle::decode(&bytes) {
                 Ok(v) => v,
                 Err(e) => {

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::sync::LazyLock;
 
-use pickleshelf::pickle::{Limits, Value, decode, decode_with, from_value, from_value_with};
+use pickleshelf::pickle::{Limits, Value, check, check_with, decode, decode_with, from_value, from_value_with};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, Visitor};
@@ -159,13 +159,19 @@ impl<'de> Deserialize<'de> for Any {
 }
 
 /// Everything a reader may do with untrusted bytes; none of it may panic.
+/// Checking ([`check`]) accepts and refuses exactly what decoding does, with the same
+/// error.
 fn exercise(bytes: &[u8]) {
-    if let Ok(v) = decode(bytes) {
+    let full = decode(bytes);
+    assert_eq!(check(bytes).err().map(|e| e.to_string()), full.as_ref().err().map(|e| e.to_string()));
+    if let Ok(v) = full {
         use_value(&v);
     }
     // Tight limits take the limit paths.
     let tight = Limits::default().max_marks(3).max_depth(4).max_int_digits(5);
-    if let Ok(v) = decode_with(bytes, &tight) {
+    let full = decode_with(bytes, &tight);
+    assert_eq!(check_with(bytes, &tight).err().map(|e| e.to_string()), full.as_ref().err().map(|e| e.to_string()));
+    if let Ok(v) = full {
         use_value(&v);
     }
 }

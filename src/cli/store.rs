@@ -184,7 +184,7 @@ impl Put {
             let value = text.and_then(pickle::from_tagged_json).with_context(|| input.name())?;
             pickle::encode(&value, self.protocol).with_context(|| input.name())?
         } else {
-            pickle::decode(&bytes).with_context(|| input.name())?;
+            pickle::check(&bytes).with_context(|| input.name())?;
             bytes
         };
         let shelf = self.store.open(Access::Create)?;

@@ -352,7 +352,7 @@ pub fn check(mut source: Box<dyn Source>, progress: &mut dyn Progress) -> Result
             return Err(interop(source.path(), format!("key {} appears twice", show_key(raw))));
         }
         let value = source.value(i)?;
-        if let Err(e) = pickle::decode(&value) {
+        if let Err(e) = pickle::check(&value) {
             return Err(interop(source.path(), format!("key {}: {e}", show_key(raw))));
         }
         bytes += value.len() as u64;

@@ -85,7 +85,40 @@ pub fn decode(bytes: &[u8]) -> Result<Value> {
 /// # Errors
 /// [`Error::Decode`] with the byte offset and what was wrong.
 pub fn decode_with(bytes: &[u8], limits: &Limits) -> Result<Value> {
-    let mut d = Decoder::new(bytes, limits, Scratch::take());
+    run::<false>(bytes, limits)
+}
+
+/// Checks that `bytes` decode, without keeping what they hold: the same errors as
+/// [`decode`] (same offsets and kinds), in memory proportional to the number of
+/// containers and items rather than to the numbers (a list of a million floats holds a
+/// million 4-byte ids, not a million 32-byte nodes).
+///
+/// ```
+/// use pickleshelf::pickle;
+///
+/// let bytes = pickle::to_vec(&vec![0.5f64; 1000])?;
+/// pickle::check(&bytes)?;
+/// assert!(pickle::check(&bytes[..bytes.len() - 1]).is_err());
+/// # Ok::<(), pickleshelf::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Decode`] with the byte offset and what was wrong.
+pub fn check(bytes: &[u8]) -> Result<()> {
+    check_with(bytes, &DEFAULT_LIMITS)
+}
+
+/// [`check`] with the given [`Limits`].
+///
+/// # Errors
+/// [`Error::Decode`] with the byte offset and what was wrong.
+pub fn check_with(bytes: &[u8], limits: &Limits) -> Result<()> {
+    run::<true>(bytes, limits).map(drop)
+}
+
+/// Decodes (or, with `CHECK`, only checks; see [`Decoder`]) `bytes`.
+fn run<const CHECK: bool>(bytes: &[u8], limits: &Limits) -> Result<Value> {
+    let mut d = Decoder::<CHECK>::new(bytes, limits, Scratch::take());
     let root = d.run();
     let Decoder { mut nodes, stack, marks, memo, op_start, pos, containers, .. } = d;
     Scratch { stack, marks, memo: memo.dense }.keep();
@@ -208,7 +241,12 @@ impl Memo {
     }
 }
 
-struct Decoder<'a> {
+/// With `CHECK`, the decoder only checks: every `i64` int and every float is the one
+/// shared placeholder node of its kind, so checking a list of a million floats keeps a
+/// million ids, not a million nodes. Nothing else changes — no opcode looks inside an int
+/// or a float, while `bytes` are kept because REDUCE's copy budget counts their lengths —
+/// so it accepts and refuses exactly what decoding does, with the same errors.
+struct Decoder<'a, const CHECK: bool = false> {
     input: &'a [u8],
     pos: usize,
     /// Offset of the opcode being executed (for errors).
@@ -228,7 +266,7 @@ struct Decoder<'a> {
     containers: usize,
     /// Out-of-band buffers referenced so far.
     buffers: u32,
-    interned: [Option<NodeId>; 4],
+    interned: [Option<NodeId>; 6],
     /// Items and bytes that REDUCE of a built-in type copied out of its argument so far
     /// (at most twice the input's length; see [`Decoder::reduce`]).
     copied: usize,
@@ -238,6 +276,9 @@ const NONE_SLOT: usize = 0;
 const TRUE_SLOT: usize = 1;
 const FALSE_SLOT: usize = 2;
 const EMPTY_TUPLE_SLOT: usize = 3;
+/// Placeholders of a checking decoder (see [`Decoder`]).
+const INT_SLOT: usize = 4;
+const FLOAT_SLOT: usize = 5;
 
 fn bad(opcode: u8, detail: impl Into<String>) -> Kind {
     Kind::BadOperand { opcode: op::name(opcode), detail: detail.into() }
@@ -247,7 +288,7 @@ fn bad_text(opcode: u8, detail: impl Into<String>) -> Kind {
     Kind::BadText { opcode: op::name(opcode), detail: detail.into() }
 }
 
-impl<'a> Decoder<'a> {
+impl<'a, const CHECK: bool> Decoder<'a, CHECK> {
     fn new(input: &'a [u8], limits: &'a Limits, scratch: Scratch) -> Self {
         let mut stack = scratch.stack;
         stack.reserve((input.len() / 8).clamp(16, 1024));
@@ -257,7 +298,7 @@ impl<'a> Decoder<'a> {
             op_start: 0,
             frame_end: None,
             window: input,
-            nodes: Vec::with_capacity(node_capacity(input.len())),
+            nodes: Vec::with_capacity(if CHECK { 16 } else { node_capacity(input.len()) }),
             stack,
             marks: scratch.marks,
             memo: Memo::new(input.len(), scratch.memo),
@@ -265,7 +306,7 @@ impl<'a> Decoder<'a> {
             limits,
             containers: 0,
             buffers: 0,
-            interned: [None; 4],
+            interned: [None; 6],
             copied: 0,
         }
     }
@@ -415,11 +456,19 @@ impl<'a> Decoder<'a> {
 
     #[inline(always)]
     fn push_int(&mut self, v: i64) {
+        if CHECK {
+            let id = self.interned(INT_SLOT);
+            return self.push(id);
+        }
         self.push_new(|| Node::Int(v));
     }
 
     #[inline(always)]
     fn push_float(&mut self, v: f64) {
+        if CHECK {
+            let id = self.interned(FLOAT_SLOT);
+            return self.push(id);
+        }
         self.push_new(|| Node::Float(v));
     }
 
@@ -431,6 +480,8 @@ impl<'a> Decoder<'a> {
             NONE_SLOT => Node::None,
             TRUE_SLOT => Node::Bool(true),
             FALSE_SLOT => Node::Bool(false),
+            INT_SLOT => Node::Int(0),
+            FLOAT_SLOT => Node::Float(0.0),
             _ => Node::Tuple(Vec::new()),
         };
         let id = self.add(|| node);
@@ -541,6 +592,7 @@ impl<'a> Decoder<'a> {
 
     fn int_node(&mut self, v: Int) -> NodeId {
         match v {
+            Int::Small(_) if CHECK => self.interned(INT_SLOT),
             Int::Small(i) => self.add(|| Node::Int(i)),
             Int::Big(b) => self.add(|| Node::BigInt(Box::new(b))),
         }
@@ -647,8 +699,7 @@ impl<'a> Decoder<'a> {
                 op::FLOAT => {
                     let line = self.line("FLOAT")?;
                     let v = parse_float(line).map_err(|e| bad_text(code, e))?;
-                    let id = self.add(|| Node::Float(v));
-                    self.push(id);
+                    self.push_float(v);
                 }
                 op::SHORT_BINUNICODE => {
                     let n = usize::from(self.byte("SHORT_BINUNICODE")?);
@@ -1139,9 +1190,14 @@ fn depth_exceeds(value: &Value, max: usize) -> bool {
             if let Some(c) = pending.pop()
                 && !seen[c.index()]
             {
-                seen[c.index()] = true;
                 open.push(pending.len());
+                let before = pending.len();
                 push_children(value, c, &mut pending);
+                // Only nodes with children are visited once: a shared atom (None, or an
+                // int of a checking decoder) counts wherever it appears.
+                if pending.len() > before {
+                    seen[c.index()] = true;
+                }
             }
         } else {
             open.pop();

@@ -27,7 +27,7 @@ pub mod ser;
 mod value;
 
 pub use de::{from_slice, from_value, from_value_borrowed, from_value_with};
-pub use decode::{DEFAULT_LIMITS, Limits, decode, decode_with};
+pub use decode::{DEFAULT_LIMITS, Limits, check, check_with, decode, decode_with};
 pub use encode::{DEFAULT_PROTOCOL, encode};
 pub use int::{BigInt, DECIMAL_MAX_BITS, Int};
 pub use json::{from_tagged_json, to_tagged_json};

@@ -19,6 +19,9 @@
 //!   bytes (keyed blake3 with an auth key) and re-verified on every read; compressed with
 //!   zstd; small values live in their key's record, larger ones are stored once and
 //!   reference-counted. A decoded-object cache ([`Shelf::get_arc`]) serves hot reads.
+//! - [`checkpoint`]: named checkpoints of the whole key → value map, with diff and atomic
+//!   restore; with delta storage (a new version of a large value is a zstd delta against
+//!   a similar earlier object), saving state again and again costs about what changed.
 //! - [`memo`]: a persistent memo of a function keyed by its pickled arguments.
 //! - [`pickle`]: the codec — a complete, safe reader and a writer whose output for plain
 //!   data is byte-identical to CPython's `pickle.dumps`.

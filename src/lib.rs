@@ -17,8 +17,8 @@
 //!
 //! - [`Shelf`]: the store. Each value is addressed by the blake3 digest of its pickle
 //!   bytes (keyed blake3 with an auth key) and re-verified on every read; compressed with
-//!   zstd; small values live in their key's record, larger ones are stored once and
-//!   reference-counted. A decoded-object cache ([`Shelf::get_arc`]) serves hot reads.
+//!   zstd (small values in their key's record, in pages of records compressed whole;
+//!   larger ones stored once and reference-counted). A decoded-object cache ([`Shelf::get_arc`]) serves hot reads.
 //! - [`checkpoint`]: named checkpoints of the whole key → value map, with diff and atomic
 //!   restore; with delta storage (a new version of a large value is a zstd delta against
 //!   a similar earlier object), saving state again and again costs about what changed.
@@ -29,14 +29,18 @@
 //!
 //! ## Durability
 //!
-//! Every write is atomic. After a crash the store equals its state at some point no
-//! older than the last [`Shelf::sync`]: a killed process loses at most what it wrote since
-//! its last sync; with the default [`Durability::PowerLoss`], `sync` also fsyncs every
-//! file and directory (sled's own flush does not), so what it acknowledged survives power
-//! loss. On a virtio disk with ext4, a sync after a small write took 0.8 ms (median of
-//! 50); with [`Durability::ProcessCrash`] (no fsync) 0.08 ms. A store that comes back
-//! older than its last sync is refused ([`Error::RolledBack`]). On-disk bytes:
-//! `docs/FORMAT.md`.
+//! Every write is atomic. Writes are buffered in memory (visible to reads at once) and
+//! committed together — at [`Shelf::sync`], when 16 MiB are buffered, 200 ms after the
+//! oldest buffered write, and at close — each commit one atomic sled batch. After a crash
+//! the store equals its state at some commit no older than the last `sync`: a killed
+//! process loses at most what it wrote in the last 200 ms, and nothing it synced; with the
+//! default [`Durability::PowerLoss`], every commit fsyncs the pack files it wrote and
+//! `sync` fsyncs every file and directory (sled's own flush does not), so what `sync`
+//! acknowledged survives power loss. On a virtio disk with ext4, in a store of 20,000
+//! records, a sync after one small write took 0.77 ms (median of 50, `cargo bench --bench
+//! sync`), after a 100 KB value 1.1 ms; with [`Durability::ProcessCrash`] (no fsync)
+//! 0.20 ms and 0.34 ms. A store that comes back older than its last sync is refused
+//! ([`Error::RolledBack`]). On-disk bytes: `docs/FORMAT.md`.
 //!
 //! ## Limits
 //!

@@ -19,7 +19,7 @@ use crate::blob::{Codec, Digest, Hasher, TRAIN_SAMPLES};
 use crate::cache::{Cache, CacheStats};
 use crate::chain::{Chains, LoadError, Recent};
 use crate::error::{Error, Result};
-use crate::index::{Delta, INLINE_MAX, Index, MAX_KEY_LEN, Op, Space, Stored, Writer};
+use crate::index::{Delta, INLINE_MAX, Index, IndexOptions, MAX_KEY_LEN, Op, Space, Stored, Writer};
 use crate::pickle::{self, Value};
 use crate::progress::Progress;
 
@@ -29,7 +29,7 @@ pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 pub const DEFAULT_CACHE_ENTRIES: u64 = 100_000;
 
 /// The on-disk format version this build reads and writes (see `docs/FORMAT.md`).
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// What [`Shelf::sync`] guarantees.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -257,11 +257,20 @@ impl Shelf {
             Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: lock_path }),
             Err(fs::TryLockError::Error(e)) => return Err(Error::Io { path: lock_path, source: e }),
         }
-        let index = Index::open(&path, !b.read_only, b.read_only)?;
         let hasher = match &b.auth_key {
             Some(k) => Hasher::Keyed(blake3::derive_key("pickleshelf 2026 object auth key", k)),
             None => Hasher::Plain,
         };
+        let index = Index::open(
+            &path,
+            IndexOptions {
+                create: !b.read_only,
+                read_only: b.read_only,
+                hasher: hasher.clone(),
+                level: b.zstd_level,
+                power_loss: b.durability == Durability::PowerLoss,
+            },
+        )?;
         let auth_check = |h: &Hasher| h.digest(b"pickleshelf auth check").0;
         if index.is_empty()? {
             if b.read_only {
@@ -296,6 +305,7 @@ impl Shelf {
             (None, true) => return Err(Error::AuthKey { path, reason: "the store was created without an auth key" }),
             _ => {}
         }
+        index.count_objects();
         let generation = index
             .meta("generation")?
             .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
@@ -337,21 +347,30 @@ impl Shelf {
             // back an older record naming a deleted file.
             let mut orphans = Vec::new();
             for (d, p, _) in index.objects().list()? {
+                // A record that cannot be read (a damaged page) keeps its file: reads and
+                // verify report the damage, and nothing more is lost.
                 let orphan = match d {
-                    Some(d) => index.object(&d)?.is_none(),
+                    Some(d) => index.object(&d).is_ok_and(|r| r.is_none()),
                     None => true,
                 };
                 if orphan {
                     orphans.push(p);
                 }
             }
-            if !orphans.is_empty() {
+            // Pack files no page names: written by a commit a crash cut short, or emptied
+            // by a compaction whose deletion the crash left.
+            let orphan_packs = index.orphan_packs()?;
+            if !orphans.is_empty() || !orphan_packs.is_empty() {
                 index.make_durable()?;
             }
             for p in orphans {
                 fs::remove_file(&p).map_err(io(&p))?;
             }
-            index.remove_orphan_frames()?;
+            for p in orphan_packs {
+                index.remove_orphan_pack(&p)?;
+            }
+            // Best effort, as above: frame records in a damaged page stay where they are.
+            let _ = index.remove_orphan_frames();
         }
         let samples = if current == 0 && !b.read_only { Some(Vec::new()) } else { None };
         Ok(Shelf {
@@ -1127,6 +1146,8 @@ pub struct VerifyReport {
     pub files: u64,
     /// Checkpoints checked.
     pub checkpoints: u64,
+    /// Record pages checked (see `docs/FORMAT.md`).
+    pub pages: u64,
     /// Everything wrong, one line each.
     pub problems: Vec<String>,
     /// What gc repaired, one line each (empty for `verify`).
@@ -1156,6 +1177,22 @@ fn verify_observed(shelf: &Shelf, repair: bool, progress: &mut dyn Progress) -> 
     let lock = index.writer();
     let writer = if repair { Some(&lock) } else { None };
     let mut report = VerifyReport::default();
+    // The pages that hold the records, then the pack files that hold the pages.
+    let (page_problems, pages) = index.verify_pages();
+    report.pages = pages;
+    report.problems.extend(page_problems);
+    for path in index.orphan_packs()? {
+        let msg = format!("file {} holds no page of the store", path.display());
+        if repair {
+            // Deleted by gc's sync, once no durable directory can name it.
+            if !index.doom_orphan_pack(&path) {
+                fs::remove_file(&path).map_err(io(&path))?;
+            }
+            report.repaired.push(format!("{msg}: deleted"));
+        } else {
+            report.problems.push(msg);
+        }
+    }
     // References held by records: key and memo records, checkpoint entries.
     let mut counted: BTreeMap<Digest, u64> = BTreeMap::new();
     // Objects a key's read checked (with their chains), whatever it found.

@@ -24,8 +24,9 @@ use crate::shelf::{FORMAT_VERSION, Shelf};
 /// - [`unique_bytes`](Stats::unique_bytes): the pickle bytes the store actually keeps —
 ///   a large value shared by several keys is kept once, a small (inline) value once per
 ///   key;
-/// - [`stored_bytes`](Stats::stored_bytes): what those take after compression (the
-///   frames: inline ones in their key records, large ones in object files).
+/// - [`stored_bytes`](Stats::stored_bytes): what those take after compression: the
+///   object files, plus the record pages, which hold the inline values (compressed page
+///   by page, together with the keys and the other records).
 ///
 /// So [`dedup_ratio`](Stats::dedup_ratio) is `logical / unique` and
 /// [`compression_ratio`](Stats::compression_ratio) is `unique / stored`.
@@ -54,8 +55,17 @@ pub struct Stats {
     pub logical_bytes: u64,
     /// Total length of the pickles kept: inline values per record, objects once.
     pub unique_bytes: u64,
-    /// Total length of the frames kept (compressed form of `unique_bytes`).
+    /// Bytes the values take stored: object files plus [`page_bytes`](Stats::page_bytes)
+    /// (compressed form of `unique_bytes`, with the records' own overhead).
     pub stored_bytes: u64,
+    /// Number of record pages (see `docs/FORMAT.md`).
+    pub pages: u64,
+    /// Bytes of the record pages' compressed images: every record but metadata, with the
+    /// inline values and the frames of small objects.
+    pub page_bytes: u64,
+    /// Bytes of the pack files that hold the pages; more than `page_bytes` by the images
+    /// later commits replaced (reclaimed by compaction).
+    pub pack_bytes: u64,
     /// Total size of every file in the store's directory.
     pub disk_bytes: u64,
     /// The compression dictionary new small values use, if the store has trained one.
@@ -164,13 +174,20 @@ impl Shelf {
             disk_bytes: dir_size(self.path()),
             ..Stats::default()
         };
+        let tree = index.tree_stats();
+        s.pages = tree.pages;
+        s.page_bytes = tree.live_bytes;
+        s.pack_bytes = tree.pack_bytes;
+        s.stored_bytes = tree.live_bytes;
         // Objects first: each one's pickle length, read once from its file's header.
         let mut object_len: HashMap<Digest, Option<u64>> = HashMap::new();
         for item in index.object_records() {
             let (digest, record) = item?;
             s.objects += 1;
             s.object_refs += record.refs;
-            s.stored_bytes += record.stored_len;
+            if !record.in_tree {
+                s.stored_bytes += record.stored_len;
+            }
             let len = object_header(self, &digest).map(|(_, len)| len);
             s.unique_bytes += len.unwrap_or(0);
             object_len.insert(digest, len);
@@ -187,7 +204,6 @@ impl Shelf {
             let len = match &stored {
                 Stored::Inline { frame, .. } => {
                     s.inline_values += 1;
-                    s.stored_bytes += frame.len() as u64;
                     let len = blob::header(frame).map(|(_, len)| len);
                     s.unique_bytes += len.unwrap_or(0);
                     len

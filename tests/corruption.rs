@@ -492,13 +492,22 @@ fn file_kind(rel: &str) -> &'static str {
         "sled/db" => "sled db",
         _ if rel.starts_with("sled/snap.") => "sled snap",
         _ if rel.starts_with("objects/") => "object",
+        _ if rel.starts_with("pages/") => "pack",
         _ => "other",
     }
 }
 
 /// How often each file kind is picked (relative weights; a kind the store lacks is skipped).
-const FILE_WEIGHTS: [(&str, u64); 7] =
-    [("sled db", 40), ("sled snap", 12), ("sled conf", 8), ("object", 25), ("WITNESS", 10), ("LOCK", 3), ("other", 2)];
+const FILE_WEIGHTS: [(&str, u64); 8] = [
+    ("sled db", 30),
+    ("sled snap", 10),
+    ("sled conf", 6),
+    ("pack", 30),
+    ("object", 20),
+    ("WITNESS", 8),
+    ("LOCK", 2),
+    ("other", 2),
+];
 
 fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
     for e in fs::read_dir(dir).expect("list the store") {

@@ -289,6 +289,9 @@ impl Stats {
                 "logical_bytes": s.logical_bytes,
                 "unique_bytes": s.unique_bytes,
                 "stored_bytes": s.stored_bytes,
+                "pages": s.pages,
+                "page_bytes": s.page_bytes,
+                "pack_bytes": s.pack_bytes,
                 "disk_bytes": s.disk_bytes,
                 "dedup_ratio": s.dedup_ratio(),
                 "compression_ratio": s.compression_ratio(),
@@ -314,6 +317,15 @@ impl Stats {
             line("stored bytes", bytes(s.stored_bytes));
             line("dedup ratio", format!("{:.2}", s.dedup_ratio()));
             line("compression ratio", format!("{:.2}", s.compression_ratio()));
+            line(
+                "record pages",
+                format!(
+                    "{} ({} in packs of {})",
+                    grouped(s.pages),
+                    human_bytes(s.page_bytes),
+                    human_bytes(s.pack_bytes)
+                ),
+            );
             line("on disk", bytes(s.disk_bytes));
             line("dictionary", s.dictionary.map_or("none".into(), |d| format!("#{d}")));
             if s.unreadable > 0 {

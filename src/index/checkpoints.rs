@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::{Index, KeyRecord, NewObject, Space, Stored, Writer, key_of};
+use super::{Batch, Index, KeyRecord, NewObject, Space, Stored, Writer, key_of};
 use crate::blob::Digest;
 use crate::error::{CheckpointProblem, Error, Result};
 use crate::index::CheckpointHeader;
@@ -66,7 +66,7 @@ impl Index {
 
     /// The header of checkpoint `name`.
     pub(crate) fn checkpoint(&self, name: &str) -> Result<Option<CheckpointHeader>> {
-        let raw = self.engine(|| self.db.get(header_key(name)))?;
+        let raw = self.tree.get(&header_key(name))?;
         raw.map(|r| CheckpointHeader::parse(&r).ok_or_else(|| self.bad_checkpoint(&format!("checkpoint {name:?}"))))
             .transpose()
     }
@@ -74,8 +74,8 @@ impl Index {
     /// Every checkpoint with its header, in name order.
     pub(crate) fn checkpoints(&self) -> Result<Vec<(String, CheckpointHeader)>> {
         let mut out = Vec::new();
-        for item in self.db.scan_prefix([PREFIX_CHECKPOINT]) {
-            let (k, v) = self.engine(|| item)?;
+        for item in self.tree.scan(&[PREFIX_CHECKPOINT]) {
+            let (k, v) = item?;
             let name = std::str::from_utf8(&k[1..]).map_err(|_| self.bad_checkpoint("a checkpoint name"))?;
             let header =
                 CheckpointHeader::parse(&v).ok_or_else(|| self.bad_checkpoint(&format!("checkpoint {name:?}")))?;
@@ -87,8 +87,8 @@ impl Index {
     /// The entries of checkpoint `name` in key order: each key with its value's record.
     pub(crate) fn checkpoint_entries(&self, name: &str) -> impl Iterator<Item = Result<(String, Stored)>> + '_ {
         let skip = name.len() + 2;
-        self.db.scan_prefix(entry_prefix(name)).map(move |item| {
-            let (k, v) = self.engine(|| item)?;
+        self.tree.scan(&entry_prefix(name)).map(move |item| {
+            let (k, v) = item?;
             let key = k
                 .get(skip..)
                 .and_then(|b| std::str::from_utf8(b).ok())
@@ -100,14 +100,14 @@ impl Index {
 
     /// The entry of `key` in checkpoint `name`.
     pub(crate) fn checkpoint_entry(&self, name: &str, key: &str) -> Result<Option<Stored>> {
-        let raw = self.engine(|| self.db.get(entry_key(name, key)))?;
+        let raw = self.tree.get(&entry_key(name, key))?;
         raw.map(|r| self.parse_record(Space::Keys, key, r).map(|(_, s)| s)).transpose()
     }
 
     /// The entries of every checkpoint: checkpoint name, key and value record.
     pub(crate) fn all_checkpoint_entries(&self) -> impl Iterator<Item = Result<(String, String, Stored)>> + '_ {
-        self.db.scan_prefix([PREFIX_ENTRY]).map(move |item| {
-            let (k, v) = self.engine(|| item)?;
+        self.tree.scan(&[PREFIX_ENTRY]).map(move |item| {
+            let (k, v) = item?;
             let bad = || self.corrupted("a checkpoint entry".into(), "bad key");
             let rest = k.get(1..).ok_or_else(bad)?;
             let nul = rest.iter().position(|&b| b == 0).ok_or_else(bad)?;
@@ -127,7 +127,7 @@ impl Writer<'_> {
         if index.checkpoint(name)?.is_some() {
             return Err(Error::Checkpoint { name: name.to_owned(), problem: CheckpointProblem::Exists });
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         let mut deltas: BTreeMap<Digest, i64> = BTreeMap::new();
         let mut new_objects: HashMap<Digest, NewObject> = HashMap::new();
         let mut header = CheckpointHeader { created_ms, keys: 0, bytes: 0 };
@@ -175,7 +175,7 @@ impl Writer<'_> {
         if index.checkpoint(name)?.is_none() {
             return Ok(false);
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         let mut deltas: BTreeMap<Digest, i64> = BTreeMap::new();
         for item in index.checkpoint_entries(name) {
             let (key, stored) = item?;

@@ -1,44 +1,54 @@
-//! The storage layer: one sled tree holding keys, object records and metadata, plus
-//! files of our own for large objects. The only module that names sled.
+//! The storage layer: the record tree (keys, memo results, object records, frame
+//! records and checkpoints, packed into compressed pages in pack files of our own, see
+//! [`tree`]), metadata records in sled, and object files for large objects. The only
+//! module that names sled.
 //!
 //! Invariants:
 //! - `refs(d)` in the object record of `d` equals the number of references to `d`: key and
 //!   memo records that point at it, checkpoint entries that name it, and delta objects
 //!   whose base it is. The object record exists exactly while `refs(d) > 0`, so a delta's
 //!   base outlives the delta. Every write changes key, checkpoint and object records
-//!   together in one sled batch (or in one single-record write when no object record is
-//!   involved): every crash leaves them consistent, and removals cascade down a chain of
-//!   bases in the batch that makes the first object unreferenced.
+//!   together in one tree batch, which reaches disk in one commit (one sled batch): every
+//!   crash leaves them consistent, and removals cascade down a chain of bases in the
+//!   batch that makes the first object unreferenced.
 //! - An object's frame is in its file (complete and in place — written to a temporary
 //!   name, then renamed — before any record names it) or, for frames of at most
 //!   [`INLINE_MAX`] bytes, in its frame record, written in the batch that creates the
 //!   object. Either is deleted only after a sync has made the removal of the object record
 //!   durable, and never while a reader holds [`Index::pin_files`]: a reader needs no object
 //!   record to find a frame.
-//! - Every record sled stores stays far below sled's blob threshold (a quarter of its
-//!   512 KiB segment): inline frames and frame records are at most [`INLINE_MAX`] bytes,
-//!   keys at most [`MAX_KEY_LEN`], and a sled leaf holds at most 17 records.
+//! - Every record sled stores is small — a metadata record (a dictionary at most: 16 KiB)
+//!   or a page's 32-byte directory record — so none comes near sled's blob threshold (a
+//!   quarter of its 512 KiB segment) and sled writes no blob files.
 //!
 //! `docs/FORMAT.md` describes every record byte by byte.
 
 mod checkpoints;
 mod files;
+mod packs;
+mod pages;
 mod records;
+mod tree;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, Weak};
+use std::thread::JoinHandle;
 
-use crate::blob::Digest;
+use crate::blob::{Digest, Hasher};
 use crate::error::{Error, Result};
 pub(crate) use checkpoints::check_name as check_checkpoint_name;
 pub(crate) use files::Objects;
 pub(crate) use records::{CheckpointHeader, KeyRecord, ObjectRecord};
+pub(crate) use tree::TreeStats;
+use tree::{Batch, Tree};
 
 /// Largest frame stored inline in its key record; larger ones become object files.
 pub(crate) const INLINE_MAX: usize = 4096;
+// The raw frame of every pickle the codec leaves uncompressed is inline.
+const _: () = assert!(crate::blob::RAW_MAX + 8 <= INLINE_MAX);
 /// Longest key, in UTF-8 bytes.
 pub const MAX_KEY_LEN: usize = 1024;
 
@@ -47,6 +57,9 @@ const PREFIX_OBJECT: u8 = b'o';
 const PREFIX_META: u8 = b'm';
 const PREFIX_MEMO: u8 = b'x';
 const PREFIX_FRAME: u8 = b'f';
+/// `live_objects` before [`Index::count_objects`]: far from 0 whatever is added or
+/// removed before the count.
+const UNCOUNTED: u64 = u64::MAX / 4 * 3;
 /// Longest chain of bases below an object that the store writes and reads.
 pub(crate) const MAX_DEPTH: u8 = 24;
 
@@ -116,6 +129,16 @@ fn remove_unfinished_snapshots(sled_dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A damaged page, as the reader of one of its keys sees it.
+fn naming_key(e: Error, key: &str) -> Error {
+    match e {
+        Error::Corrupted { what, reason } => {
+            Error::Corrupted { what: format!("record of key {key:?} ({what})"), reason }
+        }
+        other => other,
+    }
 }
 
 fn key_of(key: &str) -> Vec<u8> {
@@ -225,10 +248,16 @@ impl Op {
 
 /// The store's sled tree and object files.
 pub(crate) struct Index {
+    /// Commits the tree's write buffer once it is old enough (see [`tree::COMMIT_AFTER`]).
+    /// First field: its thread stops before the rest is dropped.
+    _committer: Option<Committer>,
     path: PathBuf,
+    /// Metadata records (`m`) and the page directory of `tree`.
     db: sled::Db,
+    /// Every other record: keys, memo results, objects, frames, checkpoints.
+    tree: Arc<Tree>,
     objects: Objects,
-    writer: Mutex<()>,
+    writer: Arc<Mutex<()>>,
     /// Objects whose records were removed since the last sync: their files go at sync.
     doomed: Mutex<Vec<Digest>>,
     /// Number of object records. While it is 0 no key can point at an object, so a put
@@ -258,6 +287,73 @@ impl Drop for SledReleased {
     }
 }
 
+/// The thread that commits the tree's write buffer in the background. It holds the tree
+/// weakly and stops when the index is dropped.
+struct Committer {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Committer {
+    fn start(tree: Weak<Tree>, writer: Arc<Mutex<()>>) -> std::io::Result<Committer> {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new().name("pickleshelf-commit".into()).spawn(move || {
+            let tick = tree::COMMIT_AFTER / 2;
+            while !flag.load(Ordering::Acquire) {
+                std::thread::park_timeout(tick);
+                let Some(tree) = tree.upgrade() else { return };
+                let (bytes, since) = tree.buffered();
+                if bytes == 0 || since.is_none_or(|t| t.elapsed() < tree::COMMIT_AFTER) {
+                    continue;
+                }
+                let _w = writer.lock().unwrap_or_else(PoisonError::into_inner);
+                // A failure leaves the buffer as it is: the next commit (at the latest the
+                // next sync, which reports it) tries again.
+                let _ = tree.commit();
+            }
+        })?;
+        Ok(Committer { stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Index {
+    /// Commits the write buffer and flushes sled, best effort (as sled does when dropped):
+    /// what `sync` left in the buffer (deletions of removed objects' frame records) is
+    /// not lost on a clean close.
+    fn drop(&mut self) {
+        if self._committer.is_none() {
+            return;
+        }
+        let _w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.tree.commit().is_ok() {
+            let _ = self.engine(|| self.db.flush());
+        }
+    }
+}
+
+/// How an index is opened.
+pub(crate) struct IndexOptions {
+    pub(crate) create: bool,
+    pub(crate) read_only: bool,
+    /// Checksums of pages are (keyed) blake3 digests made with it.
+    pub(crate) hasher: Hasher,
+    /// zstd level of pages.
+    pub(crate) level: i32,
+    /// Pack files are fsynced before every commit (durability `PowerLoss`).
+    pub(crate) power_loss: bool,
+}
+
 /// Holds the store's write lock; all changes go through it.
 pub(crate) struct Writer<'a> {
     index: &'a Index,
@@ -265,9 +361,10 @@ pub(crate) struct Writer<'a> {
 }
 
 impl Index {
-    /// Opens (creating when asked) the sled database under `dir/sled` and the object
-    /// files under `dir/objects`.
-    pub(crate) fn open(dir: &Path, create: bool, read_only: bool) -> Result<Index> {
+    /// Opens (creating when asked) the sled database under `dir/sled`, the pack files
+    /// under `dir/pages` and the object files under `dir/objects`.
+    pub(crate) fn open(dir: &Path, opts: IndexOptions) -> Result<Index> {
+        let IndexOptions { create, read_only, hasher, level, power_loss } = opts;
         let sled_dir = dir.join("sled");
         if !create && !sled_dir.exists() {
             return Err(Error::Io {
@@ -279,18 +376,44 @@ impl Index {
         let objects = Objects::open(&dir.join("objects"), read_only)?;
         let config = sled::Config::new().path(&sled_dir).flush_every_ms(Some(500));
         let db = engine(dir, || config.open())?;
-        let live = engine(dir, || db.scan_prefix([PREFIX_OBJECT]).try_fold(0u64, |n, r| r.map(|_| n + 1)))?;
+        let tree = Arc::new(Tree::open(dir, db.clone(), hasher, level, power_loss, read_only)?);
+        let writer = Arc::new(Mutex::new(()));
+        let committer = if read_only {
+            None
+        } else {
+            Some(
+                Committer::start(Arc::downgrade(&tree), writer.clone())
+                    .map_err(|e| Error::Io { path: dir.to_path_buf(), source: e })?,
+            )
+        };
         Ok(Index {
-            live_objects: AtomicU64::new(live),
+            live_objects: AtomicU64::new(UNCOUNTED),
             path: dir.to_path_buf(),
             db,
+            tree,
+            _committer: committer,
             objects,
-            writer: Mutex::new(()),
+            writer,
             doomed: Mutex::new(Vec::new()),
             files_in_use: RwLock::new(()),
             generation: Mutex::new(0),
             _released: SledReleased(sled_dir.join("db")),
         })
+    }
+
+    /// Counts the object records (which reads every page holding one). Called once the
+    /// opener's auth key is known to be the store's: pages are checked with it. A page
+    /// that cannot be read leaves the count unknown (writes then always read a key's
+    /// previous record, which is correct for any count); its error comes with the reads
+    /// that need it.
+    pub(crate) fn count_objects(&self) {
+        if let Ok(live) = self.tree.scan(&[PREFIX_OBJECT]).try_fold(0u64, |n, r| r.map(|_| n + 1)) {
+            self.live_objects.store(live, Ordering::Release);
+        }
+    }
+
+    fn objects_counted(&self) -> bool {
+        self.live_objects.load(Ordering::Acquire) < UNCOUNTED / 2
     }
 
     pub(crate) fn objects(&self) -> &Objects {
@@ -314,7 +437,7 @@ impl Index {
 
     /// The record of `key` in `space`, with its header (empty for [`Space::Keys`]).
     pub(crate) fn get_in(&self, space: Space, key: &str) -> Result<Option<(sled::IVec, Stored)>> {
-        let raw = self.engine(|| self.db.get(key_in(space, key)))?;
+        let raw = self.tree.get(&key_in(space, key)).map_err(|e| naming_key(e, key))?;
         raw.map(|r| self.parse_record(space, key, r)).transpose()
     }
 
@@ -337,7 +460,7 @@ impl Index {
     /// record, so that it works for objects removed since the caller read a record naming
     /// them (their frames stay until a sync; see [`Index::pin_files`]).
     pub(crate) fn frame(&self, d: &Digest) -> Result<Vec<u8>> {
-        match self.engine(|| self.db.get(frame_key(d)))? {
+        match self.tree.get(&frame_key(d))? {
             Some(f) => Ok(f.to_vec()),
             None => self.objects.read(d),
         }
@@ -345,8 +468,8 @@ impl Index {
 
     /// All frame records: digest and length.
     pub(crate) fn frame_records(&self) -> impl Iterator<Item = Result<(Digest, u64)>> + '_ {
-        self.db.scan_prefix([PREFIX_FRAME]).map(move |item| {
-            let (k, v) = item.map_err(|e| Error::Engine { path: self.path.clone(), message: e.to_string() })?;
+        self.tree.scan(&[PREFIX_FRAME]).map(move |item| {
+            let (k, v) = item?;
             let d = Digest::from_slice(&k[1..]).ok_or_else(|| self.corrupted("a frame record".into(), "bad key"))?;
             Ok((d, v.len() as u64))
         })
@@ -361,12 +484,12 @@ impl Index {
 
     /// True when `key` has a record.
     pub(crate) fn contains(&self, key: &str) -> Result<bool> {
-        self.engine(|| self.db.contains_key(key_of(key)))
+        self.tree.contains(&key_of(key))
     }
 
     /// The object record of `digest`.
     pub(crate) fn object(&self, digest: &Digest) -> Result<Option<ObjectRecord>> {
-        let raw = self.engine(|| self.db.get(object_key(digest)))?;
+        let raw = self.tree.get(&object_key(digest))?;
         raw.map(|r| {
             ObjectRecord::parse(&r).ok_or_else(|| self.corrupted(format!("object record {digest}"), "unknown layout"))
         })
@@ -384,8 +507,8 @@ impl Index {
         space: Space,
         prefix: &str,
     ) -> impl Iterator<Item = Result<(String, sled::IVec, Stored)>> + '_ {
-        self.db.scan_prefix(key_in(space, prefix)).map(move |item| {
-            let (k, v) = item.map_err(|e| Error::Engine { path: self.path.clone(), message: e.to_string() })?;
+        self.tree.scan(&key_in(space, prefix)).map(move |item| {
+            let (k, v) = item?;
             let key = std::str::from_utf8(&k[1..])
                 .map_err(|_| self.corrupted("a key record".into(), "key is not UTF-8"))?
                 .to_owned();
@@ -396,8 +519,8 @@ impl Index {
 
     /// All object records.
     pub(crate) fn object_records(&self) -> impl Iterator<Item = Result<(Digest, ObjectRecord)>> + '_ {
-        self.db.scan_prefix([PREFIX_OBJECT]).map(move |item| {
-            let (k, v) = item.map_err(|e| Error::Engine { path: self.path.clone(), message: e.to_string() })?;
+        self.tree.scan(&[PREFIX_OBJECT]).map(move |item| {
+            let (k, v) = item?;
             let d = Digest::from_slice(&k[1..]).ok_or_else(|| self.corrupted("an object record".into(), "bad key"))?;
             let r = ObjectRecord::parse(&v)
                 .ok_or_else(|| self.corrupted(format!("object record {d}"), "unknown layout"))?;
@@ -459,19 +582,22 @@ impl Index {
         let _w = self.writer();
         self.objects.sync()?;
         let g = self.generation() + 1;
-        self.set_meta("generation", &g.to_le_bytes())?;
-        self.make_durable()?;
+        self.durable_locked(Some(g))?;
         self.set_generation(g);
         self.delete_doomed()?;
+        self.tree.delete_doomed()?;
         Ok(g)
     }
 
-    /// Flushes sled's buffers without the fsyncs of [`Index::sync`] (a kill -9 after
-    /// this loses nothing; a power loss may), then deletes the files of removed objects.
+    /// Commits the write buffer and flushes sled's buffers without the fsyncs of
+    /// [`Index::sync`] (a kill -9 after this loses nothing; a power loss may), then
+    /// deletes the files of removed objects.
     pub(crate) fn flush(&self) -> Result<()> {
         let _w = self.writer();
+        self.tree.commit()?;
         self.engine(|| self.db.flush())?;
-        self.delete_doomed()
+        self.delete_doomed()?;
+        self.tree.delete_doomed()
     }
 
     /// Deletes the frames (files and frame records) of the objects whose records were
@@ -485,7 +611,7 @@ impl Index {
             return Ok(());
         }
         let _readers_out = self.files_in_use.write().unwrap_or_else(PoisonError::into_inner);
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         for d in doomed {
             let rec = self.object(&d)?;
             if rec.is_none_or(|r| r.in_tree) {
@@ -495,13 +621,15 @@ impl Index {
                 batch.remove(&frame_key(&d)[..]);
             }
         }
-        self.engine(|| self.db.apply_batch(batch))
+        self.tree.apply(batch);
+        Ok(())
     }
 
     /// Deletes frame records of no object (the leftovers of removals a crash cut short);
     /// returns how many. Called at open, after the recovered records were made durable.
     pub(crate) fn remove_orphan_frames(&self) -> Result<usize> {
-        let mut batch = sled::Batch::default();
+        let _w = self.writer();
+        let mut batch = Batch::default();
         let mut n = 0;
         for item in self.frame_records() {
             let (d, _) = item?;
@@ -511,17 +639,62 @@ impl Index {
             }
         }
         if n > 0 {
-            self.engine(|| self.db.apply_batch(batch))?;
+            self.tree.apply(batch);
+            self.tree.commit()?;
         }
         Ok(n)
     }
 
-    /// Flushes sled and fsyncs its files and directories: every record written so far
-    /// survives a power loss.
+    /// Commits the write buffer, flushes sled and fsyncs pack files and sled's files and
+    /// directories: every record written so far survives a power loss.
     pub(crate) fn make_durable(&self) -> Result<()> {
+        let _w = self.writer();
+        self.durable_locked(None)
+    }
+
+    /// [`Index::make_durable`] under the write lock, writing `generation` (when given)
+    /// after the commit and before the flush.
+    fn durable_locked(&self, generation: Option<u64>) -> Result<()> {
+        self.tree.commit()?;
+        self.tree.sync_packs()?;
+        if let Some(g) = generation {
+            self.set_meta("generation", &g.to_le_bytes())?;
+        }
         self.engine(|| self.db.flush())?;
         files::fsync_tree(&self.path.join("sled"))?;
         files::fsync_dir(&self.path)
+    }
+
+    /// Pack files no page names (see [`Tree::orphans`]).
+    pub(crate) fn orphan_packs(&self) -> Result<Vec<PathBuf>> {
+        self.tree.orphans()
+    }
+
+    /// Deletes an orphan pack file (once the directory is durable).
+    pub(crate) fn remove_orphan_pack(&self, path: &Path) -> Result<()> {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::Io { path: path.to_path_buf(), source: e }),
+        }
+        self.tree.forget_pack(path);
+        Ok(())
+    }
+
+    /// Schedules an orphan pack file for deletion at the next sync (gc); returns false
+    /// when the path is not a pack file.
+    pub(crate) fn doom_orphan_pack(&self, path: &Path) -> bool {
+        self.tree.doom_orphan(path)
+    }
+
+    /// Checks every page of the tree; returns the problems and the number of pages.
+    pub(crate) fn verify_pages(&self) -> (Vec<String>, u64) {
+        self.tree.verify()
+    }
+
+    /// Storage statistics of the record tree.
+    pub(crate) fn tree_stats(&self) -> TreeStats {
+        self.tree.stats()
     }
 
     /// Schedules the deletion of the file of `digest` at the next sync, after the
@@ -554,6 +727,7 @@ impl Writer<'_> {
         // so it is one sled write, with no read of the previous record.
         if let [op] = ops.as_slice()
             && index.live_objects.load(Ordering::Acquire) == 0
+            && index.objects_counted()
         {
             match op {
                 Op::Put { space, key, header, digest, frame, delta: None }
@@ -562,12 +736,22 @@ impl Writer<'_> {
                     let mut r = Vec::with_capacity(header.len() + 33 + frame.len());
                     r.extend_from_slice(header);
                     r.extend_from_slice(&KeyRecord::inline(digest, frame));
-                    let old = index.engine(|| index.db.insert(key_in(*space, key), r))?;
-                    return Ok(vec![old.is_some()]);
+                    let k = key_in(*space, key);
+                    let existed = index.tree.contains(&k)?;
+                    let mut batch = Batch::default();
+                    batch.insert(k, r);
+                    self.write(batch)?;
+                    return Ok(vec![existed]);
                 }
                 Op::Remove { space, key } => {
-                    let old = index.engine(|| index.db.remove(key_in(*space, key)))?;
-                    return Ok(vec![old.is_some()]);
+                    let k = key_in(*space, key);
+                    let existed = index.tree.contains(&k)?;
+                    if existed {
+                        let mut batch = Batch::default();
+                        batch.remove(k);
+                        self.write(batch)?;
+                    }
+                    return Ok(vec![existed]);
                 }
                 Op::Put { .. } | Op::Link { .. } => {}
             }
@@ -576,7 +760,7 @@ impl Writer<'_> {
         let mut current: HashMap<(Space, String), KeyState> = HashMap::new();
         let mut deltas: BTreeMap<Digest, i64> = BTreeMap::new();
         let mut existed = Vec::with_capacity(ops.len());
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         let mut single: Option<(Vec<u8>, Option<Vec<u8>>)> = None;
         let mut new_objects: HashMap<Digest, NewObject> = HashMap::new();
         let n_ops = ops.len();
@@ -642,10 +826,12 @@ impl Writer<'_> {
         if deltas.is_empty()
             && let Some((k, v)) = single
         {
+            let mut one = Batch::default();
             match v {
-                Some(v) => index.engine(|| index.db.insert(k, v))?,
-                None => index.engine(|| index.db.remove(k))?,
-            };
+                Some(v) => one.insert(k, v),
+                None => one.remove(k),
+            }
+            self.write(one)?;
             return Ok(existed);
         }
         self.settle(batch, deltas, new_objects)?;
@@ -660,7 +846,7 @@ impl Writer<'_> {
     /// not recursion). Their frames are deleted at the next sync.
     pub(crate) fn settle(
         &self,
-        mut batch: sled::Batch,
+        mut batch: Batch,
         mut deltas: BTreeMap<Digest, i64>,
         mut new_objects: HashMap<Digest, NewObject>,
     ) -> Result<()> {
@@ -740,7 +926,7 @@ impl Writer<'_> {
                 batch.insert(&object_key(d)[..], ObjectRecord { refs: refs as u64, ..rec }.encode());
             }
         }
-        index.engine(|| index.db.apply_batch(batch))?;
+        self.write(batch)?;
         index.live_objects.fetch_add(created.len() as u64, Ordering::AcqRel);
         index.live_objects.fetch_sub(removed.len() as u64, Ordering::AcqRel);
         index.doomed.lock().unwrap_or_else(PoisonError::into_inner).extend(removed);
@@ -751,13 +937,13 @@ impl Writer<'_> {
     /// gone meanwhile are skipped.
     pub(crate) fn set_memo_headers(&self, updates: Vec<(String, Vec<u8>)>) -> Result<()> {
         let index = self.index;
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         for (key, head) in updates {
             let k = key_in(Space::Memo, &key);
             if head.len() != MEMO_HEADER {
                 continue;
             }
-            if let Some(raw) = index.engine(|| index.db.get(&k))?
+            if let Some(raw) = index.tree.get(&k)?
                 && raw.len() > MEMO_HEADER
             {
                 let mut r = head;
@@ -765,7 +951,7 @@ impl Writer<'_> {
                 batch.insert(k, r);
             }
         }
-        index.engine(|| index.db.apply_batch(batch))
+        self.write(batch)
     }
 
     /// Replaces the object record of `digest` (used by gc to repair refcounts);
@@ -774,21 +960,34 @@ impl Writer<'_> {
         let index = self.index;
         match rec {
             Some(r) => {
-                let old = index.engine(|| index.db.insert(&object_key(digest)[..], &r.encode()[..]))?;
-                if old.is_none() {
+                let existed = index.tree.contains(&object_key(digest))?;
+                let mut batch = Batch::default();
+                batch.insert(&object_key(digest)[..], &r.encode()[..]);
+                self.write(batch)?;
+                if !existed {
                     index.live_objects.fetch_add(1, Ordering::AcqRel);
                 }
-                old
             }
             None => {
-                let old = index.engine(|| index.db.remove(&object_key(digest)[..]))?;
-                if old.is_some() {
+                if index.tree.contains(&object_key(digest))? {
+                    let mut batch = Batch::default();
+                    batch.remove(&object_key(digest)[..]);
+                    self.write(batch)?;
                     index.live_objects.fetch_sub(1, Ordering::AcqRel);
                     index.doomed.lock().unwrap_or_else(PoisonError::into_inner).push(*digest);
                 }
-                old
             }
-        };
+        }
+        Ok(())
+    }
+
+    /// Applies `batch` to the tree's write buffer, committing the buffer when it is full.
+    pub(crate) fn write(&self, batch: Batch) -> Result<()> {
+        let tree = &self.index.tree;
+        tree.apply(batch);
+        if tree.buffered().0 > tree::BUFFER_MAX {
+            tree.commit()?;
+        }
         Ok(())
     }
 }

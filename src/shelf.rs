@@ -1178,9 +1178,10 @@ fn verify_observed(shelf: &Shelf, repair: bool, progress: &mut dyn Progress) -> 
     let writer = if repair { Some(&lock) } else { None };
     let mut report = VerifyReport::default();
     // The pages that hold the records, then the pack files that hold the pages.
-    let (page_problems, pages) = index.verify_pages();
+    let (page_problems, page_repairs, pages) = index.verify_pages(repair)?;
     report.pages = pages;
     report.problems.extend(page_problems);
+    report.repaired.extend(page_repairs);
     for path in index.orphan_packs()? {
         let msg = format!("file {} holds no page of the store", path.display());
         if repair {

@@ -389,6 +389,103 @@ fn corrupted_inline_value_is_reported_for_its_key_only() {
     assert!(shelf.verify().expect("verify").is_ok());
 }
 
+/// The directory records of a closed store: each page's lower bound, pack, offset, length.
+fn pages(path: &Path) -> Vec<(Vec<u8>, u32, u64, usize)> {
+    let mut out = Vec::new();
+    with_sled(path, |db| {
+        for item in db.scan_prefix(b"p") {
+            let (k, v) = item.expect("sled");
+            let pack = u32::from_le_bytes(v[..4].try_into().unwrap());
+            let offset = u64::from_le_bytes(v[4..12].try_into().unwrap());
+            let len = u32::from_le_bytes(v[12..16].try_into().unwrap()) as usize;
+            out.push((k[1..].to_vec(), pack, offset, len));
+        }
+    });
+    out
+}
+
+#[test]
+fn damaged_page_is_reported_for_its_keys_and_gc_replaces_it() {
+    let dir = tempdir();
+    let path = dir.path().join("s.db");
+    let key = |i: u32| format!("key:{i:05}");
+    let value = |i: u32| {
+        let text = format!("value {i:05} and some text to fill it.");
+        let mut p = vec![0x80, 4, 0x8c, text.len() as u8];
+        p.extend_from_slice(text.as_bytes());
+        p.extend_from_slice(b"\x94.");
+        p
+    };
+    {
+        let shelf = Shelf::open(&path).expect("create");
+        for i in 0..5_000 {
+            shelf.insert_pickle(&key(i), &value(i)).expect("insert");
+        }
+        shelf.close().expect("close");
+    }
+    let listed = pages(&path);
+    assert!(listed.len() >= 4, "several pages: {}", listed.len());
+    // Damage the second page: one flipped bit in the middle of its image.
+    let (lo, pack, offset, len) = listed[1].clone();
+    let hi = listed[2].0.clone();
+    let pack_path = path.join("pages").join(format!("{pack:08x}.pack"));
+    let mut bytes = fs::read(&pack_path).expect("read the pack");
+    bytes[offset as usize + len / 2] ^= 0x10;
+    fs::write(&pack_path, bytes).expect("write the pack");
+    let in_damaged: Vec<u32> = (0..5_000)
+        .filter(|&i| {
+            let k = format!("k{}", key(i)).into_bytes();
+            k >= lo && k < hi
+        })
+        .collect();
+    assert!(!in_damaged.is_empty());
+    let shelf = Shelf::open(&path).expect("a damaged page does not stop the store from opening");
+    let lost = key(in_damaged[0]);
+    match shelf.get_pickle(&lost) {
+        Err(e @ Error::Corrupted { .. }) => {
+            message(&e, &[&format!("{lost:?}"), "page", "checksum mismatch"]);
+        }
+        other => panic!("expected Corrupted, got {other:?}"),
+    }
+    // Keys in other pages read as before, and a listing goes past the damaged page.
+    assert_eq!(shelf.get_pickle(&key(0)).expect("get"), Some(value(0)));
+    assert_eq!(shelf.get_pickle(&key(4_999)).expect("get"), Some(value(4_999)));
+    let listing: Vec<_> = shelf.keys().collect();
+    assert_eq!(listing.iter().filter(|k| k.is_err()).count(), 1, "one error for the one page");
+    assert_eq!(listing.iter().filter(|k| k.is_ok()).count(), 5_000 - in_damaged.len());
+    // Writes elsewhere commit; a write into the damaged page's range is refused (it needs
+    // the key's previous record) and changes nothing.
+    shelf.insert_pickle(&key(4_999), &value(1)).expect("insert");
+    match shelf.insert_pickle(&lost, &value(2)) {
+        Err(e @ Error::Corrupted { .. }) => {
+            message(&e, &[&format!("{lost:?}"), "page", "checksum mismatch"]);
+        }
+        other => panic!("expected Corrupted, got {other:?}"),
+    }
+    shelf.sync().expect("a sync that does not touch the damaged page");
+    let report = shelf.verify().expect("verify");
+    assert!(report.problems.iter().any(|p| p.contains("checksum mismatch")), "{report:?}");
+    // gc replaces the page with an empty one: its records are gone (they were unreadable
+    // already), everything else is intact, and the range takes writes again.
+    let report = shelf.gc().expect("gc");
+    assert!(report.repaired.iter().any(|r| r.contains("replaced by an empty page")), "{report:?}");
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(shelf.get_pickle(&lost).expect("get"), None);
+    shelf.insert_pickle(&lost, &value(2)).expect("insert");
+    assert_eq!(shelf.get_pickle(&lost).expect("get"), Some(value(2)));
+    for &i in &in_damaged[1..] {
+        assert_eq!(shelf.get_pickle(&key(i)).expect("get"), None);
+    }
+    assert_eq!(shelf.get_pickle(&key(0)).expect("get"), Some(value(0)));
+    assert_eq!(shelf.get_pickle(&key(4_999)).expect("get"), Some(value(1)));
+    assert_eq!(shelf.len().expect("len"), 5_000 - in_damaged.len() + 1);
+    assert!(shelf.verify().expect("verify").is_ok());
+    drop(shelf);
+    let shelf = Shelf::open(&path).expect("reopen");
+    assert!(shelf.verify().expect("verify").is_ok());
+    assert_eq!(shelf.get_pickle(&lost).expect("get"), Some(value(2)));
+}
+
 #[test]
 fn corrupted_object_file_is_reported_for_every_key_that_shares_it() {
     let dir = tempdir();

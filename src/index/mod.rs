@@ -687,9 +687,11 @@ impl Index {
         self.tree.doom_orphan(path)
     }
 
-    /// Checks every page of the tree; returns the problems and the number of pages.
-    pub(crate) fn verify_pages(&self) -> (Vec<String>, u64) {
-        self.tree.verify()
+    /// Checks every page of the tree (repairing, with `repair`: see [`Tree::verify`]);
+    /// returns the problems, the repairs and the number of pages. The caller holds the
+    /// write lock.
+    pub(crate) fn verify_pages(&self, repair: bool) -> Result<(Vec<String>, Vec<String>, u64)> {
+        self.tree.verify(repair)
     }
 
     /// Storage statistics of the record tree.
@@ -737,7 +739,7 @@ impl Writer<'_> {
                     r.extend_from_slice(header);
                     r.extend_from_slice(&KeyRecord::inline(digest, frame));
                     let k = key_in(*space, key);
-                    let existed = index.tree.contains(&k)?;
+                    let existed = index.tree.contains(&k).map_err(|e| naming_key(e, key))?;
                     let mut batch = Batch::default();
                     batch.insert(k, r);
                     self.write(batch)?;
@@ -745,7 +747,7 @@ impl Writer<'_> {
                 }
                 Op::Remove { space, key } => {
                     let k = key_in(*space, key);
-                    let existed = index.tree.contains(&k)?;
+                    let existed = index.tree.contains(&k).map_err(|e| naming_key(e, key))?;
                     if existed {
                         let mut batch = Batch::default();
                         batch.remove(k);

@@ -340,8 +340,9 @@ impl Tree {
 
     /// The records of `[from, to)` (`to` at most the end of the page holding `from`), and
     /// where the next chunk starts.
-    fn chunk(&self, from: &[u8], prefix: &[u8]) -> Result<Chunk> {
-        let (buffered, page, mut to) = {
+    /// A page that cannot be read is an error, and the scan goes on after it.
+    fn chunk(&self, from: &[u8], prefix: &[u8]) -> Chunk {
+        let (buffered, page, mut to, mut page_hi) = {
             let buffer = read(&self.buffer);
             let dir = read(&self.dir);
             let (page, page_hi) = match dir.page_of(from) {
@@ -364,12 +365,21 @@ impl Tree {
                 }
                 buffered.push((k.clone(), v.clone()));
             }
-            (buffered, page, to)
+            (buffered, page, to, page_hi)
         };
+        // Past the prefix: nothing more to scan.
+        for t in [&mut to, &mut page_hi] {
+            if t.as_deref().is_some_and(|t| !t.starts_with(prefix) && t > prefix) {
+                *t = None;
+            }
+        }
         let mut out = Vec::new();
         let mut b = buffered.into_iter().peekable();
         if let Some((lo, loc)) = page {
-            let p = self.page(&lo, &loc)?;
+            let p = match self.page(&lo, &loc) {
+                Ok(p) => p,
+                Err(e) => return (Err(e), page_hi),
+            };
             let start = match p.search(from) {
                 Ok(i) | Err(i) => i,
             };
@@ -395,11 +405,7 @@ impl Tree {
             }
         }
         out.extend(b.filter_map(|(k, v)| v.map(|v| (IVec::from(k), v))));
-        // Past the prefix: nothing more to scan.
-        if to.as_deref().is_some_and(|t| !t.starts_with(prefix) && t > prefix) {
-            to = None;
-        }
-        Ok((out, to))
+        (Ok(out), to)
     }
 
     /// How many bytes are buffered, and since when.
@@ -783,27 +789,69 @@ impl Tree {
     }
 
     /// Checks every page: readable, verified, in order, within its range. Returns the
-    /// problems found, one line each, and the number of pages.
-    pub(crate) fn verify(&self) -> (Vec<String>, u64) {
+    /// problems found and the repairs made, one line each, and the number of pages.
+    ///
+    /// With `repair` (gc; the caller holds the store's write lock): an unreadable page is
+    /// replaced by an empty one — its records are lost, and were already unreadable; the
+    /// record checks that follow then repair what depended on them — and a page holding
+    /// keys beyond its range is rewritten without them (no read could see them).
+    pub(crate) fn verify(&self, repair: bool) -> Result<(Vec<String>, Vec<String>, u64)> {
         let pages: Vec<(Vec<u8>, PageLoc, Option<Vec<u8>>)> = {
             let dir = read(&self.dir);
             dir.pages.iter().map(|(lo, loc)| (lo.clone(), *loc, dir.next_lo(lo).cloned())).collect()
         };
-        let mut problems = Vec::new();
+        let (mut problems, mut repaired) = (Vec::new(), Vec::new());
         for (lo, loc, hi) in &pages {
             match self.load(lo, loc) {
                 Ok(p) => {
-                    if let Some(h) = hi
-                        && p.len() > 0
-                        && p.key(p.len() - 1) >= h.as_slice()
-                    {
-                        problems.push(format!("{}: holds keys of the next page", page_name(lo, loc)));
+                    let beyond =
+                        (0..p.len()).filter(|&i| hi.as_ref().is_some_and(|h| p.key(i) >= h.as_slice())).count();
+                    if beyond == 0 {
+                        continue;
                     }
+                    let msg = format!("{}: holds {beyond} keys of the next page", page_name(lo, loc));
+                    if repair {
+                        let mut w = BodyWriter::new(lo, 0);
+                        for i in (0..p.len()).filter(|&i| hi.as_ref().is_none_or(|h| p.key(i) < h.as_slice())) {
+                            w.push(p.key(i), p.value(i));
+                        }
+                        self.replace_page(lo, loc, w.finish())?;
+                        repaired.push(format!("{msg}: removed (no read could see them)"));
+                    } else {
+                        problems.push(msg);
+                    }
+                }
+                Err(e) if repair => {
+                    self.replace_page(lo, loc, BodyWriter::new(lo, 0).finish())?;
+                    repaired.push(format!("{e}: replaced by an empty page (its records are lost)"));
                 }
                 Err(e) => problems.push(e.to_string()),
             }
         }
-        (problems, pages.len() as u64)
+        Ok((problems, repaired, pages.len() as u64))
+    }
+
+    /// Writes `body` as the new image of the page at `lo` (one sled batch) and installs it.
+    fn replace_page(&self, lo: &[u8], old: &PageLoc, body: Vec<u8>) -> Result<()> {
+        let img = image(&body, self.level);
+        let (pack, offsets) = self.packs.append(std::slice::from_ref(&img), false)?;
+        if self.power_loss {
+            self.packs.sync()?;
+        }
+        let offset = offsets.first().copied().unwrap_or(0);
+        let loc = PageLoc { pack, offset, len: img.len() as u32, checksum: checksum(&self.hasher, &img) };
+        let mut batch = sled::Batch::default();
+        batch.insert(dir_key(lo), &loc.encode()[..]);
+        engine(&self.path, || self.db.apply_batch(batch))?;
+        let mut dir = self.dir.write().unwrap_or_else(PoisonError::into_inner);
+        dir.pages.insert(lo.to_vec(), loc);
+        if let Some(l) = dir.live.get_mut(&old.pack) {
+            *l = l.saturating_sub(u64::from(old.len));
+        }
+        *dir.live.entry(pack).or_insert(0) += u64::from(loc.len);
+        let size = dir.sizes.entry(pack).or_insert(0);
+        *size = (*size).max(offset + u64::from(loc.len));
+        Ok(())
     }
 }
 
@@ -875,8 +923,9 @@ fn join<'b>(left: &mut Unit<'b>, right: Unit<'b>) {
     left.size += right.size;
 }
 
-/// Records of one step of a scan, and where the next step starts.
-type Chunk = (Vec<(IVec, IVec)>, Option<Vec<u8>>);
+/// The records of one step of a scan (or the error of its page), and where the next
+/// step starts.
+type Chunk = (Result<Vec<(IVec, IVec)>>, Option<Vec<u8>>);
 
 /// An iterator over the records of a prefix (see [`Tree::scan`]).
 pub(crate) struct Scan<'a> {
@@ -895,13 +944,170 @@ impl Iterator for Scan<'_> {
                 return Some(Ok(item));
             }
             let from = self.cursor.take()?;
-            match self.tree.chunk(&from, &self.prefix) {
-                Ok((items, next)) => {
-                    self.out = items.into_iter();
-                    self.cursor = next;
-                }
+            let (items, next) = self.tree.chunk(&from, &self.prefix);
+            self.cursor = next;
+            match items {
+                Ok(items) => self.out = items.into_iter(),
                 Err(e) => return Some(Err(e)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    fn open(dir: &Path) -> Tree {
+        let db = sled::Config::new().path(dir.join("sled")).open().unwrap();
+        Tree::open(dir, db, Hasher::Plain, 3, false, false).unwrap()
+    }
+
+    /// Drops the tree and waits until sled has let go of its files.
+    fn close(tree: Tree, dir: &Path) {
+        drop(tree);
+        let _ = std::fs::File::open(dir.join("sled").join("db")).and_then(|f| f.lock());
+    }
+
+    fn check(tree: &Tree, model: &BTreeMap<Vec<u8>, Vec<u8>>, rng: &mut Rng) {
+        let all: Vec<(Vec<u8>, Vec<u8>)> =
+            tree.scan(b"").map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect();
+        let want: Vec<(Vec<u8>, Vec<u8>)> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        assert!(all == want, "scan of everything: {} records, model {}", all.len(), want.len());
+        let prefix = format!("k{}", rng.below(10)).into_bytes();
+        let got = tree.scan(&prefix).map(|r| r.unwrap().0.to_vec()).collect::<Vec<_>>();
+        let want: Vec<Vec<u8>> = model.keys().filter(|k| k.starts_with(&prefix)).cloned().collect();
+        assert_eq!(got, want, "scan of {prefix:?}");
+        for _ in 0..20 {
+            let k = key(rng.below(4000));
+            assert_eq!(tree.get(&k).unwrap().map(|v| v.to_vec()), model.get(&k).cloned());
+        }
+        let (problems, _, _) = tree.verify(false).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        let dir = read(&tree.dir);
+        if let Some((lo, _)) = dir.pages.first_key_value() {
+            assert!(lo.is_empty(), "the first page starts at the lowest key");
+        }
+    }
+
+    fn key(i: u64) -> Vec<u8> {
+        format!("k{i}").into_bytes()
+    }
+
+    #[test]
+    fn matches_a_btreemap_through_commits_and_reopens() {
+        for seed in 1..=3 {
+            let dir = tempfile::tempdir().unwrap();
+            let mut tree = open(dir.path());
+            let mut model = BTreeMap::new();
+            let mut rng = Rng(seed);
+            for step in 0..3000 {
+                let mut batch = Batch::default();
+                for _ in 0..1 + rng.below(if step % 100 == 0 { 400 } else { 8 }) {
+                    let k = key(rng.below(4000));
+                    if rng.below(4) == 0 {
+                        batch.remove(&k);
+                        model.remove(&k);
+                    } else {
+                        let max = if rng.below(50) == 0 { 5000 } else { 300 };
+                        let v = vec![rng.below(256) as u8; rng.below(max) as usize];
+                        batch.insert(&k, v.clone());
+                        model.insert(k, v);
+                    }
+                }
+                // Now and then a wave of removals, so that pages shrink and merge.
+                if step % 700 == 350 {
+                    let from = rng.below(4000);
+                    for i in from..(from + 1500).min(4000) {
+                        batch.remove(key(i));
+                        model.remove(&key(i));
+                    }
+                }
+                tree.apply(batch);
+                match rng.below(40) {
+                    0..=4 => {
+                        tree.commit().unwrap();
+                        tree.delete_doomed().unwrap();
+                    }
+                    5 => {
+                        tree.commit().unwrap();
+                        close(tree, dir.path());
+                        tree = open(dir.path());
+                    }
+                    _ => {}
+                }
+                if step % 97 == 0 {
+                    check(&tree, &model, &mut rng);
+                }
+            }
+            tree.commit().unwrap();
+            check(&tree, &model, &mut rng);
+            // Every page within its size bounds (but a last small one, or one of a single record).
+            let dir = read(&tree.dir);
+            for (lo, loc) in &dir.pages {
+                let p = tree.load(lo, loc).unwrap();
+                let size: usize = (0..p.len()).map(|i| entry_size(p.key(i), p.value(i))).sum();
+                assert!(size <= MAX_PAGE + 6000, "page of {size} bytes");
+            }
+        }
+    }
+
+    #[test]
+    fn uncommitted_writes_are_lost_and_committed_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = open(dir.path());
+        let mut b = Batch::default();
+        b.insert(b"a", &b"1"[..]);
+        tree.apply(b);
+        tree.commit().unwrap();
+        let mut b = Batch::default();
+        b.insert(b"b", &b"2"[..]);
+        b.remove(b"a");
+        tree.apply(b);
+        assert_eq!(tree.get(b"a").unwrap(), None);
+        assert_eq!(tree.get(b"b").unwrap().as_deref(), Some(&b"2"[..]));
+        close(tree, dir.path());
+        let tree = open(dir.path());
+        assert_eq!(tree.get(b"a").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(tree.get(b"b").unwrap(), None);
+    }
+
+    #[test]
+    fn rewrites_are_compacted_and_packs_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = open(dir.path());
+        let mut rng = Rng(9);
+        for round in 0..300 {
+            let mut b = Batch::default();
+            for i in 0..400 {
+                let v: Vec<u8> = (0..200).map(|_| rng.below(256) as u8).collect();
+                b.insert(key(i * 7 + round % 7), v);
+            }
+            tree.apply(b);
+            tree.commit().unwrap();
+            tree.delete_doomed().unwrap();
+            let s = tree.stats();
+            let bound = COMPACT_MIN.max(s.live_bytes / 4) + s.live_bytes + s.live_bytes / 2 + (64 << 10);
+            assert!(s.pack_bytes <= bound, "round {round}: {} pack bytes for {} live", s.pack_bytes, s.live_bytes);
+        }
+        let (packs, _) = tree.packs.list().unwrap();
+        let on_disk: u64 = packs.iter().map(|(_, l)| l).sum();
+        assert_eq!(on_disk, tree.stats().pack_bytes, "every pack file is accounted for");
+        assert!(tree.orphans().unwrap().is_empty());
     }
 }

@@ -114,7 +114,11 @@ pub struct KeyInfo {
 const HEADER_MAX: u64 = 22;
 
 /// Reads the header of an object file (`None` when missing or malformed).
-fn object_header(shelf: &Shelf, digest: &Digest) -> Option<(Compression, u64)> {
+fn object_header(shelf: &Shelf, digest: &Digest, in_tree: bool) -> Option<(Compression, u64)> {
+    if in_tree {
+        // A small object (a delta, mostly): its frame is a record, read whole.
+        return blob::header(&shelf.index().frame(digest).ok()?);
+    }
     let path = shelf.index().objects().path_of(digest);
     let mut head = Vec::with_capacity(HEADER_MAX as usize);
     fs::File::open(path).ok()?.take(HEADER_MAX).read_to_end(&mut head).ok()?;
@@ -188,7 +192,7 @@ impl Shelf {
             if !record.in_tree {
                 s.stored_bytes += record.stored_len;
             }
-            let len = object_header(self, &digest).map(|(_, len)| len);
+            let len = object_header(self, &digest, record.in_tree).map(|(_, len)| len);
             s.unique_bytes += len.unwrap_or(0);
             object_len.insert(digest, len);
         }
@@ -258,7 +262,7 @@ impl Shelf {
                         what: format!("key {key:?}"),
                         reason: format!("it names object {digest}, which has no record"),
                     })?;
-                    let header = object_header(self, &digest);
+                    let header = object_header(self, &digest, record.in_tree);
                     KeyInfo {
                         key,
                         digest,

@@ -302,7 +302,7 @@ fn rm_removes_all_keys_or_none() {
     assert_eq!(ok_text(&["ls", &st]), "big\nbig2\nuser:2\n");
     // Removing both keys of a shared object frees it.
     ok(&["rm", &st, "big", "big2"]);
-    assert!(ok_text(&["stats", &st]).contains("0 object files"));
+    assert!(ok_text(&["stats", &st]).contains("values in objects  0 (0 objects)"));
 }
 
 #[test]
@@ -312,7 +312,7 @@ fn stats_in_text_and_json() {
     let st = s(&store);
     let text = ok_text(&["stats", &st]);
     for want in
-        ["format version     2\n", "keys               6\n", "values in objects  2 (1 object files)\n", "dedup ratio"]
+        ["format version     2\n", "keys               6\n", "values in objects  2 (1 objects)\n", "dedup ratio"]
     {
         assert!(text.contains(want), "{want:?} in\n{text}");
     }

@@ -134,6 +134,9 @@ fn versions_are_stored_as_deltas_and_read_back_in_any_order() -> Result<(), Erro
     let files = file_bytes(&path);
     assert!(files * 10 < logical as u64, "files {files} of {logical} logical bytes");
     let shelf = Shelf::open(&path)?;
+    // Stats read every delta's header: nothing unreadable, every byte counted.
+    let stats = shelf.stats()?;
+    assert_eq!((stats.unreadable, stats.objects, stats.logical_bytes), (0, 40, logical as u64), "{stats:?}");
     // Newest first, then a scattered order, each read cold (no decoded bases kept).
     let order: Vec<usize> = (0..40).rev().chain((0..40).map(|i| i * 17 % 40)).collect();
     for n in order {

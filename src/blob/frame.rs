@@ -185,6 +185,8 @@ pub enum Compression {
     Zstd,
     /// zstd with the store's trained dictionary of this id.
     ZstdDict(u32),
+    /// A zstd delta against another stored object, its base.
+    Delta,
 }
 
 impl std::fmt::Display for Compression {
@@ -193,6 +195,7 @@ impl std::fmt::Display for Compression {
             Compression::None => f.write_str("raw"),
             Compression::Zstd => f.write_str("zstd"),
             Compression::ZstdDict(id) => write!(f, "zstd+dict{id}"),
+            Compression::Delta => f.write_str("delta"),
         }
     }
 }
@@ -210,6 +213,7 @@ pub(crate) fn header(frame: &[u8]) -> Option<(Compression, u64)> {
         CODEC_RAW => Compression::None,
         CODEC_ZSTD => Compression::Zstd,
         CODEC_ZSTD_DICT => Compression::ZstdDict(u32::try_from(get_leb(rest)?.0).ok()?),
+        CODEC_DELTA if rest.len() >= 32 => Compression::Delta,
         _ => return None,
     };
     Some((compression, len))

@@ -311,7 +311,7 @@ impl Stats {
                 line("memo results", grouped(s.memo_entries));
             }
             line("inline values", grouped(s.inline_values));
-            line("values in objects", format!("{} ({} object files)", grouped(s.object_refs), grouped(s.objects)));
+            line("values in objects", format!("{} ({} objects)", grouped(s.object_refs), grouped(s.objects)));
             line("logical bytes", bytes(s.logical_bytes));
             line("unique bytes", bytes(s.unique_bytes));
             line("stored bytes", bytes(s.stored_bytes));

@@ -52,10 +52,9 @@ pub(crate) struct Objects {
 }
 
 impl Objects {
-    pub(crate) fn open(dir: &Path, read_only: bool) -> Result<Objects> {
-        if !read_only {
-            fs::create_dir_all(dir.join("tmp")).map_err(io(dir))?;
-        }
+    /// The object files under `dir`. Nothing is created until the first object is written
+    /// (a store of small values has no `objects/` directory).
+    pub(crate) fn open(dir: &Path) -> Result<Objects> {
         Ok(Objects { dir: dir.to_path_buf(), unsynced: Mutex::new(Vec::new()), counter: AtomicU64::new(0) })
     }
 
@@ -69,8 +68,10 @@ impl Objects {
         let path = self.path_of(d);
         let parent = path.parent().map(Path::to_path_buf).unwrap_or_else(|| self.dir.clone());
         fs::create_dir_all(&parent).map_err(io(&parent))?;
+        let tmp_dir = self.dir.join("tmp");
+        fs::create_dir_all(&tmp_dir).map_err(io(&tmp_dir))?;
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.dir.join("tmp").join(format!("{}.{}.{n}", d.to_hex(), std::process::id()));
+        let tmp = tmp_dir.join(format!("{}.{}.{n}", d.to_hex(), std::process::id()));
         let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
         f.write_all(frame).map_err(io(&tmp))?;
         drop(f);

@@ -373,7 +373,7 @@ impl Index {
             });
         }
         remove_unfinished_snapshots(&sled_dir)?;
-        let objects = Objects::open(&dir.join("objects"), read_only)?;
+        let objects = Objects::open(&dir.join("objects"))?;
         let config = sled::Config::new().path(&sled_dir).flush_every_ms(Some(500));
         let db = engine(dir, || config.open())?;
         let tree = Arc::new(Tree::open(dir, db.clone(), hasher, level, power_loss, read_only)?);

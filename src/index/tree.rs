@@ -50,11 +50,11 @@ const MAX_PAGE: usize = 2 * TARGET_PAGE;
 /// A page whose body shrinks below this is merged with a neighbour.
 const MIN_PAGE: usize = TARGET_PAGE / 4;
 /// A write that leaves more than this many bytes buffered commits the buffer.
-pub(crate) const BUFFER_MAX: usize = 16 << 20;
+pub(crate) const BUFFER_MAX: usize = 8 << 20;
 /// The background thread commits the buffer once its oldest write is this old.
 pub(crate) const COMMIT_AFTER: Duration = Duration::from_millis(200);
 /// Bytes of parsed pages kept in memory.
-const PAGE_CACHE_BYTES: usize = 32 << 20;
+const PAGE_CACHE_BYTES: usize = 16 << 20;
 /// Memory a buffered record costs beyond its bytes (map node, allocations).
 const BUFFER_OVERHEAD: usize = 64;
 /// Dead bytes in pack files tolerated before compaction: this, or a quarter of the live

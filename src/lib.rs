@@ -30,7 +30,7 @@
 //! ## Durability
 //!
 //! Every write is atomic. Writes are buffered in memory (visible to reads at once) and
-//! committed together — at [`Shelf::sync`], when 16 MiB are buffered, 200 ms after the
+//! committed together — at [`Shelf::sync`], when 8 MiB are buffered, 200 ms after the
 //! oldest buffered write, and at close — each commit one atomic sled batch. After a crash
 //! the store equals its state at some commit no older than the last `sync`: a killed
 //! process loses at most what it wrote in the last 200 ms, and nothing it synced; with the

@@ -70,7 +70,7 @@ pub struct ShelfBuilder {
 }
 
 impl ShelfBuilder {
-    /// zstd compression level for stored values (1–19, default 3).
+    /// zstd compression level for stored values and record pages (1–19, default 3).
     pub fn zstd_level(mut self, level: i32) -> Self {
         self.zstd_level = level;
         self

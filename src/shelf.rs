@@ -727,8 +727,14 @@ impl Shelf {
     /// [`Error::Serde`] when the value does not fit `T`; otherwise as for
     /// [`Shelf::get_pickle`].
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        match self.get_pickle(key)? {
-            Some(bytes) => pickle::from_slice(&bytes).map(Some),
+        let _pin = self.inner.index.pin_files();
+        match self.inner.index.get(key)? {
+            // Verified and deserialized in place, without a copy of the pickle.
+            Some(Stored::Inline { frame, digest }) => match self.inner.codec.decode_borrowed(&frame, &digest) {
+                Ok(bytes) => pickle::from_slice(&bytes).map(Some),
+                Err(reason) => Err(Error::CorruptedObject { key: key.to_owned(), digest, reason }),
+            },
+            Some(stored) => pickle::from_slice(&self.load(key, stored)?).map(Some),
             None => Ok(None),
         }
     }

@@ -127,6 +127,16 @@ impl Codec {
 
     /// Reads a frame back to the pickle bytes and checks them against `digest`.
     pub(crate) fn decode(&self, frame: &[u8], digest: &Digest) -> Result<Vec<u8>, &'static str> {
+        self.decode_borrowed(frame, digest).map(std::borrow::Cow::into_owned)
+    }
+
+    /// [`Codec::decode`], borrowing the pickle bytes from a raw frame instead of copying them.
+    pub(crate) fn decode_borrowed<'a>(
+        &self,
+        frame: &'a [u8],
+        digest: &Digest,
+    ) -> Result<std::borrow::Cow<'a, [u8]>, &'static str> {
+        use std::borrow::Cow;
         let (&version, rest) = frame.split_first().ok_or("empty frame")?;
         if version != FRAME_VERSION {
             return Err("unknown frame version");
@@ -142,7 +152,7 @@ impl Codec {
                 if rest.len() != len {
                     return Err("raw frame length does not match its header");
                 }
-                rest.to_vec()
+                Cow::Borrowed(rest)
             }
             CODEC_ZSTD | CODEC_ZSTD_DICT => {
                 let dict = if codec == CODEC_ZSTD_DICT {
@@ -163,7 +173,7 @@ impl Codec {
                     Some(d) => &d.decompressors,
                     None => &self.plain_d,
                 };
-                decompress_with(pool, dict.as_ref().map(|d| d.bytes.as_slice()), rest, len)?
+                Cow::Owned(decompress_with(pool, dict.as_ref().map(|d| d.bytes.as_slice()), rest, len)?)
             }
             CODEC_DELTA => return Err("delta frame read without its base"),
             _ => return Err("unknown codec in frame header"),

@@ -42,6 +42,7 @@ use crate::error::{Error, Result};
 pub(crate) use checkpoints::check_name as check_checkpoint_name;
 pub(crate) use files::Objects;
 pub(crate) use records::{CheckpointHeader, KeyRecord, ObjectRecord};
+pub(crate) use tree::Bytes;
 pub(crate) use tree::TreeStats;
 use tree::{Batch, Tree};
 
@@ -175,7 +176,7 @@ fn meta_key(name: &str) -> Vec<u8> {
 /// A stored value as the index sees it.
 pub(crate) enum Stored {
     /// The frame is inside the key record.
-    Inline { digest: Digest, frame: sled::IVec },
+    Inline { digest: Digest, frame: Bytes },
     /// The frame is in an object file.
     Object { digest: Digest },
 }
@@ -436,12 +437,12 @@ impl Index {
     }
 
     /// The record of `key` in `space`, with its header (empty for [`Space::Keys`]).
-    pub(crate) fn get_in(&self, space: Space, key: &str) -> Result<Option<(sled::IVec, Stored)>> {
+    pub(crate) fn get_in(&self, space: Space, key: &str) -> Result<Option<(Bytes, Stored)>> {
         let raw = self.tree.get(&key_in(space, key)).map_err(|e| naming_key(e, key))?;
         raw.map(|r| self.parse_record(space, key, r)).transpose()
     }
 
-    fn parse_record(&self, space: Space, key: &str, raw: sled::IVec) -> Result<(sled::IVec, Stored)> {
+    fn parse_record(&self, space: Space, key: &str, raw: Bytes) -> Result<(Bytes, Stored)> {
         let h = space.header_len();
         let bad = || self.corrupted(format!("record of key {key:?}"), "unknown layout");
         let body = raw.get(h..).ok_or_else(bad)?;
@@ -506,7 +507,7 @@ impl Index {
         &self,
         space: Space,
         prefix: &str,
-    ) -> impl Iterator<Item = Result<(String, sled::IVec, Stored)>> + '_ {
+    ) -> impl Iterator<Item = Result<(String, Bytes, Stored)>> + '_ {
         self.tree.scan(&key_in(space, prefix)).map(move |item| {
             let (k, v) = item?;
             let key = std::str::from_utf8(&k[1..])

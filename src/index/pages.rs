@@ -180,12 +180,24 @@ impl Page {
         &self.body[e[2] as usize..(e[2] + e[3]) as usize]
     }
 
+    /// Where the value of record `i` is in the body: start and length.
+    pub(crate) fn value_range(&self, i: usize) -> (u32, u32) {
+        let e = self.entries[i];
+        (e[2], e[3])
+    }
+
+    /// The bytes of the body at `start..start + len` (empty when out of range).
+    pub(crate) fn bytes(&self, start: u32, len: u32) -> &[u8] {
+        self.body.get(start as usize..(start as usize).saturating_add(len as usize)).unwrap_or_default()
+    }
+
     /// The position of `key`, or where it would go.
     pub(crate) fn search(&self, key: &[u8]) -> Result<usize, usize> {
         self.entries.binary_search_by(|e| self.body[e[0] as usize..(e[0] + e[1]) as usize].cmp(key))
     }
 
     /// The value of `key`.
+    #[cfg(test)]
     pub(crate) fn get(&self, key: &[u8]) -> Option<&[u8]> {
         self.search(key).ok().map(|i| self.value(i))
     }

@@ -65,6 +65,48 @@ const PARALLEL_BYTES: usize = 1 << 20;
 /// At most this many buffered records go into one chunk of a scan.
 const SCAN_CHUNK: usize = 4096;
 
+/// A record's value as a read returns it: shared with the buffer, or with the parsed page
+/// it was found in (no copy either way).
+#[derive(Clone)]
+pub(crate) enum Bytes {
+    Shared(IVec),
+    InPage(Arc<Page>, u32, u32),
+}
+
+impl Bytes {
+    /// `len` bytes from `at` (clamped to the value).
+    pub(crate) fn subslice(&self, at: usize, len: usize) -> Bytes {
+        let at = at.min(self.len());
+        let len = len.min(self.len() - at);
+        match self {
+            Bytes::Shared(v) => Bytes::Shared(v.subslice(at, len)),
+            Bytes::InPage(p, start, _) => Bytes::InPage(p.clone(), start + at as u32, len as u32),
+        }
+    }
+
+    fn in_page(page: &Arc<Page>, i: usize) -> Bytes {
+        let (start, len) = page.value_range(i);
+        Bytes::InPage(page.clone(), start, len)
+    }
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Shared(v) => v,
+            Bytes::InPage(p, start, len) => p.bytes(*start, *len),
+        }
+    }
+}
+
+impl AsRef<[u8]> for Bytes {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
 /// Changes applied together: inserts and removals, later ones winning.
 #[derive(Default)]
 pub(crate) struct Batch {
@@ -308,22 +350,23 @@ impl Tree {
     // ----- reads -----
 
     /// The value of `key`.
-    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<IVec>> {
+    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        let find = |p: &Arc<Page>| p.search(key).ok().map(|i| Bytes::in_page(p, i));
         let (lo, loc) = {
             let buffer = read(&self.buffer);
             if let Some(v) = buffer.map.get(key) {
-                return Ok(v.clone());
+                return Ok(v.clone().map(Bytes::Shared));
             }
             let dir = read(&self.dir);
             let Some((lo, loc)) = dir.page_of(key) else {
                 return Ok(None);
             };
             if let Some(p) = self.cache().get(loc) {
-                return Ok(p.get(key).map(IVec::from));
+                return Ok(find(&p));
             }
             (lo.clone(), *loc)
         };
-        Ok(self.page(&lo, &loc)?.get(key).map(IVec::from))
+        Ok(find(&self.page(&lo, &loc)?))
     }
 
     /// True when `key` has a value.
@@ -392,19 +435,19 @@ impl Tree {
                     && bk.as_slice() < k
                 {
                     if let Some((bk, Some(bv))) = b.next() {
-                        out.push((IVec::from(bk), bv));
+                        out.push((IVec::from(bk), Bytes::Shared(bv)));
                     }
                 }
                 if b.peek().is_some_and(|(bk, _)| bk.as_slice() == k) {
                     if let Some((bk, Some(bv))) = b.next() {
-                        out.push((IVec::from(bk), bv));
+                        out.push((IVec::from(bk), Bytes::Shared(bv)));
                     }
                     continue;
                 }
-                out.push((IVec::from(k), IVec::from(p.value(i))));
+                out.push((IVec::from(k), Bytes::in_page(&p, i)));
             }
         }
-        out.extend(b.filter_map(|(k, v)| v.map(|v| (IVec::from(k), v))));
+        out.extend(b.filter_map(|(k, v)| v.map(|v| (IVec::from(k), Bytes::Shared(v)))));
         (Ok(out), to)
     }
 
@@ -925,18 +968,18 @@ fn join<'b>(left: &mut Unit<'b>, right: Unit<'b>) {
 
 /// The records of one step of a scan (or the error of its page), and where the next
 /// step starts.
-type Chunk = (Result<Vec<(IVec, IVec)>>, Option<Vec<u8>>);
+type Chunk = (Result<Vec<(IVec, Bytes)>>, Option<Vec<u8>>);
 
 /// An iterator over the records of a prefix (see [`Tree::scan`]).
 pub(crate) struct Scan<'a> {
     tree: &'a Tree,
     prefix: Vec<u8>,
     cursor: Option<Vec<u8>>,
-    out: std::vec::IntoIter<(IVec, IVec)>,
+    out: std::vec::IntoIter<(IVec, Bytes)>,
 }
 
 impl Iterator for Scan<'_> {
-    type Item = Result<(IVec, IVec)>;
+    type Item = Result<(IVec, Bytes)>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
@@ -1079,12 +1122,12 @@ mod tests {
         b.insert(b"b", &b"2"[..]);
         b.remove(b"a");
         tree.apply(b);
-        assert_eq!(tree.get(b"a").unwrap(), None);
+        assert!(tree.get(b"a").unwrap().is_none());
         assert_eq!(tree.get(b"b").unwrap().as_deref(), Some(&b"2"[..]));
         close(tree, dir.path());
         let tree = open(dir.path());
         assert_eq!(tree.get(b"a").unwrap().as_deref(), Some(&b"1"[..]));
-        assert_eq!(tree.get(b"b").unwrap(), None);
+        assert!(tree.get(b"b").unwrap().is_none());
     }
 
     #[test]

@@ -438,7 +438,18 @@ impl Index {
 
     /// The record of `key` in `space`, with its header (empty for [`Space::Keys`]).
     pub(crate) fn get_in(&self, space: Space, key: &str) -> Result<Option<(Bytes, Stored)>> {
-        let raw = self.tree.get(&key_in(space, key)).map_err(|e| naming_key(e, key))?;
+        // The record's key on the stack for the usual short keys (no allocation per read).
+        let mut buf = [0u8; 128];
+        let heap;
+        let k: &[u8] = if key.len() < buf.len() {
+            buf[0] = space.prefix();
+            buf[1..=key.len()].copy_from_slice(key.as_bytes());
+            &buf[..=key.len()]
+        } else {
+            heap = key_in(space, key);
+            &heap
+        };
+        let raw = self.tree.get(k).map_err(|e| naming_key(e, key))?;
         raw.map(|r| self.parse_record(space, key, r)).transpose()
     }
 

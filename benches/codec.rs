@@ -36,7 +36,7 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pickleshelf::pickle::{self, Node, NodeId, Value};
+use pickleshelf::pickle::{self, Node, NodeId, Value, direct_testing};
 use serde::{Deserialize, Serialize};
 
 // ----- the workload generator (WORKLOADS.md §1) -----
@@ -480,10 +480,19 @@ fn main() {
                     black_box(pickle::from_slice::<Record>(black_box(p)).expect("from_slice"));
                 }
             });
+            // What `from_slice` did before it read the opcodes directly.
+            run(name, "  via Value (old path)", (bytes_in, n), DECODE, k, &mut || {
+                for p in pickles {
+                    black_box(direct_testing::via_value::<Record>(black_box(p)).expect("from_value"));
+                }
+            });
         }
         if name == "w4_floats" {
             run(name, "from_slice::<Vec<f64>>", (bytes_in, n), DECODE, k, &mut || {
                 black_box(pickle::from_slice::<Vec<f64>>(black_box(&pickles[0])).expect("from_slice"));
+            });
+            run(name, "  via Value (old path)", (bytes_in, n), DECODE, k, &mut || {
+                black_box(direct_testing::via_value::<Vec<f64>>(black_box(&pickles[0])).expect("from_value"));
             });
         }
         run(name, "encode(&Value)", (bytes_out, n), ENCODE, k, &mut || {

@@ -1,12 +1,18 @@
 //! The serde deserializer: the mapping of its module docs, errors with paths, and the
 //! safety limits (depth, cycles, node budget), on values built by hand, pickles written
 //! by CPython, and the conformance corpus.
+//!
+//! Every value checked through `ok` or `err` is also pickled at protocols 2–5 and read
+//! back with `from_slice`, which reads the opcodes directly (or falls back): it must give
+//! what `from_value` gives on the decoded bytes, value or error message.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use pickleshelf::Error;
-use pickleshelf::pickle::{Node, NodeId, Value, decode, from_slice, from_value, from_value_borrowed, from_value_with};
+use pickleshelf::pickle::{
+    Node, NodeId, Value, decode, encode, from_slice, from_value, from_value_borrowed, from_value_with,
+};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 
@@ -16,14 +22,27 @@ fn d(bytes: &[u8]) -> Value {
     decode(bytes).unwrap_or_else(|e| panic!("decode: {e}"))
 }
 
-fn ok<T: de::DeserializeOwned>(v: &Value) -> T {
+fn ok<T: de::DeserializeOwned + fmt::Debug + PartialEq>(v: &Value) -> T {
+    same_from_bytes::<T>(v);
     from_value(v).unwrap_or_else(|e| panic!("from_value: {e}"))
 }
 
-fn err<T: de::DeserializeOwned + fmt::Debug>(v: &Value) -> String {
+fn err<T: de::DeserializeOwned + fmt::Debug + PartialEq>(v: &Value) -> String {
+    same_from_bytes::<T>(v);
     match from_value::<T>(v) {
         Err(Error::Serde(msg)) => msg,
         other => panic!("expected a serde error, got {other:?}"),
+    }
+}
+
+/// `from_slice` of `v`'s pickle at each protocol that can write it gives what the `Value`
+/// path gives on the same bytes: the same value or the same error.
+fn same_from_bytes<T: de::DeserializeOwned + fmt::Debug + PartialEq>(v: &Value) {
+    for protocol in 2..=5 {
+        let Ok(bytes) = encode(v, protocol) else { continue };
+        let direct = from_slice::<T>(&bytes).map_err(|e| e.to_string());
+        let value = decode(&bytes).and_then(|d| from_value::<T>(&d)).map_err(|e| e.to_string());
+        assert_eq!(direct, value, "protocol {protocol}, {}", std::any::type_name::<T>());
     }
 }
 
@@ -157,7 +176,7 @@ impl<'de> Deserialize<'de> for Any {
 }
 
 /// A type that follows any nesting: a recursive list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, PartialEq)]
 #[serde(transparent)]
 struct Nest(#[allow(dead_code)] Vec<Nest>);
 
@@ -402,14 +421,14 @@ fn structs_from_dicts_with_str_keys() {
             active: false
         }
     );
-    #[derive(Deserialize, Debug)]
+    #[derive(Deserialize, Debug, PartialEq)]
     #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     struct Strict {
         id: u64,
     }
     assert!(err::<Strict>(&v).contains("unknown field `extra`"));
-    #[derive(Deserialize, Debug)]
+    #[derive(Deserialize, Debug, PartialEq)]
     #[allow(dead_code)]
     struct Missing {
         id: u64,
@@ -537,7 +556,7 @@ fn cycles_are_errors() {
     let (n, _): (i32, IgnoredAny) = ok(&v);
     assert_eq!(n, 1);
     // A visitor that stops early.
-    #[derive(Debug)]
+    #[derive(Debug, PartialEq)]
     struct First(#[allow(dead_code)] i32);
     impl<'de> Deserialize<'de> for First {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -764,6 +783,11 @@ fn conformance_corpus_through_deserialize_any() {
         let v = decode(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         ok::<IgnoredAny>(&v);
         let result = from_value::<Any>(&v).map_err(|e| e.to_string());
+        // The file's own bytes through `from_slice` (any protocol, objects included);
+        // compared by `Debug`, as NaN is not equal to itself.
+        let direct = from_slice::<Any>(bytes).map_err(|e| e.to_string());
+        assert_eq!(format!("{direct:?}"), format!("{result:?}"), "{name}");
+        assert!(from_slice::<IgnoredAny>(bytes).is_ok(), "{name}");
         let expect_err = if name.starts_with("obj_") {
             Some("cannot deserialize a Python")
         } else if name.starts_with("self_ref") || name.starts_with("cycle_") || name.starts_with("mutual_cycle") {

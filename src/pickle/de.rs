@@ -78,7 +78,10 @@ pub const MIN_NODE_BUDGET: usize = 1_000_000;
 /// [`crate::Error::Decode`] for bad pickle bytes, [`crate::Error::Serde`] when the value
 /// does not fit `T`.
 pub fn from_slice<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    from_value(&super::decode(bytes)?)
+    match super::direct::from_slice(bytes) {
+        Some(t) => Ok(t),
+        None => from_value(&super::decode(bytes)?),
+    }
 }
 
 /// Deserializes any `T: DeserializeOwned` from a decoded [`Value`] (see the [module
@@ -302,7 +305,7 @@ fn unexpected(node: &Node) -> Unexpected<'_> {
 
 /// An `int` node's value when it fits in 128 bits.
 #[derive(Copy, Clone)]
-enum Int128 {
+pub(super) enum Int128 {
     /// Fits in `i128`.
     Signed(i128),
     /// Above `i128::MAX`, at most `u128::MAX`.
@@ -318,7 +321,7 @@ fn magnitude_u128(b: &BigInt) -> Option<u128> {
     Some(mag.iter().rev().fold(0u128, |acc, &limb| (acc << 32) | u128::from(limb)))
 }
 
-fn big_to_128(b: &BigInt) -> Option<Int128> {
+pub(super) fn big_to_128(b: &BigInt) -> Option<Int128> {
     let m = magnitude_u128(b)?;
     if b.is_negative() {
         0i128.checked_sub_unsigned(m).map(Int128::Signed)
@@ -329,7 +332,7 @@ fn big_to_128(b: &BigInt) -> Option<Int128> {
 
 /// A big int as a float when the float type holds it exactly: at most `mantissa`
 /// significant bits and fewer than `max_bits` bits in all.
-fn big_to_float_exact(b: &BigInt, mantissa: u64, max_bits: u64) -> Option<f64> {
+pub(super) fn big_to_float_exact(b: &BigInt, mantissa: u64, max_bits: u64) -> Option<f64> {
     let bits = b.bit_length();
     let mag = b.magnitude();
     let mut trailing = 0u64;

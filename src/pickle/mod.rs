@@ -17,6 +17,7 @@ pub(crate) mod canon_ser;
 mod compat;
 pub mod de;
 mod decode;
+mod direct;
 mod emit;
 pub(crate) mod encode;
 mod int;
@@ -38,3 +39,8 @@ pub use value::{Construct, Global, Node, NodeId, Object, ObjectOp, PyStr, Value}
 /// Test hooks of the canonical pickle (direct and reference paths); not part of the API.
 #[doc(hidden)]
 pub use canon_ser::testing as canon_testing;
+
+/// Test hooks of the direct deserializer (the two paths of `from_slice` apart); not
+/// part of the API.
+#[doc(hidden)]
+pub use direct::testing as direct_testing;

@@ -157,7 +157,8 @@ fn streamable(input: &[u8]) -> bool {
 /// One try: the stream with the hints in `scratch` (none before the plan ran).
 fn stream<'a, T: de::Deserialize<'a>>(input: &'a [u8], scratch: &mut Scratch) -> R<T> {
     let mut st = Stream::new(input, scratch);
-    let out = T::deserialize(&mut st).and_then(|t| st.finish().map(|()| t));
+    // `PROTO` and the first `FRAME` now, so that the root value starts on a fast path.
+    let out = st.peek_op().and_then(|_| T::deserialize(&mut st)).and_then(|t| st.finish().map(|()| t));
     st.give_back(scratch);
     out
 }
@@ -1738,7 +1739,7 @@ impl Seq<'_, '_> {
 impl<'a> de::SeqAccess<'a> for Seq<'_, 'a> {
     type Error = Bail;
 
-    #[inline]
+    #[inline(always)]
     fn next_element_seed<T: DeserializeSeed<'a>>(&mut self, seed: T) -> R<Option<T::Value>> {
         match self.body.step(self.st)? {
             Step::End => {
@@ -1773,7 +1774,7 @@ struct Map<'s, 'a> {
 impl<'a> de::MapAccess<'a> for Map<'_, 'a> {
     type Error = Bail;
 
-    #[inline]
+    #[inline(always)]
     fn next_key_seed<K: DeserializeSeed<'a>>(&mut self, seed: K) -> R<Option<K::Value>> {
         if self.body.value_next {
             return Err(Bail);
@@ -1784,7 +1785,7 @@ impl<'a> de::MapAccess<'a> for Map<'_, 'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn next_value_seed<V: DeserializeSeed<'a>>(&mut self, seed: V) -> R<V::Value> {
         if !self.body.value_next || self.body.step(self.st)? != Step::Item {
             return Err(Bail);
@@ -1981,7 +1982,7 @@ impl<'a> de::Deserializer<'a> for &mut Stream<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn deserialize_f64<V: Visitor<'a>>(self, visitor: V) -> R<V::Value> {
         if let Some(x) = self.fast_float()? {
             return visitor.visit_f64(x);
@@ -2006,7 +2007,7 @@ impl<'a> de::Deserializer<'a> for &mut Stream<'a> {
         self.deserialize_str(visitor)
     }
 
-    #[inline]
+    #[inline(always)]
     fn deserialize_str<V: Visitor<'a>>(self, visitor: V) -> R<V::Value> {
         if let Some(s) = self.fast_str()? {
             return visitor.visit_borrowed_str(s);
@@ -2019,6 +2020,7 @@ impl<'a> de::Deserializer<'a> for &mut Stream<'a> {
         }
     }
 
+    #[inline(always)]
     fn deserialize_string<V: Visitor<'a>>(self, visitor: V) -> R<V::Value> {
         self.deserialize_str(visitor)
     }
@@ -2076,7 +2078,7 @@ impl<'a> de::Deserializer<'a> for &mut Stream<'a> {
         visitor.visit_newtype_struct(self)
     }
 
-    #[inline]
+    #[inline(always)]
     fn deserialize_seq<V: Visitor<'a>>(self, visitor: V) -> R<V::Value> {
         let h = self.head()?;
         self.visits += 1;
@@ -2093,6 +2095,7 @@ impl<'a> de::Deserializer<'a> for &mut Stream<'a> {
             return Err(Bail);
         };
         let body = Body::new(kind, n);
+        // A known length that differs fails at once (`Seq` would find it at the end).
         if !body.tuple_like() || body.fixed_len().is_some_and(|n| n != len) {
             return Err(Bail);
         }
@@ -2103,7 +2106,7 @@ impl<'a> de::Deserializer<'a> for &mut Stream<'a> {
         self.deserialize_tuple(len, visitor)
     }
 
-    #[inline]
+    #[inline(always)]
     fn deserialize_map<V: Visitor<'a>>(self, visitor: V) -> R<V::Value> {
         let h = self.head()?;
         self.visits += 1;
@@ -2157,7 +2160,7 @@ impl<'a> de::Deserializer<'a> for &mut Stream<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn deserialize_identifier<V: Visitor<'a>>(self, visitor: V) -> R<V::Value> {
         self.deserialize_str(visitor)
     }

@@ -6,7 +6,8 @@
 //! same order, with the same arguments); whenever it cannot be sure of that it returns
 //! `None` and the caller takes the `Value` path from the start, which then decides
 //! everything, errors included. Memory is the input plus what `T` keeps plus a few words
-//! per memoized object, per tuple and per open container; time is linear in the input;
+//! per memoized object, per tuple and per open container; time is linear in the input
+//! (the plan, when it runs, also sorts its hints: `h log h` for `h` postfix constructs);
 //! stack depth is bounded by [`super::de::DEFAULT_MAX_DEPTH`] nested containers, as on
 //! the `Value` path.
 //!
@@ -86,8 +87,11 @@
 //! - Nesting deeper than the decoder's `max_depth` (less a margin), or more open MARKs
 //!   than its `max_marks`, bails, so a deeply nested value that only `IgnoredAny` skips
 //!   is still refused exactly where the decoder refuses it.
-//! - Size hints look ahead over a container's batches of scalars, within a budget of the
-//!   input's length in all; they only change the room a visitor reserves.
+//! - A memo `GET` reads a short scalar's opcode again (at most [`SHORT_OP`] bytes) and
+//!   takes a long str or a big int from a cache, so each fetch costs a constant.
+//! - Size hints count a container's first batch when it is a run of one fixed-size
+//!   scalar opcode (at most [`SCAN_ITEMS`] of them), and are none otherwise; they only
+//!   change the room a visitor reserves.
 
 use std::cell::RefCell;
 use std::fmt;

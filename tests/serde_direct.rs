@@ -998,6 +998,51 @@ proptest! {
     }
 }
 
+// ----- each shape, by hand -----
+
+#[test]
+fn each_shape_by_hand_reads_alike() {
+    // (pickle, does the direct path read it as `Any`?)
+    let cases: &[(&[u8], bool)] = &[
+        (b"\x80\x04\x8f(K\x01K\x02\x90.", true),       // {1, 2}: EMPTY_SET, ADDITEMS
+        (b"\x80\x04(K\x01K\x02\x91.", true),           // frozenset({1, 2})
+        (b"\x80\x02(K\x01K\x02t.", true),              // (1, 2): MARK TUPLE
+        (b"\x80\x02(t.", true),                        // (): MARK TUPLE, empty
+        (b"\x80\x02).", true),                         // (): EMPTY_TUPLE
+        (b"\x80\x02K\x01K\x02\x86.", true),            // (1, 2): TUPLE2
+        (b"\x80\x02K\x01\x85\x85.", true),             // ((1,),)
+        (b"\x80\x02]K\x01\x85a.", true),               // [(1,)]: APPEND of a tuple
+        (b"\x80\x02]q\x00K\x01aK\x02a.", true),        // [1, 2]: two APPENDs
+        (b"\x80\x02}X\x01\x00\x00\x00aK\x01s.", true), // {'a': 1}: SETITEM
+        (b"\x80\x02(K\x01l(K\x02e.", true),            // [1, 2]: MARK LIST, APPENDS
+        (b"\x80\x02(X\x01\x00\x00\x00aK\x01d.", true), // {'a': 1}: MARK DICT
+        (b"\x80\x02(X\x01\x00\x00\x00aK\x01dX\x01\x00\x00\x00bK\x02s.", true), // and a SETITEM
+        (b"\x80\x02](]q\x00K\x01a]q\x01K\x02ae.", true), // [[1], [2]]
+        (b"\x80\x02](]q\x01K\x01ae.", false),          // memo index out of order
+        (b"\x80\x02]q\x00(X\x02\x00\x00\x00abq\x01h\x01e.", true), // ['ab', 'ab'] via the memo
+        (b"\x80\x02]q\x00(]q\x01h\x01e.", false),      // [[], <the same []>]: shared
+        (b"\x80\x02(K\x01K\x02d.", true),              // {1: 2}
+        (b"\x80\x02(K\x01d.", false),                  // odd DICT: an error
+        (b"\x80\x02K\x01K\x02\x85.", false),           // two values at STOP
+        (b"\x80\x02]K\x01K\x02\x85a.", false),         // (2,) appended, 1 left over
+        (b"\x80\x02]K\x01\x85\x85a.", true),           // [((1,),)]
+        (b"\x80\x05\x96\x02\x00\x00\x00\x00\x00\x00\x00ab.", true), // bytearray(b'ab')
+        (b"\x80\x02U\x02ab.", true),                   // Python 2 str
+        (b"\x80\x02\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x00\x01.", true), // 2**64
+        (b"\x80\x02\x8a\x00.", true),                  // LONG1 of no bytes: 0
+    ];
+    for &(bytes, streams) in cases {
+        let run = || -> Result<(), TestCaseError> {
+            all_targets!(bytes, &mut Vec::new());
+            Ok(())
+        };
+        if let Err(e) = run() {
+            panic!("{:?}: {e}", Hex(bytes));
+        }
+        assert_eq!(direct::<Any>(bytes).is_some(), streams, "{:?}", Hex(bytes));
+    }
+}
+
 // ----- 4. hostile inputs -----
 
 fn agree(bytes: &[u8]) {
@@ -1208,6 +1253,22 @@ fn visitors_that_read_nothing_do_not_shift_positions() {
     assert!(from_slice::<Loose>(&pair).is_err());
 }
 
+#[test]
+fn a_deserialize_impl_may_call_from_slice_itself() {
+    /// A pickle inside a pickle's bytes, read while the outer one is being read.
+    #[derive(Debug, PartialEq)]
+    struct Inner(Vec<u32>);
+    impl<'de> Deserialize<'de> for Inner {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let b = ByteBuf::deserialize(d)?;
+            from_slice::<Vec<u32>>(&b.0).map(Inner).map_err(de::Error::custom)
+        }
+    }
+    let inner = to_vec(&vec![1u32, 2, 3]).unwrap_or_default();
+    let outer = to_vec(&(ByteBuf(inner), 7u8)).unwrap_or_default();
+    assert_eq!(direct::<(Inner, u8)>(&outer), Some((Inner(vec![1, 2, 3]), 7)));
+}
+
 // ----- 5. the corpus and CPython's pickles -----
 
 /// The `.pkl` files of `../shared/conformance/cases`; `None` (skip) when absent, unless
@@ -1243,11 +1304,13 @@ fn the_conformance_corpus_reads_alike_on_both_paths() {
         let run = || -> Result<(), TestCaseError> {
             all_targets!(bytes, &mut Vec::new());
             // Every prefix, and every byte changed once (a few values each); for the
-            // few large files, 64 of each.
+            // few large files (and in debug builds), 64 (24) of each.
             let mut ignored = Vec::new();
             let n = bytes.len();
             let mut rng = SplitMix(n as u64);
-            let places: Vec<usize> = if n <= 2048 { (0..n).collect() } else { (0..64).map(|_| rng.below(n)).collect() };
+            let (all, some) = if cfg!(debug_assertions) { (24, 24) } else { (2048, 64) };
+            let places: Vec<usize> =
+                if n <= all { (0..n).collect() } else { (0..some).map(|_| rng.below(n)).collect() };
             for &cut in &places {
                 same::<Any>(&bytes[..cut], &mut ignored)?;
             }

@@ -1,4 +1,5 @@
-//! pickle → serde: any `T: Deserialize` from a decoded [`Value`].
+//! pickle → serde: any `T: Deserialize` from a decoded [`Value`] ([`from_value`]), or
+//! from pickle bytes ([`from_slice`]).
 //!
 //! Invariant: deserialization terminates in time and stack bounded by the value's size,
 //! whatever the graph: it nests at most `max_depth` containers deep (default
@@ -45,6 +46,16 @@
 //! Errors are [`crate::Error::Serde`] and end with where in the value they happened, as a
 //! path from the root `$`: `int 300 is out of range for u8, at $['scores'][3]`; a dict
 //! key that failed is shown as `{key 'name'}`.
+//!
+//! # From bytes, without a `Value`
+//!
+//! [`from_slice`] gives what `from_value(&decode(bytes)?)` gives, value or error, with
+//! the same mapping and limits, but for plain data it reads `T` straight from the
+//! opcodes (`direct.rs`), without building the graph: W1's records in about 0.6 of the
+//! time, a list of floats in the memory of the input and the output (not a 32-byte node
+//! per float). Whatever it cannot stream — objects, shared or cyclic values, protocol-0
+//! text opcodes, … — and every error take `decode` + [`from_value`] from the start, which
+//! is why errors are exactly those described here. `docs/PICKLE.md` has the details.
 
 use std::fmt;
 
@@ -62,8 +73,9 @@ pub const DEFAULT_MAX_DEPTH: usize = 128;
 /// The smallest node budget: deserializing may visit `max(16 × value.len(), this)` nodes.
 pub const MIN_NODE_BUDGET: usize = 1_000_000;
 
-/// Deserializes any `T: DeserializeOwned` from pickle bytes: [`super::decode`] then
-/// [`from_value`].
+/// Deserializes any `T: DeserializeOwned` from pickle bytes: the same `T` (or error) as
+/// [`super::decode`] then [`from_value`], read straight from the opcodes where it can be
+/// (see the [module docs](self)).
 ///
 /// ```
 /// # use std::collections::HashMap;
@@ -76,7 +88,8 @@ pub const MIN_NODE_BUDGET: usize = 1_000_000;
 ///
 /// # Errors
 /// [`crate::Error::Decode`] for bad pickle bytes, [`crate::Error::Serde`] when the value
-/// does not fit `T`.
+/// does not fit `T` — exactly those of `from_value(&decode(bytes)?)`. A failing call
+/// costs a little more than it used to: the direct attempt, then the old path.
 pub fn from_slice<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     match super::direct::from_slice(bytes) {
         Some(t) => Ok(t),

@@ -6,7 +6,8 @@
 //! same order, with the same arguments); whenever it cannot be sure of that it returns
 //! `None` and the caller takes the `Value` path from the start, which then decides
 //! everything, errors included. Memory is the input plus what `T` keeps plus a few words
-//! per memoized object, per tuple and per open container; time is linear in the input;
+//! per memoized object, per tuple and per open container; time is linear in the input
+//! (the plan, when it runs, also sorts its hints: `h log h` for `h` postfix constructs);
 //! stack depth is bounded by [`super::de::DEFAULT_MAX_DEPTH`] nested containers, as on
 //! the `Value` path.
 //!
@@ -86,8 +87,11 @@
 //! - Nesting deeper than the decoder's `max_depth` (less a margin), or more open MARKs
 //!   than its `max_marks`, bails, so a deeply nested value that only `IgnoredAny` skips
 //!   is still refused exactly where the decoder refuses it.
-//! - Size hints look ahead over a container's batches of scalars, within a budget of the
-//!   input's length in all; they only change the room a visitor reserves.
+//! - A memo `GET` reads a short scalar's opcode again (at most [`SHORT_OP`] bytes) and
+//!   takes a long str or a big int from a cache, so each fetch costs a constant.
+//! - Size hints count a container's first batch when it is a run of one fixed-size
+//!   scalar opcode (at most [`SCAN_ITEMS`] of them), and are none otherwise; they only
+//!   change the room a visitor reserves.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -157,7 +161,8 @@ fn streamable(input: &[u8]) -> bool {
 /// One try: the stream with the hints in `scratch` (none before the plan ran).
 fn stream<'a, T: de::Deserialize<'a>>(input: &'a [u8], scratch: &mut Scratch) -> R<T> {
     let mut st = Stream::new(input, scratch);
-    let out = T::deserialize(&mut st).and_then(|t| st.finish().map(|()| t));
+    // `PROTO` and the first `FRAME` now, so that the root value starts on a fast path.
+    let out = st.peek_op().and_then(|_| T::deserialize(&mut st)).and_then(|t| st.finish().map(|()| t));
     st.give_back(scratch);
     out
 }
@@ -1738,7 +1743,7 @@ impl Seq<'_, '_> {
 impl<'a> de::SeqAccess<'a> for Seq<'_, 'a> {
     type Error = Bail;
 
-    #[inline]
+    #[inline(always)]
     fn next_element_seed<T: DeserializeSeed<'a>>(&mut self, seed: T) -> R<Option<T::Value>> {
         match self.body.step(self.st)? {
             Step::End => {
@@ -1773,7 +1778,7 @@ struct Map<'s, 'a> {
 impl<'a> de::MapAccess<'a> for Map<'_, 'a> {
     type Error = Bail;
 
-    #[inline]
+    #[inline(always)]
     fn next_key_seed<K: DeserializeSeed<'a>>(&mut self, seed: K) -> R<Option<K::Value>> {
         if self.body.value_next {
             return Err(Bail);
@@ -1784,7 +1789,7 @@ impl<'a> de::MapAccess<'a> for Map<'_, 'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn next_value_seed<V: DeserializeSeed<'a>>(&mut self, seed: V) -> R<V::Value> {
         if !self.body.value_next || self.body.step(self.st)? != Step::Item {
             return Err(Bail);
@@ -1981,7 +1986,7 @@ impl<'a> de::Deserializer<'a> for &mut Stream<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn deserialize_f64<V: Visitor<'a>>(self, visitor: V) -> R<V::Value> {
         if let Some(x) = self.fast_float()? {
             return visitor.visit_f64(x);
@@ -2006,7 +2011,7 @@ impl<'a> de::Deserializer<'a> for &mut Stream<'a> {
         self.deserialize_str(visitor)
     }
 
-    #[inline]
+    #[inline(always)]
     fn deserialize_str<V: Visitor<'a>>(self, visitor: V) -> R<V::Value> {
         if let Some(s) = self.fast_str()? {
             return visitor.visit_borrowed_str(s);
@@ -2019,6 +2024,7 @@ impl<'a> de::Deserializer<'a> for &mut Stream<'a> {
         }
     }
 
+    #[inline(always)]
     fn deserialize_string<V: Visitor<'a>>(self, visitor: V) -> R<V::Value> {
         self.deserialize_str(visitor)
     }
@@ -2076,7 +2082,7 @@ impl<'a> de::Deserializer<'a> for &mut Stream<'a> {
         visitor.visit_newtype_struct(self)
     }
 
-    #[inline]
+    #[inline(always)]
     fn deserialize_seq<V: Visitor<'a>>(self, visitor: V) -> R<V::Value> {
         let h = self.head()?;
         self.visits += 1;
@@ -2093,6 +2099,7 @@ impl<'a> de::Deserializer<'a> for &mut Stream<'a> {
             return Err(Bail);
         };
         let body = Body::new(kind, n);
+        // A known length that differs fails at once (`Seq` would find it at the end).
         if !body.tuple_like() || body.fixed_len().is_some_and(|n| n != len) {
             return Err(Bail);
         }
@@ -2103,7 +2110,7 @@ impl<'a> de::Deserializer<'a> for &mut Stream<'a> {
         self.deserialize_tuple(len, visitor)
     }
 
-    #[inline]
+    #[inline(always)]
     fn deserialize_map<V: Visitor<'a>>(self, visitor: V) -> R<V::Value> {
         let h = self.head()?;
         self.visits += 1;
@@ -2157,7 +2164,7 @@ impl<'a> de::Deserializer<'a> for &mut Stream<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn deserialize_identifier<V: Visitor<'a>>(self, visitor: V) -> R<V::Value> {
         self.deserialize_str(visitor)
     }

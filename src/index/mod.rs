@@ -25,6 +25,7 @@
 
 mod checkpoints;
 mod files;
+mod holes;
 mod packs;
 mod pages;
 mod records;
@@ -276,14 +277,22 @@ pub(crate) struct Index {
 /// Waits, when dropped, until sled has closed its database file. sled 0.34 closes it
 /// (and so releases its file lock) in background threads some time after its `Db` is
 /// dropped; without this wait, opening a store right after closing it could fail with
-/// "could not acquire lock".
-struct SledReleased(PathBuf);
+/// "could not acquire lock". A writable index then gives the zero padding of sled's log
+/// back to the file system ([`holes`]).
+struct SledReleased {
+    db_file: PathBuf,
+    dig: bool,
+}
 
 impl Drop for SledReleased {
     fn drop(&mut self) {
-        // Blocks until sled's exclusive lock on its `db` file is gone, then lets go.
-        if let Ok(f) = std::fs::File::open(&self.0) {
-            let _ = f.lock();
+        // Blocks until sled's exclusive lock on its `db` file is gone, then holds it while
+        // digging, so that no sled can open the file meanwhile.
+        if let Ok(f) = std::fs::File::open(&self.db_file)
+            && f.lock().is_ok()
+            && self.dig
+        {
+            holes::dig_holes(&self.db_file);
         }
     }
 }
@@ -398,7 +407,7 @@ impl Index {
             doomed: Mutex::new(Vec::new()),
             files_in_use: RwLock::new(()),
             generation: Mutex::new(0),
-            _released: SledReleased(sled_dir.join("db")),
+            _released: SledReleased { db_file: sled_dir.join("db"), dig: !read_only },
         })
     }
 

@@ -97,29 +97,37 @@ impl Codec {
     /// Builds the frame of `pickle`: compressed when that pays, raw otherwise.
     pub(crate) fn encode(&self, pickle: &[u8]) -> Vec<u8> {
         let len = pickle.len();
-        let mut out = Vec::with_capacity(len / 2 + 16);
-        out.push(FRAME_VERSION);
         if len > RAW_MAX {
             let dict_id = self.current_dict();
             let dict = if dict_id != 0 && len <= DICT_MAX_VALUE { self.dict(dict_id) } else { None };
-            let compressed = match &dict {
-                Some(d) => compress_with(&d.compressors, self.level, Some(&d.bytes), pickle),
-                None => compress_with(&self.plain, self.level, None, pickle),
+            let codec = if dict.is_some() { CODEC_ZSTD_DICT } else { CODEC_ZSTD };
+            let mut header = Vec::with_capacity(24);
+            header.extend_from_slice(&[FRAME_VERSION, codec]);
+            put_leb(&mut header, len as u64);
+            if dict.is_some() {
+                put_leb(&mut header, u64::from(dict_id));
+            }
+            // zstd writes straight after the header: one buffer for the frame, never a
+            // copy of the compressed bytes. The buffer is zeroed by the allocator (pages
+            // of a large one are only touched where zstd writes).
+            let mut out = vec![0u8; header.len() + zstd::zstd_safe::compress_bound(len)];
+            out[..header.len()].copy_from_slice(&header);
+            let written = match &dict {
+                Some(d) => compress_with(&d.compressors, self.level, Some(&d.bytes), pickle, &mut out[header.len()..]),
+                None => compress_with(&self.plain, self.level, None, pickle, &mut out[header.len()..]),
             };
-            if let Some(c) = compressed {
-                let header = 1 + leb_len(len as u64) + if dict.is_some() { leb_len(u64::from(dict_id)) } else { 0 };
-                if c.len() + header < len {
-                    out.push(if dict.is_some() { CODEC_ZSTD_DICT } else { CODEC_ZSTD });
-                    put_leb(&mut out, len as u64);
-                    if dict.is_some() {
-                        put_leb(&mut out, u64::from(dict_id));
-                    }
-                    out.extend_from_slice(&c);
-                    return out;
-                }
+            // Compressed only when it pays: codec, lengths and payload smaller than the
+            // pickle itself.
+            if let Some(n) = written
+                && header.len() - 1 + n < len
+            {
+                out.truncate(header.len() + n);
+                out.shrink_to_fit();
+                return out;
             }
         }
-        out.push(CODEC_RAW);
+        let mut out = Vec::with_capacity(2 + leb_len(len as u64) + len);
+        out.extend_from_slice(&[FRAME_VERSION, CODEC_RAW]);
         put_leb(&mut out, len as u64);
         out.extend_from_slice(pickle);
         out
@@ -229,12 +237,15 @@ pub(crate) fn header(frame: &[u8]) -> Option<(Compression, u64)> {
     Some((compression, len))
 }
 
+/// Compresses `data` into `out` with a compressor from `pool`; the compressed length, or
+/// `None` when zstd fails or `out` is too small.
 fn compress_with(
     pool: &Mutex<Vec<zstd::bulk::Compressor<'static>>>,
     level: i32,
     dict: Option<&[u8]>,
     data: &[u8],
-) -> Option<Vec<u8>> {
+    out: &mut [u8],
+) -> Option<usize> {
     let popped = pool.lock().unwrap_or_else(PoisonError::into_inner).pop();
     let mut c = match popped {
         Some(c) => c,
@@ -243,9 +254,9 @@ fn compress_with(
             None => zstd::bulk::Compressor::new(level).ok()?,
         },
     };
-    let out = c.compress(data).ok();
+    let n = c.compress_to_buffer(data, out).ok();
     pool.lock().unwrap_or_else(PoisonError::into_inner).push(c);
-    out
+    n
 }
 
 fn decompress_with(

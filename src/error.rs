@@ -38,7 +38,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// Another process (or another open handle in this one) holds the store.
-    #[error("store is locked by another process: {path}")]
+    #[error("store is locked: another open handle holds it (in this process or another): {path}")]
     Locked {
         /// The store's lock file.
         path: PathBuf,

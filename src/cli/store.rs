@@ -46,7 +46,7 @@ pub struct Ls {
 }
 
 /// How a key is printed: a repr on a terminal when it holds control characters.
-fn shown_key(key: &str, terminal: bool) -> String {
+pub(super) fn shown_key(key: &str, terminal: bool) -> String {
     if terminal && key.chars().any(char::is_control) { pickle::str_repr(&PyStr::from(key)) } else { key.to_owned() }
 }
 

@@ -1,4 +1,4 @@
-//! The `checkpoint` subcommands (`create`, `ls`) run as a user runs them: output,
+//! The `checkpoint` subcommands (`create`, `ls`, `diff`, `restore`) run as a user runs them: output,
 //! exit status (0 success, 1 operational error with one line on stderr, 2 usage error),
 //! what they leave in the store, and a store left unchanged by every failure.
 
@@ -142,7 +142,7 @@ fn every_checkpoint_subcommand_has_a_manual_with_an_example() {
     assert!(top.contains("\n  checkpoint "), "{top}");
     let group = ok_text(&["checkpoint", "--help"]);
     assert!(group.contains("Examples:") && group.contains("Exit status:"), "{group}");
-    for sub in ["create", "ls"] {
+    for sub in ["create", "ls", "diff", "restore"] {
         assert!(group.contains(&format!("\n  {sub} ")), "{sub} missing from checkpoint --help:\n{group}");
         let text = ok_text(&["checkpoint", sub, "--help"]);
         assert!(text.contains(&format!("Usage: pickleshelf checkpoint {sub} STORE")), "{sub}:\n{text}");
@@ -162,6 +162,10 @@ fn usage_errors_exit_2() {
         &["checkpoint", "create", "s.db", "a", "b"],
         &["checkpoint", "ls"],
         &["checkpoint", "ls", "s.db", "extra"],
+        &["checkpoint", "diff", "s.db"],
+        &["checkpoint", "diff", "s.db", "v1", "v2", "v3"],
+        &["checkpoint", "restore", "s.db"],
+        &["checkpoint", "restore", "s.db", "v1", "v2"],
     ];
     for args in cases {
         let out = bin().args(*args).assert().code(2).get_output().clone();
@@ -228,15 +232,39 @@ fn failures_name_what_is_wrong_and_change_nothing() {
     assert!(err.ends_with(&format!("{st}: checkpoint \"\": invalid name: it is empty\n")), "{err}");
     let err = fails(&["checkpoint", "create", &st, &"n".repeat(256)]);
     assert!(err.ends_with("invalid name: it is longer than 255 bytes\n"), "{err}");
-    let err = fails(&["checkpoint", "create", &st, "v2", "--read-only"]);
-    assert!(err.ends_with(&format!("store is open read-only: {st}\n")), "{err}");
+    for args in
+        [["checkpoint", "create", &st, "v2", "--read-only"], ["checkpoint", "restore", &st, "v1", "--read-only"]]
+    {
+        let err = fails(&args);
+        assert!(err.ends_with(&format!("store is open read-only: {st}\n")), "{args:?}: {err}");
+    }
+    // Unknown checkpoints, wherever they are named.
+    for args in [
+        vec!["checkpoint", "diff", &st, "ghost"],
+        vec!["checkpoint", "diff", &st, "ghost", "v1"],
+        vec!["checkpoint", "diff", &st, "v1", "ghost"],
+        vec!["checkpoint", "restore", &st, "ghost"],
+        vec!["checkpoint", "restore", &st, "ghost", "--dry-run"],
+        vec!["checkpoint", "restore", &st, ""],
+    ] {
+        let err = fails(&args);
+        let name = if args.contains(&"") { "" } else { "ghost" };
+        assert!(err.ends_with(&format!("{st}: checkpoint {name:?}: no such checkpoint\n")), "{args:?}: {err}");
+    }
     assert_eq!(state(&store), before);
     ok(&["checkpoint", "create", &st, &"n".repeat(255)]);
 
     // A missing store is named, and not created.
     let missing = dir.path().join("nope.db");
     let m = s(&missing);
-    for args in [vec!["checkpoint", "create", &m, "v1"], vec!["checkpoint", "ls", &m]] {
+    for args in [
+        vec!["checkpoint", "create", &m, "v1"],
+        vec!["checkpoint", "ls", &m],
+        vec!["checkpoint", "diff", &m, "v1"],
+        vec!["checkpoint", "diff", &m, "v1", "v2"],
+        vec!["checkpoint", "restore", &m, "v1"],
+        vec!["checkpoint", "restore", &m, "v1", "--dry-run"],
+    ] {
         let err = fails(&args);
         assert!(err.ends_with("nope.db: no such store\n"), "{args:?}: {err}");
     }
@@ -244,9 +272,96 @@ fn failures_name_what_is_wrong_and_change_nothing() {
 
     // A locked store.
     let held = Shelf::open(&store).unwrap_or_else(|e| panic!("{e}"));
-    for args in [vec!["checkpoint", "create", &st, "v3"], vec!["checkpoint", "ls", &st]] {
+    for args in [
+        vec!["checkpoint", "create", &st, "v3"],
+        vec!["checkpoint", "ls", &st],
+        vec!["checkpoint", "diff", &st, "v1"],
+        vec!["checkpoint", "restore", &st, "v1"],
+    ] {
         assert!(fails(&args).contains("store is locked by another process"), "{args:?}");
     }
     drop(held);
     assert_eq!(checkpoints(&store).len(), 2);
+}
+
+/// Changes the sample store: a small value replaced, one removed, one added, and the
+/// large shared value replaced under one key and removed under the other.
+fn change_sample(store: &Path) {
+    let shelf = Shelf::open(store).unwrap_or_else(|e| panic!("{e}"));
+    shelf.insert("user:1", &("Ada", 37)).unwrap_or_else(|e| panic!("{e}"));
+    shelf.remove("a").unwrap_or_else(|e| panic!("{e}"));
+    shelf.insert("c", &"new").unwrap_or_else(|e| panic!("{e}"));
+    shelf.insert_pickle("big", &bytes_pickle(&noise(30_000, 8))).unwrap_or_else(|e| panic!("{e}"));
+    shelf.remove("big2").unwrap_or_else(|e| panic!("{e}"));
+    shelf.close().unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn diff_between_checkpoints_and_since_one() {
+    let _serial = serial();
+    let dir = tmp();
+    let store = sample_store(dir.path());
+    let st = s(&store);
+    ok(&["checkpoint", "create", &st, "v1"]);
+    assert_eq!(ok_text(&["checkpoint", "diff", &st, "v1"]), "", "nothing changed: no output, exit 0");
+    change_sample(&store);
+    let since = "- a\n~ big\n- big2\n+ c\n~ user:1\n";
+    assert_eq!(ok_text(&["checkpoint", "diff", &st, "v1"]), since);
+    ok(&["checkpoint", "create", &st, "v2"]);
+    assert_eq!(ok_text(&["checkpoint", "diff", &st, "v1", "v2"]), since);
+    assert_eq!(ok_text(&["checkpoint", "diff", &st, "v2", "v1"]), "+ a\n~ big\n+ big2\n- c\n~ user:1\n");
+    assert_eq!(ok_text(&["checkpoint", "diff", &st, "v2"]), "");
+    assert_eq!(ok_text(&["checkpoint", "diff", &st, "v1", "v1"]), "");
+    assert_eq!(ok(&["checkpoint", "diff", &st, "v1", "v2", "-0"]), since.replace('\n', "\0").into_bytes());
+    // A key holding a newline is printed as it is (not on a terminal).
+    let shelf = Shelf::open(&store).unwrap_or_else(|e| panic!("{e}"));
+    shelf.insert("two\nlines", &1).unwrap_or_else(|e| panic!("{e}"));
+    shelf.close().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ok_text(&["checkpoint", "diff", &st, "v2"]), "+ two\nlines\n");
+    assert_eq!(ok(&["checkpoint", "diff", &st, "v2", "--null"]), b"+ two\nlines\0");
+}
+
+/// Every key's pickle, as `get --raw` prints it.
+fn pickles(store: &Path) -> Vec<(String, Vec<u8>)> {
+    let st = s(store);
+    let keys = ok_text(&["ls", &st]);
+    keys.lines().map(|k| (k.to_owned(), ok(&["get", &st, k, "--raw"]))).collect()
+}
+
+#[test]
+fn restore_puts_every_value_back() {
+    let _serial = serial();
+    let dir = tmp();
+    let store = sample_store(dir.path());
+    let st = s(&store);
+    let then = pickles(&store);
+    let values_then = values(&store);
+    ok(&["checkpoint", "create", &st, "v1"]);
+    change_sample(&store);
+    let now = state(&store);
+
+    // A dry run says what would change, and changes nothing, even on a read-only store.
+    let would = ok_text(&["checkpoint", "restore", &st, "v1", "--dry-run"]);
+    let lines = "+ a\n~ big\n+ big2\n- c\n~ user:1\n";
+    assert_eq!(would, format!("{lines}would restore checkpoint v1: 2 added, 1 removed, 2 changed\n"));
+    assert_eq!(ok_text(&["checkpoint", "restore", &st, "v1", "-n", "--read-only"]), would);
+    assert_eq!(state(&store), now);
+
+    let done = ok_text(&["checkpoint", "restore", &st, "v1"]);
+    assert_eq!(done, format!("{lines}restored checkpoint v1: 2 added, 1 removed, 2 changed\n"));
+    assert_eq!(pickles(&store), then, "every value is back, byte for byte");
+    assert_eq!(values(&store), values_then);
+    assert_eq!(ok_text(&["get", &st, "user:1", "--repr"]), "('Ada', 36)\n");
+    assert_eq!(ok_text(&["checkpoint", "diff", &st, "v1"]), "");
+    assert!(ok_text(&["checkpoint", "ls", &st]).ends_with(" v1\n"), "the checkpoint stays");
+    assert!(ok_text(&["verify", &st]).starts_with("ok: 6 keys, "));
+    // Again: nothing to do.
+    assert_eq!(
+        ok_text(&["checkpoint", "restore", &st, "v1"]),
+        "restored checkpoint v1: 0 added, 0 removed, 0 changed\n"
+    );
+    assert_eq!(
+        ok_text(&["checkpoint", "restore", &st, "v1", "-n"]),
+        "would restore checkpoint v1: 0 added, 0 removed, 0 changed\n"
+    );
 }

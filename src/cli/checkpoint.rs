@@ -9,19 +9,24 @@ use std::io::{self, BufWriter, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
+use pickleshelf::{Change, ChangeKind};
 
 use super::store::shown_key;
 use super::{Access, StoreArgs, checkpoint_error, examples, human_bytes, manual, stdout_is_terminal, write_stdout};
 
 /// The examples of `pickleshelf checkpoint --help`.
 pub const EXAMPLES: &str = "  pickleshelf checkpoint create state.db before-upgrade
-  pickleshelf checkpoint ls state.db";
+  pickleshelf checkpoint ls state.db
+  pickleshelf checkpoint diff state.db before-upgrade     # what changed since
+  pickleshelf checkpoint restore state.db before-upgrade";
 
 /// The `checkpoint` subcommands.
 #[derive(Subcommand)]
 pub enum CheckpointCommand {
     Create(Create),
     Ls(Ls),
+    Diff(Diff),
+    Restore(Restore),
 }
 
 /// Runs one `checkpoint` subcommand.
@@ -29,6 +34,8 @@ pub fn run(cmd: CheckpointCommand) -> anyhow::Result<()> {
     match cmd {
         CheckpointCommand::Create(c) => c.run(),
         CheckpointCommand::Ls(c) => c.run(),
+        CheckpointCommand::Diff(c) => c.run(),
+        CheckpointCommand::Restore(c) => c.run(),
     }
 }
 
@@ -99,6 +106,143 @@ impl Ls {
         out.flush()?;
         Ok(())
     }
+}
+
+const DIFF: &str = "  pickleshelf checkpoint diff state.db before-upgrade                # what changed since
+  pickleshelf checkpoint diff state.db v1 v2
+  pickleshelf checkpoint diff state.db v1 v2 | grep '^~ ' | cut -c3-  # keys whose value changed";
+
+/// Show the keys that differ between two checkpoints, or a checkpoint and now.
+///
+/// Compares checkpoint FROM with checkpoint TO or, without TO, with the store as
+/// it is now, and prints one line per key whose value differs, in key order:
+///   + KEY   only in TO: added since FROM
+///   - KEY   only in FROM: removed since
+///   ~ KEY   in both, with another value
+/// Values are compared by digest: none is read or decoded. Keys are printed as ls
+/// prints them; with -0 each line ends with a NUL byte instead of a newline.
+/// Exits 0 whether or not anything differs: no output means no difference.
+// The long help, shown verbatim: its `+ KEY` lines are not Markdown lists.
+#[allow(clippy::doc_lazy_continuation)]
+#[derive(Args)]
+#[command(verbatim_doc_comment, override_usage = "pickleshelf checkpoint diff STORE FROM [TO] [-0] [OPTIONS]")]
+#[command(after_help = examples(DIFF), after_long_help = manual(DIFF))]
+pub struct Diff {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The earlier checkpoint.
+    #[arg(value_name = "FROM")]
+    from: String,
+    /// The later checkpoint [default: the store now].
+    #[arg(value_name = "TO")]
+    to: Option<String>,
+    /// End each line with a NUL byte instead of a newline (for keys that hold newlines).
+    #[arg(long = "null", short = '0')]
+    null: bool,
+}
+
+impl Diff {
+    pub fn run(self) -> anyhow::Result<()> {
+        let shelf = self.store.open(Access::Read)?;
+        let changes = match &self.to {
+            Some(to) => shelf.diff(&self.from, to),
+            None => shelf.changes_since(&self.from),
+        }
+        .map_err(checkpoint_error(&self.store.store))?;
+        let terminal = stdout_is_terminal() && !self.null;
+        let end: &[u8] = if self.null { b"\0" } else { b"\n" };
+        let mut out = BufWriter::new(io::stdout().lock());
+        for c in &changes {
+            write_change(&mut out, c, terminal, end)?;
+        }
+        out.flush()?;
+        Ok(())
+    }
+}
+
+const RESTORE: &str = "  pickleshelf checkpoint restore state.db before-upgrade --dry-run
+  pickleshelf checkpoint restore state.db before-upgrade";
+
+/// Put the store's keys back as a checkpoint recorded them.
+///
+/// Makes the store's keys exactly those of checkpoint NAME, each with its value
+/// then: keys added since are removed, removed ones come back, changed ones get
+/// their old value, all in one atomic write; then syncs. The checkpoint stays;
+/// memoized results are not touched. Prints one line per key it changed, as diff
+/// prints them, in the direction of the restore:
+///   + KEY   brought back (it was removed since the checkpoint)
+///   - KEY   removed (it was added since)
+///   ~ KEY   its value then put back
+/// then one line:
+///   restored checkpoint NAME: A added, R removed, C changed
+/// With --dry-run the store is only read (and may be read-only): the same lines
+/// say what a restore would change, the last one starting "would restore".
+// The long help, shown verbatim: its `+ KEY` lines are not Markdown lists.
+#[allow(clippy::doc_lazy_continuation)]
+#[derive(Args)]
+#[command(verbatim_doc_comment, override_usage = "pickleshelf checkpoint restore STORE NAME [--dry-run] [OPTIONS]")]
+#[command(after_help = examples(RESTORE), after_long_help = manual(RESTORE))]
+pub struct Restore {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The checkpoint to restore.
+    #[arg(value_name = "NAME")]
+    name: String,
+    /// Print what would change; change nothing.
+    #[arg(long, short = 'n')]
+    dry_run: bool,
+}
+
+impl Restore {
+    pub fn run(self) -> anyhow::Result<()> {
+        let named = checkpoint_error(&self.store.store);
+        let (changes, done) = if self.dry_run {
+            let shelf = self.store.open(Access::Read)?;
+            let mut changes = shelf.changes_since(&self.name).map_err(&named)?;
+            // From the checkpoint to now, turned around: what restoring it does.
+            for c in &mut changes {
+                c.kind = match c.kind {
+                    ChangeKind::Added => ChangeKind::Removed,
+                    ChangeKind::Removed => ChangeKind::Added,
+                    ChangeKind::Changed => ChangeKind::Changed,
+                };
+                std::mem::swap(&mut c.before, &mut c.after);
+            }
+            (changes, "would restore")
+        } else {
+            let shelf = self.store.open(Access::Write)?;
+            let changes = shelf.restore(&self.name).map_err(&named)?;
+            shelf.close()?;
+            (changes, "restored")
+        };
+        let terminal = stdout_is_terminal();
+        let mut out = BufWriter::new(io::stdout().lock());
+        let mut counts = [0u64; 3];
+        for c in &changes {
+            write_change(&mut out, c, terminal, b"\n")?;
+            counts[match c.kind {
+                ChangeKind::Added => 0,
+                ChangeKind::Removed => 1,
+                ChangeKind::Changed => 2,
+            }] += 1;
+        }
+        let [added, removed, changed] = counts;
+        let name = shown_key(&self.name, terminal);
+        writeln!(out, "{done} checkpoint {name}: {added} added, {removed} removed, {changed} changed")?;
+        out.flush()?;
+        Ok(())
+    }
+}
+
+/// Writes `+ KEY`, `- KEY` or `~ KEY` and `end`.
+fn write_change(out: &mut impl Write, c: &Change, terminal: bool, end: &[u8]) -> io::Result<()> {
+    let sign = match c.kind {
+        ChangeKind::Added => '+',
+        ChangeKind::Removed => '-',
+        ChangeKind::Changed => '~',
+    };
+    write!(out, "{sign} {}", shown_key(&c.key, terminal))?;
+    out.write_all(end)
 }
 
 /// `t` in UTC, in ISO 8601 to the second: `2025-03-01T09:30:00Z` (a time before 1970 as

@@ -53,8 +53,8 @@ const EXIT_STATUS: &str = "Exit status:
 /// imported or executed.
 ///
 /// Store subcommands take the store's path first. Commands that only read (ls,
-/// get, stats, verify, export, checkpoint ls) open the store read-only and never
-/// create one.
+/// get, stats, verify, export, checkpoint ls and diff) open the store read-only
+/// and never create one.
 #[derive(Parser)]
 #[command(verbatim_doc_comment)]
 #[command(name = "pickleshelf", version, about, propagate_version = true)]
@@ -75,11 +75,12 @@ enum Command {
     Gc(store::Gc),
     Import(transfer::Import),
     Export(transfer::Export),
-    /// Take and list a store's named checkpoints.
+    /// Take, list, compare and restore a store's named checkpoints.
     ///
     /// A checkpoint records every key of a store and its value under a name, for
-    /// little (an entry per key, not a copy of the values). Memoized results are
-    /// not part of checkpoints.
+    /// little (an entry per key, not a copy of the values): compare it with another
+    /// checkpoint or with the store now, and put the store back as it was, in one
+    /// atomic write. Memoized results are not part of checkpoints.
     #[command(subcommand, verbatim_doc_comment)]
     #[command(after_help = examples(checkpoint::EXAMPLES), after_long_help = manual(checkpoint::EXAMPLES))]
     Checkpoint(checkpoint::CheckpointCommand),
@@ -138,8 +139,9 @@ pub struct StoreArgs {
     #[arg(long, value_name = "FILE")]
     pub auth_key_file: Option<PathBuf>,
     /// Never change the store. Reading commands (ls, get, stats, verify, export,
-    /// checkpoint ls) always open it read-only; with this flag the writing ones (put, rm,
-    /// gc, import, checkpoint create) stop with an error before changing anything.
+    /// checkpoint ls and diff) always open it read-only; with this flag the writing ones
+    /// (put, rm, gc, import, checkpoint create and restore) stop with an error before
+    /// changing anything.
     #[arg(long)]
     pub read_only: bool,
 }

@@ -1,7 +1,8 @@
-//! The `checkpoint` subcommands (`create`, `ls`, `diff`, `restore`) run as a user runs them: output,
+//! The `checkpoint` subcommands (`create`, `ls`, `diff`, `restore`, `rm`) run as a user runs them: output,
 //! exit status (0 success, 1 operational error with one line on stderr, 2 usage error),
 //! what they leave in the store, and a store left unchanged by every failure.
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -142,7 +143,7 @@ fn every_checkpoint_subcommand_has_a_manual_with_an_example() {
     assert!(top.contains("\n  checkpoint "), "{top}");
     let group = ok_text(&["checkpoint", "--help"]);
     assert!(group.contains("Examples:") && group.contains("Exit status:"), "{group}");
-    for sub in ["create", "ls", "diff", "restore"] {
+    for sub in ["create", "ls", "diff", "restore", "rm"] {
         assert!(group.contains(&format!("\n  {sub} ")), "{sub} missing from checkpoint --help:\n{group}");
         let text = ok_text(&["checkpoint", sub, "--help"]);
         assert!(text.contains(&format!("Usage: pickleshelf checkpoint {sub} STORE")), "{sub}:\n{text}");
@@ -166,6 +167,7 @@ fn usage_errors_exit_2() {
         &["checkpoint", "diff", "s.db", "v1", "v2", "v3"],
         &["checkpoint", "restore", "s.db"],
         &["checkpoint", "restore", "s.db", "v1", "v2"],
+        &["checkpoint", "rm", "s.db"],
     ];
     for args in cases {
         let out = bin().args(*args).assert().code(2).get_output().clone();
@@ -232,9 +234,11 @@ fn failures_name_what_is_wrong_and_change_nothing() {
     assert!(err.ends_with(&format!("{st}: checkpoint \"\": invalid name: it is empty\n")), "{err}");
     let err = fails(&["checkpoint", "create", &st, &"n".repeat(256)]);
     assert!(err.ends_with("invalid name: it is longer than 255 bytes\n"), "{err}");
-    for args in
-        [["checkpoint", "create", &st, "v2", "--read-only"], ["checkpoint", "restore", &st, "v1", "--read-only"]]
-    {
+    for args in [
+        ["checkpoint", "create", &st, "v2", "--read-only"],
+        ["checkpoint", "restore", &st, "v1", "--read-only"],
+        ["checkpoint", "rm", &st, "v1", "--read-only"],
+    ] {
         let err = fails(&args);
         assert!(err.ends_with(&format!("store is open read-only: {st}\n")), "{args:?}: {err}");
     }
@@ -264,6 +268,8 @@ fn failures_name_what_is_wrong_and_change_nothing() {
         vec!["checkpoint", "diff", &m, "v1", "v2"],
         vec!["checkpoint", "restore", &m, "v1"],
         vec!["checkpoint", "restore", &m, "v1", "--dry-run"],
+        vec!["checkpoint", "rm", &m, "v1"],
+        vec!["checkpoint", "rm", &m, "v1", "--force"],
     ] {
         let err = fails(&args);
         assert!(err.ends_with("nope.db: no such store\n"), "{args:?}: {err}");
@@ -277,6 +283,7 @@ fn failures_name_what_is_wrong_and_change_nothing() {
         vec!["checkpoint", "ls", &st],
         vec!["checkpoint", "diff", &st, "v1"],
         vec!["checkpoint", "restore", &st, "v1"],
+        vec!["checkpoint", "rm", &st, "v1"],
     ] {
         assert!(fails(&args).contains("store is locked by another process"), "{args:?}");
     }
@@ -364,4 +371,58 @@ fn restore_puts_every_value_back() {
         ok_text(&["checkpoint", "restore", &st, "v1", "-n"]),
         "would restore checkpoint v1: 0 added, 0 removed, 0 changed\n"
     );
+}
+
+/// The object files of a store (values of more than 4 KiB each have one).
+fn object_files(store: &Path) -> usize {
+    let Ok(dirs) = fs::read_dir(store.join("objects")) else { return 0 };
+    dirs.flatten()
+        .filter(|d| d.file_name() != "tmp")
+        .map(|d| fs::read_dir(d.path()).map_or(0, |f| f.flatten().count()))
+        .sum()
+}
+
+fn stats(store: &Path, field: &str) -> u64 {
+    let json: serde_json::Value =
+        serde_json::from_slice(&ok(&["stats", &s(store), "--json"])).unwrap_or_else(|e| panic!("{e}"));
+    json.get(field).and_then(serde_json::Value::as_u64).unwrap_or_else(|| panic!("{field} in {json}"))
+}
+
+#[test]
+fn rm_deletes_all_named_or_none_and_frees_their_values() {
+    let _serial = serial();
+    let dir = tmp();
+    let store = sample_store(dir.path());
+    let st = s(&store);
+    ok(&["checkpoint", "create", &st, "v1"]);
+    change_sample(&store);
+    ok(&["checkpoint", "create", &st, "v2"]);
+    ok(&["checkpoint", "create", &st, "v3"]);
+    // The old large value is named by v1 only, the new one by "big", v2 and v3.
+    assert_eq!((stats(&store, "objects"), object_files(&store)), (2, 2));
+    let before = state(&store);
+
+    let err = fails(&["checkpoint", "rm", &st, "v1", "ghost", "v2"]);
+    assert!(err.ends_with(&format!("{st}: no checkpoint \"ghost\" (nothing deleted)\n")), "{err}");
+    assert_eq!(state(&store), before);
+
+    assert_eq!(ok_text(&["checkpoint", "rm", &st, "v1", "v1"]), "");
+    assert_eq!(checkpoints(&store).iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["v2", "v3"]);
+    // Its value is gone, record and file; nothing else changed.
+    assert_eq!((stats(&store, "objects"), object_files(&store)), (1, 1));
+    assert_eq!(ok_text(&["verify", &st]), "ok: 5 keys, 1 objects, 1 object files checked\n");
+    assert_eq!(ok_text(&["gc", &st]), "gc: 5 keys checked, 0 repaired, 0 problems left\n");
+    assert!(fails(&["checkpoint", "diff", &st, "v1"]).contains("checkpoint \"v1\": no such checkpoint"));
+    assert_eq!(ok_text(&["checkpoint", "diff", &st, "v2", "v3"]), "");
+
+    // --force ignores names that are not checkpoints.
+    assert_eq!(ok_text(&["checkpoint", "rm", &st, "--force", "v2", "ghost", "v3"]), "");
+    assert_eq!(ok_text(&["checkpoint", "ls", &st]), "");
+    assert_eq!(ok_text(&["checkpoint", "rm", &st, "-f", "v2"]), "");
+    assert!(fails(&["checkpoint", "rm", &st, "v2"]).ends_with("no checkpoint \"v2\" (nothing deleted)\n"));
+    // The keys' values stay: the large one is the key's own now.
+    assert_eq!((stats(&store, "objects"), object_files(&store)), (1, 1));
+    assert_eq!(ok(&["get", &st, "big", "--raw"]), bytes_pickle(&noise(30_000, 8)));
+    assert_eq!(ok_text(&["verify", &st]), "ok: 5 keys, 1 objects, 1 object files checked\n");
+    assert_eq!(ok_text(&["gc", &st]), "gc: 5 keys checked, 0 repaired, 0 problems left\n");
 }

@@ -5,9 +5,11 @@
 //! and sync before they print. A failing command changes nothing: every name is checked
 //! before anything is written.
 
+use std::collections::BTreeSet;
 use std::io::{self, BufWriter, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use anyhow::bail;
 use clap::{Args, Subcommand};
 use pickleshelf::{Change, ChangeKind};
 
@@ -18,7 +20,8 @@ use super::{Access, StoreArgs, checkpoint_error, examples, human_bytes, manual, 
 pub const EXAMPLES: &str = "  pickleshelf checkpoint create state.db before-upgrade
   pickleshelf checkpoint ls state.db
   pickleshelf checkpoint diff state.db before-upgrade     # what changed since
-  pickleshelf checkpoint restore state.db before-upgrade";
+  pickleshelf checkpoint restore state.db before-upgrade
+  pickleshelf checkpoint rm state.db before-upgrade";
 
 /// The `checkpoint` subcommands.
 #[derive(Subcommand)]
@@ -27,6 +30,7 @@ pub enum CheckpointCommand {
     Ls(Ls),
     Diff(Diff),
     Restore(Restore),
+    Rm(Rm),
 }
 
 /// Runs one `checkpoint` subcommand.
@@ -36,6 +40,7 @@ pub fn run(cmd: CheckpointCommand) -> anyhow::Result<()> {
         CheckpointCommand::Ls(c) => c.run(),
         CheckpointCommand::Diff(c) => c.run(),
         CheckpointCommand::Restore(c) => c.run(),
+        CheckpointCommand::Rm(c) => c.run(),
     }
 }
 
@@ -161,7 +166,8 @@ impl Diff {
 }
 
 const RESTORE: &str = "  pickleshelf checkpoint restore state.db before-upgrade --dry-run
-  pickleshelf checkpoint restore state.db before-upgrade";
+  pickleshelf checkpoint restore state.db before-upgrade
+  pickleshelf checkpoint rm state.db before-upgrade";
 
 /// Put the store's keys back as a checkpoint recorded them.
 ///
@@ -230,6 +236,49 @@ impl Restore {
         let name = shown_key(&self.name, terminal);
         writeln!(out, "{done} checkpoint {name}: {added} added, {removed} removed, {changed} changed")?;
         out.flush()?;
+        Ok(())
+    }
+}
+
+const RM: &str = "  pickleshelf checkpoint rm state.db before-upgrade
+  pickleshelf checkpoint rm state.db run-1 run-2 run-3 --force";
+
+/// Delete checkpoints.
+///
+/// Deletes every checkpoint named, after checking them all: when one of them is
+/// not a checkpoint nothing is deleted and the command fails, unless --force is
+/// given (names that are not checkpoints are then ignored). Each is deleted in
+/// one atomic write. Values that no key and no other checkpoint names any more
+/// are removed, and their space is freed before the command returns (it syncs).
+/// The store's keys are not touched.
+#[derive(Args)]
+#[command(verbatim_doc_comment, override_usage = "pickleshelf checkpoint rm STORE NAME... [--force] [OPTIONS]")]
+#[command(after_help = examples(RM), after_long_help = manual(RM))]
+pub struct Rm {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The checkpoints to delete.
+    #[arg(required = true, value_name = "NAME")]
+    names: Vec<String>,
+    /// Ignore names that are not checkpoints.
+    #[arg(long, short)]
+    force: bool,
+}
+
+impl Rm {
+    pub fn run(self) -> anyhow::Result<()> {
+        let shelf = self.store.open(Access::Write)?;
+        let existing: BTreeSet<String> = shelf.checkpoints()?.into_iter().map(|c| c.name).collect();
+        if !self.force
+            && let Some(missing) = self.names.iter().find(|n| !existing.contains(*n))
+        {
+            bail!("{}: no checkpoint {missing:?} (nothing deleted)", self.store.store.display());
+        }
+        for name in self.names.iter().filter(|n| existing.contains(*n)) {
+            // A name given twice is deleted once: the second call finds nothing.
+            shelf.delete_checkpoint(name)?;
+        }
+        shelf.close()?;
         Ok(())
     }
 }

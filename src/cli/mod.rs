@@ -75,7 +75,7 @@ enum Command {
     Gc(store::Gc),
     Import(transfer::Import),
     Export(transfer::Export),
-    /// Take, list, compare and restore a store's named checkpoints.
+    /// Take, list, compare, restore and delete a store's named checkpoints.
     ///
     /// A checkpoint records every key of a store and its value under a name, for
     /// little (an entry per key, not a copy of the values): compare it with another
@@ -140,7 +140,7 @@ pub struct StoreArgs {
     pub auth_key_file: Option<PathBuf>,
     /// Never change the store. Reading commands (ls, get, stats, verify, export,
     /// checkpoint ls and diff) always open it read-only; with this flag the writing ones
-    /// (put, rm, gc, import, checkpoint create and restore) stop with an error before
+    /// (put, rm, gc, import, checkpoint create, restore and rm) stop with an error before
     /// changing anything.
     #[arg(long)]
     pub read_only: bool,

@@ -1,6 +1,7 @@
-//! The `checkpoint` subcommands (`create`, `ls`, `diff`, `restore`, `rm`) run as a user runs them: output,
-//! exit status (0 success, 1 operational error with one line on stderr, 2 usage error),
-//! what they leave in the store, and a store left unchanged by every failure.
+//! The `checkpoint` subcommands (`create`, `ls`, `diff`, `restore`, `rm`) and `get --at`
+//! run as a user runs them: output, exit status (0 success, 1 operational error with one
+//! line on stderr, 2 usage error), what they leave in the store, and a store left
+//! unchanged by every failure.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -270,6 +271,7 @@ fn failures_name_what_is_wrong_and_change_nothing() {
         vec!["checkpoint", "restore", &m, "v1", "--dry-run"],
         vec!["checkpoint", "rm", &m, "v1"],
         vec!["checkpoint", "rm", &m, "v1", "--force"],
+        vec!["get", &m, "a", "--at", "v1"],
     ] {
         let err = fails(&args);
         assert!(err.ends_with("nope.db: no such store\n"), "{args:?}: {err}");
@@ -425,4 +427,27 @@ fn rm_deletes_all_named_or_none_and_frees_their_values() {
     assert_eq!(ok(&["get", &st, "big", "--raw"]), bytes_pickle(&noise(30_000, 8)));
     assert_eq!(ok_text(&["verify", &st]), "ok: 5 keys, 1 objects, 1 object files checked\n");
     assert_eq!(ok_text(&["gc", &st]), "gc: 5 keys checked, 0 repaired, 0 problems left\n");
+}
+
+#[test]
+fn get_at_reads_a_value_as_a_checkpoint_recorded_it() {
+    let _serial = serial();
+    let dir = tmp();
+    let store = sample_store(dir.path());
+    let st = s(&store);
+    let then = pickles(&store);
+    ok(&["checkpoint", "create", &st, "v1"]);
+    change_sample(&store);
+    let now = state(&store);
+    for (key, pickle) in &then {
+        assert_eq!(&ok(&["get", &st, key, "--at", "v1", "--raw"]), pickle, "{key}");
+    }
+    assert_eq!(ok_text(&["get", &st, "user:1", "--at", "v1", "--repr"]), "('Ada', 36)\n");
+    assert_eq!(ok_text(&["get", &st, "user:1", "--repr"]), "('Ada', 37)\n");
+    // "c" was added since; "ghost" is no checkpoint.
+    let err = fails(&["get", &st, "c", "--at", "v1"]);
+    assert!(err.ends_with(&format!("{st}: no key \"c\" in checkpoint \"v1\"\n")), "{err}");
+    let err = fails(&["get", &st, "a", "--at", "ghost"]);
+    assert!(err.ends_with(&format!("{st}: checkpoint \"ghost\": no such checkpoint\n")), "{err}");
+    assert_eq!(state(&store), now, "reading changes nothing");
 }

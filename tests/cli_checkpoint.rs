@@ -5,6 +5,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::{Command as StdCommand, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -450,4 +451,43 @@ fn get_at_reads_a_value_as_a_checkpoint_recorded_it() {
     let err = fails(&["get", &st, "a", "--at", "ghost"]);
     assert!(err.ends_with(&format!("{st}: checkpoint \"ghost\": no such checkpoint\n")), "{err}");
     assert_eq!(state(&store), now, "reading changes nothing");
+}
+
+/// `script` runs a command on a pseudo-terminal and copies what it shows to stdout.
+fn on_a_terminal(command: &str) -> Option<String> {
+    let found = StdCommand::new("script").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("skipping the terminal check: `script` (util-linux) not found");
+        return None;
+    }
+    let out = StdCommand::new("script")
+        .args(["-q", "-e", "-c", command, "/dev/null"])
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success(), "{command}: {}", String::from_utf8_lossy(&out.stdout));
+    Some(String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n"))
+}
+
+#[test]
+fn control_characters_in_keys_and_names_are_escaped_on_a_terminal() {
+    let _serial = serial();
+    let dir = tmp();
+    let store = dir.path().join("s.db");
+    let shelf = Shelf::open(&store).unwrap_or_else(|e| panic!("{e}"));
+    shelf.insert("a", &1).unwrap_or_else(|e| panic!("{e}"));
+    shelf.checkpoint("v\n1").unwrap_or_else(|e| panic!("{e}"));
+    shelf.insert("two\nlines", &2).unwrap_or_else(|e| panic!("{e}"));
+    shelf.close().unwrap_or_else(|e| panic!("{e}"));
+    let (b, st) = (s(&assert_cmd::cargo::cargo_bin("pickleshelf")), s(&store));
+    let Some(screen) = on_a_terminal(&format!("{b} checkpoint diff {st} 'v\n1'")) else { return };
+    assert_eq!(screen, "+ 'two\\nlines'\n");
+    let Some(screen) = on_a_terminal(&format!("{b} checkpoint restore {st} 'v\n1' --dry-run")) else { return };
+    assert_eq!(screen, "- 'two\\nlines'\nwould restore checkpoint 'v\\n1': 0 added, 1 removed, 0 changed\n");
+    let Some(screen) = on_a_terminal(&format!("{b} checkpoint ls {st}")) else { return };
+    assert!(screen.ends_with("          1        8 B 'v\\n1'\n"), "{screen:?}");
+    // Not on a terminal: as they are.
+    assert_eq!(ok_text(&["checkpoint", "diff", &st, "v\n1"]), "+ two\nlines\n");
+    assert!(ok_text(&["checkpoint", "ls", &st]).ends_with(" v\n1\n"));
 }

@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use pickleshelf::Shelf;
 
 mod bar;
+mod checkpoint;
 mod pickle;
 mod store;
 mod transfer;
@@ -21,6 +22,7 @@ const TOP_EXAMPLES: &str = "  \
     pickleshelf import state.db --shelve ~/app/state   # adopt a Python shelve
   pickleshelf ls state.db --long
   pickleshelf get state.db user:1
+  pickleshelf checkpoint create state.db before-upgrade
   pickleshelf export state.db --shelve /tmp/state    # Python: shelve.open('/tmp/state')
   pickleshelf pickle decode examples/data/sample.pkl
 
@@ -38,8 +40,8 @@ fn manual(examples: &str) -> String {
 
 const EXIT_STATUS: &str = "Exit status:
   0  success (also when stdout closes early, as with | head)
-  1  an operational error: a missing key or store, a damaged store or file, a locked
-     store; one line on stderr says what and where
+  1  an operational error: a missing key, checkpoint or store, a damaged store or
+     file, a locked store; one line on stderr says what and where
   2  a usage error (bad arguments)";
 
 /// An embedded, persistent object store for Python pickles.
@@ -51,7 +53,8 @@ const EXIT_STATUS: &str = "Exit status:
 /// imported or executed.
 ///
 /// Store subcommands take the store's path first. Commands that only read (ls,
-/// get, stats, verify, export) open the store read-only and never create one.
+/// get, stats, verify, export, checkpoint ls and diff) open the store read-only
+/// and never create one.
 #[derive(Parser)]
 #[command(verbatim_doc_comment)]
 #[command(name = "pickleshelf", version, about, propagate_version = true)]
@@ -72,6 +75,15 @@ enum Command {
     Gc(store::Gc),
     Import(transfer::Import),
     Export(transfer::Export),
+    /// Take, list, compare, restore and delete a store's named checkpoints.
+    ///
+    /// A checkpoint records every key of a store and its value under a name, for
+    /// little (an entry per key, not a copy of the values): compare it with another
+    /// checkpoint or with the store now, and put the store back as it was, in one
+    /// atomic write. Memoized results are not part of checkpoints.
+    #[command(subcommand, verbatim_doc_comment)]
+    #[command(after_help = examples(checkpoint::EXAMPLES), after_long_help = manual(checkpoint::EXAMPLES))]
+    Checkpoint(checkpoint::CheckpointCommand),
     /// Decode, encode and re-encode pickle files (no store needed).
     #[command(subcommand)]
     #[command(after_help = "Examples:\n  \
@@ -96,6 +108,7 @@ pub fn run() -> i32 {
         Command::Gc(c) => c.run(),
         Command::Import(c) => c.run(),
         Command::Export(c) => c.run(),
+        Command::Checkpoint(cmd) => checkpoint::run(cmd),
         Command::Pickle(cmd) => pickle::run(cmd),
     };
     match result {
@@ -125,9 +138,10 @@ pub struct StoreArgs {
     /// newline. Needed for every command on a store created with a key.
     #[arg(long, value_name = "FILE")]
     pub auth_key_file: Option<PathBuf>,
-    /// Never change the store. Reading commands (ls, get, stats, verify, export) always
-    /// open it read-only; with this flag the writing ones (put, rm, gc, import) stop with
-    /// an error before changing anything.
+    /// Never change the store. Reading commands (ls, get, stats, verify, export,
+    /// checkpoint ls and diff) always open it read-only; with this flag the writing ones
+    /// (put, rm, gc, import, checkpoint create, restore and rm) stop with an error before
+    /// changing anything.
     #[arg(long)]
     pub read_only: bool,
 }
@@ -183,6 +197,15 @@ impl StoreArgs {
             builder = builder.auth_key(key);
         }
         Ok(builder.open()?)
+    }
+}
+
+/// Puts the store's path before a checkpoint error, as `get` does before a missing key:
+/// `state.db: checkpoint "v1": no such checkpoint`. Other errors name what they need.
+fn checkpoint_error(store: &Path) -> impl Fn(pickleshelf::Error) -> anyhow::Error + '_ {
+    move |e| match e {
+        pickleshelf::Error::Checkpoint { .. } => anyhow::Error::new(e).context(store.display().to_string()),
+        e => e.into(),
     }
 }
 

@@ -9,7 +9,9 @@ use pickleshelf::pickle::{self, PyStr};
 use pickleshelf::{Batch, Shelf};
 
 use super::bar::Bar;
-use super::{Access, Input, StoreArgs, examples, human_bytes, manual, stdout_is_terminal, write_stdout};
+use super::{
+    Access, Input, StoreArgs, checkpoint_error, examples, human_bytes, manual, stdout_is_terminal, write_stdout,
+};
 
 const LS: &str = "  pickleshelf ls state.db
   pickleshelf ls state.db --prefix user: --long
@@ -46,7 +48,7 @@ pub struct Ls {
 }
 
 /// How a key is printed: a repr on a terminal when it holds control characters.
-fn shown_key(key: &str, terminal: bool) -> String {
+pub(super) fn shown_key(key: &str, terminal: bool) -> String {
     if terminal && key.chars().any(char::is_control) { pickle::str_repr(&PyStr::from(key)) } else { key.to_owned() }
 }
 
@@ -79,7 +81,8 @@ impl Ls {
 
 const GET: &str = "  pickleshelf get state.db user:1                   # Python-like, on a terminal
   pickleshelf get state.db user:1 --json | jq .
-  pickleshelf get state.db user:1 --raw > user1.pkl   # Python: pickle.load(open('user1.pkl', 'rb'))";
+  pickleshelf get state.db user:1 --raw > user1.pkl   # Python: pickle.load(open('user1.pkl', 'rb'))
+  pickleshelf get state.db user:1 --at v1             # its value in checkpoint v1";
 
 /// Print the value of a key.
 ///
@@ -87,9 +90,13 @@ const GET: &str = "  pickleshelf get state.db user:1                   # Python-
 /// forms: --repr, a Python-like repr for people (the default when stdout is a
 /// terminal); --json, tagged JSON (the default otherwise; see docs/PICKLE.md);
 /// --raw, the pickle bytes exactly as stored. Objects of other classes (datetime,
-/// your own classes) are shown as data: nothing is imported or executed.
+/// your own classes) are shown as data: nothing is imported or executed. With
+/// --at NAME, the value is the one the key had when checkpoint NAME was taken.
 #[derive(Args)]
-#[command(verbatim_doc_comment, override_usage = "pickleshelf get STORE KEY [--json | --repr | --raw] [OPTIONS]")]
+#[command(
+    verbatim_doc_comment,
+    override_usage = "pickleshelf get STORE KEY [--at NAME] [--json | --repr | --raw] [OPTIONS]"
+)]
 #[command(after_help = examples(GET), after_long_help = manual(GET))]
 #[command(group(ArgGroup::new("form").args(["json", "repr", "raw"])))]
 pub struct Get {
@@ -106,13 +113,23 @@ pub struct Get {
     /// Print the pickle bytes.
     #[arg(long)]
     raw: bool,
+    /// Read the value from checkpoint NAME instead of the store now.
+    #[arg(long, value_name = "NAME")]
+    at: Option<String>,
 }
 
 impl Get {
     pub fn run(self) -> anyhow::Result<()> {
         let shelf = self.store.open(Access::Read)?;
         let key = &self.key;
-        let bytes = shelf.get_pickle(key)?.ok_or_else(|| anyhow!("{}: no key {key:?}", self.store.store.display()))?;
+        let store = self.store.store.display();
+        let bytes = match &self.at {
+            None => shelf.get_pickle(key)?.ok_or_else(|| anyhow!("{store}: no key {key:?}"))?,
+            Some(name) => shelf
+                .get_pickle_at(name, key)
+                .map_err(checkpoint_error(&self.store.store))?
+                .ok_or_else(|| anyhow!("{store}: no key {key:?} in checkpoint {name:?}"))?,
+        };
         if self.raw {
             return write_stdout(&bytes);
         }

@@ -135,7 +135,9 @@ impl ShelfBuilder {
     ///
     /// # Errors
     /// [`Error::Config`] for invalid options; [`Error::Locked`] when another handle holds
-    /// the store; [`Error::UnsupportedFormat`], [`Error::AuthKey`], [`Error::RolledBack`],
+    /// the store (after waiting up to half a second for it to let go: a handle just closed
+    /// can hold the lock a moment longer, in a child process started meanwhile, which has
+    /// a copy of every descriptor from its fork to its exec); [`Error::UnsupportedFormat`], [`Error::AuthKey`], [`Error::RolledBack`],
     /// [`Error::Engine`] or [`Error::Io`] when it cannot be opened as asked.
     pub fn open(self) -> Result<Shelf> {
         if !(1..=19).contains(&self.zstd_level) {
@@ -252,10 +254,10 @@ impl Shelf {
             .truncate(false)
             .open(&lock_path)
             .map_err(io(&lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: lock_path }),
-            Err(fs::TryLockError::Error(e)) => return Err(Error::Io { path: lock_path, source: e }),
+        match crate::index::lock_within(&lock) {
+            Ok(true) => {}
+            Ok(false) => return Err(Error::Locked { path: lock_path }),
+            Err(e) => return Err(Error::Io { path: lock_path, source: e }),
         }
         let hasher = match &b.auth_key {
             Some(k) => Hasher::Keyed(blake3::derive_key("pickleshelf 2026 object auth key", k)),

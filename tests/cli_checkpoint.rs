@@ -6,20 +6,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Stdio};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use assert_cmd::Command;
 use pickleshelf::{CheckpointInfo, Shelf};
-
-/// Runs the tests of this file one at a time. They open stores in this process as well
-/// as in the binary, and a child that one test starts holds a copy of every descriptor
-/// open in the process from its fork to its exec, so a store another test has just closed
-/// could still be locked (flock) when that test runs the binary on it.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 fn bin() -> Command {
     Command::cargo_bin("pickleshelf").unwrap_or_else(|e| panic!("{e}"))
@@ -140,7 +130,6 @@ fn secs(t: SystemTime) -> u64 {
 
 #[test]
 fn every_checkpoint_subcommand_has_a_manual_with_an_example() {
-    let _serial = serial();
     let top = ok_text(&["--help"]);
     assert!(top.contains("\n  checkpoint "), "{top}");
     let group = ok_text(&["checkpoint", "--help"]);
@@ -157,7 +146,6 @@ fn every_checkpoint_subcommand_has_a_manual_with_an_example() {
 
 #[test]
 fn usage_errors_exit_2() {
-    let _serial = serial();
     let cases: &[&[&str]] = &[
         &["checkpoint"],
         &["checkpoint", "frobnicate", "s.db"],
@@ -180,7 +168,6 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn create_records_the_store_and_ls_lists_checkpoints() {
-    let _serial = serial();
     let dir = tmp();
     let store = sample_store(dir.path());
     let st = s(&store);
@@ -223,7 +210,6 @@ fn create_records_the_store_and_ls_lists_checkpoints() {
 
 #[test]
 fn failures_name_what_is_wrong_and_change_nothing() {
-    let _serial = serial();
     let dir = tmp();
     let store = sample_store(dir.path());
     let st = s(&store);
@@ -288,7 +274,7 @@ fn failures_name_what_is_wrong_and_change_nothing() {
         vec!["checkpoint", "restore", &st, "v1"],
         vec!["checkpoint", "rm", &st, "v1"],
     ] {
-        assert!(fails(&args).contains("store is locked by another process"), "{args:?}");
+        assert!(fails(&args).contains("store is locked: another open handle holds it"), "{args:?}");
     }
     drop(held);
     assert_eq!(checkpoints(&store).len(), 2);
@@ -308,7 +294,6 @@ fn change_sample(store: &Path) {
 
 #[test]
 fn diff_between_checkpoints_and_since_one() {
-    let _serial = serial();
     let dir = tmp();
     let store = sample_store(dir.path());
     let st = s(&store);
@@ -340,7 +325,6 @@ fn pickles(store: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn restore_puts_every_value_back() {
-    let _serial = serial();
     let dir = tmp();
     let store = sample_store(dir.path());
     let st = s(&store);
@@ -393,7 +377,6 @@ fn stats(store: &Path, field: &str) -> u64 {
 
 #[test]
 fn rm_deletes_all_named_or_none_and_frees_their_values() {
-    let _serial = serial();
     let dir = tmp();
     let store = sample_store(dir.path());
     let st = s(&store);
@@ -432,7 +415,6 @@ fn rm_deletes_all_named_or_none_and_frees_their_values() {
 
 #[test]
 fn get_at_reads_a_value_as_a_checkpoint_recorded_it() {
-    let _serial = serial();
     let dir = tmp();
     let store = sample_store(dir.path());
     let st = s(&store);
@@ -472,7 +454,6 @@ fn on_a_terminal(command: &str) -> Option<String> {
 
 #[test]
 fn control_characters_in_keys_and_names_are_escaped_on_a_terminal() {
-    let _serial = serial();
     let dir = tmp();
     let store = dir.path().join("s.db");
     let shelf = Shelf::open(&store).unwrap_or_else(|e| panic!("{e}"));

@@ -192,6 +192,23 @@ fn second_open_in_this_process_is_locked() {
     assert_eq!(Shelf::open(&path).expect("reopen").get_pickle("a").expect("get"), Some(int(1)));
 }
 
+#[test]
+fn open_waits_for_a_handle_that_is_going_away() {
+    let dir = tempdir();
+    let path = store(&dir);
+    let shelf = Shelf::open(&path).expect("open");
+    // The holder lets go 100 ms from now, within the half second `open` waits.
+    let holder = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        shelf.close().expect("close");
+    });
+    let started = std::time::Instant::now();
+    let reopened = Shelf::open(&path).expect("open while the other handle closes");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(50), "did not wait for the holder");
+    assert_eq!(reopened.get_pickle("a").expect("get"), Some(int(1)));
+    holder.join().expect("holder thread");
+}
+
 /// Set (to a store path) when this test binary runs as the child of
 /// `open_from_another_process_is_locked`.
 const CHILD_ENV: &str = "PICKLESHELF_TEST_LOCKED_STORE";

@@ -44,6 +44,28 @@ pub(crate) fn fsync_tree(dir: &Path) -> Result<()> {
     fsync_dir(dir)
 }
 
+/// How long a lock that another handle holds is waited for before giving up. A handle
+/// may hold a lock a moment after it is closed: a child process started meanwhile holds
+/// a copy of every descriptor of its parent from its fork to its exec, and sled closes
+/// its file in background threads.
+pub(crate) const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Takes the exclusive `flock` on `file`, waiting up to [`LOCK_WAIT`] for another
+/// holder to let go. `Ok(false)`: still held by another handle.
+pub(crate) fn lock_within(file: &fs::File) -> std::io::Result<bool> {
+    let start = std::time::Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(true),
+            Err(fs::TryLockError::WouldBlock) if start.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(fs::TryLockError::WouldBlock) => return Ok(false),
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+}
+
 /// The directory of object files.
 pub(crate) struct Objects {
     dir: PathBuf,

@@ -41,7 +41,7 @@ use std::thread::JoinHandle;
 use crate::blob::{Digest, Hasher};
 use crate::error::{Error, Result};
 pub(crate) use checkpoints::check_name as check_checkpoint_name;
-pub(crate) use files::Objects;
+pub(crate) use files::{Objects, lock_within};
 pub(crate) use records::{CheckpointHeader, KeyRecord, ObjectRecord};
 pub(crate) use tree::Bytes;
 pub(crate) use tree::TreeStats;
@@ -383,6 +383,12 @@ impl Index {
             });
         }
         remove_unfinished_snapshots(&sled_dir)?;
+        // sled gives up at once on a locked file: wait a moment for a handle that is going
+        // away (a closed store's lock copied into a child process), then let sled lock it.
+        let db_file = sled_dir.join("db");
+        if let Ok(f) = std::fs::File::open(&db_file) {
+            let _ = lock_within(&f);
+        }
         let objects = Objects::open(&dir.join("objects"))?;
         let config = sled::Config::new().path(&sled_dir).flush_every_ms(Some(500));
         let db = engine(dir, || config.open())?;
@@ -407,7 +413,7 @@ impl Index {
             doomed: Mutex::new(Vec::new()),
             files_in_use: RwLock::new(()),
             generation: Mutex::new(0),
-            _released: SledReleased { db_file: sled_dir.join("db"), dig: !read_only },
+            _released: SledReleased { db_file, dig: !read_only },
         })
     }
 

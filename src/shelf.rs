@@ -344,15 +344,17 @@ impl Shelf {
         if !b.read_only {
             index.objects().clean_tmp()?;
             // Files without a record are leftovers of writes a crash cut short, or of
-            // removals whose files the crash left. The records sled recovered are made
-            // durable first: were they only in the page cache, a power loss could bring
-            // back an older record naming a deleted file.
+            // removals whose files the crash left — also when the object was written again
+            // since with its frame in the tree (a delta, say), so that its record exists but
+            // names no file. The records sled recovered are made durable first: were they
+            // only in the page cache, a power loss could bring back an older record naming
+            // a deleted file.
             let mut orphans = Vec::new();
             for (d, p, _) in index.objects().list()? {
                 // A record that cannot be read (a damaged page) keeps its file: reads and
                 // verify report the damage, and nothing more is lost.
                 let orphan = match d {
-                    Some(d) => index.object(&d).is_ok_and(|r| r.is_none()),
+                    Some(d) => index.object(&d).is_ok_and(|r| r.is_none_or(|r| r.in_tree)),
                     None => true,
                 };
                 if orphan {

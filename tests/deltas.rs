@@ -329,3 +329,63 @@ fn concurrent_writers_removers_and_readers() -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// Set (to a store path) when this test binary runs as the child of
+/// `a_file_a_crash_left_under_an_object_now_stored_as_a_delta_goes_at_open`.
+const STALE_FILE_CHILD: &str = "PICKLESHELF_TEST_STALE_FILE_STORE";
+
+/// Three versions of a state: `v0` alone is stored whole, in a file of its own.
+fn stale_file_versions() -> (Vec<u8>, Vec<u8>) {
+    let mut s = State::new(2000, 20, 11);
+    let v0 = s.pickle();
+    s.mutate();
+    (v0, s.pickle())
+}
+
+#[test]
+fn a_file_a_crash_left_under_an_object_now_stored_as_a_delta_goes_at_open() -> Result<(), Error> {
+    let dir = tempdir();
+    let path = dir.path().join("s.db");
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", "child_leaves_a_stale_object_file", "--nocapture", "--test-threads=1"])
+        .env(STALE_FILE_CHILD, &path)
+        .output()
+        .expect("run the child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "child failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("child: exiting"), "the child did not run: {stdout}");
+
+    // The child's records were committed in the background; the file of v0's first, whole
+    // version was still waiting for a sync to go when the child died.
+    let (v0, v1) = stale_file_versions();
+    let shelf = Shelf::open(&path)?;
+    assert_eq!(shelf.get_pickle("c")?, Some(v0), "the background commit did not happen in time");
+    assert_eq!(shelf.get_pickle("w")?, Some(v1));
+    assert_eq!(shelf.get_pickle("a")?, None);
+    check_clean(&shelf);
+    Ok(())
+}
+
+/// Run by `a_file_a_crash_left_under_an_object_now_stored_as_a_delta_goes_at_open` in a
+/// child process; does nothing otherwise. Writes `v0` (a file), removes it, writes `v1`
+/// (whole: nothing similar is left), writes `v0` again (now a delta against `v1`, in the
+/// tree), lets the background commit make that durable against a process crash, and exits
+/// without a sync: `v0`'s file stays on disk under a record that names no file.
+#[test]
+fn child_leaves_a_stale_object_file() -> Result<(), Error> {
+    let Some(path) = std::env::var_os(STALE_FILE_CHILD) else {
+        return Ok(());
+    };
+    let (v0, v1) = stale_file_versions();
+    let shelf = Shelf::builder(&path).durability(pickleshelf::Durability::ProcessCrash).open()?;
+    shelf.insert_pickle("a", &v0)?;
+    shelf.sync()?;
+    assert!(file_bytes(Path::new(&path)) > 0, "v0 is not in a file");
+    shelf.remove("a")?;
+    shelf.insert_pickle("w", &v1)?;
+    shelf.insert_pickle("c", &v0)?;
+    // The background commit runs 200 ms after the oldest buffered write.
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    println!("child: exiting");
+    std::process::exit(0);
+}

@@ -15,11 +15,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::blob::{Codec, Digest, Hasher, TRAIN_SAMPLES};
+use crate::blob::{Codec, DICT_MAX_VALUE, Digest, Hasher, RAW_MAX, TRAIN_BYTES, TRAIN_SAMPLES};
 use crate::cache::{Cache, CacheStats};
 use crate::chain::{Chains, LoadError, Recent};
 use crate::error::{Error, Result};
-use crate::index::{Delta, INLINE_MAX, Index, IndexOptions, MAX_KEY_LEN, Op, Space, Stored, Writer};
+use crate::index::{Delta, Index, IndexOptions, MAX_KEY_LEN, Op, Space, Stored, Writer};
 use crate::pickle::{self, Value};
 use crate::progress::Progress;
 
@@ -165,8 +165,9 @@ struct Inner {
     protocol: u8,
     read_only: bool,
     durability: Durability,
-    /// Small values kept to train the dictionary; `None` once there is one.
-    samples: Mutex<Option<Vec<Vec<u8>>>>,
+    /// Values kept to train the dictionary (those it would compress) and their total
+    /// length; `None` once there is one.
+    samples: Mutex<Option<(Vec<Vec<u8>>, usize)>>,
     /// Held through a sync: concurrent syncs write the witness one at a time, in
     /// generation order.
     syncing: Mutex<()>,
@@ -376,7 +377,7 @@ impl Shelf {
             // Best effort, as above: frame records in a damaged page stay where they are.
             let _ = index.remove_orphan_frames();
         }
-        let samples = if current == 0 && !b.read_only { Some(Vec::new()) } else { None };
+        let samples = if current == 0 && !b.read_only { Some((Vec::new(), 0)) } else { None };
         Ok(Shelf {
             inner: Arc::new(Inner {
                 path,
@@ -536,27 +537,30 @@ impl Shelf {
         result
     }
 
-    /// Collects small values until a compression dictionary can be trained, then trains
-    /// and stores it.
+    /// Collects the values a dictionary would compress (over [`RAW_MAX`] bytes, up to
+    /// [`DICT_MAX_VALUE`]: smaller ones are framed raw in pages compressed whole) until one
+    /// can be trained ([`TRAIN_SAMPLES`] values or [`TRAIN_BYTES`] bytes), then trains and
+    /// stores it. A store of small values never trains one.
     fn sample(&self, bytes: &[u8]) -> Result<()> {
         if self.inner.training.load(Ordering::Acquire) {
             install_dictionary(&self.inner, false)?;
         }
-        if bytes.len() > INLINE_MAX {
+        if bytes.len() <= RAW_MAX || bytes.len() > DICT_MAX_VALUE {
             return Ok(());
         }
         let ready = {
             let mut guard = self.inner.samples.lock().unwrap_or_else(PoisonError::into_inner);
-            let Some(samples) = guard.as_mut() else {
+            let Some((samples, total)) = guard.as_mut() else {
                 return Ok(());
             };
             samples.push(bytes.to_vec());
-            if samples.len() < TRAIN_SAMPLES {
+            *total += bytes.len();
+            if samples.len() < TRAIN_SAMPLES && *total < TRAIN_BYTES {
                 return Ok(());
             }
             guard.take()
         };
-        let Some(samples) = ready else {
+        let Some((samples, _)) = ready else {
             return Ok(());
         };
         // Training takes tens of milliseconds: off the write path, on another thread; the

@@ -68,7 +68,8 @@ pub struct Stats {
     pub pack_bytes: u64,
     /// Total size of every file in the store's directory.
     pub disk_bytes: u64,
-    /// The compression dictionary new small values use, if the store has trained one.
+    /// The compression dictionary new values of 4 to 64 KiB use, if the store has trained
+    /// one.
     pub dictionary: Option<u32>,
     /// Values whose frame header could not be read (see [`Shelf::verify`]); they are
     /// counted as keys or memo results but add nothing to the byte counts.

@@ -166,12 +166,11 @@ fn reference_writes() -> Vec<Write> {
         }
     };
     let mut out = Vec::new();
-    // Every key once, then overwrites (past the 1,000 small values that train the
-    // dictionary), batches sharing large values, removals; a sync now and then, and two
+    // Every key once, then overwrites, batches sharing large values, removals; a sync now and then, and two
     // reopens so that sled has a snapshot and a log past it.
     let keys = key_count();
-    // Overwrites: 4 per key (1,200 by default: past the 1,000 small values that train the
-    // dictionary); reopens after a third and three quarters of them.
+    // Overwrites: 4 per key (1,200 by default); reopens after a third and three quarters
+    // of them.
     let overwrites = 4 * keys;
     for k in 0..keys {
         out.push(Write::One(key(k), Some(value(&mut rng, k))));

@@ -104,26 +104,54 @@ fn bad_pickle_is_rejected_and_nothing_changes() -> Result<(), Error> {
     Ok(())
 }
 
+/// `pickle.dumps(text, 4)` of a str of `len` bytes or more: words of a small vocabulary.
+fn text_pickle(i: u32, len: usize) -> Vec<u8> {
+    let words = ["user", "likes", "red", "green", "blue", "score", "level", "item", "=", ";"];
+    let mut text = format!("record {i}:");
+    let mut n = i as usize;
+    while text.len() < len {
+        n = n.wrapping_mul(2_654_435_761).wrapping_add(12_345);
+        text.push(' ');
+        text.push_str(words[(n >> 16) % words.len()]);
+    }
+    let mut p = vec![0x80, 4, 0x8d];
+    p.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    p.extend_from_slice(text.as_bytes());
+    p.extend_from_slice(b"\x94.");
+    p
+}
+
 #[test]
-fn many_small_values_train_a_dictionary() -> Result<(), Error> {
+fn values_of_4_to_64_kib_train_a_dictionary_and_small_ones_do_not() -> Result<(), Error> {
     let dir = tempfile::tempdir().map_err(|e| Error::Config(e.to_string()))?;
+    // Small values are framed raw in pages compressed whole: they never train one.
+    let small = dir.path().join("small.db");
+    {
+        let shelf = Shelf::open(&small)?;
+        for i in 0..3000 {
+            shelf.insert_pickle(&format!("k{i}"), &text_pickle(i, 60))?;
+        }
+        shelf.close()?;
+    }
+    assert_eq!(Shelf::open(&small)?.stats()?.dictionary, None, "small values trained a dictionary");
+
+    // 5 KB values: past 1 MiB of them, a dictionary is trained and later ones use it.
     let path = dir.path().join("s.db");
-    let value = |i: u32| {
-        let text = format!("user{i} likes red and green and blue; score={}", i * 7);
-        let mut p = vec![0x80, 4, 0x8c, text.len() as u8];
-        p.extend_from_slice(text.as_bytes());
-        p.extend_from_slice(b"\x94.");
-        p
-    };
     {
         let shelf = Shelf::open(&path)?;
-        for i in 0..3000 {
-            shelf.insert_pickle(&format!("k{i}"), &value(i))?;
+        for i in 0..400 {
+            shelf.insert_pickle(&format!("k{i}"), &text_pickle(i, 5000))?;
         }
+        shelf.close()?;
     }
     let shelf = Shelf::open(&path)?;
-    for i in (0..3000).step_by(37) {
-        assert_eq!(shelf.get_pickle(&format!("k{i}"))?, Some(value(i)));
+    assert_eq!(shelf.stats()?.dictionary, Some(1), "no dictionary after 2 MB of 5 KB values");
+    shelf.insert_pickle("new", &text_pickle(9999, 5000))?;
+    let info = shelf.key_info("new").find_map(|k| k.ok().filter(|k| k.key == "new"));
+    let compression = info.and_then(|k| k.compression).map(|c| c.to_string());
+    assert_eq!(compression.as_deref(), Some("zstd+dict1"), "a new 5 KB value does not use the dictionary");
+    for i in (0..400).step_by(37) {
+        assert_eq!(shelf.get_pickle(&format!("k{i}"))?, Some(text_pickle(i, 5000)));
     }
     assert!(shelf.verify()?.is_ok());
     Ok(())

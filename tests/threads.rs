@@ -52,8 +52,7 @@ enum Origin {
     Pool(usize),
 }
 
-/// `pickle.dumps("t{t} c{c} k{k} ...", 4)`: long enough (over 48 bytes) to be compressed,
-/// with the dictionary once the store has one.
+/// `pickle.dumps("t{t} c{c} k{k} ...", 4)`: a small value, framed raw in its page.
 fn small(t: usize, c: u64, k: usize) -> Vec<u8> {
     let text = format!("t{t} c{c} k{k} written by a worker thread of the threads test");
     let mut p = vec![0x80, 4, 0x8c, text.len() as u8];
@@ -228,8 +227,8 @@ fn eight_threads_share_one_shelf() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("threads.db");
     let shelf = Shelf::open(&path).expect("open");
-    // Just short of the values that train the compression dictionary: the workers' first
-    // small values train it while other workers compress and decompress.
+    // Small values first (framed raw: they never train the compression dictionary); the
+    // workers' values of 5 to 65 KB train it while other workers compress and decompress.
     for i in 0..FILL {
         shelf.insert_pickle(&format!("fill/{i}"), &small(THREADS, i, 0)).expect("fill");
     }

@@ -10,8 +10,10 @@ use super::digest::{Digest, Hasher};
 pub(crate) const FRAME_VERSION: u8 = 1;
 /// Size of a trained dictionary.
 pub(crate) const DICT_SIZE: usize = 16 * 1024;
-/// How many small values are collected before a dictionary is trained.
+/// A dictionary is trained once this many values it would compress are collected...
 pub(crate) const TRAIN_SAMPLES: usize = 1000;
+/// ...or once the collected values total this many bytes (64 times [`DICT_SIZE`]).
+pub(crate) const TRAIN_BYTES: usize = 1 << 20;
 
 const CODEC_RAW: u8 = 0;
 const CODEC_ZSTD: u8 = 1;
@@ -19,7 +21,7 @@ const CODEC_ZSTD_DICT: u8 = 2;
 /// A delta against another object (see [`super::delta`]).
 pub(crate) const CODEC_DELTA: u8 = 3;
 /// Values up to this size are compressed with the dictionary when there is one.
-const DICT_MAX_VALUE: usize = 64 * 1024;
+pub(crate) const DICT_MAX_VALUE: usize = 64 * 1024;
 /// Values of at most this size are framed raw: they are stored inline in the store's
 /// record pages, which are compressed whole (a page of similar small values compresses
 /// far better, and faster, than each value alone). A raw frame's header takes at most 3

@@ -20,5 +20,5 @@ mod sketch;
 pub(crate) use delta::{FrameKind, frame_kind};
 pub use digest::{Digest, Hasher};
 pub use frame::Compression;
-pub(crate) use frame::{Codec, RAW_MAX, TRAIN_SAMPLES, header};
+pub(crate) use frame::{Codec, DICT_MAX_VALUE, RAW_MAX, TRAIN_BYTES, TRAIN_SAMPLES, header};
 pub(crate) use sketch::Sketch;

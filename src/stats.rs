@@ -106,8 +106,8 @@ pub struct KeyInfo {
     pub stored: u64,
     /// How the value is compressed; `None` when the frame header cannot be read.
     pub compression: Option<Compression>,
-    /// For a value in an object file, the number of keys sharing it; `None` for an
-    /// inline value.
+    /// For a value stored as an object, its reference count: the keys, checkpoint entries
+    /// and deltas (stored against it) that use it; `None` for an inline value.
     pub shared_by: Option<u64>,
 }
 

@@ -26,10 +26,11 @@ const LS: &str = "  pickleshelf ls state.db
 /// hold newlines).
 ///
 /// With --long each line is: the pickle's size in bytes, its stored (framed and
-/// compressed) size, its compression (raw, zstd, zstd+dictN), how many keys share
-/// it (- for a small value kept inline with its key), its digest (blake3 of the
-/// pickle, keyed in an authenticated store), then the key. Sizes come from frame
-/// headers: values are not decompressed or verified (use verify for that).
+/// compressed) size, its compression (raw, zstd, zstd+dictN, delta), how many
+/// references the value has — keys, checkpoints and deltas stored against it (- for
+/// a small value kept inline with its key) — its digest (blake3 of the pickle, keyed
+/// in an authenticated store), then the key. Sizes come from frame headers: values
+/// are not decompressed or verified (use verify for that).
 #[derive(Args)]
 #[command(verbatim_doc_comment, override_usage = "pickleshelf ls STORE [--prefix P] [--long] [-0] [OPTIONS]")]
 #[command(after_help = examples(LS), after_long_help = manual(LS))]

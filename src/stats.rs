@@ -48,12 +48,16 @@ pub struct Stats {
     /// Large values stored once in their own object file, each shared by one or more
     /// keys or memo results.
     pub objects: u64,
-    /// Keys and memo results whose value is an object (the sum of the objects'
-    /// reference counts).
+    /// Keys and memo results whose value is an object. (An object's reference count
+    /// also counts checkpoint entries and deltas stored against it.)
     pub object_refs: u64,
+    /// Number of named checkpoints ([`Shelf::checkpoint`]).
+    pub checkpoints: u64,
     /// Total length of the pickles of all keys and memo results.
     pub logical_bytes: u64,
-    /// Total length of the pickles kept: inline values per record, objects once.
+    /// Total length of the pickles kept: inline values per record, objects once —
+    /// including objects only checkpoints or deltas keep alive, which no key or memo
+    /// result counts in `logical_bytes`.
     pub unique_bytes: u64,
     /// Bytes the values take stored: object files plus [`page_bytes`](Stats::page_bytes)
     /// (compressed form of `unique_bytes`, with the records' own overhead).
@@ -179,6 +183,7 @@ impl Shelf {
             disk_bytes: dir_size(self.path()),
             ..Stats::default()
         };
+        s.checkpoints = index.checkpoints()?.len() as u64;
         let tree = index.tree_stats();
         s.pages = tree.pages;
         s.page_bytes = tree.live_bytes;
@@ -189,7 +194,6 @@ impl Shelf {
         for item in index.object_records() {
             let (digest, record) = item?;
             s.objects += 1;
-            s.object_refs += record.refs;
             if !record.in_tree {
                 s.stored_bytes += record.stored_len;
             }
@@ -213,7 +217,10 @@ impl Shelf {
                     s.unique_bytes += len.unwrap_or(0);
                     len
                 }
-                Stored::Object { digest } => object_len.get(digest).copied().flatten(),
+                Stored::Object { digest } => {
+                    s.object_refs += 1;
+                    object_len.get(digest).copied().flatten()
+                }
             };
             match len {
                 Some(n) => s.logical_bytes += n,

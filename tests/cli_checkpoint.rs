@@ -384,8 +384,11 @@ fn rm_deletes_all_named_or_none_and_frees_their_values() {
     change_sample(&store);
     ok(&["checkpoint", "create", &st, "v2"]);
     ok(&["checkpoint", "create", &st, "v3"]);
-    // The old large value is named by v1 only, the new one by "big", v2 and v3.
+    // The old large value is named by v1 only, the new one by "big", v2 and v3; of the
+    // keys, only "big" holds an object.
     assert_eq!((stats(&store, "objects"), object_files(&store)), (2, 2));
+    assert_eq!((stats(&store, "checkpoints"), stats(&store, "object_refs")), (3, 1));
+    assert!(ok_text(&["stats", &st]).contains("\ncheckpoints        3\n"));
     let before = state(&store);
 
     let err = fails(&["checkpoint", "rm", &st, "v1", "ghost", "v2"]);
@@ -404,6 +407,8 @@ fn rm_deletes_all_named_or_none_and_frees_their_values() {
     // --force ignores names that are not checkpoints.
     assert_eq!(ok_text(&["checkpoint", "rm", &st, "--force", "v2", "ghost", "v3"]), "");
     assert_eq!(ok_text(&["checkpoint", "ls", &st]), "");
+    assert_eq!(stats(&store, "checkpoints"), 0);
+    assert!(!ok_text(&["stats", &st]).contains("checkpoints"));
     assert_eq!(ok_text(&["checkpoint", "rm", &st, "-f", "v2"]), "");
     assert!(fails(&["checkpoint", "rm", &st, "v2"]).ends_with("no checkpoint \"v2\" (nothing deleted)\n"));
     // The keys' values stay: the large one is the key's own now.

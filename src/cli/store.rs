@@ -260,7 +260,7 @@ const STATS: &str = "  pickleshelf stats state.db
 /// the records and frame headers (nothing is decompressed):
 ///   logical bytes   the pickles of all keys, as reading every key returns them
 ///   unique bytes    the pickle bytes kept: a large value shared by keys once, small
-///                   (inline) values once per key
+///                   (inline) values once per key, and values only checkpoints keep
 ///   stored bytes    what those take compressed
 ///   dedup ratio     logical / unique
 ///   compression     unique / stored
@@ -304,6 +304,7 @@ impl Stats {
                 "inline_values": s.inline_values,
                 "objects": s.objects,
                 "object_refs": s.object_refs,
+                "checkpoints": s.checkpoints,
                 "logical_bytes": s.logical_bytes,
                 "unique_bytes": s.unique_bytes,
                 "stored_bytes": s.stored_bytes,
@@ -330,6 +331,9 @@ impl Stats {
             }
             line("inline values", grouped(s.inline_values));
             line("values in objects", format!("{} ({} objects)", grouped(s.object_refs), grouped(s.objects)));
+            if s.checkpoints > 0 {
+                line("checkpoints", grouped(s.checkpoints));
+            }
             line("logical bytes", bytes(s.logical_bytes));
             line("unique bytes", bytes(s.unique_bytes));
             line("stored bytes", bytes(s.stored_bytes));

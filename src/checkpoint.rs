@@ -351,4 +351,30 @@ impl Shelf {
         }
         Ok(existed)
     }
+
+    /// Deletes the checkpoints `names` in one atomic write, releasing their references (as
+    /// [`Shelf::delete_checkpoint`] does for one); returns, per name, whether it existed. A
+    /// name given twice is deleted once (`false` the second time). A failure deletes none.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// shelf.insert("a", &1)?;
+    /// shelf.checkpoint("v1")?;
+    /// shelf.checkpoint("v2")?;
+    /// assert_eq!(shelf.delete_checkpoints(&["v1", "nope", "v2"])?, [true, false, true]);
+    /// assert!(shelf.checkpoints()?.is_empty());
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`], [`Error::Engine`], [`Error::Io`], [`Error::Corrupted`].
+    pub fn delete_checkpoints(&self, names: &[&str]) -> Result<Vec<bool>> {
+        self.writable()?;
+        let existed = self.index().writer().delete_checkpoints(names)?;
+        if existed.contains(&true) {
+            self.mark_dirty();
+        }
+        Ok(existed)
+    }
 }

@@ -1,6 +1,6 @@
 //! Named checkpoints: what `checkpoint`, `restore`, `diff`, `changes_since`,
-//! `checkpoint_keys`, `get_pickle_at` and `delete_checkpoint` do, their errors, and the
-//! references a checkpoint holds (see `src/checkpoint.rs` and `docs/FORMAT.md`).
+//! `checkpoint_keys`, `get_pickle_at`, `delete_checkpoint` and `delete_checkpoints` do,
+//! their errors, and the references a checkpoint holds (see `src/checkpoint.rs` and `docs/FORMAT.md`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -231,6 +231,39 @@ fn checkpoints_hold_references_and_release_them() -> Result<(), Error> {
     assert_eq!((r.objects, r.files, r.checkpoints), (0, 0, 0), "{r:?}");
     let r = shelf.gc()?;
     assert!(r.is_ok() && r.repaired.is_empty(), "{r:?}");
+    Ok(())
+}
+
+#[test]
+fn several_checkpoints_are_deleted_in_one_write() -> Result<(), Error> {
+    let dir = tempdir();
+    let path = dir.path().join("s");
+    let shelf = Shelf::open(&path)?;
+    let big: Vec<Vec<u8>> = (0..3).map(|i| noise(20_000, 30 + i)).collect();
+    // Each checkpoint alone keeps one large value alive; "keep" keeps the last one too.
+    for (i, v) in big.iter().enumerate() {
+        shelf.insert_pickle("v", v)?;
+        shelf.checkpoint(&format!("c{i}"))?;
+    }
+    shelf.checkpoint("keep")?;
+    shelf.remove("v")?;
+    shelf.sync()?;
+    assert_eq!(check(&shelf).objects, 3);
+
+    let existed = shelf.delete_checkpoints(&["c0", "ghost", "c1", "c0", "c2"])?;
+    assert_eq!(existed, [true, false, true, false, true]);
+    shelf.sync()?;
+    let names: Vec<String> = shelf.checkpoints()?.into_iter().map(|c| c.name).collect();
+    assert_eq!(names, ["keep"]);
+    let r = check(&shelf);
+    assert_eq!((r.objects, r.files, r.checkpoints), (1, 1, 1), "{r:?}");
+    assert_eq!(shelf.get_pickle_at("keep", "v")?, Some(big[2].clone()));
+    // Nothing to delete: no write, and a read-only store refuses before looking.
+    assert_eq!(shelf.delete_checkpoints(&["c0"])?, [false]);
+    drop(shelf);
+    let ro = Shelf::builder(&path).read_only(true).open()?;
+    assert!(matches!(ro.delete_checkpoints(&["keep"]), Err(Error::ReadOnly { .. })));
+    assert_eq!(ro.checkpoints()?.len(), 1);
     Ok(())
 }
 

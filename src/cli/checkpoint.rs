@@ -247,8 +247,8 @@ const RM: &str = "  pickleshelf checkpoint rm state.db before-upgrade
 ///
 /// Deletes every checkpoint named, after checking them all: when one of them is
 /// not a checkpoint nothing is deleted and the command fails, unless --force is
-/// given (names that are not checkpoints are then ignored). Each is deleted in
-/// one atomic write. Values that no key and no other checkpoint names any more
+/// given (names that are not checkpoints are then ignored). They are all deleted
+/// in one atomic write. Values that no key and no other checkpoint names any more
 /// are removed, and their space is freed before the command returns (it syncs).
 /// The store's keys are not touched.
 #[derive(Args)]
@@ -274,10 +274,9 @@ impl Rm {
         {
             bail!("{}: no checkpoint {missing:?} (nothing deleted)", self.store.store.display());
         }
-        for name in self.names.iter().filter(|n| existing.contains(*n)) {
-            // A name given twice is deleted once: the second call finds nothing.
-            shelf.delete_checkpoint(name)?;
-        }
+        // All in one atomic write; a name given twice is deleted once.
+        let names: Vec<&str> = self.names.iter().map(String::as_str).filter(|n| existing.contains(*n)).collect();
+        shelf.delete_checkpoints(&names)?;
         shelf.close()?;
         Ok(())
     }

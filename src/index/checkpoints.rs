@@ -171,21 +171,36 @@ impl Writer<'_> {
     /// Deletes checkpoint `name` and releases its references, in one batch; returns whether
     /// it existed.
     pub(crate) fn delete_checkpoint(&self, name: &str) -> Result<bool> {
+        Ok(self.delete_checkpoints(&[name])?.first().copied().unwrap_or(false))
+    }
+
+    /// Deletes the checkpoints `names` and releases their references, all in one batch;
+    /// returns, per name, whether it existed (a name given twice is deleted once, so its
+    /// second time is `false`).
+    pub(crate) fn delete_checkpoints(&self, names: &[&str]) -> Result<Vec<bool>> {
         let index = self.index;
-        if index.checkpoint(name)?.is_none() {
-            return Ok(false);
-        }
         let mut batch = Batch::default();
         let mut deltas: BTreeMap<Digest, i64> = BTreeMap::new();
-        for item in index.checkpoint_entries(name) {
-            let (key, stored) = item?;
-            if let Stored::Object { digest } = stored {
-                *deltas.entry(digest).or_insert(0) -= 1;
+        let mut seen = HashSet::new();
+        let mut existed = Vec::with_capacity(names.len());
+        for &name in names {
+            if !seen.insert(name) || index.checkpoint(name)?.is_none() {
+                existed.push(false);
+                continue;
             }
-            batch.remove(entry_key(name, &key));
+            for item in index.checkpoint_entries(name) {
+                let (key, stored) = item?;
+                if let Stored::Object { digest } = stored {
+                    *deltas.entry(digest).or_insert(0) -= 1;
+                }
+                batch.remove(entry_key(name, &key));
+            }
+            batch.remove(header_key(name));
+            existed.push(true);
         }
-        batch.remove(header_key(name));
-        self.settle(batch, deltas, HashMap::new())?;
-        Ok(true)
+        if existed.contains(&true) {
+            self.settle(batch, deltas, HashMap::new())?;
+        }
+        Ok(existed)
     }
 }

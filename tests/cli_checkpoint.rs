@@ -3,82 +3,14 @@
 //! line on stderr, 2 usage error), what they leave in the store, and a store left
 //! unchanged by every failure.
 
+mod common;
+
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command as StdCommand, Stdio};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use assert_cmd::Command;
+use common::cli::*;
 use pickleshelf::{CheckpointInfo, Shelf};
-
-fn bin() -> Command {
-    Command::cargo_bin("pickleshelf").unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn tmp() -> tempfile::TempDir {
-    tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn s(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
-}
-
-/// Runs the binary and returns stdout, asserting success and an empty stderr.
-fn ok(args: &[&str]) -> Vec<u8> {
-    bin().args(args).assert().success().stderr("").get_output().stdout.clone()
-}
-
-fn ok_text(args: &[&str]) -> String {
-    String::from_utf8(ok(args)).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Runs the binary expecting exit status 1, nothing on stdout and one line on stderr;
-/// returns that line.
-fn fails(args: &[&str]) -> String {
-    let out = bin().args(args).assert().code(1).get_output().clone();
-    assert!(out.stdout.is_empty(), "{args:?}: {}", String::from_utf8_lossy(&out.stdout));
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(err.lines().count(), 1, "stderr should be one line: {err:?}");
-    assert!(err.starts_with("pickleshelf: ") && err.ends_with('\n'), "{err:?}");
-    err
-}
-
-/// Incompressible bytes: stored in an object file, not inline.
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// `pickle.dumps(bytes(b), 4)`.
-fn bytes_pickle(b: &[u8]) -> Vec<u8> {
-    let mut p = vec![0x80, 4, 0x8e];
-    p.extend_from_slice(&(b.len() as u64).to_le_bytes());
-    p.extend_from_slice(b);
-    p.extend_from_slice(b"\x94.");
-    p
-}
-
-/// A store with a few small values and one large one shared by two keys.
-fn sample_store(dir: &Path) -> PathBuf {
-    let path = dir.join("state.db");
-    let shelf = Shelf::open(&path).unwrap_or_else(|e| panic!("{e}"));
-    shelf.insert("b", &vec![1, 2, 3]).unwrap_or_else(|e| panic!("{e}"));
-    shelf.insert("a", &"hello").unwrap_or_else(|e| panic!("{e}"));
-    shelf.insert("user:1", &("Ada", 36)).unwrap_or_else(|e| panic!("{e}"));
-    shelf.insert("user:2", &("Bob", 41)).unwrap_or_else(|e| panic!("{e}"));
-    let big = bytes_pickle(&noise(20_000, 7));
-    shelf.insert_pickle("big", &big).unwrap_or_else(|e| panic!("{e}"));
-    shelf.insert_pickle("big2", &big).unwrap_or_else(|e| panic!("{e}"));
-    shelf.close().unwrap_or_else(|e| panic!("{e}"));
-    path
-}
 
 /// The store's checkpoints, as the library lists them.
 fn checkpoints(store: &Path) -> Vec<CheckpointInfo> {
@@ -216,18 +148,18 @@ fn failures_name_what_is_wrong_and_change_nothing() {
     ok(&["checkpoint", "create", &st, "v1"]);
     let before = state(&store);
 
-    let err = fails(&["checkpoint", "create", &st, "v1"]);
+    let err = fails_quietly(&["checkpoint", "create", &st, "v1"]);
     assert!(err.ends_with(&format!("{st}: checkpoint \"v1\": a checkpoint of this name exists\n")), "{err}");
-    let err = fails(&["checkpoint", "create", &st, ""]);
+    let err = fails_quietly(&["checkpoint", "create", &st, ""]);
     assert!(err.ends_with(&format!("{st}: checkpoint \"\": invalid name: it is empty\n")), "{err}");
-    let err = fails(&["checkpoint", "create", &st, &"n".repeat(256)]);
+    let err = fails_quietly(&["checkpoint", "create", &st, &"n".repeat(256)]);
     assert!(err.ends_with("invalid name: it is longer than 255 bytes\n"), "{err}");
     for args in [
         ["checkpoint", "create", &st, "v2", "--read-only"],
         ["checkpoint", "restore", &st, "v1", "--read-only"],
         ["checkpoint", "rm", &st, "v1", "--read-only"],
     ] {
-        let err = fails(&args);
+        let err = fails_quietly(&args);
         assert!(err.ends_with(&format!("store is open read-only: {st}\n")), "{args:?}: {err}");
     }
     // Unknown checkpoints, wherever they are named.
@@ -239,7 +171,7 @@ fn failures_name_what_is_wrong_and_change_nothing() {
         vec!["checkpoint", "restore", &st, "ghost", "--dry-run"],
         vec!["checkpoint", "restore", &st, ""],
     ] {
-        let err = fails(&args);
+        let err = fails_quietly(&args);
         let name = if args.contains(&"") { "" } else { "ghost" };
         assert!(err.ends_with(&format!("{st}: checkpoint {name:?}: no such checkpoint\n")), "{args:?}: {err}");
     }
@@ -260,7 +192,7 @@ fn failures_name_what_is_wrong_and_change_nothing() {
         vec!["checkpoint", "rm", &m, "v1", "--force"],
         vec!["get", &m, "a", "--at", "v1"],
     ] {
-        let err = fails(&args);
+        let err = fails_quietly(&args);
         assert!(err.ends_with("nope.db: no such store\n"), "{args:?}: {err}");
     }
     assert!(!missing.exists());
@@ -274,7 +206,7 @@ fn failures_name_what_is_wrong_and_change_nothing() {
         vec!["checkpoint", "restore", &st, "v1"],
         vec!["checkpoint", "rm", &st, "v1"],
     ] {
-        assert!(fails(&args).contains("store is locked: another open handle holds it"), "{args:?}");
+        assert!(fails_quietly(&args).contains("store is locked: another open handle holds it"), "{args:?}");
     }
     drop(held);
     assert_eq!(checkpoints(&store).len(), 2);
@@ -391,7 +323,7 @@ fn rm_deletes_all_named_or_none_and_frees_their_values() {
     assert!(ok_text(&["stats", &st]).contains("\ncheckpoints        3\n"));
     let before = state(&store);
 
-    let err = fails(&["checkpoint", "rm", &st, "v1", "ghost", "v2"]);
+    let err = fails_quietly(&["checkpoint", "rm", &st, "v1", "ghost", "v2"]);
     assert!(err.ends_with(&format!("{st}: no checkpoint \"ghost\" (nothing deleted)\n")), "{err}");
     assert_eq!(state(&store), before);
 
@@ -401,7 +333,7 @@ fn rm_deletes_all_named_or_none_and_frees_their_values() {
     assert_eq!((stats(&store, "objects"), object_files(&store)), (1, 1));
     assert_eq!(ok_text(&["verify", &st]), "ok: 5 keys, 1 objects, 1 object files checked\n");
     assert_eq!(ok_text(&["gc", &st]), "gc: 5 keys checked, 0 repaired, 0 problems left\n");
-    assert!(fails(&["checkpoint", "diff", &st, "v1"]).contains("checkpoint \"v1\": no such checkpoint"));
+    assert!(fails_quietly(&["checkpoint", "diff", &st, "v1"]).contains("checkpoint \"v1\": no such checkpoint"));
     assert_eq!(ok_text(&["checkpoint", "diff", &st, "v2", "v3"]), "");
 
     // --force ignores names that are not checkpoints.
@@ -410,7 +342,7 @@ fn rm_deletes_all_named_or_none_and_frees_their_values() {
     assert_eq!(stats(&store, "checkpoints"), 0);
     assert!(!ok_text(&["stats", &st]).contains("checkpoints"));
     assert_eq!(ok_text(&["checkpoint", "rm", &st, "-f", "v2"]), "");
-    assert!(fails(&["checkpoint", "rm", &st, "v2"]).ends_with("no checkpoint \"v2\" (nothing deleted)\n"));
+    assert!(fails_quietly(&["checkpoint", "rm", &st, "v2"]).ends_with("no checkpoint \"v2\" (nothing deleted)\n"));
     // The keys' values stay: the large one is the key's own now.
     assert_eq!((stats(&store, "objects"), object_files(&store)), (1, 1));
     assert_eq!(ok(&["get", &st, "big", "--raw"]), bytes_pickle(&noise(30_000, 8)));
@@ -433,28 +365,16 @@ fn get_at_reads_a_value_as_a_checkpoint_recorded_it() {
     assert_eq!(ok_text(&["get", &st, "user:1", "--at", "v1", "--repr"]), "('Ada', 36)\n");
     assert_eq!(ok_text(&["get", &st, "user:1", "--repr"]), "('Ada', 37)\n");
     // "c" was added since; "ghost" is no checkpoint.
-    let err = fails(&["get", &st, "c", "--at", "v1"]);
+    let err = fails_quietly(&["get", &st, "c", "--at", "v1"]);
     assert!(err.ends_with(&format!("{st}: no key \"c\" in checkpoint \"v1\"\n")), "{err}");
-    let err = fails(&["get", &st, "a", "--at", "ghost"]);
+    let err = fails_quietly(&["get", &st, "a", "--at", "ghost"]);
     assert!(err.ends_with(&format!("{st}: checkpoint \"ghost\": no such checkpoint\n")), "{err}");
     assert_eq!(state(&store), now, "reading changes nothing");
 }
 
-/// `script` runs a command on a pseudo-terminal and copies what it shows to stdout.
+/// What a command shows on a pseudo-terminal, with its line ends as `\n`.
 fn on_a_terminal(command: &str) -> Option<String> {
-    let found = StdCommand::new("script").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("skipping the terminal check: `script` (util-linux) not found");
-        return None;
-    }
-    let out = StdCommand::new("script")
-        .args(["-q", "-e", "-c", command, "/dev/null"])
-        .env("TERM", "xterm")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(out.status.success(), "{command}: {}", String::from_utf8_lossy(&out.stdout));
-    Some(String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n"))
+    common::cli::on_a_terminal(command).map(|screen| screen.replace("\r\n", "\n"))
 }
 
 #[test]

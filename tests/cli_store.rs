@@ -4,102 +4,15 @@
 //! terminal, progress bars when it is (under `script`), and a store left unchanged by
 //! every failure.
 
+mod common;
+
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command as StdCommand, Stdio};
 
-use assert_cmd::Command;
+use common::cli::*;
 use pickleshelf::{Shelf, pickle};
-
-fn bin() -> Command {
-    Command::cargo_bin("pickleshelf").unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn bin_path() -> PathBuf {
-    assert_cmd::cargo::cargo_bin("pickleshelf")
-}
-
-fn tmp() -> tempfile::TempDir {
-    tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn s(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
-}
-
-/// Runs the binary and returns stdout, asserting success and an empty stderr.
-fn ok(args: &[&str]) -> Vec<u8> {
-    ok_in(args, None)
-}
-
-fn ok_in(args: &[&str], stdin: Option<Vec<u8>>) -> Vec<u8> {
-    let mut cmd = bin();
-    cmd.args(args);
-    if let Some(input) = stdin {
-        cmd.write_stdin(input);
-    }
-    cmd.assert().success().stderr("").get_output().stdout.clone()
-}
-
-fn ok_text(args: &[&str]) -> String {
-    String::from_utf8(ok(args)).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Runs the binary expecting exit status 1 and one line on stderr; returns that line.
-fn fails(args: &[&str]) -> String {
-    fails_in(args, None)
-}
-
-fn fails_in(args: &[&str], stdin: Option<Vec<u8>>) -> String {
-    let mut cmd = bin();
-    cmd.args(args);
-    if let Some(input) = stdin {
-        cmd.write_stdin(input);
-    }
-    let out = cmd.assert().code(1).get_output().clone();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(err.lines().count(), 1, "stderr should be one line: {err:?}");
-    assert!(err.starts_with("pickleshelf: ") && err.ends_with('\n'), "{err:?}");
-    err
-}
-
-/// Incompressible bytes: stored in an object file, not inline.
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// A store with a few small values and one large one shared by two keys.
-fn sample_store(dir: &Path) -> PathBuf {
-    let path = dir.join("state.db");
-    let shelf = Shelf::open(&path).unwrap_or_else(|e| panic!("{e}"));
-    shelf.insert("b", &vec![1, 2, 3]).unwrap_or_else(|e| panic!("{e}"));
-    shelf.insert("a", &"hello").unwrap_or_else(|e| panic!("{e}"));
-    shelf.insert("user:1", &("Ada", 36)).unwrap_or_else(|e| panic!("{e}"));
-    shelf.insert("user:2", &("Bob", 41)).unwrap_or_else(|e| panic!("{e}"));
-    let big = serde_bytes(noise(20_000, 7));
-    shelf.insert_pickle("big", &big).unwrap_or_else(|e| panic!("{e}"));
-    shelf.insert_pickle("big2", &big).unwrap_or_else(|e| panic!("{e}"));
-    shelf.close().unwrap_or_else(|e| panic!("{e}"));
-    path
-}
-
-/// `pickle.dumps(bytes(b), 4)`.
-fn serde_bytes(b: Vec<u8>) -> Vec<u8> {
-    let mut p = vec![0x80, 4, 0x8e];
-    p.extend_from_slice(&(b.len() as u64).to_le_bytes());
-    p.extend_from_slice(&b);
-    p.extend_from_slice(b"\x94.");
-    p
-}
 
 fn pickle_of(shelf_path: &Path, key: &str) -> Option<Vec<u8>> {
     let shelf = Shelf::builder(shelf_path).read_only(true).open().unwrap_or_else(|e| panic!("{e}"));
@@ -224,7 +137,7 @@ fn get_prints_json_repr_or_raw() {
     assert_eq!(ok_text(&["get", &st, "user:1"]), json, "JSON is the default when stdout is not a terminal");
     assert_eq!(ok_text(&["get", &st, "user:1", "--repr"]), "('Ada', 36)\n");
     let big = ok(&["get", &st, "big", "--raw"]);
-    assert_eq!(big, serde_bytes(noise(20_000, 7)));
+    assert_eq!(big, bytes_pickle(&noise(20_000, 7)));
 
     let err = fails(&["get", &st, "user:3"]);
     assert!(err.ends_with("state.db: no key \"user:3\"\n"), "{err}");
@@ -320,7 +233,7 @@ fn stats_in_text_and_json() {
         serde_json::from_slice(&ok(&["stats", &st, "--json"])).unwrap_or_else(|e| panic!("{e}"));
     let n = |k: &str| json.get(k).and_then(serde_json::Value::as_u64).unwrap_or(u64::MAX);
     assert_eq!((n("format_version"), n("keys"), n("objects"), n("object_refs"), n("inline_values")), (2, 6, 1, 2, 4));
-    let big = serde_bytes(noise(20_000, 7)).len() as u64;
+    let big = bytes_pickle(&noise(20_000, 7)).len() as u64;
     assert!(n("logical_bytes") > 2 * big && n("unique_bytes") < n("logical_bytes"), "{json}");
     let dedup = json.get("dedup_ratio").and_then(serde_json::Value::as_f64).unwrap_or(0.0);
     assert!(dedup > 1.8, "{json}");
@@ -565,24 +478,6 @@ fn export_refuses_to_replace_a_foreign_directory() {
     assert!(empty.join("manifest.json").is_file());
 }
 
-/// `script` runs a command on a pseudo-terminal and copies what it shows to stdout.
-fn on_a_terminal(command: &str) -> Option<String> {
-    let found = StdCommand::new("script").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("skipping the terminal check: `script` (util-linux) not found");
-        return None;
-    }
-    let out = StdCommand::new("script")
-        .args(["-q", "-e", "-c", command, "/dev/null"])
-        .env("TERM", "xterm")
-        .env("COLUMNS", "100")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(out.status.success(), "{command}: {}", String::from_utf8_lossy(&out.stdout));
-    Some(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 #[test]
 fn progress_bars_and_repr_show_on_a_terminal() {
     let dir = tmp();
@@ -590,7 +485,7 @@ fn progress_bars_and_repr_show_on_a_terminal() {
     let shelf = Shelf::open(&store).unwrap_or_else(|e| panic!("{e}"));
     let mut batch = pickleshelf::Batch::new();
     for i in 0..3_000u64 {
-        batch.insert_pickle(&format!("k{i:05}"), &serde_bytes(noise(2_000, i))).unwrap_or_else(|e| panic!("{e}"));
+        batch.insert_pickle(&format!("k{i:05}"), &bytes_pickle(&noise(2_000, i))).unwrap_or_else(|e| panic!("{e}"));
     }
     shelf.apply(batch).unwrap_or_else(|e| panic!("{e}"));
     shelf.close().unwrap_or_else(|e| panic!("{e}"));

@@ -1,0 +1,130 @@
+//! Helpers shared by the CLI test files: running the binary, sample stores, pickles, and
+//! a pseudo-terminal through `script`. Each test file uses the part it needs.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command as StdCommand, Stdio};
+
+use assert_cmd::Command;
+use pickleshelf::Shelf;
+
+pub fn bin() -> Command {
+    Command::cargo_bin("pickleshelf").unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub fn bin_path() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("pickleshelf")
+}
+
+pub fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub fn s(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// Runs the binary and returns stdout, asserting success and an empty stderr.
+pub fn ok(args: &[&str]) -> Vec<u8> {
+    ok_in(args, None)
+}
+
+pub fn ok_in(args: &[&str], stdin: Option<Vec<u8>>) -> Vec<u8> {
+    let mut cmd = bin();
+    cmd.args(args);
+    if let Some(input) = stdin {
+        cmd.write_stdin(input);
+    }
+    cmd.assert().success().stderr("").get_output().stdout.clone()
+}
+
+pub fn ok_text(args: &[&str]) -> String {
+    String::from_utf8(ok(args)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs the binary expecting exit status 1 and one line on stderr; returns stdout and
+/// that line.
+fn failure(args: &[&str], stdin: Option<Vec<u8>>) -> (Vec<u8>, String) {
+    let mut cmd = bin();
+    cmd.args(args);
+    if let Some(input) = stdin {
+        cmd.write_stdin(input);
+    }
+    let out = cmd.assert().code(1).get_output().clone();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.lines().count(), 1, "stderr should be one line: {err:?}");
+    assert!(err.starts_with("pickleshelf: ") && err.ends_with('\n'), "{err:?}");
+    (out.stdout, err)
+}
+
+/// Runs the binary expecting exit status 1 and one line on stderr; returns that line.
+pub fn fails(args: &[&str]) -> String {
+    fails_in(args, None)
+}
+
+pub fn fails_in(args: &[&str], stdin: Option<Vec<u8>>) -> String {
+    failure(args, stdin).1
+}
+
+/// [`fails`], also asserting that nothing was printed on stdout.
+pub fn fails_quietly(args: &[&str]) -> String {
+    let (stdout, err) = failure(args, None);
+    assert!(stdout.is_empty(), "{args:?}: {}", String::from_utf8_lossy(&stdout));
+    err
+}
+
+/// Incompressible bytes: stored in an object file, not inline.
+pub fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// `pickle.dumps(bytes(b), 4)`.
+pub fn bytes_pickle(b: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, 4, 0x8e];
+    p.extend_from_slice(&(b.len() as u64).to_le_bytes());
+    p.extend_from_slice(b);
+    p.extend_from_slice(b"\x94.");
+    p
+}
+
+/// A store with a few small values and one large one shared by two keys.
+pub fn sample_store(dir: &Path) -> PathBuf {
+    let path = dir.join("state.db");
+    let shelf = Shelf::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    shelf.insert("b", &vec![1, 2, 3]).unwrap_or_else(|e| panic!("{e}"));
+    shelf.insert("a", &"hello").unwrap_or_else(|e| panic!("{e}"));
+    shelf.insert("user:1", &("Ada", 36)).unwrap_or_else(|e| panic!("{e}"));
+    shelf.insert("user:2", &("Bob", 41)).unwrap_or_else(|e| panic!("{e}"));
+    let big = bytes_pickle(&noise(20_000, 7));
+    shelf.insert_pickle("big", &big).unwrap_or_else(|e| panic!("{e}"));
+    shelf.insert_pickle("big2", &big).unwrap_or_else(|e| panic!("{e}"));
+    shelf.close().unwrap_or_else(|e| panic!("{e}"));
+    path
+}
+
+/// `script` runs a command on a pseudo-terminal (100 columns) and copies what it shows to
+/// stdout; `None` (with a note) where `script` is missing.
+pub fn on_a_terminal(command: &str) -> Option<String> {
+    let found = StdCommand::new("script").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("skipping the terminal check: `script` (util-linux) not found");
+        return None;
+    }
+    let out = StdCommand::new("script")
+        .args(["-q", "-e", "-c", command, "/dev/null"])
+        .env("TERM", "xterm")
+        .env("COLUMNS", "100")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success(), "{command}: {}", String::from_utf8_lossy(&out.stdout));
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -41,24 +41,27 @@ pub(crate) fn dig_holes(path: &Path) -> u64 {
             punched += to - from;
         }
     };
-    let mut block = vec![0u8; BLOCK];
+    // Read [`MIN_RUN`] bytes at a time (one syscall for 16 blocks), judged block by block.
+    let mut chunk = vec![0u8; MIN_RUN as usize];
     let (mut at, mut run) = (0u64, None::<u64>);
     while at < len {
-        let n = usize::try_from((len - at).min(BLOCK as u64)).unwrap_or(BLOCK);
-        if file.read_exact_at(&mut block[..n], at).is_err() {
+        let n = usize::try_from((len - at).min(MIN_RUN)).unwrap_or(chunk.len());
+        if file.read_exact_at(&mut chunk[..n], at).is_err() {
             break;
         }
-        // An OR over the block vectorizes; `all(|b| b == 0)` stops early and does not.
-        let zero = block[..n].iter().fold(0u8, |acc, &b| acc | b) == 0;
-        match (zero, run) {
-            (true, None) => run = Some(at),
-            (false, Some(from)) => {
-                punch(from, at);
-                run = None;
+        for block in chunk[..n].chunks(BLOCK) {
+            // An OR over the block vectorizes; `all(|b| b == 0)` stops early and does not.
+            let zero = block.iter().fold(0u8, |acc, &b| acc | b) == 0;
+            match (zero, run) {
+                (true, None) => run = Some(at),
+                (false, Some(from)) => {
+                    punch(from, at);
+                    run = None;
+                }
+                _ => {}
             }
-            _ => {}
+            at += block.len() as u64;
         }
-        at += n as u64;
     }
     if let Some(from) = run {
         punch(from, at);

@@ -23,7 +23,7 @@ const TOP_EXAMPLES: &str = "  \
   pickleshelf ls state.db --long
   pickleshelf get state.db user:1
   pickleshelf checkpoint create state.db before-upgrade
-  pickleshelf export state.db --shelve /tmp/state    # Python: shelve.open('/tmp/state')
+  pickleshelf export state.db --shelve state-py    # Python: shelve.open('state-py')
   pickleshelf pickle decode examples/data/sample.pkl
 
 Run `pickleshelf help COMMAND` for a command's manual.";

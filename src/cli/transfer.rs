@@ -33,8 +33,8 @@ const IMPORT: &str = "  pickleshelf import state.db --shelve ~/app/state        
   pickleshelf import state.db --dir state-export
 
   # A shelve written by Python:
-  python3 -c 'import shelve; s = shelve.open(\"/tmp/py\"); s[\"user:1\"] = {\"name\": \"Ada\"}; s.close()'
-  pickleshelf import state.db --shelve /tmp/py && pickleshelf get state.db user:1";
+  python3 -c 'import shelve; s = shelve.open(\"py-shelve\"); s[\"user:1\"] = {\"name\": \"Ada\"}; s.close()'
+  pickleshelf import state.db --shelve py-shelve && pickleshelf get state.db user:1";
 
 /// Copy a Python shelve or an export directory into a store.
 ///
@@ -104,9 +104,9 @@ impl Import {
     }
 }
 
-const EXPORT: &str = "  pickleshelf export state.db --shelve /tmp/state        # /tmp/state.dat + /tmp/state.dir
-  python3 -c 'import shelve; print(dict(shelve.open(\"/tmp/state\", \"r\")))'
-  pickleshelf export state.db --shelve /tmp/state.sqlite --dbm sqlite3
+const EXPORT: &str = "  pickleshelf export state.db --shelve state-py        # state-py.dat + state-py.dir
+  python3 -c 'import shelve; print(dict(shelve.open(\"state-py\", \"r\")))'
+  pickleshelf export state.db --shelve state-py.sqlite --dbm sqlite3
   pickleshelf export state.db --dir state-export --prefix user: --force";
 
 /// Copy a store's keys into a Python shelve or an export directory.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Codec throughput side by side with CPython: benches/codec.rs, which runs
-# scripts/codec_bench.py to write the byte sets (CPython's own pickles) to a temporary
-# directory and to time pickle.loads / pickle.dumps on them in one python3 process.
+# Codec throughput side by side with CPython: crates/pickle/benches/codec.rs, which
+# runs crates/pickle/benches/codec_bench.py to write the byte sets (CPython's own
+# pickles) to a temporary directory and to time pickle.loads / pickle.dumps on them in
+# one python3 process.
 #
 #   scripts/codec-bench.sh [--repeats N] [--quick] [--no-python] [--only TEXT]
 #
@@ -15,4 +16,4 @@ if ! command -v python3 >/dev/null 2>&1; then
 fi
 out="${CARGO_TARGET_DIR:-target}/codec-bench.txt"
 mkdir -p "$(dirname "$out")"
-cargo bench --bench codec -- "$@" | tee "$out"
+cargo bench -p pickleshelf-pickle --bench codec -- "$@" | tee "$out"

@@ -7,6 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::blob::Digest;
+use crate::pickle;
 
 /// A `Result` whose error is the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -15,20 +16,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Pickle bytes could not be decoded.
-    #[error("pickle decode failed at byte {offset}: {kind}")]
-    Decode {
-        /// Offset of the opcode (or argument) that failed, from the start of the input.
-        offset: usize,
-        /// What was wrong.
-        kind: DecodeErrorKind,
-    },
-    /// A value could not be encoded as a pickle.
-    #[error("pickle encode failed: {0}")]
-    Encode(String),
-    /// A value could not be converted to or from a Rust type through serde.
-    #[error("serde conversion failed: {0}")]
-    Serde(String),
+    /// Pickle bytes could not be decoded, a value could not be encoded, a value did not
+    /// fit a Rust type through serde, or tagged JSON could not be read: the codec's
+    /// error, with its byte offset or path (its message is shown as it is).
+    #[error(transparent)]
+    Pickle(#[from] pickle::Error),
     /// A file or directory of the store could not be read or written.
     #[error("i/o error on {path}: {source}")]
     Io {
@@ -135,14 +127,6 @@ pub enum Error {
         /// What is wrong, e.g. `line 3: the entry is cut short`.
         reason: String,
     },
-    /// Tagged JSON could not be read.
-    #[error("tagged JSON invalid at byte {offset}: {message}")]
-    Json {
-        /// Byte offset in the JSON text.
-        offset: usize,
-        /// What was wrong.
-        message: String,
-    },
 }
 
 /// Why a checkpoint operation failed; carried by [`Error::Checkpoint`].
@@ -163,73 +147,6 @@ impl fmt::Display for CheckpointProblem {
             Self::NotFound => f.write_str("no such checkpoint"),
             Self::Exists => f.write_str("a checkpoint of this name exists"),
             Self::InvalidName(why) => write!(f, "invalid name: {why}"),
-        }
-    }
-}
-
-/// What went wrong while decoding a pickle; carried by [`Error::Decode`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DecodeErrorKind {
-    /// The input ended before the pickle did.
-    Truncated {
-        /// What was being read.
-        what: &'static str,
-    },
-    /// A byte that is not a pickle opcode.
-    UnknownOpcode(u8),
-    /// An opcode needed more values than the stack holds above the last MARK.
-    StackUnderflow {
-        /// The opcode's name.
-        opcode: &'static str,
-    },
-    /// An opcode that needs a MARK found none.
-    MarkNotFound {
-        /// The opcode's name.
-        opcode: &'static str,
-    },
-    /// A memo index that was never stored.
-    MemoMissing(u64),
-    /// An argument of the wrong kind for an opcode (e.g. APPEND to a tuple).
-    BadOperand {
-        /// The opcode's name.
-        opcode: &'static str,
-        /// What was found and expected.
-        detail: String,
-    },
-    /// A text argument (protocol 0) that is not well formed.
-    BadText {
-        /// The opcode's name.
-        opcode: &'static str,
-        /// What was wrong.
-        detail: String,
-    },
-    /// Framing rules of protocol 4 were broken.
-    Frame(&'static str),
-    /// A configured limit was hit.
-    Limit {
-        /// Which limit (its field name in [`crate::pickle::Limits`]).
-        limit: &'static str,
-        /// Its value.
-        value: u64,
-    },
-    /// The protocol number is not one this codec reads.
-    UnsupportedProtocol(u8),
-}
-
-impl fmt::Display for DecodeErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Truncated { what } => write!(f, "input ends inside {what}"),
-            Self::UnknownOpcode(b) => write!(f, "unknown opcode 0x{b:02x}"),
-            Self::StackUnderflow { opcode } => write!(f, "{opcode} needs more values than the stack holds"),
-            Self::MarkNotFound { opcode } => write!(f, "{opcode} found no MARK"),
-            Self::MemoMissing(i) => write!(f, "memo index {i} was never stored"),
-            Self::BadOperand { opcode, detail } => write!(f, "{opcode}: {detail}"),
-            Self::BadText { opcode, detail } => write!(f, "{opcode}: {detail}"),
-            Self::Frame(what) => write!(f, "frame error: {what}"),
-            Self::Limit { limit, value } => write!(f, "limit {limit} = {value} exceeded"),
-            Self::UnsupportedProtocol(p) => write!(f, "unsupported pickle protocol {p}"),
         }
     }
 }

@@ -23,8 +23,9 @@
 //!   restore; with delta storage (a new version of a large value is a zstd delta against
 //!   a similar earlier object), saving state again and again costs about what changed.
 //! - [`memo`]: a persistent memo of a function keyed by its pickled arguments.
-//! - [`pickle`]: the codec — a complete, safe reader and a writer whose output for plain
-//!   data is byte-identical to CPython's `pickle.dumps`.
+//! - [`pickle`]: the codec, the `pickleshelf-pickle` crate re-exported — a complete, safe
+//!   reader and a writer whose output for plain data is byte-identical to CPython's
+//!   `pickle.dumps`.
 //! - [`interop`]: Python `shelve` files (`dbm.dumb`, `dbm.sqlite3`) both ways.
 //!
 //! ## Durability
@@ -64,7 +65,6 @@ mod error;
 mod index;
 pub mod interop;
 pub mod memo;
-pub mod pickle;
 mod progress;
 mod shelf;
 mod stats;
@@ -72,9 +72,11 @@ mod stats;
 pub use blob::{Compression, Digest};
 pub use cache::CacheStats;
 pub use checkpoint::{Change, ChangeKind, CheckpointInfo};
-pub use error::{CheckpointProblem, DecodeErrorKind, Error, Result};
+pub use error::{CheckpointProblem, Error, Result};
 pub use index::MAX_KEY_LEN;
 pub use memo::{Memo, MemoBuilder, MemoStats};
+/// The pickle codec, the `pickleshelf-pickle` crate: values, decoder, encoder, serde.
+pub use pickleshelf_pickle as pickle;
 pub use progress::Progress;
 pub use shelf::{Batch, Durability, FORMAT_VERSION, Shelf, ShelfBuilder, VerifyReport};
 pub use stats::{KeyInfo, Stats};

@@ -325,13 +325,13 @@ impl Memo {
     /// The key of a call with these arguments, as 32 hex digits (see the module docs).
     ///
     /// # Errors
-    /// [`Error::Serde`] or [`Error::Encode`] when the arguments are not plain data.
+    /// [`Error::Pickle`] when the arguments are not plain data.
     pub fn key<A: Serialize + ?Sized>(&self, args: &A) -> Result<String> {
         self.call_key(args).map(|k| hex(&k))
     }
 
     fn call_key<A: Serialize + ?Sized>(&self, args: &A) -> Result<[u8; 16]> {
-        let canonical = pickle::canon_ser::canonical_pickle_of(args)?;
+        let canonical = pickle::canonical_pickle_of(args)?;
         let mut h = Blake2b::<U16>::new();
         h.update(b"pickleshelf memo 1\0");
         h.update(self.inner.namespace.as_bytes());
@@ -355,7 +355,7 @@ impl Memo {
     /// that result.
     ///
     /// # Errors
-    /// [`Error::Serde`] when the arguments or the result cannot be pickled or the stored
+    /// [`Error::Pickle`] when the arguments or the result cannot be pickled or the stored
     /// result does not fit `R`; store errors.
     pub fn get_or_compute<A, R, F>(&self, args: &A, f: F) -> Result<R>
     where

@@ -443,7 +443,7 @@ impl Shelf {
     /// Stores `value` under `key`, pickled with the store's protocol (default 4).
     ///
     /// # Errors
-    /// [`Error::Serde`] when `value` cannot be pickled; store errors as for
+    /// [`Error::Pickle`] when `value` cannot be pickled; store errors as for
     /// [`Shelf::insert_pickle`].
     pub fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
         let bytes = pickle::to_vec_with_protocol(value, self.inner.protocol)?;
@@ -453,7 +453,7 @@ impl Shelf {
     /// Stores a decoded pickle value under `key`.
     ///
     /// # Errors
-    /// [`Error::Encode`] for a value that cannot be pickled; store errors as for
+    /// [`Error::Pickle`] for a value that cannot be pickled; store errors as for
     /// [`Shelf::insert_pickle`].
     pub fn insert_value(&self, key: &str, value: &Value) -> Result<()> {
         let bytes = pickle::encode(value, self.inner.protocol)?;
@@ -464,7 +464,7 @@ impl Shelf {
     /// `pickle.dumps`), after checking that they decode.
     ///
     /// # Errors
-    /// [`Error::Decode`] when `bytes` is not a valid pickle (nothing is stored);
+    /// [`Error::Pickle`] when `bytes` is not a valid pickle (nothing is stored);
     /// [`Error::ReadOnly`], [`Error::InvalidKey`], [`Error::Engine`], [`Error::Io`].
     pub fn insert_pickle(&self, key: &str, bytes: &[u8]) -> Result<()> {
         pickle::check(bytes)?;
@@ -732,17 +732,17 @@ impl Shelf {
     /// The value under `key`, deserialized into `T`.
     ///
     /// # Errors
-    /// [`Error::Serde`] when the value does not fit `T`; otherwise as for
+    /// [`Error::Pickle`] when the value does not fit `T`; otherwise as for
     /// [`Shelf::get_pickle`].
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let _pin = self.inner.index.pin_files();
         match self.inner.index.get(key)? {
             // Verified and deserialized in place, without a copy of the pickle.
             Some(Stored::Inline { frame, digest }) => match self.inner.codec.decode_borrowed(&frame, &digest) {
-                Ok(bytes) => pickle::from_slice(&bytes).map(Some),
+                Ok(bytes) => Ok(Some(pickle::from_slice(&bytes)?)),
                 Err(reason) => Err(Error::CorruptedObject { key: key.to_owned(), digest, reason }),
             },
-            Some(stored) => pickle::from_slice(&self.load(key, stored)?).map(Some),
+            Some(stored) => Ok(Some(pickle::from_slice(&self.load(key, stored)?)?)),
             None => Ok(None),
         }
     }
@@ -750,11 +750,11 @@ impl Shelf {
     /// The value under `key` as a decoded pickle graph (objects included).
     ///
     /// # Errors
-    /// [`Error::Decode`] for a pickle the codec rejects; otherwise as for
+    /// [`Error::Pickle`] for a pickle the codec rejects; otherwise as for
     /// [`Shelf::get_pickle`].
     pub fn get_value(&self, key: &str) -> Result<Option<Value>> {
         match self.get_pickle(key)? {
-            Some(bytes) => pickle::decode(&bytes).map(Some),
+            Some(bytes) => Ok(Some(pickle::decode(&bytes)?)),
             None => Ok(None),
         }
     }
@@ -1115,7 +1115,7 @@ impl Batch {
     /// Adds an insert of a typed value (pickled with protocol 4).
     ///
     /// # Errors
-    /// [`Error::Serde`] when `value` cannot be pickled.
+    /// [`Error::Pickle`] when `value` cannot be pickled.
     pub fn insert<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<()> {
         let bytes = pickle::to_vec(value)?;
         self.ops.push((key.to_owned(), Some(bytes)));
@@ -1125,7 +1125,7 @@ impl Batch {
     /// Adds an insert of pickle bytes (checked to decode).
     ///
     /// # Errors
-    /// [`Error::Decode`] when `bytes` is not a valid pickle.
+    /// [`Error::Pickle`] when `bytes` is not a valid pickle.
     pub fn insert_pickle(&mut self, key: &str, bytes: &[u8]) -> Result<()> {
         pickle::check(bytes)?;
         self.ops.push((key.to_owned(), Some(bytes.to_vec())));

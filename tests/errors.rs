@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pickleshelf::{Batch, Digest, Error, FORMAT_VERSION, MAX_KEY_LEN, Shelf};
+use pickleshelf::{Batch, Digest, Error, FORMAT_VERSION, MAX_KEY_LEN, Shelf, pickle};
 
 /// `pickle.dumps(n, 4)` for a small non-negative `n`.
 fn int(n: u8) -> Vec<u8> {
@@ -686,17 +686,17 @@ fn invalid_pickle_is_refused_and_the_old_value_stays() {
     ];
     for bytes in cases {
         match shelf.insert_pickle("k", bytes) {
-            Err(e @ Error::Decode { .. }) => {
-                let Error::Decode { offset, .. } = &e else { unreachable!() };
+            Err(e @ Error::Pickle(pickle::Error::Decode { .. })) => {
+                let Error::Pickle(pickle::Error::Decode { offset, .. }) = &e else { unreachable!() };
                 message(&e, &["decode", &format!("byte {offset}")]);
             }
             other => panic!("{bytes:?}: expected Decode, got {other:?}"),
         }
-        assert!(matches!(shelf.insert_pickle("new", bytes), Err(Error::Decode { .. })));
-        assert!(matches!(Batch::new().insert_pickle("k", bytes), Err(Error::Decode { .. })));
+        assert!(matches!(shelf.insert_pickle("new", bytes), Err(Error::Pickle(pickle::Error::Decode { .. }))));
+        assert!(matches!(Batch::new().insert_pickle("k", bytes), Err(Error::Pickle(pickle::Error::Decode { .. }))));
     }
     match shelf.insert_pickle("k", b"\x80\x04\xff.") {
-        Err(e @ Error::Decode { offset: 2, .. }) => {
+        Err(e @ Error::Pickle(pickle::Error::Decode { offset: 2, .. })) => {
             message(&e, &["byte 2", "0xff"]);
         }
         other => panic!("expected Decode at byte 2, got {other:?}"),

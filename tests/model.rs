@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use pickleshelf::{Batch, ChangeKind, Digest, Durability, Error, MAX_KEY_LEN, Shelf};
+use pickleshelf::{Batch, ChangeKind, Digest, Durability, Error, MAX_KEY_LEN, Shelf, pickle};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
@@ -383,7 +383,7 @@ impl Harness {
                 }
             }
             Op::InsertInvalid(k) => match self.shelf().insert_pickle(KEYS[*k], b"\x80\x04K") {
-                Err(Error::Decode { .. }) => {}
+                Err(Error::Pickle(pickle::Error::Decode { .. })) => {}
                 other => panic!("truncated pickle: expected Decode, got {other:?}"),
             },
             Op::Get(k) => {

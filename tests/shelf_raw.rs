@@ -1,7 +1,7 @@
 //! The store with raw pickle bytes: put/get/remove, reopen, large objects, refcounts,
 //! batches, verify and gc.
 
-use pickleshelf::{Batch, Error, Shelf};
+use pickleshelf::{Batch, Error, Shelf, pickle};
 
 /// `pickle.dumps(n, protocol=4)` for small non-negative n.
 fn small_int(n: u8) -> Vec<u8> {
@@ -99,7 +99,7 @@ fn bad_pickle_is_rejected_and_nothing_changes() -> Result<(), Error> {
     let dir = tempfile::tempdir().map_err(|e| Error::Config(e.to_string()))?;
     let shelf = Shelf::open(dir.path().join("s.db"))?;
     shelf.insert_pickle("k", &small_int(5))?;
-    assert!(matches!(shelf.insert_pickle("k", b"\x80\x04K"), Err(Error::Decode { .. })));
+    assert!(matches!(shelf.insert_pickle("k", b"\x80\x04K"), Err(Error::Pickle(pickle::Error::Decode { .. }))));
     assert_eq!(shelf.get_pickle("k")?, Some(small_int(5)));
     Ok(())
 }

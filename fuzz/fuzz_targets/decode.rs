@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use libfuzzer_sys::fuzz_target;
-use pickleshelf::pickle::{self, Construct, Global, Limits, Node, NodeId, Value};
+use pickleshelf_pickle::{self as pickle, Construct, Global, Limits, Node, NodeId, Value};
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, Visitor};
 
 fuzz_target!(|data: &[u8]| {

@@ -70,10 +70,8 @@ pub fn run(cmd: PickleCommand) -> anyhow::Result<()> {
         PickleCommand::Encode { protocol, file } => {
             let input = Input::from(file);
             let bytes = input.read()?;
-            let text = std::str::from_utf8(&bytes).map_err(|e| pickleshelf::Error::Json {
-                offset: e.valid_up_to(),
-                message: "the text is not UTF-8".into(),
-            });
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|e| pickle::Error::Json { offset: e.valid_up_to(), message: "the text is not UTF-8".into() });
             let value = text.and_then(pickle::from_tagged_json).with_context(|| input.name())?;
             let out = pickle::encode(&value, protocol).with_context(|| input.name())?;
             write_stdout(&out)

@@ -195,10 +195,8 @@ impl Put {
         let bytes = input.read()?;
         let json = json.unwrap_or_else(|| bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'));
         let pickled = if json {
-            let text = std::str::from_utf8(&bytes).map_err(|e| pickleshelf::Error::Json {
-                offset: e.valid_up_to(),
-                message: "the text is not UTF-8".into(),
-            });
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|e| pickle::Error::Json { offset: e.valid_up_to(), message: "the text is not UTF-8".into() });
             let value = text.and_then(pickle::from_tagged_json).with_context(|| input.name())?;
             pickle::encode(&value, self.protocol).with_context(|| input.name())?
         } else {

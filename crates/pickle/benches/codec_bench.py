@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""CPython's side of the codec benchmark (benches/codec.rs).
+"""CPython's side of the codec benchmark (codec.rs beside this file).
 
     codec_bench.py write DIR [--cases CASES]         write the byte sets to DIR
     codec_bench.py measure DIR --repeats N --passes SET=K,...
@@ -186,7 +186,7 @@ def cmd_measure(args):
 
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
-    default_cases = os.path.join(here, "..", "..", "shared", "conformance", "cases")
+    default_cases = os.path.join(here, "..", "..", "..", "..", "shared", "conformance", "cases")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("write")

@@ -1,19 +1,19 @@
 //! Codec throughput side by side with CPython's C `pickle.loads` / `pickle.dumps`.
 //!
 //! ```sh
-//! cargo bench --bench codec                       # or scripts/codec-bench.sh
-//! cargo bench --bench codec -- --repeats 9 --quick
+//! cargo bench -p pickleshelf-pickle --bench codec      # or scripts/codec-bench.sh
+//! cargo bench -p pickleshelf-pickle --bench codec -- --repeats 9 --quick
 //! ```
 //!
 //! Options: `--repeats N` (default 7, at least 5 recommended), `--quick` (a tenth of the
 //! passes, for a smoke run), `--data DIR` (byte sets already written by
-//! `scripts/codec_bench.py write DIR`; by default they are written to a temporary
+//! `benches/codec_bench.py write DIR`; by default they are written to a temporary
 //! directory), `--no-python` (our side only; the byte sets are then made by our own
 //! encoder, which writes the same bytes), `--only TEXT` (our side only, only the rows
 //! whose `set/op` contains TEXT, e.g. `w1/decode`: for profiling under
 //! `valgrind --tool=callgrind`).
 //!
-//! The byte sets (see `scripts/codec_bench.py`) are pickles written by CPython 3: the
+//! The byte sets (see `benches/codec_bench.py`) are pickles written by CPython 3: the
 //! conformance corpus (every `values` case at protocol 4 and every `objects` file), the
 //! 20,000 W1 records of `../shared/bench/WORKLOADS.md` §2, W4's list of 250,000 floats
 //! and its 2 MB bytes, and W5's first snapshot. Both sides read the same files. Our
@@ -36,7 +36,7 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pickleshelf::pickle::{self, Node, NodeId, Value, direct_testing};
+use pickleshelf_pickle::{self as pickle, Node, NodeId, Value, direct_testing};
 use serde::{Deserialize, Serialize};
 
 // ----- the workload generator (WORKLOADS.md §1) -----
@@ -165,7 +165,7 @@ fn w5_state() -> Vec<(String, Entry)> {
 
 // ----- byte sets -----
 
-/// Set names, as `scripts/codec_bench.py` writes them, and passes per repeat.
+/// Set names, as `benches/codec_bench.py` writes them, and passes per repeat.
 const SETS: [(&str, usize); 5] = [("corpus", 100), ("w1", 10), ("w4_floats", 20), ("w4_bytes", 1000), ("w5", 50)];
 
 fn read_set(path: &Path) -> Vec<Vec<u8>> {
@@ -420,8 +420,8 @@ fn options() -> Options {
 fn main() {
     let o = options();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let script = root.join("scripts/codec_bench.py");
-    let cases = root.join("../shared/conformance/cases");
+    let script = root.join("benches/codec_bench.py");
+    let cases = root.join("../../../shared/conformance/cases");
     let tmp = tempfile::tempdir().expect("temporary directory");
     let dir = o.data.clone().unwrap_or_else(|| tmp.path().to_owned());
     let passes = |k: usize| if o.quick { k.div_ceil(10) } else { k };

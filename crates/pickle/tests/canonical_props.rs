@@ -11,7 +11,7 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 
-use pickleshelf::pickle::canon_testing::{canonical, direct, via_value};
+use pickleshelf_pickle::canon_testing::{canonical, direct, via_value};
 use proptest::collection::{btree_map, btree_set, hash_map, hash_set, vec};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};

@@ -8,7 +8,7 @@
 //! their order. The canonical pickle is that form pickled with protocol 4 in CPython's
 //! *fast mode* (`Pickler.fast = True`: no memo), so it does not depend on which equal
 //! objects happen to be shared either. Python computes the same bytes with the recipe
-//! in the [`crate::memo`] docs.
+//! on [`canonical_pickle`].
 
 use std::collections::HashMap;
 
@@ -20,11 +20,51 @@ use crate::error::{Error, Result};
 /// The tag of a set in the canonical form.
 pub(crate) const SET_TAG: &str = "__pickleshelf.set__";
 
-/// The canonical pickle of `value` (see the module docs).
+/// The canonical pickle of `value`: bytes that depend only on its logical content, for
+/// keys of memoized calls.
+///
+/// The canonical form of a plain value: dicts have their items sorted by the canonical
+/// pickle of their keys; a set or frozenset becomes the tuple
+/// `("__pickleshelf.set__", e1, e2, ...)` of its elements sorted by their canonical
+/// pickles; a bytearray becomes bytes (Python finds them equal); lists and tuples keep
+/// their order. The canonical pickle is that form pickled with protocol 4 in CPython's
+/// fast mode (no memo), so it does not depend on which equal objects happen to be
+/// shared either. In Python:
+///
+/// ```python
+/// import io, pickle
+///
+/// def fast_dumps(x):
+///     f = io.BytesIO(); p = pickle.Pickler(f, protocol=4); p.fast = True; p.dump(x)
+///     return f.getvalue()
+///
+/// def canonical(x):
+///     t = type(x)
+///     if t is dict:
+///         items = [(canonical(k), canonical(v)) for k, v in x.items()]
+///         return dict(sorted(items, key=lambda kv: fast_dumps(kv[0])))
+///     if t in (set, frozenset):
+///         return ("__pickleshelf.set__", *sorted((canonical(e) for e in x), key=fast_dumps))
+///     if t is list: return [canonical(e) for e in x]
+///     if t is tuple: return tuple(canonical(e) for e in x)
+///     if t is bytearray: return bytes(x)
+///     return x
+///
+/// canonical_pickle = lambda x: fast_dumps(canonical(x))
+/// ```
+///
+/// ```
+/// // pickle.dumps({'y': 2, 'x': 1}, protocol=4): the dict in its insertion order
+/// let v = pickleshelf_pickle::decode(b"\x80\x04\x95\x11\x00\x00\x00\x00\x00\x00\x00}\x94(\x8c\x01y\x94K\x02\x8c\x01x\x94K\x01u.")?;
+/// // fast_dumps({'x': 1, 'y': 2})
+/// let want = b"\x80\x04\x95\x0e\x00\x00\x00\x00\x00\x00\x00}(\x8c\x01xK\x01\x8c\x01yK\x02u.";
+/// assert_eq!(pickleshelf_pickle::canonical_pickle(&v)?, want);
+/// # Ok::<(), pickleshelf_pickle::Error>(())
+/// ```
 ///
 /// # Errors
 /// [`Error::Encode`] for a value holding objects (anything but plain data) or a cycle.
-pub(crate) fn canonical_pickle(value: &Value) -> Result<Vec<u8>> {
+pub fn canonical_pickle(value: &Value) -> Result<Vec<u8>> {
     let c = canonicalize(value)?;
     encode_fast_acyclic(&c, 4)
 }
@@ -174,7 +214,7 @@ fn sort_key(nodes: &[Node], root: NodeId) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pickle::ser::to_value_with_sets;
+    use crate::ser::to_value_with_sets;
 
     fn cp<T: serde::Serialize>(v: &T) -> Vec<u8> {
         canonical_pickle(&to_value_with_sets(v).unwrap_or_else(|e| panic!("{e}"))).unwrap_or_else(|e| panic!("{e}"))

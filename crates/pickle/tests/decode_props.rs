@@ -5,7 +5,7 @@
 use std::fmt;
 use std::sync::LazyLock;
 
-use pickleshelf::pickle::{Limits, Value, check, check_with, decode, decode_with, from_value, from_value_with};
+use pickleshelf_pickle::{Limits, Value, check, check_with, decode, decode_with, from_value, from_value_with};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, Visitor};
@@ -91,7 +91,7 @@ fn unhex(s: &str) -> Vec<u8> {
 /// `../shared/conformance/cases` is there.
 static SEEDS: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
     let mut seeds: Vec<Vec<u8>> = SEEDS_HEX.iter().map(|h| unhex(h)).collect();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/cases");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/cases");
     if let Ok(entries) = std::fs::read_dir(&dir) {
         let mut files: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
         files.sort();
@@ -302,7 +302,7 @@ fn every_truncation_is_an_error() {
         assert!(full.is_ok(), "seed does not decode: {full:?}");
         for n in 0..seed.len() {
             match decode(&seed[..n]) {
-                Err(pickleshelf::Error::Decode { offset, .. }) => assert!(offset <= n),
+                Err(pickleshelf_pickle::Error::Decode { offset, .. }) => assert!(offset <= n),
                 other => panic!("prefix of {n} of {} bytes gave {:?}", seed.len(), other.map(|v| v.to_string())),
             }
             checked += 1;

@@ -11,10 +11,10 @@
 
 use std::path::{Path, PathBuf};
 
-use pickleshelf::pickle;
+use pickleshelf_pickle as pickle;
 
 fn corpus_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
     if dir.join("manifest.json").is_file() {
         return Some(dir);
     }
@@ -140,7 +140,7 @@ fn object_cases_are_rejected_by_the_reader_with_an_offset() {
     for case in read_manifest(&dir).iter().filter(|c| c.group == "objects") {
         let text = std::fs::read_to_string(dir.join(&case.json)).unwrap_or_default();
         match pickle::from_tagged_json(&text) {
-            Err(pickleshelf::Error::Json { offset, message }) => {
+            Err(pickleshelf_pickle::Error::Json { offset, message }) => {
                 assert!(message.contains("object"), "{}: {message}", case.name);
                 assert_eq!(text.get(offset..offset + 1), Some("{"), "{}: offset {offset}", case.name);
             }

@@ -1,4 +1,4 @@
-//! `from_slice` reads straight from the opcodes (`src/pickle/direct.rs`) and falls back to
+//! `from_slice` reads straight from the opcodes (`src/direct/`) and falls back to
 //! `decode` + `from_value` where it cannot. Here both paths run on the same bytes and must
 //! agree exactly — the same value, or the same error message — for:
 //!
@@ -26,8 +26,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use pickleshelf::pickle::direct_testing::{direct, streamable, via_value};
-use pickleshelf::pickle::{self, BigInt, Int, Node, NodeId, PyStr, Value, encode, from_slice, to_value, to_vec};
+use pickleshelf_pickle::direct_testing::{direct, streamable, via_value};
+use pickleshelf_pickle::{
+    self as pickle, BigInt, Int, Node, NodeId, PyStr, Value, encode, from_slice, to_value, to_vec,
+};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, Visitor};
@@ -884,7 +886,7 @@ fn rec() -> impl Strategy<Value = Rec> {
 }
 
 fn check_rec(r: &Rec, seed: u64) -> Result<(), TestCaseError> {
-    let fail = |e: pickleshelf::Error| TestCaseError::fail(e.to_string());
+    let fail = |e: pickleshelf_pickle::Error| TestCaseError::fail(e.to_string());
     let mut fell_back = Vec::new();
     // The crate's own pickles: streamed from protocol 3 on (protocol 2 writes bytes
     // through REDUCE).
@@ -1274,7 +1276,7 @@ fn a_deserialize_impl_may_call_from_slice_itself() {
 /// The `.pkl` files of `../shared/conformance/cases`; `None` (skip) when absent, unless
 /// `CI` is set.
 fn corpus() -> Option<Vec<(String, Vec<u8>)>> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/cases");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/cases");
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
         Err(e) => {

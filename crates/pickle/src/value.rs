@@ -510,7 +510,7 @@ impl Node {
 /// A decoded pickle: an arena of [`Node`]s and the id of the root.
 ///
 /// ```
-/// use pickleshelf::pickle::{Value, Node};
+/// use pickleshelf_pickle::{Value, Node};
 /// let mut v = Value::new(Node::List(Vec::new()));
 /// let one = v.push(Node::Int(1));
 /// let root = v.root();

@@ -50,14 +50,14 @@ use crate::{Error, Result};
 /// `"invalid"`.
 ///
 /// ```
-/// use pickleshelf::pickle::{self, Node, Value};
+/// use pickleshelf_pickle::{self as pickle, Node, Value};
 /// // a = [1]; a.append(a)
 /// let mut v = Value::new(Node::List(Vec::new()));
 /// let one = v.push(Node::Int(1));
 /// let root = v.root();
 /// *v.node_mut(root) = Node::List(vec![one, root]);
 /// assert_eq!(pickle::to_tagged_json(&v), r#"{"id":"1","value":{"list":[{"int":"1"},{"ref":"1"}]}}"#);
-/// # Ok::<(), pickleshelf::Error>(())
+/// # Ok::<(), pickleshelf_pickle::Error>(())
 /// ```
 pub fn to_tagged_json(value: &Value) -> String {
     let counts = displayed_in_degrees(value);
@@ -366,12 +366,12 @@ fn write_hex(out: &mut String, bytes: &[u8]) {
 /// Set elements and dict keys are not checked for hashability.
 ///
 /// ```
-/// use pickleshelf::pickle;
+/// use pickleshelf_pickle as pickle;
 /// let v = pickle::from_tagged_json(r#"{"list":[{"id":"1","value":{"list":[]}},{"ref":"1"}]}"#)?;
 /// let items = v.as_seq(v.root()).unwrap_or_default();
 /// assert_eq!(items[0], items[1]); // one list, reached twice
 /// assert_eq!(v.to_string(), "[[], []]");
-/// # Ok::<(), pickleshelf::Error>(())
+/// # Ok::<(), pickleshelf_pickle::Error>(())
 /// ```
 ///
 /// # Errors
@@ -1110,7 +1110,7 @@ fn hex(s: &[u8], offset: usize) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pickle::{BigInt, Global, Object, ObjectOp};
+    use crate::{BigInt, Global, Object, ObjectOp};
 
     fn read(text: &str) -> Value {
         from_tagged_json(text).unwrap_or_else(|e| panic!("{text}: {e}"))
@@ -1163,7 +1163,7 @@ mod tests {
         }
         assert_eq!(read(r#"{"int":"-0"}"#).nodes(), &[Node::Int(0)]);
         let big = BigInt::parse_decimal("-340282366920938463463374607431768211456", 100);
-        assert!(matches!(big, Some(crate::pickle::Int::Big(_))));
+        assert!(matches!(big, Some(crate::Int::Big(_))));
         let (_, m) = err(&format!(r#"{{"int":"{}"}}"#, "9".repeat(4301)));
         assert!(m.contains("max_int_digits"), "{m}");
     }
@@ -1395,7 +1395,7 @@ mod tests {
             p.extend_from_slice(b"2\x86");
         }
         p.push(b'.');
-        let v = crate::pickle::decode(&p).unwrap_or_else(|e| panic!("{e}"));
+        let v = crate::decode(&p).unwrap_or_else(|e| panic!("{e}"));
         let text = to_tagged_json(&v);
         assert!(text.len() < 5000, "{} bytes", text.len());
         let back = read(&text);

@@ -1,7 +1,7 @@
 //! A value nested 1,000,000 levels deep encodes without recursion (no stack overflow on
 //! a test thread's 2 MiB stack) and decodes back.
 
-use pickleshelf::pickle::{self, Limits, Node, NodeId, Value};
+use pickleshelf_pickle::{self as pickle, Limits, Node, NodeId, Value};
 
 /// `[[[...[]...]]]` (or tuples), `depth` containers deep.
 fn nested(depth: usize, tuple: bool) -> Value {

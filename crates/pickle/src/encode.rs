@@ -26,7 +26,7 @@ pub const DEFAULT_PROTOCOL: u8 = 4;
 /// Encodes a value with the given protocol (2–5).
 ///
 /// ```
-/// use pickleshelf::pickle::{self, Node, Value};
+/// use pickleshelf_pickle::{self as pickle, Node, Value};
 ///
 /// let mut v = Value::new(Node::List(Vec::new()));
 /// let one = v.push(Node::Int(1));
@@ -39,7 +39,7 @@ pub const DEFAULT_PROTOCOL: u8 = 4;
 /// let bytes = pickle::encode(&v, 4)?;
 /// assert_eq!(bytes, b"\x80\x04\x95\x0b\x00\x00\x00\x00\x00\x00\x00]\x94(K\x01\x8c\x01a\x94e.");
 /// assert_eq!(pickle::decode(&bytes)?, v);
-/// # Ok::<(), pickleshelf::Error>(())
+/// # Ok::<(), pickleshelf_pickle::Error>(())
 /// ```
 ///
 /// # Errors
@@ -614,7 +614,7 @@ fn push_ops(s: &mut Vec<Step>, ops: &[ObjectOp]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pickle::value::{Global, Object};
+    use crate::value::{Global, Object};
 
     fn enc(v: &Value, p: u8) -> Result<Vec<u8>> {
         encode(v, p)
@@ -698,7 +698,7 @@ mod tests {
         // MARK, the object (its state list holds the frozenset, written in full inside),
         // then POP_MARK and a GET of the inner frozenset.
         assert!(bytes.ends_with(b"(h\x03\x91\x94ab1h\x05."), "{bytes:?}");
-        let back = crate::pickle::decode(&bytes).unwrap_or_else(|e| panic!("{e}"));
+        let back = crate::decode(&bytes).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back.to_string(), v.to_string());
     }
 
@@ -750,7 +750,7 @@ mod tests {
         let bytes = enc(&v, 2).unwrap_or_else(|e| panic!("{e}"));
         // ... 1000 items APPENDS, then the 1001st alone with APPEND, then the items.
         assert!(bytes.ends_with(b"eM\xe8\x03a(K\x00K\x01K\x02K\x03u(K\x00\x90)b."), "{:?}", &bytes[bytes.len() - 40..]);
-        let back = crate::pickle::decode(&bytes).unwrap_or_else(|e| panic!("{e}"));
+        let back = crate::decode(&bytes).unwrap_or_else(|e| panic!("{e}"));
         assert!(back.same_as(&v) || back.to_string() == v.to_string());
     }
 }

@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
-use pickleshelf::Error;
-use pickleshelf::pickle::{
+use pickleshelf_pickle::Error;
+use pickleshelf_pickle::{
     Node, NodeId, Value, decode, encode, from_slice, from_value, from_value_borrowed, from_value_with,
 };
 use serde::Deserialize;
@@ -682,7 +682,7 @@ fn cpython_pickles_at_every_protocol() {
         let bytes = unhex(hex);
         let ctx = format!("{name} protocol {proto}");
         let v = decode(&bytes).unwrap_or_else(|e| panic!("{ctx}: {e}"));
-        let get = |r: pickleshelf::Result<()>| r.unwrap_or_else(|e| panic!("{ctx}: {e}"));
+        let get = |r: pickleshelf_pickle::Result<()>| r.unwrap_or_else(|e| panic!("{ctx}: {e}"));
         match name {
             "w1" => get(from_slice::<Record>(&bytes).map(|r| {
                 assert_eq!(r.id, 7);
@@ -754,7 +754,7 @@ fn cpython_pickles_at_every_protocol() {
 /// The `.pkl` files of `../shared/conformance/cases`; `None` (skip) when it is absent,
 /// unless `CI` is set.
 fn corpus() -> Option<Vec<(String, Vec<u8>)>> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/cases");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/cases");
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
         Err(e) => {

@@ -1,7 +1,7 @@
 //! Integers beyond `i64`: sign and magnitude, with the conversions pickle needs.
 //!
 //! Python ints have arbitrary precision. The codec keeps ints that fit in `i64` as
-//! [`crate::pickle::Node::Int`] and only larger ones as a [`BigInt`]; a `BigInt` built
+//! [`crate::Node::Int`] and only larger ones as a [`BigInt`]; a `BigInt` built
 //! through [`BigInt::from_le_twos_complement`] or [`BigInt::parse_decimal`] is always
 //! normalized, so two equal ints compare equal. Conversions are the ones pickle needs:
 //! little-endian two's complement (LONG1/LONG4) and decimal text (protocol 0, JSON).
@@ -18,7 +18,7 @@ pub const DECIMAL_MAX_BITS: u64 = 1 << 17;
 /// An integer outside the `i64` range, as sign and magnitude.
 ///
 /// Invariant: `mag` has no trailing (most significant) zero limbs, and the value does not
-/// fit in an `i64` — smaller values are always [`crate::pickle::Node::Int`].
+/// fit in an `i64` — smaller values are always [`crate::Node::Int`].
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct BigInt {
     negative: bool,
@@ -283,6 +283,58 @@ impl fmt::Display for BigInt {
     }
 }
 
+// ----- 128-bit and float views (for serde) -----
+
+/// An `int` node's value when it fits in 128 bits.
+#[derive(Copy, Clone)]
+pub(crate) enum Int128 {
+    /// Fits in `i128`.
+    Signed(i128),
+    /// Above `i128::MAX`, at most `u128::MAX`.
+    Unsigned(u128),
+}
+
+/// The magnitude of a big int when it fits in `u128`.
+fn magnitude_u128(b: &BigInt) -> Option<u128> {
+    let mag = b.magnitude();
+    if mag.len() > 4 {
+        return None;
+    }
+    Some(mag.iter().rev().fold(0u128, |acc, &limb| (acc << 32) | u128::from(limb)))
+}
+
+pub(crate) fn big_to_128(b: &BigInt) -> Option<Int128> {
+    let m = magnitude_u128(b)?;
+    if b.is_negative() {
+        0i128.checked_sub_unsigned(m).map(Int128::Signed)
+    } else {
+        Some(i128::try_from(m).map_or(Int128::Unsigned(m), Int128::Signed))
+    }
+}
+
+/// A big int as a float when the float type holds it exactly: at most `mantissa`
+/// significant bits and fewer than `max_bits` bits in all.
+pub(crate) fn big_to_float_exact(b: &BigInt, mantissa: u64, max_bits: u64) -> Option<f64> {
+    let bits = b.bit_length();
+    let mag = b.magnitude();
+    let mut trailing = 0u64;
+    for &limb in mag {
+        if limb == 0 {
+            trailing += 32;
+        } else {
+            trailing += u64::from(limb.trailing_zeros());
+            break;
+        }
+    }
+    if bits > max_bits || bits.saturating_sub(trailing) > mantissa {
+        return None;
+    }
+    // Each partial sum is the value shifted right, so it has at most `mantissa`
+    // significant bits too: every step is exact.
+    let m = mag.iter().rev().fold(0f64, |acc, &limb| acc * 4_294_967_296.0 + f64::from(limb));
+    Some(if b.is_negative() { -m } else { m })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,5 +430,36 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    fn big_sm(neg: bool, mag: Vec<u32>) -> BigInt {
+        match BigInt::from_sign_magnitude(neg, mag) {
+            Int::Big(b) => b,
+            Int::Small(v) => panic!("{v} is small"),
+        }
+    }
+
+    #[test]
+    fn big_ints_to_128_bits() {
+        assert!(
+            matches!(big_to_128(&big_sm(false, vec![0, 0, 0, 0x8000_0000])), Some(Int128::Unsigned(x)) if x == 1 << 127)
+        );
+        assert!(matches!(big_to_128(&big_sm(true, vec![0, 0, 0, 0x8000_0000])), Some(Int128::Signed(i128::MIN))));
+        assert!(big_to_128(&big_sm(true, vec![1, 0, 0, 0x8000_0000])).is_none());
+        assert!(big_to_128(&big_sm(false, vec![0, 0, 0, 0, 1])).is_none());
+        assert!(matches!(big_to_128(&big_sm(false, vec![0, 0, 1])), Some(Int128::Signed(x)) if x == 1 << 64));
+    }
+
+    #[test]
+    fn big_ints_to_floats_only_when_exact() {
+        // 2^64 and 2^1000 are exact; 2^64 + 1 is not; 2^1024 overflows.
+        assert_eq!(big_to_float_exact(&big_sm(false, vec![0, 0, 1]), 53, 1024), Some(2f64.powi(64)));
+        let mut m = vec![0u32; 31];
+        m.push(1 << 8);
+        assert_eq!(big_to_float_exact(&big_sm(true, m), 53, 1024), Some(-(2f64.powi(1000))));
+        assert_eq!(big_to_float_exact(&big_sm(false, vec![1, 0, 1]), 53, 1024), None);
+        let mut m = vec![0u32; 32];
+        m.push(1);
+        assert_eq!(big_to_float_exact(&big_sm(false, m), 53, 1024), None);
     }
 }

@@ -14,7 +14,7 @@ use super::value::{Construct, Node, NodeId, ObjectOp, PyStr, Value};
 /// fixed notation for exponents -5 < e < 16 and scientific (`1e+16`, `5e-324`) otherwise.
 ///
 /// ```
-/// use pickleshelf::pickle::float_repr;
+/// use pickleshelf_pickle::float_repr;
 /// assert_eq!(float_repr(0.1), "0.1");
 /// assert_eq!(float_repr(1e16), "1e+16");
 /// assert_eq!(float_repr(1e15), "1000000000000000.0");

@@ -1,14 +1,14 @@
-//! pickle bytes → serde, streaming: `T` read straight from the opcodes, without building
-//! a [`super::Value`]. This is how [`super::from_slice`] reads.
+//! pickle bytes → serde: [`from_slice`], which reads `T` straight from the opcodes,
+//! without building a [`crate::Value`], and takes `decode` + [`from_value`] when it cannot.
 //!
-//! Invariant: when [`from_slice`] returns a `T`, decoding the same bytes and calling
-//! [`super::from_value`] would have returned an equal `T` (the same visitor calls, in the
+//! Invariant: when the direct path returns a `T`, decoding the same bytes and calling
+//! [`from_value`] would have returned an equal `T` (the same visitor calls, in the
 //! same order, with the same arguments); whenever it cannot be sure of that it returns
 //! `None` and the caller takes the `Value` path from the start, which then decides
 //! everything, errors included. Memory is the input plus what `T` keeps plus a few words
 //! per memoized object, per tuple and per open container; time is linear in the input
 //! (the plan, when it runs, also sorts its hints: `h log h` for `h` postfix constructs);
-//! stack depth is bounded by [`super::de::DEFAULT_MAX_DEPTH`] nested containers, as on
+//! stack depth is bounded by [`crate::de::DEFAULT_MAX_DEPTH`] nested containers, as on
 //! the `Value` path.
 //!
 //! # Why a pickle can be streamed
@@ -27,7 +27,7 @@
 //! [`Stream`] is a serde `Deserializer` that reads the opcodes in order and checks
 //! everything the decoder checks (lengths against the input, frames, UTF-8, `PROTO`, the
 //! stack discipline, the decoder's mark and depth limits) and everything
-//! [`super::from_value`] checks (types, ranges, lengths, the nesting limit, the node
+//! [`from_value`] checks (types, ranges, lengths, the nesting limit, the node
 //! budget). It accepts a postfix construct only where a *hint* says one begins, and then
 //! only when the opcodes confirm it: told that a `TUPLE2` starts at this byte, it reads
 //! two values and demands the `TUPLE2` opcode; told nothing, it ends a list where no
@@ -59,7 +59,7 @@
 //! Every failure on the direct path — a serde error, a decode error, a construct the
 //! hints did not announce, a limit — is the private [`Bail`], which carries nothing (the
 //! messages serde passes it are dropped unread, so they are never even formatted).
-//! [`super::from_slice`] then runs `decode` + `from_value`, which report exactly the
+//! [`from_slice`] then runs `decode` + `from_value`, which report exactly the
 //! errors they always reported: the same `Error::Decode` offsets and `Error::Serde`
 //! messages and paths, and the same choice between a type error early in the value and
 //! bad bytes after it. The direct path never has to reproduce any of that. The price is
@@ -75,7 +75,7 @@
 //!
 //! # Keeping the results equal
 //!
-//! - Every visitor call is the one [`super::de`] makes for the same node (`visit_u64` for
+//! - Every visitor call is the one [`crate::de`] makes for the same node (`visit_u64` for
 //!   a non-negative int in `deserialize_any`, `visit_f64` for a float read as `f32`,
 //!   `visit_borrowed_str` borrowed from the input, …); `Option`, bytes and enums look at
 //!   the value first, as `de.rs` does, by putting the value's head back (`pending`).
@@ -98,15 +98,41 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Visitor};
 
-use super::de::{DEFAULT_MAX_DEPTH, Int128, MIN_NODE_BUDGET, big_to_128, big_to_float_exact};
-use super::decode::DEFAULT_LIMITS;
-use super::int::{BigInt, Int};
-use super::opcodes as op;
-use super::value::PyStr;
+use crate::Result;
+use crate::de::{DEFAULT_MAX_DEPTH, MIN_NODE_BUDGET, from_value};
+use crate::decode::{DEFAULT_LIMITS, decode};
+use crate::int::{BigInt, Int, Int128, big_to_128, big_to_float_exact};
+use crate::opcodes as op;
+use crate::value::PyStr;
+
+/// Deserializes any `T: DeserializeOwned` from pickle bytes: the same `T` (or error) as
+/// [`decode`] then [`from_value`], with the mapping of [`crate::de`]. Plain data is read
+/// straight from the opcodes, without building a [`crate::Value`]; objects, shared or
+/// cyclic values, protocol-0 text opcodes and every error take `decode` + `from_value`.
+///
+/// ```
+/// # use std::collections::HashMap;
+/// // pickle.dumps({"a": [1, 2]}, protocol=2)
+/// let m: HashMap<String, Vec<u8>> =
+///     pickleshelf_pickle::from_slice(b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01]q\x02(K\x01K\x02es.")?;
+/// assert_eq!(m["a"], [1, 2]);
+/// # Ok::<(), pickleshelf_pickle::Error>(())
+/// ```
+///
+/// # Errors
+/// [`crate::Error::Decode`] for bad pickle bytes, [`crate::Error::Serde`] when the value
+/// does not fit `T` — exactly those of `from_value(&decode(bytes)?)`. A failing call
+/// costs a little more than it used to: the direct attempt, then the old path.
+pub fn from_slice<T: de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    match try_direct(bytes) {
+        Some(t) => Ok(t),
+        None => from_value(&decode(bytes)?),
+    }
+}
 
 /// Reads `T` from pickle bytes on the direct path; `None` when the `Value` path must
 /// decide (see the [module docs](self)).
-pub(super) fn from_slice<'a, T: de::Deserialize<'a>>(input: &'a [u8]) -> Option<T> {
+fn try_direct<'a, T: de::Deserialize<'a>>(input: &'a [u8]) -> Option<T> {
     if input.len() >= MAX_INPUT {
         return None;
     }
@@ -123,23 +149,23 @@ pub(super) fn from_slice<'a, T: de::Deserialize<'a>>(input: &'a [u8]) -> Option<
     .flatten()
 }
 
-/// Test hooks: the two paths of [`super::from_slice`] apart.
+/// Test hooks: the two paths of [`from_slice`] apart.
 pub mod testing {
     use serde::de::DeserializeOwned;
 
-    use crate::error::Result;
+    use crate::Result;
 
-    /// The direct path alone; `None` when [`crate::pickle::from_slice`] falls back.
+    /// The direct path alone; `None` when [`crate::from_slice`] falls back.
     pub fn direct<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
-        super::from_slice(bytes)
+        super::try_direct(bytes)
     }
 
     /// The `Value` path alone: `from_value(&decode(bytes)?)`.
     ///
     /// # Errors
-    /// As [`crate::pickle::from_slice`].
+    /// As [`crate::from_slice`].
     pub fn via_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-        crate::pickle::from_value(&crate::pickle::decode(bytes)?)
+        super::from_value(&super::decode(bytes)?)
     }
 
     /// Whether the plan accepts the pickle (the second try runs at all).
@@ -1720,7 +1746,6 @@ impl Body {
     }
 }
 
-/// serde's view of a list, tuple, set or frozenset.
 /// serde's view of a list, tuple, set or frozenset.
 struct Seq<'s, 'a> {
     st: &'s mut Stream<'a>,

@@ -69,9 +69,9 @@ impl Limits {
 ///
 /// ```
 /// // pickle.dumps([1, "a", b"\x00"], protocol=2)
-/// let v = pickleshelf::pickle::decode(b"\x80\x02]q\x00(K\x01X\x01\x00\x00\x00aq\x01c_codecs\nencode\nq\x02X\x01\x00\x00\x00\x00q\x03X\x06\x00\x00\x00latin1q\x04\x86q\x05Rq\x06e.")?;
+/// let v = pickleshelf_pickle::decode(b"\x80\x02]q\x00(K\x01X\x01\x00\x00\x00aq\x01c_codecs\nencode\nq\x02X\x01\x00\x00\x00\x00q\x03X\x06\x00\x00\x00latin1q\x04\x86q\x05Rq\x06e.")?;
 /// assert_eq!(v.to_string(), "[1, 'a', b'\\x00']");
-/// # Ok::<(), pickleshelf::Error>(())
+/// # Ok::<(), pickleshelf_pickle::Error>(())
 /// ```
 ///
 /// # Errors
@@ -94,12 +94,12 @@ pub fn decode_with(bytes: &[u8], limits: &Limits) -> Result<Value> {
 /// million 4-byte ids, not a million 32-byte nodes).
 ///
 /// ```
-/// use pickleshelf::pickle;
+/// use pickleshelf_pickle as pickle;
 ///
 /// let bytes = pickle::to_vec(&vec![0.5f64; 1000])?;
 /// pickle::check(&bytes)?;
 /// assert!(pickle::check(&bytes[..bytes.len() - 1]).is_err());
-/// # Ok::<(), pickleshelf::Error>(())
+/// # Ok::<(), pickleshelf_pickle::Error>(())
 /// ```
 ///
 /// # Errors

@@ -1,5 +1,5 @@
-//! pickle → serde: any `T: Deserialize` from a decoded [`Value`] ([`from_value`]), or
-//! from pickle bytes ([`from_slice`]).
+//! pickle → serde: any `T: Deserialize` from a decoded [`Value`] ([`from_value`]); the
+//! mapping here is also the one [`crate::from_slice`] reads pickle bytes with.
 //!
 //! Invariant: deserialization terminates in time and stack bounded by the value's size,
 //! whatever the graph: it nests at most `max_depth` containers deep (default
@@ -49,59 +49,36 @@
 //!
 //! # From bytes, without a `Value`
 //!
-//! [`from_slice`] gives what `from_value(&decode(bytes)?)` gives, value or error, with
-//! the same mapping and limits, but for plain data it reads `T` straight from the
-//! opcodes (`direct.rs`), without building the graph: W1's records in about 0.6 of the
-//! time, a list of floats in the memory of the input and the output (not a 32-byte node
-//! per float). Whatever it cannot stream — objects, shared or cyclic values, protocol-0
-//! text opcodes, … — and every error take `decode` + [`from_value`] from the start, which
-//! is why errors are exactly those described here. `docs/PICKLE.md` has the details.
+//! [`crate::from_slice`] gives what `from_value(&decode(bytes)?)` gives, value or error,
+//! with the same mapping and limits, but for plain data it reads `T` straight from the
+//! opcodes (the `direct` module), without building the graph: W1's records in about 0.6
+//! of the time, a list of floats in the memory of the input and the output (not a
+//! 32-byte node per float). Whatever it cannot stream — objects, shared or cyclic values,
+//! protocol-0 text opcodes, … — and every error take `decode` + [`from_value`] from the
+//! start, which is why errors are exactly those described here. `docs/PICKLE.md` has
+//! the details.
 
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Unexpected, Visitor};
 
-use super::int::BigInt;
+use super::int::{BigInt, Int128, big_to_128, big_to_float_exact};
 use super::repr::{float_repr, str_repr};
 use super::value::{Node, NodeId, Value};
-use crate::Result;
+use crate::{Error, Result};
 
-/// The default nesting limit of [`from_value`] and [`from_slice`]: 128 containers, like
-/// `serde_json`.
+/// The default nesting limit of [`from_value`] and [`crate::from_slice`]: 128
+/// containers, like `serde_json`.
 pub const DEFAULT_MAX_DEPTH: usize = 128;
 
 /// The smallest node budget: deserializing may visit `max(16 × value.len(), this)` nodes.
 pub const MIN_NODE_BUDGET: usize = 1_000_000;
 
-/// Deserializes any `T: DeserializeOwned` from pickle bytes: the same `T` (or error) as
-/// [`super::decode`] then [`from_value`], read straight from the opcodes where it can be
-/// (see the [module docs](self)).
-///
-/// ```
-/// # use std::collections::HashMap;
-/// // pickle.dumps({"a": [1, 2]}, protocol=2)
-/// let m: HashMap<String, Vec<u8>> =
-///     pickleshelf::pickle::from_slice(b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01]q\x02(K\x01K\x02es.")?;
-/// assert_eq!(m["a"], [1, 2]);
-/// # Ok::<(), pickleshelf::Error>(())
-/// ```
-///
-/// # Errors
-/// [`crate::Error::Decode`] for bad pickle bytes, [`crate::Error::Serde`] when the value
-/// does not fit `T` — exactly those of `from_value(&decode(bytes)?)`. A failing call
-/// costs a little more than it used to: the direct attempt, then the old path.
-pub fn from_slice<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    match super::direct::from_slice(bytes) {
-        Some(t) => Ok(t),
-        None => from_value(&super::decode(bytes)?),
-    }
-}
-
 /// Deserializes any `T: DeserializeOwned` from a decoded [`Value`] (see the [module
 /// docs](self) for the mapping), nesting at most [`DEFAULT_MAX_DEPTH`] containers.
 ///
 /// ```
-/// use pickleshelf::pickle::{decode, from_value};
+/// use pickleshelf_pickle::{decode, from_value};
 /// #[derive(serde::Deserialize)]
 /// struct Rec {
 ///     id: u32,
@@ -111,7 +88,7 @@ pub fn from_slice<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 /// let v = decode(b"\x80\x04\x95\x24\x00\x00\x00\x00\x00\x00\x00}\x94(\x8c\x02id\x94K\x07\x8c\x04tags\x94]\x94\x8c\x02us\x94a\x8c\x05extra\x94Nu.")?;
 /// let rec: Rec = from_value(&v)?;
 /// assert_eq!((rec.id, rec.tags), (7, vec!["us".to_string()]));
-/// # Ok::<(), pickleshelf::Error>(())
+/// # Ok::<(), pickleshelf_pickle::Error>(())
 /// ```
 ///
 /// # Errors
@@ -125,12 +102,12 @@ pub fn from_value<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T> {
 /// Like [`from_value`], but `T` may borrow from the value (`&str`, `&[u8]`).
 ///
 /// ```
-/// use pickleshelf::pickle::{decode, from_value_borrowed};
+/// use pickleshelf_pickle::{decode, from_value_borrowed};
 /// // pickle.dumps(("ab", b"c"), protocol=3)
 /// let v = decode(b"\x80\x03X\x02\x00\x00\x00abq\x00C\x01cq\x01\x86q\x02.")?;
 /// let (s, b): (&str, &[u8]) = from_value_borrowed(&v)?;
 /// assert_eq!((s, b), ("ab", &b"c"[..]));
-/// # Ok::<(), pickleshelf::Error>(())
+/// # Ok::<(), pickleshelf_pickle::Error>(())
 /// ```
 ///
 /// # Errors
@@ -148,14 +125,14 @@ pub fn from_value_borrowed<'a, T: serde::Deserialize<'a>>(value: &'a Value) -> R
 /// stack, depending on `T`).
 ///
 /// ```
-/// use pickleshelf::pickle::{decode, from_value_with};
+/// use pickleshelf_pickle::{decode, from_value_with};
 /// // pickle.dumps([[[1]]], protocol=2)
 /// let v = decode(b"\x80\x02]q\x00]q\x01]q\x02K\x01aaa.")?;
 /// let deep: Vec<Vec<Vec<u8>>> = from_value_with(&v, 3)?;
 /// assert_eq!(deep, [[[1]]]);
 /// let err = from_value_with::<Vec<Vec<Vec<u8>>>>(&v, 2).unwrap_err();
 /// assert!(err.to_string().contains("nesting deeper than 2"));
-/// # Ok::<(), pickleshelf::Error>(())
+/// # Ok::<(), pickleshelf_pickle::Error>(())
 /// ```
 ///
 /// # Errors
@@ -217,12 +194,12 @@ impl DeError {
         self
     }
 
-    fn into_crate(self) -> crate::Error {
+    fn into_crate(self) -> Error {
         let mut path = String::from("$");
         for seg in self.0.path.iter().rev() {
             path.push_str(seg);
         }
-        crate::Error::Serde(format!("{}, at {path}", self.0.msg))
+        Error::Serde(format!("{}, at {path}", self.0.msg))
     }
 }
 
@@ -312,58 +289,6 @@ fn unexpected(node: &Node) -> Unexpected<'_> {
         Node::Buffer { .. } => Unexpected::Other("out-of-band buffer"),
         Node::Extension(_) => Unexpected::Other("extension"),
     }
-}
-
-// ----- integers -----
-
-/// An `int` node's value when it fits in 128 bits.
-#[derive(Copy, Clone)]
-pub(super) enum Int128 {
-    /// Fits in `i128`.
-    Signed(i128),
-    /// Above `i128::MAX`, at most `u128::MAX`.
-    Unsigned(u128),
-}
-
-/// The magnitude of a big int when it fits in `u128`.
-fn magnitude_u128(b: &BigInt) -> Option<u128> {
-    let mag = b.magnitude();
-    if mag.len() > 4 {
-        return None;
-    }
-    Some(mag.iter().rev().fold(0u128, |acc, &limb| (acc << 32) | u128::from(limb)))
-}
-
-pub(super) fn big_to_128(b: &BigInt) -> Option<Int128> {
-    let m = magnitude_u128(b)?;
-    if b.is_negative() {
-        0i128.checked_sub_unsigned(m).map(Int128::Signed)
-    } else {
-        Some(i128::try_from(m).map_or(Int128::Unsigned(m), Int128::Signed))
-    }
-}
-
-/// A big int as a float when the float type holds it exactly: at most `mantissa`
-/// significant bits and fewer than `max_bits` bits in all.
-pub(super) fn big_to_float_exact(b: &BigInt, mantissa: u64, max_bits: u64) -> Option<f64> {
-    let bits = b.bit_length();
-    let mag = b.magnitude();
-    let mut trailing = 0u64;
-    for &limb in mag {
-        if limb == 0 {
-            trailing += 32;
-        } else {
-            trailing += u64::from(limb.trailing_zeros());
-            break;
-        }
-    }
-    if bits > max_bits || bits.saturating_sub(trailing) > mantissa {
-        return None;
-    }
-    // Each partial sum is the value shifted right, so it has at most `mantissa`
-    // significant bits too: every step is exact.
-    let m = mag.iter().rev().fold(0f64, |acc, &limb| acc * 4_294_967_296.0 + f64::from(limb));
-    Some(if b.is_negative() { -m } else { m })
 }
 
 // ----- the deserializer -----
@@ -885,42 +810,5 @@ impl<'a> de::VariantAccess<'a> for Variant<'_, 'a> {
         let id = self.content("struct variant")?;
         let seg = self.segment();
         de::Deserializer::deserialize_struct(De { cx: self.cx, id }, "", fields, visitor).map_err(|e| e.at(seg))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::pickle::Int;
-
-    fn big(neg: bool, mag: Vec<u32>) -> BigInt {
-        match BigInt::from_sign_magnitude(neg, mag) {
-            Int::Big(b) => b,
-            Int::Small(v) => panic!("{v} is small"),
-        }
-    }
-
-    #[test]
-    fn big_ints_to_128_bits() {
-        assert!(
-            matches!(big_to_128(&big(false, vec![0, 0, 0, 0x8000_0000])), Some(Int128::Unsigned(x)) if x == 1 << 127)
-        );
-        assert!(matches!(big_to_128(&big(true, vec![0, 0, 0, 0x8000_0000])), Some(Int128::Signed(i128::MIN))));
-        assert!(big_to_128(&big(true, vec![1, 0, 0, 0x8000_0000])).is_none());
-        assert!(big_to_128(&big(false, vec![0, 0, 0, 0, 1])).is_none());
-        assert!(matches!(big_to_128(&big(false, vec![0, 0, 1])), Some(Int128::Signed(x)) if x == 1 << 64));
-    }
-
-    #[test]
-    fn big_ints_to_floats_only_when_exact() {
-        // 2^64 and 2^1000 are exact; 2^64 + 1 is not; 2^1024 overflows.
-        assert_eq!(big_to_float_exact(&big(false, vec![0, 0, 1]), 53, 1024), Some(2f64.powi(64)));
-        let mut m = vec![0u32; 31];
-        m.push(1 << 8);
-        assert_eq!(big_to_float_exact(&big(true, m), 53, 1024), Some(-(2f64.powi(1000))));
-        assert_eq!(big_to_float_exact(&big(false, vec![1, 0, 1]), 53, 1024), None);
-        let mut m = vec![0u32; 32];
-        m.push(1);
-        assert_eq!(big_to_float_exact(&big(false, m), 53, 1024), None);
     }
 }

@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pickleshelf::pickle::{self, Int, Node, NodeId, PyStr, Value};
+use pickleshelf_pickle::{self as pickle, Int, Node, NodeId, PyStr, Value};
 
 // ----- environment -----
 
@@ -36,7 +36,7 @@ fn python3() -> Option<&'static str> {
 fn corpus() -> Option<PathBuf> {
     let dir = std::env::var_os("PICKLESHELF_CONFORMANCE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance"));
     if dir.join("manifest.json").is_file() {
         Some(dir)
     } else if std::env::var_os("CI").is_some() {
@@ -809,7 +809,7 @@ fn out_of_band_buffers_match_cpython() {
     v.set_root(root);
     let bytes = pickle::encode(&v, 5).unwrap();
     for p in 2..=4 {
-        assert!(matches!(pickle::encode(&v, p), Err(pickleshelf::Error::Encode(m)) if m.contains("protocol 5")));
+        assert!(matches!(pickle::encode(&v, p), Err(pickleshelf_pickle::Error::Encode(m)) if m.contains("protocol 5")));
     }
     let Some(py) = python3() else { return };
     let script = "import pickle, sys\n\
@@ -825,7 +825,7 @@ fn out_of_band_buffers_match_cpython() {
 fn instantiated_objects_load_in_cpython() {
     // INST/OBJ objects (protocols 0-1) are written back as MARK cls args... OBJ:
     // OrderedDict() then ['a'] = [1], and fractions.Fraction('3/4') built from an arg.
-    use pickleshelf::pickle::{Construct, Object, ObjectOp};
+    use pickleshelf_pickle::{Construct, Object, ObjectOp};
     let mut v = Value::new(Node::None);
     let od = global(&mut v, "collections", "OrderedDict");
     let k = v.push(Node::Str("a".into()));

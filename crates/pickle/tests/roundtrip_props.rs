@@ -29,8 +29,9 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use pickleshelf::pickle::{
-    self, BigInt, Int, Node, NodeId, PyStr, Value, decode, encode, from_slice, to_value, to_vec, to_vec_with_protocol,
+use pickleshelf_pickle::{
+    self as pickle, BigInt, Int, Node, NodeId, PyStr, Value, decode, encode, from_slice, to_value, to_vec,
+    to_vec_with_protocol,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -483,7 +484,7 @@ fn check_serde<T>(x: &T) -> Result<(), TestCaseError>
 where
     T: Serialize + serde::de::DeserializeOwned + PartialEq + fmt::Debug,
 {
-    let fail = |e: pickleshelf::Error| TestCaseError::fail(e.to_string());
+    let fail = |e: pickleshelf_pickle::Error| TestCaseError::fail(e.to_string());
     let bytes = to_vec(x).map_err(fail)?;
     let back: T = from_slice(&bytes).map_err(fail)?;
     prop_assert_eq!(&back, x);

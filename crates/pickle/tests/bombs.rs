@@ -17,8 +17,8 @@ use std::fmt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pickleshelf::pickle::{Limits, Value, decode_with, from_value};
-use pickleshelf::{DecodeErrorKind, Error};
+use pickleshelf_pickle::{DecodeErrorKind, Error};
+use pickleshelf_pickle::{Limits, Value, decode_with, from_value};
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 const BOMB_ENV: &str = "PICKLESHELF_BOMB";

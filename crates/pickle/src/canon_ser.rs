@@ -63,14 +63,29 @@ const HEADER: usize = 11;
 /// A frame with a smaller payload (body and `STOP`) gets no `FRAME` header.
 const FRAME_MIN: usize = 4;
 
-/// The canonical pickle of any `T: Serialize` (see [`super::canon`] and the module
-/// docs): written directly when it can be, else through the [`super::value::Value`]
-/// path, with identical bytes either way.
+/// The canonical pickle of any `T: Serialize`: the bytes of
+/// [`canonical_pickle`]`(&value as a Value)`, with Rust `HashSet`, `BTreeSet` and
+/// `IndexSet` taken as Python sets (other set types serialize as lists). Written
+/// straight from serde when it can be, else through a [`crate::Value`], with identical
+/// bytes either way.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use pickleshelf_pickle::canonical_pickle_of;
+///
+/// let a: HashMap<&str, u8> = [("x", 1), ("y", 2)].into();
+/// let b: HashMap<&str, u8> = [("y", 2), ("x", 1)].into();
+/// // Python: fast_dumps(canonical({'x': 1, 'y': 2})), whatever the dict's order
+/// let want = b"\x80\x04\x95\x0e\x00\x00\x00\x00\x00\x00\x00}(\x8c\x01xK\x01\x8c\x01yK\x02u.";
+/// assert_eq!(canonical_pickle_of(&a)?, want);
+/// assert_eq!(canonical_pickle_of(&b)?, want);
+/// # Ok::<(), pickleshelf_pickle::Error>(())
+/// ```
 ///
 /// # Errors
 /// As `canonical_pickle(&to_value_with_sets(value)?)`: [`Error::Serde`] when `T` cannot
 /// be represented, [`Error::Encode`] when its form holds no plain data.
-pub(crate) fn canonical_pickle_of<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+pub fn canonical_pickle_of<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     match direct(value) {
         Some(bytes) => Ok(bytes),
         None => via_value(value),

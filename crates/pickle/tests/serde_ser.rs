@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use pickleshelf::Error;
-use pickleshelf::pickle::{self, Value};
+use pickleshelf_pickle::Error;
+use pickleshelf_pickle::{self as pickle, Value};
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 

@@ -2,7 +2,7 @@
 //! ([`to_value`]).
 //!
 //! [`to_vec`] writes opcodes directly, without building a [`Value`], through the same
-//! writer as [`crate::pickle::encode`]; for every `x`, `to_vec_with_protocol(x, p)`
+//! writer as [`crate::encode`]; for every `x`, `to_vec_with_protocol(x, p)`
 //! equals `encode(&to_value(x)?, p)`, and both equal CPython's `pickle.dumps(v,
 //! protocol=p)` of the Python value `v` below.
 //!
@@ -67,13 +67,13 @@ pub const MAX_DEPTH: usize = 1000;
 /// #[derive(serde::Serialize)]
 /// struct Point { x: i32, label: String }
 ///
-/// let bytes = pickleshelf::pickle::to_vec(&Point { x: 1, label: "a".into() })?;
+/// let bytes = pickleshelf_pickle::to_vec(&Point { x: 1, label: "a".into() })?;
 /// // pickle.dumps({'x': 1, 'label': 'a'}, protocol=4)
 /// assert_eq!(
 ///     bytes,
 ///     b"\x80\x04\x95\x17\x00\x00\x00\x00\x00\x00\x00}\x94(\x8c\x01x\x94K\x01\x8c\x05label\x94\x8c\x01a\x94u."
 /// );
-/// # Ok::<(), pickleshelf::Error>(())
+/// # Ok::<(), pickleshelf_pickle::Error>(())
 /// ```
 ///
 /// # Errors
@@ -88,10 +88,10 @@ pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
 /// use std::collections::BTreeMap;
 ///
 /// let map = BTreeMap::from([("a", vec![1u8, 2])]);
-/// let bytes = pickleshelf::pickle::to_vec_with_protocol(&map, 2)?;
+/// let bytes = pickleshelf_pickle::to_vec_with_protocol(&map, 2)?;
 /// // pickle.dumps({'a': [1, 2]}, protocol=2)
 /// assert_eq!(bytes, b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01]q\x02(K\x01K\x02es.");
-/// # Ok::<(), pickleshelf::Error>(())
+/// # Ok::<(), pickleshelf_pickle::Error>(())
 /// ```
 ///
 /// # Errors
@@ -105,14 +105,14 @@ pub fn to_vec_with_protocol<T: Serialize + ?Sized>(value: &T, protocol: u8) -> R
 
 /// Converts any `T: Serialize` to a [`Value`] (mapped as in the module docs).
 ///
-/// The value shares nodes where Python shares objects, as [`crate::pickle::decode`]
+/// The value shares nodes where Python shares objects, as [`crate::decode`]
 /// would give them: one node per field or variant name, and one each for `None`,
 /// `True`, `False`, `()`, `''`, `b''` and each one-character str below U+0100.
 ///
 /// ```
-/// let v = pickleshelf::pickle::to_value(&(1, "a", Some(2.5), None::<u8>))?;
+/// let v = pickleshelf_pickle::to_value(&(1, "a", Some(2.5), None::<u8>))?;
 /// assert_eq!(v.to_string(), "(1, 'a', 2.5, None)");
-/// # Ok::<(), pickleshelf::Error>(())
+/// # Ok::<(), pickleshelf_pickle::Error>(())
 /// ```
 ///
 /// # Errors

@@ -37,6 +37,7 @@
 use serde::ser::{self, Serialize};
 
 use super::canon::{SET_TAG, canonical_pickle};
+use super::compound::{forward_compound, forward_serializer};
 use super::emit::BATCH;
 use super::opcodes as op;
 use super::ser::{MAX_DEPTH, is_set_type, to_value_with_sets};
@@ -504,20 +505,10 @@ impl<'a> ser::Serializer for &'a mut Canon {
     type SerializeStruct = MapW<'a>;
     type SerializeStructVariant = MapW<'a>;
 
+    forward_serializer!((), TupleW<'a>);
+
     fn serialize_bool(self, v: bool) -> Result<()> {
         self.out.push(if v { op::NEWTRUE } else { op::NEWFALSE });
-        Ok(())
-    }
-    fn serialize_i8(self, v: i8) -> Result<()> {
-        self.write_i64(i64::from(v));
-        Ok(())
-    }
-    fn serialize_i16(self, v: i16) -> Result<()> {
-        self.write_i64(i64::from(v));
-        Ok(())
-    }
-    fn serialize_i32(self, v: i32) -> Result<()> {
-        self.write_i64(i64::from(v));
         Ok(())
     }
     fn serialize_i64(self, v: i64) -> Result<()> {
@@ -526,18 +517,6 @@ impl<'a> ser::Serializer for &'a mut Canon {
     }
     fn serialize_i128(self, v: i128) -> Result<()> {
         self.write_i128(v);
-        Ok(())
-    }
-    fn serialize_u8(self, v: u8) -> Result<()> {
-        self.write_i64(i64::from(v));
-        Ok(())
-    }
-    fn serialize_u16(self, v: u16) -> Result<()> {
-        self.write_i64(i64::from(v));
-        Ok(())
-    }
-    fn serialize_u32(self, v: u32) -> Result<()> {
-        self.write_i64(i64::from(v));
         Ok(())
     }
     fn serialize_u64(self, v: u64) -> Result<()> {
@@ -549,10 +528,6 @@ impl<'a> ser::Serializer for &'a mut Canon {
     }
     fn serialize_u128(self, v: u128) -> Result<()> {
         self.write_u128(v);
-        Ok(())
-    }
-    fn serialize_f32(self, v: f32) -> Result<()> {
-        self.write_f64(f64::from(v));
         Ok(())
     }
     fn serialize_f64(self, v: f64) -> Result<()> {
@@ -578,17 +553,8 @@ impl<'a> ser::Serializer for &'a mut Canon {
         self.leave();
         Ok(())
     }
-    fn serialize_unit(self) -> Result<()> {
-        self.serialize_none()
-    }
-    fn serialize_unit_struct(self, _name: &'static str) -> Result<()> {
-        self.serialize_none()
-    }
     fn serialize_unit_variant(self, _name: &'static str, _index: u32, variant: &'static str) -> Result<()> {
         self.write_str(variant.as_bytes())
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _name: &'static str, value: &T) -> Result<()> {
-        self.serialize_some(value)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
@@ -640,10 +606,6 @@ impl<'a> ser::Serializer for &'a mut Canon {
             self.out.push(op::MARK);
         }
         Ok(TupleW { c: self, len, count: 0, variant: false })
-    }
-
-    fn serialize_tuple_struct(self, _name: &'static str, len: usize) -> Result<TupleW<'a>> {
-        self.serialize_tuple(len)
     }
 
     fn serialize_tuple_variant(
@@ -720,17 +682,6 @@ impl SeqW<'_> {
     }
 }
 
-impl ser::SerializeSeq for SeqW<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.element(value)
-    }
-    fn end(self) -> Result<()> {
-        self.finish()
-    }
-}
-
 impl TupleW<'_> {
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         if self.count == self.len {
@@ -762,40 +713,17 @@ impl TupleW<'_> {
     }
 }
 
-impl ser::SerializeTuple for TupleW<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.element(value)
-    }
-    fn end(self) -> Result<()> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTupleStruct for TupleW<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.element(value)
-    }
-    fn end(self) -> Result<()> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTupleVariant for TupleW<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.element(value)
-    }
-    fn end(self) -> Result<()> {
-        self.finish()
-    }
-}
+forward_compound!(seq SeqW => (): SerializeSeq);
+forward_compound!(seq TupleW => (): SerializeTuple, SerializeTupleStruct, SerializeTupleVariant);
+forward_compound!(struct MapW => (): SerializeStruct, SerializeStructVariant);
 
 impl MapW<'_> {
+    /// A struct field: its name as the key, then the value.
+    fn field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> Result<()> {
+        let k = self.name_key(name)?;
+        self.value(k, value)
+    }
+
     /// Fails when the announced number of entries is already written.
     fn check_room(&mut self) -> Result<()> {
         if self.len == Some(self.count) {
@@ -859,34 +787,6 @@ impl ser::SerializeMap for MapW<'_> {
         let Some(k) = self.key.take() else {
             return Err(self.c.fail());
         };
-        self.value(k, value)
-    }
-
-    fn end(self) -> Result<()> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeStruct for MapW<'_> {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<()> {
-        let k = self.name_key(key)?;
-        self.value(k, value)
-    }
-
-    fn end(self) -> Result<()> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeStructVariant for MapW<'_> {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<()> {
-        let k = self.name_key(key)?;
         self.value(k, value)
     }
 

@@ -81,6 +81,7 @@
 mod canon;
 mod canon_ser;
 mod compat;
+mod compound;
 pub mod de;
 mod decode;
 mod direct;

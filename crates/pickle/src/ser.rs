@@ -51,6 +51,7 @@ use std::fmt::Display;
 
 use serde::ser::{self, Serialize};
 
+use super::compound::{forward_compound, forward_serializer};
 use super::emit::{BATCH, Emitter, str_singleton};
 use super::encode::Encoder;
 use super::int::{BigInt, Int};
@@ -292,18 +293,11 @@ impl<'a> ser::Serializer for &'a mut Pickler {
     type SerializeStruct = MapWriter<'a>;
     type SerializeStructVariant = MapWriter<'a>;
 
+    forward_serializer!((), TupleWriter<'a>);
+
     fn serialize_bool(self, v: bool) -> Result<()> {
         self.em.save_bool(v);
         Ok(())
-    }
-    fn serialize_i8(self, v: i8) -> Result<()> {
-        self.serialize_i64(i64::from(v))
-    }
-    fn serialize_i16(self, v: i16) -> Result<()> {
-        self.serialize_i64(i64::from(v))
-    }
-    fn serialize_i32(self, v: i32) -> Result<()> {
-        self.serialize_i64(i64::from(v))
     }
     fn serialize_i64(self, v: i64) -> Result<()> {
         self.em.save_i64(v);
@@ -313,15 +307,6 @@ impl<'a> ser::Serializer for &'a mut Pickler {
         self.em.save_i128(v);
         Ok(())
     }
-    fn serialize_u8(self, v: u8) -> Result<()> {
-        self.serialize_i64(i64::from(v))
-    }
-    fn serialize_u16(self, v: u16) -> Result<()> {
-        self.serialize_i64(i64::from(v))
-    }
-    fn serialize_u32(self, v: u32) -> Result<()> {
-        self.serialize_i64(i64::from(v))
-    }
     fn serialize_u64(self, v: u64) -> Result<()> {
         self.em.save_u128(u128::from(v));
         Ok(())
@@ -329,9 +314,6 @@ impl<'a> ser::Serializer for &'a mut Pickler {
     fn serialize_u128(self, v: u128) -> Result<()> {
         self.em.save_u128(v);
         Ok(())
-    }
-    fn serialize_f32(self, v: f32) -> Result<()> {
-        self.serialize_f64(f64::from(v))
     }
     fn serialize_f64(self, v: f64) -> Result<()> {
         self.em.save_f64(v);
@@ -359,18 +341,9 @@ impl<'a> ser::Serializer for &'a mut Pickler {
         self.leave();
         Ok(())
     }
-    fn serialize_unit(self) -> Result<()> {
-        self.serialize_none()
-    }
-    fn serialize_unit_struct(self, _name: &'static str) -> Result<()> {
-        self.serialize_none()
-    }
     fn serialize_unit_variant(self, _name: &'static str, _index: u32, variant: &'static str) -> Result<()> {
         self.em.save_name(variant)?;
         Ok(())
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _name: &'static str, value: &T) -> Result<()> {
-        self.serialize_some(value)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
@@ -416,10 +389,6 @@ impl<'a> ser::Serializer for &'a mut Pickler {
             self.em.op(op::MARK);
         }
         Ok(TupleWriter { p: self, len, count: 0, variant: false })
-    }
-
-    fn serialize_tuple_struct(self, _name: &'static str, len: usize) -> Result<TupleWriter<'a>> {
-        self.serialize_tuple(len)
     }
 
     fn serialize_tuple_variant(
@@ -551,40 +520,16 @@ impl TupleWriter<'_> {
     }
 }
 
-impl ser::SerializeTuple for TupleWriter<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.element(value)
-    }
-    fn end(self) -> Result<()> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTupleStruct for TupleWriter<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.element(value)
-    }
-    fn end(self) -> Result<()> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTupleVariant for TupleWriter<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.element(value)
-    }
-    fn end(self) -> Result<()> {
-        self.finish()
-    }
-}
+forward_compound!(seq TupleWriter => (): SerializeTuple, SerializeTupleStruct, SerializeTupleVariant);
+forward_compound!(struct MapWriter => (): SerializeStruct, SerializeStructVariant);
 
 impl MapWriter<'_> {
+    /// A struct field: its name as the key, then the value.
+    fn field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> Result<()> {
+        self.key(|p| p.em.save_name(name).map(|_| ()))?;
+        self.value(value)
+    }
+
     /// Starts an entry of a known-length dict; the key is written by `write_key`.
     fn key(&mut self, write_key: impl FnOnce(&mut Pickler) -> Result<()>) -> Result<()> {
         match self {
@@ -657,34 +602,6 @@ impl ser::SerializeMap for MapWriter<'_> {
     }
 
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.value(value)
-    }
-
-    fn end(self) -> Result<()> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeStruct for MapWriter<'_> {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<()> {
-        self.key(|p| p.em.save_name(key).map(|_| ()))?;
-        self.value(value)
-    }
-
-    fn end(self) -> Result<()> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeStructVariant for MapWriter<'_> {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<()> {
-        self.key(|p| p.em.save_name(key).map(|_| ()))?;
         self.value(value)
     }
 
@@ -825,17 +742,10 @@ impl<'a> ser::Serializer for &'a mut Builder {
     type SerializeStruct = MapBuilder<'a>;
     type SerializeStructVariant = MapBuilder<'a>;
 
+    forward_serializer!(NodeId, SeqBuilder<'a>);
+
     fn serialize_bool(self, v: bool) -> Result<NodeId> {
         Ok(self.atom(if v { TRUE_ATOM } else { FALSE_ATOM }, Node::Bool(v)))
-    }
-    fn serialize_i8(self, v: i8) -> Result<NodeId> {
-        self.serialize_i64(i64::from(v))
-    }
-    fn serialize_i16(self, v: i16) -> Result<NodeId> {
-        self.serialize_i64(i64::from(v))
-    }
-    fn serialize_i32(self, v: i32) -> Result<NodeId> {
-        self.serialize_i64(i64::from(v))
     }
     fn serialize_i64(self, v: i64) -> Result<NodeId> {
         Ok(self.push(Node::Int(v)))
@@ -843,23 +753,11 @@ impl<'a> ser::Serializer for &'a mut Builder {
     fn serialize_i128(self, v: i128) -> Result<NodeId> {
         Ok(self.int(int_from_u128(v < 0, v.unsigned_abs())))
     }
-    fn serialize_u8(self, v: u8) -> Result<NodeId> {
-        self.serialize_i64(i64::from(v))
-    }
-    fn serialize_u16(self, v: u16) -> Result<NodeId> {
-        self.serialize_i64(i64::from(v))
-    }
-    fn serialize_u32(self, v: u32) -> Result<NodeId> {
-        self.serialize_i64(i64::from(v))
-    }
     fn serialize_u64(self, v: u64) -> Result<NodeId> {
         Ok(self.int(int_from_u128(false, u128::from(v))))
     }
     fn serialize_u128(self, v: u128) -> Result<NodeId> {
         Ok(self.int(int_from_u128(false, v)))
-    }
-    fn serialize_f32(self, v: f32) -> Result<NodeId> {
-        self.serialize_f64(f64::from(v))
     }
     fn serialize_f64(self, v: f64) -> Result<NodeId> {
         Ok(self.push(Node::Float(v)))
@@ -885,17 +783,8 @@ impl<'a> ser::Serializer for &'a mut Builder {
         self.leave();
         Ok(id)
     }
-    fn serialize_unit(self) -> Result<NodeId> {
-        self.serialize_none()
-    }
-    fn serialize_unit_struct(self, _name: &'static str) -> Result<NodeId> {
-        self.serialize_none()
-    }
     fn serialize_unit_variant(self, _name: &'static str, _index: u32, variant: &'static str) -> Result<NodeId> {
         Ok(self.name(variant))
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _name: &'static str, value: &T) -> Result<NodeId> {
-        self.serialize_some(value)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
@@ -954,10 +843,6 @@ impl<'a> ser::Serializer for &'a mut Builder {
     fn serialize_tuple(self, len: usize) -> Result<SeqBuilder<'a>> {
         self.enter()?;
         Ok(SeqBuilder { b: self, items: Vec::with_capacity(len.min(4096)), len: Some(len), tuple: true, variant: None })
-    }
-
-    fn serialize_tuple_struct(self, _name: &'static str, len: usize) -> Result<SeqBuilder<'a>> {
-        self.serialize_tuple(len)
     }
 
     fn serialize_tuple_variant(
@@ -1046,51 +931,17 @@ impl SeqBuilder<'_> {
     }
 }
 
-impl ser::SerializeSeq for SeqBuilder<'_> {
-    type Ok = NodeId;
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.element(value)
-    }
-    fn end(self) -> Result<NodeId> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTuple for SeqBuilder<'_> {
-    type Ok = NodeId;
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.element(value)
-    }
-    fn end(self) -> Result<NodeId> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTupleStruct for SeqBuilder<'_> {
-    type Ok = NodeId;
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.element(value)
-    }
-    fn end(self) -> Result<NodeId> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTupleVariant for SeqBuilder<'_> {
-    type Ok = NodeId;
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.element(value)
-    }
-    fn end(self) -> Result<NodeId> {
-        self.finish()
-    }
-}
+forward_compound!(seq SeqBuilder => NodeId: SerializeSeq, SerializeTuple, SerializeTupleStruct, SerializeTupleVariant);
+forward_compound!(struct MapBuilder => NodeId: SerializeStruct, SerializeStructVariant);
 
 impl MapBuilder<'_> {
+    /// A struct field: its (shared) name node as the key, then the value.
+    fn field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> Result<()> {
+        self.check_room()?;
+        let k = self.b.name(name);
+        self.value(k, value)
+    }
+
     fn check_room(&self) -> Result<()> {
         match self.len {
             Some(len) if self.pairs.len() == len => Err(wrong_len("entries", len, len + 1)),
@@ -1138,36 +989,6 @@ impl ser::SerializeMap for MapBuilder<'_> {
 
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         let k = self.key.take().ok_or_else(|| Error::Serde("map value without a key".into()))?;
-        self.value(k, value)
-    }
-
-    fn end(self) -> Result<NodeId> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeStruct for MapBuilder<'_> {
-    type Ok = NodeId;
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<()> {
-        self.check_room()?;
-        let k = self.b.name(key);
-        self.value(k, value)
-    }
-
-    fn end(self) -> Result<NodeId> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeStructVariant for MapBuilder<'_> {
-    type Ok = NodeId;
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<()> {
-        self.check_room()?;
-        let k = self.b.name(key);
         self.value(k, value)
     }
 

@@ -20,7 +20,7 @@ fn crate_path(rel: &str) -> PathBuf {
 }
 
 fn corpus() -> Option<PathBuf> {
-    let dir = crate_path("../shared/conformance");
+    let dir = crate_path("../../../shared/conformance");
     if dir.join("manifest.json").is_file() {
         return Some(dir);
     }
@@ -39,7 +39,7 @@ fn python3() -> bool {
 }
 
 fn sample() -> PathBuf {
-    crate_path("examples/data/sample.pkl")
+    crate_path("../../examples/data/sample.pkl")
 }
 
 /// Runs the binary and returns stdout, asserting success.

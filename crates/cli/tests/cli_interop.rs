@@ -23,7 +23,7 @@ fn bin() -> Command {
 }
 
 fn corpus() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
     if dir.join("manifest.json").is_file() {
         return Some(dir);
     }

@@ -1,9 +1,10 @@
-//! Command-line parsing and the error policy of the `pickleshelf` binary.
+//! The `pickleshelf` command-line tool: thin, all logic lives in the library.
 //!
-//! Every subcommand group lives in its own file and returns `anyhow::Result`; this file
-//! turns an error into one line on stderr and an exit status: 0 on success (and when
-//! stdout closes early, as with `| head`), 1 for an operational error, 2 for a usage
-//! error (clap's own status).
+//! This file parses the command line and holds the error policy; every subcommand group
+//! lives in its own file and returns `anyhow::Result`, and an error becomes one line on
+//! stderr and an exit status: 0 on success (and when stdout closes early, as with
+//! `| head`), 1 for an operational error (the input is malformed or cannot be read, a
+//! store is missing, damaged or locked), 2 for a usage error (clap's own status).
 
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -94,8 +95,12 @@ enum Command {
     Pickle(pickle::PickleCommand),
 }
 
+fn main() {
+    std::process::exit(run());
+}
+
 /// Runs the tool; returns the process exit status.
-pub fn run() -> i32 {
+fn run() -> i32 {
     // Usage errors exit with clap's status 2; `--help` and `--version` with 0.
     let cli = Cli::parse();
     let result = match cli.command {

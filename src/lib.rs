@@ -26,7 +26,16 @@
 //! - [`pickle`]: the codec, the `pickleshelf-pickle` crate re-exported — a complete, safe
 //!   reader and a writer whose output for plain data is byte-identical to CPython's
 //!   `pickle.dumps`.
-//! - [`interop`]: Python `shelve` files (`dbm.dumb`, `dbm.sqlite3`) both ways.
+//! - [`interop`]: Python `shelve` files (`dbm.dumb`; `dbm.sqlite3` with the `sqlite`
+//!   feature) both ways.
+//!
+//! ## Features
+//!
+//! - `sqlite` (off by default): Python 3.13's `dbm.sqlite3` shelves in [`interop`],
+//!   through rusqlite with SQLite bundled (a C build of SQLite). Without it a
+//!   `dbm.sqlite3` shelve is still recognized, and reading or writing one is an
+//!   [`Error::Interop`] naming the feature. The `pickleshelf` command-line tool (crate
+//!   `pickleshelf-cli`) turns it on.
 //!
 //! ## Durability
 //!

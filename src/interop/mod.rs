@@ -1,6 +1,10 @@
 //! Moving pickles between a [`Shelf`] and files Python reads and writes: a `shelve` in
 //! the `dbm.dumb` format ([`dumb`]), a `shelve` in Python 3.13's `dbm.sqlite3` format
-//! ([`sqlite`]), and a directory of one `.pkl` file per key plus a manifest ([`dir`]).
+//! (`sqlite`, with the crate's `sqlite` feature), and a directory of one `.pkl` file per
+//! key plus a manifest ([`dir`]).
+//!
+//! Without the `sqlite` feature a `dbm.sqlite3` shelve is still recognized, and reading
+//! or writing one is an [`Error::Interop`] saying that the feature is needed.
 //!
 //! Invariants:
 //! - Pickles move byte-exact, both ways: what Python stored under a key is what the store
@@ -34,6 +38,7 @@
 
 pub mod dir;
 pub mod dumb;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 use std::collections::HashSet;
@@ -46,6 +51,10 @@ use crate::index::MAX_KEY_LEN;
 use crate::pickle;
 use crate::progress::Progress;
 use crate::shelf::{Batch, Shelf};
+
+/// The first 16 bytes of every SQLite database file (how a `dbm.sqlite3` shelve is
+/// recognized).
+pub const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
 /// Imports whose pickles add up to at most this many bytes are written in one atomic
 /// batch (larger ones in batches of about this size).
@@ -94,7 +103,7 @@ pub enum ShelveFormat {
     /// `dbm.dumb`: `PATH.dat` and `PATH.dir`; every CPython has it (see [`dumb`]).
     Dumb,
     /// `dbm.sqlite3`: one SQLite file at `PATH`; `shelve`'s default from Python 3.13
-    /// (see [`sqlite`]).
+    /// (the `sqlite` module, with the crate's `sqlite` feature).
     Sqlite3,
 }
 
@@ -106,6 +115,20 @@ impl ShelveFormat {
             ShelveFormat::Sqlite3 => "dbm.sqlite3",
         }
     }
+}
+
+/// The error for reading (`writing` false) or writing a `dbm.sqlite3` shelve in a build
+/// without the `sqlite` feature.
+#[cfg(not(feature = "sqlite"))]
+fn no_sqlite(path: &Path, writing: bool) -> Error {
+    let reason = if writing {
+        "writing a dbm.sqlite3 shelve needs pickleshelf's `sqlite` feature, which this build \
+         lacks (the pickleshelf command has it; a dbm.dumb shelve needs nothing)"
+    } else {
+        "this is a dbm.sqlite3 shelve, which this build of pickleshelf reads only with its \
+         `sqlite` feature (the pickleshelf command has it)"
+    };
+    interop(path, reason)
 }
 
 fn interop(path: &Path, reason: impl Into<String>) -> Error {
@@ -196,7 +219,7 @@ pub fn detect_shelve(path: &Path) -> Result<ShelveFormat> {
         }
         Err(e) => return Err(Error::Io { path: path.to_path_buf(), source: e }),
     }
-    if head == sqlite::MAGIC {
+    if head == SQLITE_MAGIC {
         return Ok(ShelveFormat::Sqlite3);
     }
     if head.len() >= 4 {
@@ -225,7 +248,10 @@ pub fn open_shelve(path: &Path, format: Option<ShelveFormat>) -> Result<Box<dyn 
     };
     Ok(match format {
         ShelveFormat::Dumb => Box::new(dumb::DumbReader::open(path)?),
+        #[cfg(feature = "sqlite")]
         ShelveFormat::Sqlite3 => Box::new(sqlite::SqliteReader::open(path)?),
+        #[cfg(not(feature = "sqlite"))]
+        ShelveFormat::Sqlite3 => return Err(no_sqlite(path, false)),
     })
 }
 
@@ -279,7 +305,10 @@ impl Target {
         }
         Ok(match self {
             Target::Shelve { path, format: ShelveFormat::Dumb } => Box::new(dumb::DumbWriter::create(path)?),
+            #[cfg(feature = "sqlite")]
             Target::Shelve { path, format: ShelveFormat::Sqlite3 } => Box::new(sqlite::SqliteWriter::create(path)?),
+            #[cfg(not(feature = "sqlite"))]
+            Target::Shelve { path, format: ShelveFormat::Sqlite3 } => return Err(no_sqlite(path, true)),
             Target::Dir(path) => Box::new(dir::DirWriter::create(path)?),
         })
     }
@@ -563,5 +592,40 @@ mod tests {
         fs::write(&t, b"just some text").map_err(io(&t))?;
         assert!(msg(detect_shelve(&t)).contains("not a shelve pickleshelf reads"));
         Ok(())
+    }
+
+    /// An SQLite file is recognized as a dbm.sqlite3 shelve in every build; without the
+    /// `sqlite` feature, opening it or exporting to one is an error naming the feature,
+    /// and nothing is written.
+    #[test]
+    fn a_dbm_sqlite3_shelve_is_recognized_with_or_without_the_feature() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::Config(e.to_string()))?;
+        let p = dir.path().join("s.sqlite");
+        let mut bytes = SQLITE_MAGIC.to_vec();
+        bytes.resize(4096, 0);
+        fs::write(&p, &bytes).map_err(io(&p))?;
+        assert_eq!(detect_shelve(&p)?, ShelveFormat::Sqlite3);
+        let out = dir.path().join("out.sqlite");
+        let target = Target::Shelve { path: out.clone(), format: ShelveFormat::Sqlite3 };
+        let (read, write) = (open_shelve(&p, None).map(|_| ()), target.create(false).map(|_| ()));
+        if cfg!(feature = "sqlite") {
+            // The module itself is tested in `sqlite.rs`: a zeroed file is not a database.
+            assert!(read.is_err());
+            assert!(write.is_ok());
+        } else {
+            let (read, write) = (err_text(read), err_text(write));
+            assert!(read.contains("this is a dbm.sqlite3 shelve") && read.contains("`sqlite` feature"), "{read}");
+            assert!(
+                write.contains("writing a dbm.sqlite3 shelve needs") && write.contains("`sqlite` feature"),
+                "{write}"
+            );
+            assert!(!out.exists());
+        }
+        assert_eq!(fs::read(&p).map_err(io(&p))?, bytes, "the shelve is left as it was");
+        Ok(())
+    }
+
+    fn err_text(r: Result<()>) -> String {
+        r.map_or_else(|e| e.to_string(), |()| "no error".into())
     }
 }

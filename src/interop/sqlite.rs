@@ -30,7 +30,7 @@ use super::{Sink, Source, interop, io, sync_parent, with_suffix};
 use crate::error::{Error, Result};
 
 /// The first 16 bytes of every SQLite database file.
-pub const MAGIC: &[u8; 16] = b"SQLite format 3\0";
+pub const MAGIC: &[u8; 16] = super::SQLITE_MAGIC;
 
 /// Python's table definition (`BUILD_TABLE` in `dbm/sqlite3.py`), verbatim.
 pub const BUILD_TABLE: &str = "

@@ -30,6 +30,8 @@
 //! store, and the damaged copies whose outcome is a failure or an undetected loss, are kept
 //! there).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write as _;
@@ -40,6 +42,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::Rng;
 use pickleshelf::{Batch, Shelf};
 
 const TEST_NAME: &str = "corruption_campaign";
@@ -58,27 +61,6 @@ fn key_count() -> u64 {
 }
 
 // ----- deterministic randomness -----
-
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x9e37_79b9_7f4a_7c15)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 // ----- the reference store -----
 

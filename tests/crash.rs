@@ -21,6 +21,8 @@
 //! Run with `--nocapture` to see the figures (kills per phase). `scripts/crash-loop.sh` runs
 //! long campaigns.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::Write as _;
@@ -29,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::Rng;
 use pickleshelf::{Batch, Durability, Shelf};
 
 const TEST_NAME: &str = "crash_kill_reopen_loop";
@@ -45,28 +48,6 @@ const KEYS: u64 = 40;
 const BIG_POOL: u64 = 16;
 
 // ----- deterministic randomness -----
-
-/// SplitMix64: small, seedable, good enough to pick ops and delays.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x9e37_79b9_7f4a_7c15)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n`.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 // ----- values (hand-built pickles) -----
 

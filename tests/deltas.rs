@@ -2,10 +2,13 @@
 //! in any order, cost about what changed, and keep refcounts exact under overwrite,
 //! removal, gc and concurrent writers (see `src/chain.rs` and `docs/FORMAT.md`).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
+use common::Rng;
 use pickleshelf::{Error, Shelf};
 use serde::Serialize;
 
@@ -16,23 +19,6 @@ struct Item {
     label: String,
     value: f64,
     counts: [u32; 3],
-}
-
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 /// A program state of `n` entries that changes `changes` entries per version.

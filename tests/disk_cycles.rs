@@ -4,9 +4,12 @@
 //! blob files that leak across reopens, 2.85× after 200 cycles; pickleshelf keeps them in
 //! object files of its own and deletes them once their removal is durable.)
 
+mod common;
+
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use common::Rng;
 use pickleshelf::{Error, Shelf};
 
 fn du(p: &Path) -> u64 {
@@ -23,20 +26,9 @@ fn du(p: &Path) -> u64 {
     total
 }
 
-struct SplitMix(u64);
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 /// A W4-style value: even k a list of 250,000 floats, odd k 2,000,000 bytes of log-like
 /// records (WORKLOADS.md §5), as pickle protocol 4 bytes.
-fn value(rng: &mut SplitMix, k: u64) -> Vec<u8> {
+fn value(rng: &mut Rng, k: u64) -> Vec<u8> {
     if k.is_multiple_of(2) {
         let floats: Vec<f64> = (0..250_000).map(|_| (rng.next() >> 11) as f64 / (1u64 << 53) as f64).collect();
         pickleshelf::pickle::to_vec(&floats).unwrap_or_else(|e| panic!("{e}"))
@@ -63,7 +55,7 @@ fn value(rng: &mut SplitMix, k: u64) -> Vec<u8> {
 fn two_hundred_cycles_keep_disk_near_live_data() -> Result<(), Error> {
     let dir = tempfile::tempdir().map_err(|e| Error::Config(e.to_string()))?;
     let path = dir.path().join("s");
-    let mut rng = SplitMix(4);
+    let mut rng = Rng(4);
     let keys = 8u64;
     let mut live: Vec<usize> = vec![0; keys as usize];
     for cycle in 0..200u64 {

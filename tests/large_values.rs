@@ -10,6 +10,9 @@
 //! before the operation. The bound is 3× the largest value's pickle, counting the result a
 //! `get` returns.
 
+mod common;
+
+use common::Rng;
 use pickleshelf::pickle::{self, Node, Value};
 use pickleshelf::{Error, Shelf};
 
@@ -37,19 +40,6 @@ fn peak_growth<T>(f: impl FnOnce() -> T) -> (T, u64) {
     let out = f();
     let peak = status_kb("VmHWM:");
     (out, peak.saturating_sub(before) * 1024)
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // splitmix64
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
 }
 
 fn floats(seed: u64) -> Vec<f64> {

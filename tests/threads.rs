@@ -7,11 +7,14 @@
 //! key, which that thread had started writing. A watchdog aborts the process if the test
 //! has not finished after 60 s (a deadlock).
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::Rng;
 use pickleshelf::{Batch, Shelf};
 
 const THREADS: usize = 8;
@@ -25,22 +28,6 @@ const POOL_LEN: usize = 4;
 
 fn key(k: usize) -> String {
     format!("key/{k:02}")
-}
-
-/// A small xorshift generator: reproducible per thread, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 /// What a value says about itself.
@@ -150,7 +137,7 @@ fn worker(shared: &Shared, t: usize) {
     let mut c = 0u64;
     // The value thread `t` writes as operation `c` for key `k` (registered as begun).
     let mut value = |rng: &mut Rng, k: usize| {
-        let v = match rng.below(10) {
+        let v = match rng.index(10) {
             0..=5 => small(t, c, k),
             6 | 7 => large(b'W', t, c, k),
             _ => pool(k % POOL_LEN),
@@ -160,8 +147,8 @@ fn worker(shared: &Shared, t: usize) {
         v
     };
     while !shared.stop.load(Ordering::Relaxed) {
-        let k = rng.below(KEYS);
-        match rng.below(100) {
+        let k = rng.index(KEYS);
+        match rng.index(100) {
             0..=34 => {
                 let v = value(&mut rng, k);
                 shelf.insert_pickle(&key(k), &v).expect("insert_pickle");
@@ -177,9 +164,9 @@ fn worker(shared: &Shared, t: usize) {
             75..=84 => {
                 // Several changes at once; a key may appear twice.
                 let mut b = Batch::new();
-                for _ in 0..2 + rng.below(4) {
-                    let k = rng.below(KEYS);
-                    if rng.below(4) == 0 {
+                for _ in 0..2 + rng.index(4) {
+                    let k = rng.index(KEYS);
+                    if rng.index(4) == 0 {
                         b.remove(&key(k));
                     } else {
                         b.insert_pickle(&key(k), &value(&mut rng, k)).expect("a valid pickle");
@@ -188,7 +175,7 @@ fn worker(shared: &Shared, t: usize) {
                 shelf.apply(b).expect("apply");
             }
             85..=89 => {
-                let prefix = format!("key/{}", rng.below(3));
+                let prefix = format!("key/{}", rng.index(3));
                 for item in shelf.scan_prefix(&prefix) {
                     let (name, bytes) = item.expect("scan_prefix");
                     let k = name.strip_prefix("key/").and_then(|n| n.parse().ok()).expect("a key of this test");

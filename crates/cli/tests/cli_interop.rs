@@ -11,39 +11,15 @@
 //! Without `python3` or the corpus the tests skip with a message; with `CI` set they
 //! fail instead.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
 
-use assert_cmd::Command;
+use common::cli::{bin, s};
+use common::{corpus, python3};
 use serde_json::Value as Json;
-
-fn bin() -> Command {
-    Command::cargo_bin("pickleshelf").unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn corpus() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
-    if dir.join("manifest.json").is_file() {
-        return Some(dir);
-    }
-    assert!(std::env::var_os("CI").is_none(), "conformance corpus missing at {} (CI is set)", dir.display());
-    eprintln!("skipping: conformance corpus not found at {}", dir.display());
-    None
-}
-
-fn python3() -> bool {
-    let found = StdCommand::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
-    assert!(found || std::env::var_os("CI").is_none(), "python3 is needed (CI is set) but was not found");
-    if !found {
-        eprintln!("skipping: python3 not found");
-    }
-    found
-}
-
-fn s(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
-}
 
 /// One key of the shelve: a corpus file, and the JSON its value must print as.
 struct Entry {
@@ -299,7 +275,7 @@ fn check_json(store: &Path, entries: &[Entry]) {
 #[test]
 fn a_python_shelve_round_trips_through_pickleshelf() {
     let Some(corpus) = corpus() else { return };
-    if !python3() {
+    if python3().is_none() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -336,7 +312,7 @@ fn a_python_shelve_round_trips_through_pickleshelf() {
 #[test]
 fn an_export_directory_round_trips_through_pickleshelf() {
     let Some(corpus) = corpus() else { return };
-    if !python3() {
+    if python3().is_none() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

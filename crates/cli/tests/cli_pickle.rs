@@ -4,42 +4,18 @@
 //! Cases that read `../shared/conformance` skip when it is missing (fail when `CI` is
 //! set); so do the checks that ask `python3` to load what the encoder wrote.
 
+mod common;
+
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command as StdCommand, Stdio};
 
-use assert_cmd::Command;
+use common::cli::bin;
+use common::{corpus, python3};
 use predicates::prelude::*;
 
-fn bin() -> Command {
-    Command::cargo_bin("pickleshelf").unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn crate_path(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
-fn corpus() -> Option<PathBuf> {
-    let dir = crate_path("../../../shared/conformance");
-    if dir.join("manifest.json").is_file() {
-        return Some(dir);
-    }
-    assert!(std::env::var_os("CI").is_none(), "conformance corpus missing at {} (CI is set)", dir.display());
-    eprintln!("skipping: conformance corpus not found at {}", dir.display());
-    None
-}
-
-fn python3() -> bool {
-    let found = StdCommand::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
-    assert!(found || std::env::var_os("CI").is_none(), "python3 is needed (CI is set) but was not found");
-    if !found {
-        eprintln!("skipping the python3 check: python3 not found");
-    }
-    found
-}
-
 fn sample() -> PathBuf {
-    crate_path("../../examples/data/sample.pkl")
+    common::repo_root().join("examples/data/sample.pkl")
 }
 
 /// Runs the binary and returns stdout, asserting success.
@@ -128,7 +104,7 @@ fn encode_writes_a_pickle_that_decodes_back() {
 #[test]
 fn encode_output_loads_in_python() {
     let Some(dir) = corpus() else { return };
-    if !python3() {
+    if python3().is_none() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -159,7 +135,7 @@ fn roundtrip_keeps_the_value() {
         let pkl = run_ok(&["pickle", "roundtrip", "--protocol", p, &sample().to_string_lossy()], None);
         let again = run_ok(&["pickle", "decode", "-"], Some(pkl.clone()));
         assert_eq!(again, original, "protocol {p}");
-        if p == "4" && python3() {
+        if p == "4" && python3().is_some() {
             // CPython loads the re-encoded sample to a value equal to the original's.
             let code = "import pickle,sys; a=pickle.load(open(sys.argv[1],'rb')); b=pickle.loads(sys.stdin.buffer.read()); \
                         sys.exit(0 if a == b and a['recent_files'] is a['open_tabs'] and b['recent_files'] is b['open_tabs'] else 1)";

@@ -9,19 +9,12 @@
 //!
 //! When the corpus is missing the tests skip with a message, or fail when `CI` is set.
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::path::Path;
+
+use common::corpus;
 use pickleshelf_pickle as pickle;
-
-fn corpus_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
-    if dir.join("manifest.json").is_file() {
-        return Some(dir);
-    }
-    assert!(std::env::var_os("CI").is_none(), "conformance corpus missing at {} (CI is set)", dir.display());
-    eprintln!("skipping: conformance corpus not found at {}", dir.display());
-    None
-}
 
 struct Case {
     name: String,
@@ -51,7 +44,7 @@ fn read_manifest(dir: &Path) -> Vec<Case> {
 
 #[test]
 fn every_pickle_file_decodes_to_its_json() {
-    let Some(dir) = corpus_dir() else { return };
+    let Some(dir) = corpus() else { return };
     let cases = read_manifest(&dir);
     assert!(cases.len() >= 117, "manifest lists only {} cases", cases.len());
     let mut failures = Vec::new();
@@ -107,7 +100,7 @@ fn every_pickle_file_decodes_to_its_json() {
 
 #[test]
 fn values_json_round_trips_through_the_reader() {
-    let Some(dir) = corpus_dir() else { return };
+    let Some(dir) = corpus() else { return };
     let mut failures = Vec::new();
     let mut checked = 0;
     for case in read_manifest(&dir).iter().filter(|c| c.group == "values") {
@@ -136,7 +129,7 @@ fn values_json_round_trips_through_the_reader() {
 
 #[test]
 fn object_cases_are_rejected_by_the_reader_with_an_offset() {
-    let Some(dir) = corpus_dir() else { return };
+    let Some(dir) = corpus() else { return };
     for case in read_manifest(&dir).iter().filter(|c| c.group == "objects") {
         let text = std::fs::read_to_string(dir.join(&case.json)).unwrap_or_default();
         match pickle::from_tagged_json(&text) {

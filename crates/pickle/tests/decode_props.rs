@@ -2,6 +2,8 @@
 //! without a protocol header in front), and every truncation of valid pickles, which
 //! must all be errors. Values that do decode are printed and deserialized too.
 
+mod common;
+
 use std::fmt;
 use std::sync::LazyLock;
 
@@ -91,7 +93,7 @@ fn unhex(s: &str) -> Vec<u8> {
 /// `../shared/conformance/cases` is there.
 static SEEDS: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
     let mut seeds: Vec<Vec<u8>> = SEEDS_HEX.iter().map(|h| unhex(h)).collect();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/cases");
+    let dir = common::repo_root().join("../shared/conformance/cases");
     if let Ok(entries) = std::fs::read_dir(&dir) {
         let mut files: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
         files.sort();

@@ -14,38 +14,15 @@
 //! Without `python3` the CPython checks are skipped, unless `CI` is set, where they
 //! fail. Without the corpus its checks are skipped with a message.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::{Rng, corpus, python3};
 use pickleshelf_pickle::{self as pickle, Int, Node, NodeId, PyStr, Value};
 
 // ----- environment -----
-
-fn python3() -> Option<&'static str> {
-    let ok = Command::new("python3").arg("-c").arg("import pickle").output().map(|o| o.status.success());
-    match ok {
-        Ok(true) => Some("python3"),
-        _ if std::env::var_os("CI").is_some() => panic!("python3 is required when CI is set"),
-        _ => {
-            eprintln!("SKIPPED: python3 not found");
-            None
-        }
-    }
-}
-
-fn corpus() -> Option<PathBuf> {
-    let dir = std::env::var_os("PICKLESHELF_CONFORMANCE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance"));
-    if dir.join("manifest.json").is_file() {
-        Some(dir)
-    } else if std::env::var_os("CI").is_some() {
-        panic!("the conformance corpus is required when CI is set; not found at {}", dir.display())
-    } else {
-        eprintln!("SKIPPED: conformance corpus not found at {}", dir.display());
-        None
-    }
-}
 
 /// The case names of one group in `manifest.json` (`"groups": {"values": [...]}`).
 fn group(dir: &Path, name: &str) -> Vec<String> {
@@ -118,28 +95,6 @@ fn corpus_objects_reencode_load_in_cpython() {
 }
 
 // ----- 2. random and hand-made values: CPython re-pickles our bytes identically -----
-
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-}
 
 /// Builds random plain values. Sets hold distinct small non-negative ints in
 /// ascending order, the order CPython iterates them in (an int hashes to itself and

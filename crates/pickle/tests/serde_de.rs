@@ -6,9 +6,12 @@
 //! back with `from_slice`, which reads the opcodes directly (or falls back): it must give
 //! what `from_value` gives on the decoded bytes, value or error message.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
+use common::{corpus_pickles, python3};
 use pickleshelf_pickle::Error;
 use pickleshelf_pickle::{
     Node, NodeId, Value, decode, encode, from_slice, from_value, from_value_borrowed, from_value_with,
@@ -636,14 +639,11 @@ fn errors_name_the_path() {
 
 /// Runs python3 on a script; `None` (skip) when python3 is missing, unless `CI` is set.
 fn python(script: &str) -> Option<String> {
-    match std::process::Command::new("python3").arg("-c").arg(script).output() {
+    let out = std::process::Command::new(python3()?).arg("-c").arg(script).output();
+    match out {
         Ok(out) if out.status.success() => Some(String::from_utf8_lossy(&out.stdout).into_owned()),
         Ok(out) => panic!("python3 failed: {}", String::from_utf8_lossy(&out.stderr)),
-        Err(e) => {
-            assert!(std::env::var_os("CI").is_none(), "python3 is needed when CI is set: {e}");
-            eprintln!("skipping: python3 not found ({e})");
-            None
-        }
+        Err(e) => panic!("python3 did not run: {e}"),
     }
 }
 
@@ -751,33 +751,9 @@ fn cpython_pickles_at_every_protocol() {
 
 // ----- the conformance corpus -----
 
-/// The `.pkl` files of `../shared/conformance/cases`; `None` (skip) when it is absent,
-/// unless `CI` is set.
-fn corpus() -> Option<Vec<(String, Vec<u8>)>> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/cases");
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) => {
-            assert!(std::env::var_os("CI").is_none(), "{} is needed when CI is set: {e}", dir.display());
-            eprintln!("skipping: no conformance corpus at {} ({e})", dir.display());
-            return None;
-        }
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
-        if path.extension().is_some_and(|x| x == "pkl") {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            out.push((name, std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))));
-        }
-    }
-    out.sort();
-    Some(out)
-}
-
 #[test]
 fn conformance_corpus_through_deserialize_any() {
-    let Some(cases) = corpus() else { return };
+    let Some(cases) = corpus_pickles() else { return };
     assert!(cases.len() >= 700, "{} cases", cases.len());
     for (name, bytes) in &cases {
         let v = decode(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -20,12 +20,15 @@
 //! 250,000-float list holds no more than 1.5 × (input + output) bytes, counted by a global
 //! allocator, where the `Value` path holds about 3 ×.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
+use common::{Rng, corpus_pickles};
 use pickleshelf_pickle::direct_testing::{direct, streamable, via_value};
 use pickleshelf_pickle::{
     self as pickle, BigInt, Int, Node, NodeId, PyStr, Value, encode, from_slice, to_value, to_vec,
@@ -387,31 +390,12 @@ fn tree_of(v: &Value, id: NodeId) -> Tree {
     }
 }
 
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// True with probability 1/n.
-    fn one_in(&mut self, n: u64) -> bool {
-        self.next().is_multiple_of(n)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// A pickler that picks, at random, one of the ways the format allows for each thing.
 struct Writer {
     out: Vec<u8>,
     /// Offsets where opcodes begin (frames may be cut there).
     ops: Vec<usize>,
-    rng: SplitMix,
+    rng: Rng,
     memo: u32,
     /// Memoized scalars by their opcode bytes, for `BINGET`.
     seen: HashMap<Vec<u8>, u32>,
@@ -448,8 +432,8 @@ fn surrogatepass(cps: &[u32]) -> Vec<u8> {
 
 impl Writer {
     fn new(seed: u64, share: bool) -> Writer {
-        let mut rng = SplitMix(seed);
-        let proto = [1u8, 2, 3, 4, 5][rng.below(5)];
+        let mut rng = Rng(seed);
+        let proto = [1u8, 2, 3, 4, 5][rng.index(5)];
         Writer {
             out: Vec::new(),
             ops: Vec::new(),
@@ -472,7 +456,7 @@ impl Writer {
     fn memoize(&mut self) -> u32 {
         let i = self.memo;
         self.memo += 1;
-        match self.rng.below(3) {
+        match self.rng.index(3) {
             0 if self.proto >= 4 => self.op(&[0x94]),
             1 if i < 256 => self.op(&[b'q', i as u8]),
             _ => {
@@ -512,7 +496,7 @@ impl Writer {
     fn sized(&mut self, short: u8, long4: u8, long8: Option<u8>, body: &[u8]) -> Vec<u8> {
         let n = body.len();
         let mut b = Vec::new();
-        match self.rng.below(3) {
+        match self.rng.index(3) {
             0 if n < 256 => b.extend_from_slice(&[short, n as u8]),
             1 if long8.is_some() => {
                 b.push(long8.unwrap_or(long4));
@@ -528,7 +512,7 @@ impl Writer {
     }
 
     fn int(&mut self, i: i64) -> Vec<u8> {
-        let pick = self.rng.below(4);
+        let pick = self.rng.index(4);
         if pick == 0 && (0..256).contains(&i) {
             vec![b'K', i as u8]
         } else if pick == 1 && (0..65536).contains(&i) {
@@ -560,7 +544,7 @@ impl Writer {
         // Batches of random sizes; a batch of one may be a single APPEND.
         let mut rest = items;
         while !rest.is_empty() {
-            let n = 1 + self.rng.below(rest.len().min(4));
+            let n = 1 + self.rng.index(rest.len().min(4));
             let (batch, tail) = rest.split_at(n);
             if n == 1 && close == b'e' && !self.rng.one_in(3) {
                 self.tree(&batch[0]);
@@ -579,7 +563,7 @@ impl Writer {
     fn pairs(&mut self, pairs: &[(Tree, Tree)]) {
         let mut rest = pairs;
         while !rest.is_empty() {
-            let n = 1 + self.rng.below(rest.len().min(3));
+            let n = 1 + self.rng.index(rest.len().min(3));
             let (batch, tail) = rest.split_at(n);
             if n == 1 && !self.rng.one_in(3) {
                 self.tree(&batch[0].0);
@@ -607,7 +591,7 @@ impl Writer {
 
     fn tree(&mut self, t: &Tree) {
         if self.share && !self.containers.is_empty() && self.rng.one_in(8) {
-            let i = self.containers[self.rng.below(self.containers.len())];
+            let i = self.containers[self.rng.index(self.containers.len())];
             self.get(i);
             self.shared = true;
             return;
@@ -668,7 +652,7 @@ impl Writer {
             Tree::List(items) => {
                 if self.rng.one_in(4) {
                     // MARK items LIST, then maybe more appended.
-                    let k = self.rng.below(items.len() + 1);
+                    let k = self.rng.index(items.len() + 1);
                     self.op(b"(");
                     for t in &items[..k] {
                         self.tree(t);
@@ -703,7 +687,7 @@ impl Writer {
             }
             Tree::Dict(pairs) => {
                 if self.rng.one_in(4) {
-                    let k = self.rng.below(pairs.len() + 1);
+                    let k = self.rng.index(pairs.len() + 1);
                     self.op(b"(");
                     for (key, v) in &pairs[..k] {
                         self.tree(key);
@@ -788,19 +772,19 @@ fn check_tree(t: &Tree, seed: u64, share: bool) -> Result<(), TestCaseError> {
         prop_assert!(fell_back.is_empty(), "fell back for {:?} on {:?}", fell_back, Hex(&bytes));
     }
     // Cut short and mutated, the bytes still give the same result on both paths.
-    let mut rng = SplitMix(seed ^ 0x5555);
+    let mut rng = Rng(seed ^ 0x5555);
     let mut ignored = Vec::new();
-    let cut = rng.below(bytes.len());
+    let cut = rng.index(bytes.len());
     same::<Any>(&bytes[..cut], &mut ignored)?;
     same::<Skip>(&bytes[..cut], &mut ignored)?;
     for _ in 0..3 {
         let mut m = bytes.clone();
-        for _ in 0..1 + rng.below(3) {
-            let i = rng.below(m.len());
-            m[i] = match rng.below(3) {
-                0 => m[i] ^ (1 << rng.below(8)),
+        for _ in 0..1 + rng.index(3) {
+            let i = rng.index(m.len());
+            m[i] = match rng.index(3) {
+                0 => m[i] ^ (1 << rng.index(8)),
                 1 => rng.next() as u8,
-                _ => *b"(.eautsq\x85\x86\x87h\x94\x95)]}N".get(rng.below(18)).unwrap_or(&b'N'),
+                _ => *b"(.eautsq\x85\x86\x87h\x94\x95)]}N".get(rng.index(18)).unwrap_or(&b'N'),
             };
         }
         all_targets!(&m, &mut ignored);
@@ -907,12 +891,12 @@ fn check_rec(r: &Rec, seed: u64) -> Result<(), TestCaseError> {
     let decodes = via_value::<Rec>(&bytes).is_ok(); // a non-ASCII Python 2 str does not
     prop_assert_eq!(direct::<Rec>(&bytes).is_some(), plain && decodes, "{:?}", Hex(&bytes));
     // A prefix of the bytes or a changed byte: the same result either way.
-    let mut rng = SplitMix(seed);
+    let mut rng = Rng(seed);
     let mut m = bytes.clone();
-    let i = rng.below(m.len());
+    let i = rng.index(m.len());
     m[i] = rng.next() as u8;
     same::<Rec>(&m, &mut fell_back)?;
-    same::<Rec>(&bytes[..rng.below(bytes.len())], &mut fell_back)?;
+    same::<Rec>(&bytes[..rng.index(bytes.len())], &mut fell_back)?;
     Ok(())
 }
 
@@ -1273,33 +1257,9 @@ fn a_deserialize_impl_may_call_from_slice_itself() {
 
 // ----- 5. the corpus and CPython's pickles -----
 
-/// The `.pkl` files of `../shared/conformance/cases`; `None` (skip) when absent, unless
-/// `CI` is set.
-fn corpus() -> Option<Vec<(String, Vec<u8>)>> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/cases");
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) => {
-            assert!(std::env::var_os("CI").is_none(), "{} is needed when CI is set: {e}", dir.display());
-            eprintln!("skipping: no conformance corpus at {} ({e})", dir.display());
-            return None;
-        }
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
-        if path.extension().is_some_and(|x| x == "pkl") {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            out.push((name, std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))));
-        }
-    }
-    out.sort();
-    Some(out)
-}
-
 #[test]
 fn the_conformance_corpus_reads_alike_on_both_paths() {
-    let Some(cases) = corpus() else { return };
+    let Some(cases) = corpus_pickles() else { return };
     assert!(cases.len() >= 700, "{} cases", cases.len());
     let mut streamed = 0;
     for (name, bytes) in &cases {
@@ -1309,10 +1269,10 @@ fn the_conformance_corpus_reads_alike_on_both_paths() {
             // few large files (and in debug builds), 64 (24) of each.
             let mut ignored = Vec::new();
             let n = bytes.len();
-            let mut rng = SplitMix(n as u64);
+            let mut rng = Rng(n as u64);
             let (all, some) = if cfg!(debug_assertions) { (24, 24) } else { (2048, 64) };
             let places: Vec<usize> =
-                if n <= all { (0..n).collect() } else { (0..some).map(|_| rng.below(n)).collect() };
+                if n <= all { (0..n).collect() } else { (0..some).map(|_| rng.index(n)).collect() };
             for &cut in &places {
                 same::<Any>(&bytes[..cut], &mut ignored)?;
             }
@@ -1414,7 +1374,7 @@ fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
 #[test]
 fn a_float_list_is_read_in_the_memory_of_input_and_output() {
     // W4's list: 250,000 floats, 2.25 MB of pickle.
-    let mut g = SplitMix(4);
+    let mut g = Rng(4);
     let floats: Vec<f64> = (0..250_000).map(|_| (g.next() >> 11) as f64 / (1u64 << 53) as f64).collect();
     let bytes = to_vec(&floats).unwrap_or_else(|e| panic!("{e}"));
     let input = bytes.len();

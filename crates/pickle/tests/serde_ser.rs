@@ -4,25 +4,16 @@
 //! The CPython checks run one `python3` for all cases; without `python3` they are
 //! skipped, unless `CI` is set, where they fail.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::process::Command;
 
+use common::python3;
 use pickleshelf_pickle::Error;
 use pickleshelf_pickle::{self as pickle, Value};
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
-
-fn python3() -> Option<&'static str> {
-    let ok = Command::new("python3").arg("-c").arg("import pickle").output().map(|o| o.status.success());
-    match ok {
-        Ok(true) => Some("python3"),
-        _ if std::env::var_os("CI").is_some() => panic!("python3 is required when CI is set"),
-        _ => {
-            eprintln!("SKIPPED: python3 not found");
-            None
-        }
-    }
-}
 
 /// Bytes through `serialize_bytes` (what `serde_bytes` does).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]

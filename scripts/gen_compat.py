@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes src/pickle/compat.rs from CPython's _compat_pickle (run: python3 scripts/gen_compat.py).
+"""Writes crates/pickle/src/compat.rs from CPython's _compat_pickle (run: python3 scripts/gen_compat.py).
 
 The tables map Python 2 module/global names to Python 3 ones (read side, protocols 0-2)
 and back (write side, protocol 2), exactly as CPython's pickle does with fix_imports=True.
@@ -74,6 +74,6 @@ mod tests {
         assert_eq!(to_python2("datetime", "datetime"), ("datetime", "datetime"));
     }
 }""")
-path = pathlib.Path(__file__).resolve().parent.parent / "src" / "pickle" / "compat.rs"
+path = pathlib.Path(__file__).resolve().parent.parent / "crates" / "pickle" / "src" / "compat.rs"
 path.write_text("\n".join(out) + "\n")
 print(f"wrote {path}")

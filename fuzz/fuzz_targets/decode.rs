@@ -87,7 +87,7 @@ fn renames_globals(v: &Value) -> bool {
 /// by its id object) equal by value wherever they are. A pickle does not keep the
 /// identity of atoms: ints and floats are never memoized, and `None`, `True`, `''`,
 /// `()`, one-character strs and a global's name are one object each in Python (see
-/// `tests/roundtrip_props.rs`, which checks those rules exactly on plain data).
+/// `crates/pickle/tests/roundtrip_props.rs`, which checks those rules exactly on plain data).
 ///
 /// Before protocol 4 a global with a dotted (nested) name is written as CPython writes
 /// it, `getattr(parent, 'last')`, and comes back as that call: such a global matches

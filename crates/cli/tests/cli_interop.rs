@@ -4,7 +4,7 @@
 //! back, and Python's `shelve.open` reads the same values (and the same bytes). The same
 //! through `--dir`, and through the `dbm.sqlite3` format.
 //!
-//! JSON comparison is that of `tests/conformance_decode.rs`: trees equal, floats by
+//! JSON comparison is that of `crates/pickle/tests/conformance_decode.rs`: trees equal, floats by
 //! value, `object` nodes by `module` and `name` only. Python compares values with the
 //! corpus's `check_python_loads.compare` (identity of shared containers included).
 //!
@@ -333,7 +333,7 @@ fn an_export_directory_round_trips_through_pickleshelf() {
     python(CHECK_DIR, &[c, pairs, back]);
 }
 
-// ----- comparing tagged JSON trees (as tests/conformance_decode.rs does) -----
+// ----- comparing tagged JSON trees (as crates/pickle/tests/conformance_decode.rs does) -----
 
 /// Where two JSON texts differ as tagged-JSON trees, or `None` when they are equal:
 /// floats by value (NaN matches NaN, -0.0 keeps its sign), `object` nodes by `module`

@@ -495,17 +495,7 @@ struct MapW<'a> {
 }
 
 impl<'a> ser::Serializer for &'a mut Canon {
-    type Ok = ();
-    type Error = Error;
-    type SerializeSeq = SeqW<'a>;
-    type SerializeTuple = TupleW<'a>;
-    type SerializeTupleStruct = TupleW<'a>;
-    type SerializeTupleVariant = TupleW<'a>;
-    type SerializeMap = MapW<'a>;
-    type SerializeStruct = MapW<'a>;
-    type SerializeStructVariant = MapW<'a>;
-
-    forward_serializer!((), TupleW<'a>);
+    forward_serializer!(ok: (), seq: SeqW<'a>, tuple: TupleW<'a>, map: MapW<'a>);
 
     fn serialize_bool(self, v: bool) -> Result<()> {
         self.out.push(if v { op::NEWTRUE } else { op::NEWFALSE });

@@ -11,10 +11,11 @@
 //!
 //! and `end` calls `self.finish()`, which returns the serializer's `Ok` type.
 //!
-//! [`forward_serializer!`] writes, inside an `impl Serializer`, the methods that only
-//! pass their value on in a wider or plainer form, as Python sees no difference: the
-//! small ints to `serialize_i64`, `f32` to `serialize_f64`, unit and unit structs to
-//! `serialize_none`, newtype structs to their content, tuple structs to tuples.
+//! [`forward_serializer!`] writes, inside an `impl Serializer`, its associated types and
+//! the methods that only pass their value on in a wider or plainer form, as Python sees
+//! no difference: the small ints to `serialize_i64`, `f32` to `serialize_f64`, unit and
+//! unit structs to `serialize_none`, newtype structs to their content, tuple structs to
+//! tuples.
 
 /// `forward_compound!(seq Type => Ok: Trait, ...)` or
 /// `forward_compound!(struct Type => Ok: Trait, ...)` (see the module docs); `Type` has
@@ -68,10 +69,22 @@ macro_rules! forward_compound {
     };
 }
 
-/// `forward_serializer!(Ok, TupleSerializer)` inside `impl Serializer` (see the module
-/// docs).
+/// `forward_serializer!(ok: Ok, seq: Seq, tuple: Tuple, map: Map)` inside
+/// `impl Serializer` (see the module docs): the associated types (`Tuple` serves tuples,
+/// tuple structs and tuple variants; `Map` maps, structs and struct variants) and the
+/// forwarding methods.
 macro_rules! forward_serializer {
-    ($ok:ty, $tuple:ty) => {
+    (ok: $ok:ty, seq: $seq:ty, tuple: $tuple:ty, map: $map:ty) => {
+        type Ok = $ok;
+        type Error = $crate::Error;
+        type SerializeSeq = $seq;
+        type SerializeTuple = $tuple;
+        type SerializeTupleStruct = $tuple;
+        type SerializeTupleVariant = $tuple;
+        type SerializeMap = $map;
+        type SerializeStruct = $map;
+        type SerializeStructVariant = $map;
+
         forward_serializer!(@widen $ok, serialize_i64 i64: serialize_i8 i8, serialize_i16 i16, serialize_i32 i32,
             serialize_u8 u8, serialize_u16 u16, serialize_u32 u32);
         forward_serializer!(@widen $ok, serialize_f64 f64: serialize_f32 f32);

@@ -283,17 +283,7 @@ enum MapWriter<'a> {
 }
 
 impl<'a> ser::Serializer for &'a mut Pickler {
-    type Ok = ();
-    type Error = Error;
-    type SerializeSeq = SeqWriter<'a>;
-    type SerializeTuple = TupleWriter<'a>;
-    type SerializeTupleStruct = TupleWriter<'a>;
-    type SerializeTupleVariant = TupleWriter<'a>;
-    type SerializeMap = MapWriter<'a>;
-    type SerializeStruct = MapWriter<'a>;
-    type SerializeStructVariant = MapWriter<'a>;
-
-    forward_serializer!((), TupleWriter<'a>);
+    forward_serializer!(ok: (), seq: SeqWriter<'a>, tuple: TupleWriter<'a>, map: MapWriter<'a>);
 
     fn serialize_bool(self, v: bool) -> Result<()> {
         self.em.save_bool(v);
@@ -732,17 +722,7 @@ struct MapBuilder<'a> {
 }
 
 impl<'a> ser::Serializer for &'a mut Builder {
-    type Ok = NodeId;
-    type Error = Error;
-    type SerializeSeq = SeqBuilder<'a>;
-    type SerializeTuple = SeqBuilder<'a>;
-    type SerializeTupleStruct = SeqBuilder<'a>;
-    type SerializeTupleVariant = SeqBuilder<'a>;
-    type SerializeMap = MapBuilder<'a>;
-    type SerializeStruct = MapBuilder<'a>;
-    type SerializeStructVariant = MapBuilder<'a>;
-
-    forward_serializer!(NodeId, SeqBuilder<'a>);
+    forward_serializer!(ok: NodeId, seq: SeqBuilder<'a>, tuple: SeqBuilder<'a>, map: MapBuilder<'a>);
 
     fn serialize_bool(self, v: bool) -> Result<NodeId> {
         Ok(self.atom(if v { TRUE_ATOM } else { FALSE_ATOM }, Node::Bool(v)))

@@ -1,0 +1,134 @@
+"""Safe loading: the Rust codec decodes, and Python objects are built directly from the
+decoded value; globals come only from an allow-list."""
+
+import importlib
+import threading
+
+from . import _native
+from ._errors import UnpicklingError
+
+__all__ = ["DEFAULT_ALLOW", "loads", "allow_table"]
+
+#: The globals safe loading allows unless told otherwise: standard-library value types
+#: whose constructors only build a value from their arguments.
+DEFAULT_ALLOW = frozenset(
+    {
+        "builtins.complex",
+        "builtins.set",
+        "builtins.frozenset",
+        "builtins.list",
+        "builtins.dict",
+        "builtins.tuple",
+        "builtins.int",
+        "builtins.float",
+        "builtins.str",
+        "builtins.bool",
+        "builtins.slice",
+        "builtins.object",
+        "collections.OrderedDict",
+        "collections.deque",
+        "collections.Counter",
+        "collections.defaultdict",
+        "datetime.date",
+        "datetime.time",
+        "datetime.datetime",
+        "datetime.timedelta",
+        "datetime.timezone",
+        "decimal.Decimal",
+        "fractions.Fraction",
+        "uuid.UUID",
+        "uuid.SafeUUID",
+    }
+)
+
+
+def _name_of(obj):
+    """``module.qualname`` of a class or function given in an allow-list."""
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str):
+        raise TypeError(f"allow-list entries are 'module.name' strings, classes or functions, not {obj!r}")
+    return f"{module}.{qualname}"
+
+
+def _resolve(name):
+    """Imports the allowed global ``name`` (only names the caller allowed get here)."""
+    parts = name.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[i:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            continue
+        return obj
+    raise UnpicklingError(f"allowed global '{name}' cannot be found")
+
+
+_tables = {}
+_tables_lock = threading.Lock()
+
+
+def allow_table(allow):
+    """The table the Rust half checks globals against: ``{"module.name": obj or None}``."""
+    if allow is None:
+        allow = DEFAULT_ALLOW
+    if isinstance(allow, str):
+        raise TypeError("allow= takes an iterable of names, classes or functions, not one string")
+    names = []
+    objects = {}
+    for entry in allow:
+        if isinstance(entry, str):
+            names.append(entry)
+        else:
+            objects[_name_of(entry)] = entry
+    if not objects:
+        key = frozenset(names)
+        with _tables_lock:
+            table = _tables.get(key)
+            if table is None:
+                table = dict.fromkeys(key)
+                if len(_tables) < 64:
+                    _tables[key] = table
+        return table
+    table = dict.fromkeys(names)
+    table.update(objects)
+    return table
+
+
+def loads(data, allow=None, *, max_marks=None, max_depth=None, max_int_digits=None):
+    """Loads a pickle without running code it names.
+
+    The Rust codec decodes ``data`` (any protocol 0-5) and Python objects are built
+    directly from the decoded value: ``None``, bools, ints, floats, strs, bytes,
+    bytearrays, lists, tuples, dicts, sets and frozensets always; a global (a class or
+    function the pickle names, e.g. to rebuild a ``datetime``) only when it is in
+    ``allow``. Shared objects stay shared and cycles stay cycles.
+
+    ``allow`` is an iterable of ``"module.qualname"`` strings, classes or functions;
+    by default :data:`DEFAULT_ALLOW` (``datetime``, ``decimal.Decimal``,
+    ``fractions.Fraction``, ``uuid.UUID``, ``collections.OrderedDict``/``deque``/
+    ``Counter``/``defaultdict``, ``complex`` and the built-in containers). To add to it:
+    ``allow=pickleshelf.DEFAULT_ALLOW | {"mymodule.Point"}``. Allowed classes are made
+    as pickle makes them (called with the decoded arguments, or ``cls.__new__`` plus
+    ``__setstate__`` or a ``__dict__`` update), so allow only classes you trust to do
+    nothing more than build a value.
+
+    Raises :class:`pickleshelf.UnpicklingError` (a subclass of
+    ``pickle.UnpicklingError``) for malformed input (naming the byte offset), for a
+    limit exceeded, and for a global that is not allowed (naming it as
+    ``module.name``): then nothing the pickle names has been imported or called.
+    The keyword limits are those of the Rust codec (defaults: 100,000 open marks,
+    nesting depth 100,000, 4,300 digits in a protocol-0 int).
+    """
+    return _native.loads(
+        data,
+        allow_table(allow),
+        _resolve,
+        max_marks=max_marks,
+        max_depth=max_depth,
+        max_int_digits=max_int_digits,
+    )

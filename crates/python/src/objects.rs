@@ -67,13 +67,25 @@ struct Builder<'a, 'py> {
     objs: Vec<Option<Bound<'py, PyAny>>>,
     state: Vec<State>,
     stack: Vec<Step>,
+    /// Containers whose filling waits for a node under construction (a tuple or object
+    /// that holds the container, which holds it back: `t = ([],); t[0].append(t)`),
+    /// by that node. Pickle fills such a container after making the node; so does this.
+    waiting: std::collections::HashMap<NodeId, Vec<NodeId>>,
 }
 
 /// Builds the Python object of `value`, allowing only the globals in `allow`.
 pub fn build<'py>(py: Python<'py>, value: &Value, allow: &Allow<'py>) -> PyResult<Bound<'py, PyAny>> {
     check_globals(py, value, allow)?;
     let n = value.len();
-    let mut b = Builder { py, value, allow, objs: vec![None; n], state: vec![State::New; n], stack: Vec::new() };
+    let mut b = Builder {
+        py,
+        value,
+        allow,
+        objs: vec![None; n],
+        state: vec![State::New; n],
+        stack: Vec::new(),
+        waiting: std::collections::HashMap::new(),
+    };
     b.stack.push(Step::Enter(value.root()));
     while let Some(step) = b.stack.pop() {
         match step {
@@ -82,6 +94,9 @@ pub fn build<'py>(py: Python<'py>, value: &Value, allow: &Allow<'py>) -> PyResul
             Step::Make(id) => b.make(id)?,
             Step::Apply(id) => b.apply(id)?,
         }
+    }
+    if !b.waiting.is_empty() {
+        return Err(error(py, "the pickle refers to an object while it is being constructed".into()));
     }
     b.take(value.root())
 }
@@ -121,7 +136,9 @@ fn check_globals(py: Python<'_>, value: &Value, allow: &Allow<'_>) -> PyResult<(
             }
             _ => {}
         }
+        let at = work.len();
         node.for_each_child(|c| work.push(c));
+        work[at..].reverse(); // visit children in document order: the first bad global is named
     }
     Ok(())
 }
@@ -147,6 +164,9 @@ impl<'a, 'py> Builder<'a, 'py> {
     fn set(&mut self, id: NodeId, o: Bound<'py, PyAny>, state: State) {
         self.objs[id.index()] = Some(o);
         self.state[id.index()] = state;
+        if let Some(containers) = self.waiting.remove(&id) {
+            self.stack.extend(containers.into_iter().map(Step::Fill));
+        }
     }
 
     fn push_children(&mut self, ids: &[NodeId]) {
@@ -281,7 +301,18 @@ impl<'a, 'py> Builder<'a, 'py> {
 
     fn fill(&mut self, id: NodeId) -> PyResult<()> {
         let container = self.obj(id)?;
-        match self.node(id)? {
+        let node = self.node(id)?;
+        let mut missing = None;
+        node.for_each_child(|c| {
+            if missing.is_none() && matches!(self.objs.get(c.index()), Some(None)) {
+                missing = Some(c);
+            }
+        });
+        if let Some(c) = missing {
+            self.waiting.entry(c).or_default().push(id);
+            return Ok(());
+        }
+        match node {
             Node::List(items) => {
                 let list = container.cast::<PyList>()?;
                 for &c in items {

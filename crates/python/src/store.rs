@@ -123,8 +123,9 @@ impl Store {
         }
     }
 
-    /// The object stored under `key`, built by safe loading (see `pickleshelf.loads`)
-    /// from the store's decoded-object cache; `KeyError` when there is none.
+    /// The object stored under `key`, built by safe loading (see `pickleshelf.loads`):
+    /// plain data from the stored bytes, anything else from the store's decoded-object
+    /// cache; `KeyError` when there is none.
     fn get_safe<'py>(
         &self,
         py: Python<'py>,
@@ -133,6 +134,14 @@ impl Store {
         resolve: Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let shelf = self.shelf()?;
+        // Plain data: straight from the bytes. Anything else: from the decoded value,
+        // which the store's decoded-object cache keeps.
+        let Some(bytes) = py.detach(|| shelf.get_pickle(key)).py(py)? else {
+            return Err(PyKeyError::new_err(key.to_owned()));
+        };
+        if let Some(obj) = crate::direct::load(py, &bytes, &pickleshelf::pickle::Limits::default()) {
+            return Ok(obj);
+        }
         match py.detach(|| shelf.get_value_arc(key)).py(py)? {
             Some(value) => build(py, &value, &Allow { table, resolve }),
             None => Err(PyKeyError::new_err(key.to_owned())),

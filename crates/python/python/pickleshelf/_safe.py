@@ -9,6 +9,7 @@ from ._errors import UnpicklingError
 
 __all__ = ["DEFAULT_ALLOW", "loads", "allow_table"]
 
+
 #: The globals safe loading allows unless told otherwise: standard-library value types
 #: whose constructors only build a value from their arguments.
 DEFAULT_ALLOW = frozenset(
@@ -72,10 +73,13 @@ _tables = {}
 _tables_lock = threading.Lock()
 
 
+_DEFAULT_TABLE = dict.fromkeys(DEFAULT_ALLOW)
+
+
 def allow_table(allow):
     """The table the Rust half checks globals against: ``{"module.name": obj or None}``."""
-    if allow is None:
-        allow = DEFAULT_ALLOW
+    if allow is None or allow is DEFAULT_ALLOW:
+        return _DEFAULT_TABLE
     if isinstance(allow, str):
         raise TypeError("allow= takes an iterable of names, classes or functions, not one string")
     names = []
@@ -99,36 +103,4 @@ def allow_table(allow):
     return table
 
 
-def loads(data, allow=None, *, max_marks=None, max_depth=None, max_int_digits=None):
-    """Loads a pickle without running code it names.
-
-    The Rust codec decodes ``data`` (any protocol 0-5) and Python objects are built
-    directly from the decoded value: ``None``, bools, ints, floats, strs, bytes,
-    bytearrays, lists, tuples, dicts, sets and frozensets always; a global (a class or
-    function the pickle names, e.g. to rebuild a ``datetime``) only when it is in
-    ``allow``. Shared objects stay shared and cycles stay cycles.
-
-    ``allow`` is an iterable of ``"module.qualname"`` strings, classes or functions;
-    by default :data:`DEFAULT_ALLOW` (``datetime``, ``decimal.Decimal``,
-    ``fractions.Fraction``, ``uuid.UUID``, ``collections.OrderedDict``/``deque``/
-    ``Counter``/``defaultdict``, ``complex`` and the built-in containers). To add to it:
-    ``allow=pickleshelf.DEFAULT_ALLOW | {"mymodule.Point"}``. Allowed classes are made
-    as pickle makes them (called with the decoded arguments, or ``cls.__new__`` plus
-    ``__setstate__`` or a ``__dict__`` update), so allow only classes you trust to do
-    nothing more than build a value.
-
-    Raises :class:`pickleshelf.UnpicklingError` (a subclass of
-    ``pickle.UnpicklingError``) for malformed input (naming the byte offset), for a
-    limit exceeded, and for a global that is not allowed (naming it as
-    ``module.name``): then nothing the pickle names has been imported or called.
-    The keyword limits are those of the Rust codec (defaults: 100,000 open marks,
-    nesting depth 100,000, 4,300 digits in a protocol-0 int).
-    """
-    return _native.loads(
-        data,
-        allow_table(allow),
-        _resolve,
-        max_marks=max_marks,
-        max_depth=max_depth,
-        max_int_digits=max_int_digits,
-    )
+loads = _native.loads

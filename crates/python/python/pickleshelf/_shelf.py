@@ -108,7 +108,7 @@ class Shelf(collections.abc.MutableMapping):
     def _load(self, data):
         if self._safe is None:
             return _loads(data)
-        return _native.loads(data, *self._safe)
+        return _native.loads_with(data, *self._safe)
 
     def __setitem__(self, key, value):
         if key.__class__ is not str:

@@ -178,6 +178,10 @@ struct State {
     touched: Vec<[u8; 16]>,
 }
 
+/// Most argument pickles whose call keys a memo remembers, and the longest remembered.
+const PICKLED_KEYS: std::num::NonZeroUsize = std::num::NonZeroUsize::new(4096).unwrap();
+const PICKLED_KEY_MAX: usize = 512;
+
 /// A result's pickle bytes as the decoded-object cache keeps them for
 /// [`Memo::get_or_compute_pickle`].
 struct RawResult(Arc<[u8]>);
@@ -198,6 +202,9 @@ struct Inner {
     max_bytes: Option<u64>,
     state: Mutex<State>,
     flights: Mutex<HashMap<[u8; 16], Arc<Flight>>>,
+    /// Call keys of recently seen argument pickles (see [`Memo::key_of_pickle`]): a
+    /// repeated call skips decoding, canonicalizing and hashing its arguments.
+    pickled_keys: Mutex<LruCache<Vec<u8>, [u8; 16]>>,
     hits: AtomicU64,
     misses: AtomicU64,
     evictions: AtomicU64,
@@ -319,6 +326,7 @@ impl Memo {
                 max_bytes: b.max_bytes,
                 state: Mutex::new(State { lru, bytes, touched: Vec::new() }),
                 flights: Mutex::new(HashMap::new()),
+                pickled_keys: Mutex::new(LruCache::new(PICKLED_KEYS)),
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
                 evictions: AtomicU64::new(0),
@@ -344,9 +352,17 @@ impl Memo {
     /// hashed, so the key is the one [`Memo::key`] gives for equal arguments, whatever
     /// protocol, memo use or set order the bytes were written with.
     fn call_key_of_pickle(&self, args: &[u8]) -> Result<[u8; 16]> {
+        let cacheable = args.len() <= PICKLED_KEY_MAX;
+        if cacheable && let Some(k) = lock(&self.inner.pickled_keys).get(args) {
+            return Ok(*k);
+        }
         let value = pickle::decode(args)?;
         let canonical = pickle::canon::canonical_pickle(&value)?;
-        Ok(self.key_of_canonical(&canonical))
+        let key = self.key_of_canonical(&canonical);
+        if cacheable {
+            lock(&self.inner.pickled_keys).put(args.to_vec(), key);
+        }
+        Ok(key)
     }
 
     fn key_of_canonical(&self, canonical: &[u8]) -> [u8; 16] {

@@ -41,6 +41,9 @@ fn keys_of_pickled_arguments_equal_typed_keys() -> Result<(), Error> {
     let reordered = encode(&value, 4)?;
     assert_ne!(reordered, to_vec(&args)?, "the reordering changed nothing");
     assert_eq!(m.key_of_pickle(&reordered)?, typed);
+    // Again: now from the memo's table of recent argument pickles.
+    assert_eq!(m.key_of_pickle(&reordered)?, typed);
+    assert_eq!(m.key_of_pickle(&to_vec(&args)?)?, typed);
     Ok(())
 }
 
@@ -126,7 +129,7 @@ fn concurrent_raw_callers_compute_once() -> Result<(), Error> {
                 let r = m.get_or_compute_pickle(&args, || {
                     calls.fetch_add(1, Ordering::SeqCst);
                     std::thread::sleep(std::time::Duration::from_millis(100));
-                    Ok::<_, Error>(to_vec(&"done")?)
+                    to_vec(&"done")
                 });
                 assert!(matches!(r, Ok(Ok(_))));
             });

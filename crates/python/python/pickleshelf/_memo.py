@@ -3,7 +3,7 @@
 import collections
 import functools
 import os
-from pickle import HIGHEST_PROTOCOL, dumps as _dumps, loads as _loads
+from pickle import dumps as _dumps
 
 from . import _native
 
@@ -58,20 +58,20 @@ def memoize(store_or_path, name=None, version=None, ttl=None, max_entries=None, 
         store, protocol = _native_store(store_or_path)
         namespace = name if name is not None else f"{fn.__module__}.{fn.__qualname__}"
         memo = store.memo(namespace, version, ttl, max_entries, max_bytes)
-        call = memo.call
 
         def args_pickle(args, kwargs):
             if kwargs:
                 args = args + (KWARGS_TAG, kwargs)
             try:
-                return _dumps(args, HIGHEST_PROTOCOL)
+                return _dumps(args, 5)
             except Exception as e:
                 raise TypeError(f"arguments of memoized {namespace} cannot be pickled: {e}") from e
 
+        call = memo.call_function
+
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            a = args_pickle(args, kwargs)
-            return _loads(call(a, lambda: _dumps(fn(*args, **kwargs), protocol)))
+            return call(fn, protocol, args, kwargs)
 
         def cache_info():
             s = memo.stats()

@@ -67,7 +67,7 @@ def test_values_are_python_pickles_byte_exact(store):
         out.close()
 
 
-@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+@pytest.mark.parametrize("protocol", [-1, *range(pickle.HIGHEST_PROTOCOL + 1)])
 def test_every_protocol(store, protocol):
     value = {"t": (1, 2), "s": {1, 2}, "b": b"\x00\xff", "ba": bytearray(b"x"), "f": frozenset({3})}
     with pickleshelf.open(store, protocol=protocol) as s:

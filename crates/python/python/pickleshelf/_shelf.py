@@ -4,7 +4,7 @@ import collections.abc
 import contextlib
 import os
 import shutil
-from pickle import dumps as _dumps, loads as _loads
+from pickle import HIGHEST_PROTOCOL, dumps as _dumps, loads as _loads
 
 from . import _native
 from ._safe import _resolve, allow_table
@@ -62,6 +62,8 @@ class Shelf(collections.abc.MutableMapping):
             raise ValueError(f"flag must be one of 'r', 'w', 'c' or 'n', not {flag!r}")
         if protocol is None:
             protocol = STORE_PROTOCOL
+        elif protocol < 0:
+            protocol = HIGHEST_PROTOCOL
         if isinstance(auth_key, str):
             auth_key = auth_key.encode("utf-8")
         if flag == "n" and os.path.isdir(os.path.join(path, "sled")):

@@ -59,10 +59,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Memo indices beyond this many entries past the current end make this path give up
-/// (pickles write them in order).
-const MEMO_GAP: usize = 1 << 10;
-
 /// Loads plain data, or `None` when the complete path must run instead.
 pub fn load<'py>(py: Python<'py>, data: &[u8], limits: &Limits) -> Option<Bound<'py, PyAny>> {
     let mut r = Reader { data, pos: 0, frame_end: None };
@@ -259,7 +255,9 @@ pub fn load<'py>(py: Python<'py>, data: &[u8], limits: &Limits) -> Option<Bound<
             }
             op::BINPUT | op::LONG_BINPUT => {
                 let i = if code == op::BINPUT { usize::from(r.byte()?) } else { r.u32()? as usize };
-                if i > memo.len() + MEMO_GAP {
+                // A gap would make MEMOIZE's index (the number of entries) differ from
+                // the end of this table: the complete path handles that.
+                if i > memo.len() {
                     return None;
                 }
                 if i >= memo.len() {

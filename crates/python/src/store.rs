@@ -17,7 +17,7 @@ use crate::memo::Memo;
 use crate::objects::{Allow, build};
 
 /// An open store (see `pickleshelf.open` for the Python API built on it).
-#[pyclass(module = "pickleshelf._native", frozen)]
+#[pyclass(module = "pickleshelf._native", frozen, weakref)]
 pub struct Store {
     shelf: RwLock<Option<Shelf>>,
     path: String,
@@ -100,6 +100,12 @@ impl Store {
         }
         let shelf = py.detach(|| b.open()).py(py)?;
         Ok(Store { shelf: RwLock::new(Some(shelf)), path })
+    }
+
+    /// Another handle on the same open store (the store closes when every handle has
+    /// closed); `ValueError` when this one is closed.
+    fn share(&self) -> PyResult<Store> {
+        Ok(Store { shelf: RwLock::new(Some(self.shelf()?)), path: self.path.clone() })
     }
 
     /// The store's directory.

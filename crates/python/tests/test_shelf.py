@@ -124,11 +124,41 @@ def test_close_semantics(store):
     assert "closed" in repr(s)
 
 
-def test_a_second_handle_is_refused_while_one_is_open(store):
-    with pickleshelf.open(store):
-        with pytest.raises(pickleshelf.LockedError, match="locked"):
-            pickleshelf.open(store)
-    pickleshelf.open(store).close()
+def test_handles_in_one_process_share_the_store(store):
+    a = pickleshelf.open(store)
+    b = pickleshelf.open(store)  # writable again: shares the open store
+    a["k"] = 1
+    assert b["k"] == 1
+    memo = pickleshelf.memoize(store, name="sq")(lambda n: n * n)
+    assert memo(4) == 16
+    a.close()
+    with pytest.raises(ValueError):
+        a["k"]
+    b["j"] = 2  # still open through b
+    with pytest.raises(pickleshelf.LockedError, match="locked"):
+        pickleshelf.open(store, "r")  # read-only is never shared
+    with pytest.raises(pickleshelf.LockedError):
+        pickleshelf.open(store, "n")  # nor is a new store
+    with pytest.raises(pickleshelf.LockedError):
+        pickleshelf.open(store, auth_key=b"another key, 16+ bytes")
+    b.close()
+    del memo
+    import gc
+
+    gc.collect()
+    with pickleshelf.open(store, "r") as c:
+        assert dict(c) == {"j": 2, "k": 1}
+
+
+def test_another_process_is_refused(store):
+    import subprocess
+    import sys
+
+    with pickleshelf.open(store) as s:
+        s["k"] = 1
+        code = f"import pickleshelf; pickleshelf.open({store!r})"
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert p.returncode != 0 and "LockedError" in p.stderr and "locked" in p.stderr
 
 
 def test_keys_str_and_utf8_bytes(store):

@@ -23,14 +23,17 @@ def _native_store(store_or_path):
         return store_or_path._store, store_or_path._protocol
     if isinstance(store_or_path, _native.Store):
         return store_or_path, 4
-    return _native.Store(os.fsdecode(store_or_path)), 4
+    from ._shelf import _native_open
+
+    return _native_open(os.fsdecode(store_or_path)), 4
 
 
 def memoize(store_or_path, name=None, version=None, ttl=None, max_entries=None, max_bytes=None):
     """Memoize a function persistently: ``@pickleshelf.memoize("cache.db")``.
 
-    Results are stored in a pickleshelf store (``store_or_path``: a path, opened for
-    the decorator's lifetime, or a :class:`pickleshelf.Shelf` to share its handle),
+    Results are stored in a pickleshelf store (``store_or_path``: a path, kept open for
+    the decorator's lifetime and shared with other writable opens of it in this process,
+    or a :class:`pickleshelf.Shelf` to use its handle),
     in the memo namespace ``name`` (default ``module.qualname`` of the function),
     keyed by the call's arguments exactly as the Rust crate's ``Memo`` keys them
     (``pickleshelf::memo`` documents the recipe). So a Python ``f(3, "q")`` and a Rust

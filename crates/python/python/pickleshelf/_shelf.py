@@ -2,8 +2,11 @@
 
 import collections.abc
 import contextlib
+import hashlib
 import os
 import shutil
+import threading
+import weakref
 from pickle import HIGHEST_PROTOCOL, dumps as _dumps, loads as _loads
 
 from . import _native
@@ -17,6 +20,46 @@ __all__ = ["Shelf", "open", "STORE_PROTOCOL"]
 STORE_PROTOCOL = 4
 
 _DELETED = object()
+
+# Writable handles this process has open, by real path: (weak reference, auth key tag).
+# A second writable open of the same store (a shelf and a memoize decorator, say)
+# shares the open store instead of failing on its lock.
+_handles = {}
+_handles_lock = threading.Lock()
+
+
+def _native_open(path, *, read_only=False, create=True, protocol=None, auth_key=None, cache_bytes=None, fsync=True):
+    """A native handle on the store at ``path``: another handle on the same store when
+    this process has it open writable with the same auth key, else a new one."""
+    real = os.path.realpath(path)
+    tag = hashlib.blake2b(auth_key, digest_size=16).digest() if auth_key is not None else None
+    with _handles_lock:
+        live = []
+        for ref, t in _handles.get(real, ()):
+            h = ref()
+            if h is not None and not h.closed:
+                live.append((ref, t))
+                if not read_only and t == tag:
+                    shared = h.share()
+                    live.append((weakref.ref(shared), tag))
+                    _handles[real] = live
+                    return shared
+        store = _native.Store(
+            path,
+            read_only=read_only,
+            create=create,
+            protocol=protocol,
+            auth_key=auth_key,
+            cache_bytes=cache_bytes,
+            fsync=fsync,
+        )
+        if not read_only:
+            live.append((weakref.ref(store), tag))
+        if live:
+            _handles[real] = live
+        else:
+            _handles.pop(real, None)
+        return store
 
 
 def _key(key):
@@ -70,7 +113,7 @@ class Shelf(collections.abc.MutableMapping):
             # A new, empty store: make sure no other handle holds the old one first.
             _native.Store(path, fsync=False).close()
             shutil.rmtree(path)
-        self._store = _native.Store(
+        self._store = _native_open(
             path,
             read_only=flag == "r",
             create=flag in ("c", "n"),
@@ -345,6 +388,11 @@ def open(
     - ``fsync=False``: :meth:`~Shelf.sync` survives a crash of the process but not a
       power loss (no fsync), which makes it faster.
 
+    One process may open a store writable more than once (with the same auth key): the
+    handles then share the open store (its options are the first open's), which closes
+    when the last handle closes. Any other second open, and any open of a store another
+    process has open, raises :class:`pickleshelf.LockedError`.
+
     The result is a :class:`Shelf`: a :class:`collections.abc.MutableMapping` with
     ``sync()``, ``close()``, use as a context manager (``ValueError`` after close),
     and the store's features: ``batch()``, ``checkpoint(name)``, ``checkpoints()``,
@@ -352,7 +400,7 @@ def open(
     ``stats()``.
 
     Raises :class:`FileNotFoundError` for flags ``'r'``/``'w'`` without a store,
-    :class:`pickleshelf.LockedError` when another handle has it open,
+    :class:`pickleshelf.LockedError` when it cannot be opened because of another handle,
     :class:`pickleshelf.AuthKeyError` for a wrong key.
     """
     return Shelf(

@@ -178,6 +178,14 @@ struct State {
     touched: Vec<[u8; 16]>,
 }
 
+/// Most argument pickles whose call keys a memo remembers, and the longest remembered.
+const PICKLED_KEYS: std::num::NonZeroUsize = std::num::NonZeroUsize::new(4096).unwrap();
+const PICKLED_KEY_MAX: usize = 512;
+
+/// A result's pickle bytes as the decoded-object cache keeps them for
+/// [`Memo::get_or_compute_pickle`].
+struct RawResult(Arc<[u8]>);
+
 /// One call being computed; later callers of the same call wait on it.
 #[derive(Default)]
 struct Flight {
@@ -194,6 +202,9 @@ struct Inner {
     max_bytes: Option<u64>,
     state: Mutex<State>,
     flights: Mutex<HashMap<[u8; 16], Arc<Flight>>>,
+    /// Call keys of recently seen argument pickles (see [`Memo::key_of_pickle`]): a
+    /// repeated call skips decoding, canonicalizing and hashing its arguments.
+    pickled_keys: Mutex<LruCache<Vec<u8>, [u8; 16]>>,
     hits: AtomicU64,
     misses: AtomicU64,
     evictions: AtomicU64,
@@ -315,6 +326,7 @@ impl Memo {
                 max_bytes: b.max_bytes,
                 state: Mutex::new(State { lru, bytes, touched: Vec::new() }),
                 flights: Mutex::new(HashMap::new()),
+                pickled_keys: Mutex::new(LruCache::new(PICKLED_KEYS)),
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
                 evictions: AtomicU64::new(0),
@@ -332,14 +344,36 @@ impl Memo {
 
     fn call_key<A: Serialize + ?Sized>(&self, args: &A) -> Result<[u8; 16]> {
         let canonical = pickle::canonical_pickle_of(args)?;
+        Ok(self.key_of_canonical(&canonical))
+    }
+
+    /// The key of a call whose arguments are given as pickle bytes (any protocol, e.g.
+    /// `pickle.dumps(args)` in Python): the bytes are decoded and their canonical pickle
+    /// hashed, so the key is the one [`Memo::key`] gives for equal arguments, whatever
+    /// protocol, memo use or set order the bytes were written with.
+    fn call_key_of_pickle(&self, args: &[u8]) -> Result<[u8; 16]> {
+        let cacheable = args.len() <= PICKLED_KEY_MAX;
+        if cacheable && let Some(k) = lock(&self.inner.pickled_keys).get(args) {
+            return Ok(*k);
+        }
+        let value = pickle::decode(args)?;
+        let canonical = pickle::canonical_pickle(&value)?;
+        let key = self.key_of_canonical(&canonical);
+        if cacheable {
+            lock(&self.inner.pickled_keys).put(args.to_vec(), key);
+        }
+        Ok(key)
+    }
+
+    fn key_of_canonical(&self, canonical: &[u8]) -> [u8; 16] {
         let mut h = Blake2b::<U16>::new();
         h.update(b"pickleshelf memo 1\0");
         h.update(self.inner.namespace.as_bytes());
         h.update(b"\0");
         h.update(self.inner.version.as_bytes());
         h.update(b"\0");
-        h.update(&canonical);
-        Ok(h.finalize().into())
+        h.update(canonical);
+        h.finalize().into()
     }
 
     fn record_key(&self, k: &[u8; 16]) -> String {
@@ -397,24 +431,9 @@ impl Memo {
                 self.inner.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(Ok(r));
             }
-            let (flight, leader) = {
-                let mut flights = lock(&self.inner.flights);
-                match flights.get(&key) {
-                    Some(f) => (Arc::clone(f), false),
-                    None => {
-                        let f = Arc::new(Flight::default());
-                        flights.insert(key, Arc::clone(&f));
-                        (f, true)
-                    }
-                }
-            };
-            if !leader {
-                let mut done = lock(&flight.done);
-                while !*done {
-                    done = flight.cv.wait(done).unwrap_or_else(PoisonError::into_inner);
-                }
+            let Some(flight) = self.board(&key) else {
                 continue;
-            }
+            };
             let _landing = Landing { memo: self, key, flight };
             // Stored by another leader between our lookup and our registration?
             if let Some(r) = self.lookup::<R>(&key)? {
@@ -431,11 +450,148 @@ impl Memo {
         }
     }
 
-    /// The stored result of a call, if any and not expired.
-    fn lookup<R>(&self, key: &[u8; 16]) -> Result<Option<R>>
+    /// The key of a call whose arguments are pickle bytes, as 32 hex digits: equal to
+    /// [`Memo::key`] of equal arguments (this is how a Python program shares results
+    /// with a Rust one; a Python call `f(*args)` passes `pickle.dumps(args)`).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// let m = shelf.memo("f")?;
+    /// let args = (3i64, "q".to_string());
+    /// let bytes = pickleshelf::pickle::to_vec_with_protocol(&args, 2)?;
+    /// assert_eq!(m.key_of_pickle(&bytes)?, m.key(&args)?);
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Decode`] when `args` is not a pickle; [`Error::Encode`] when it holds
+    /// anything but plain data (objects have no canonical pickle) or a cycle.
+    pub fn key_of_pickle(&self, args: &[u8]) -> Result<String> {
+        self.call_key_of_pickle(args).map(|k| hex(&k))
+    }
+
+    /// The stored result (pickle bytes, exactly as stored) of the call whose arguments
+    /// are the pickle `args`, if there is one and it has not expired. Counts a hit when
+    /// found, nothing otherwise.
+    ///
+    /// # Errors
+    /// As for [`Memo::key_of_pickle`]; store errors.
+    pub fn get_pickle(&self, args: &[u8]) -> Result<Option<Vec<u8>>> {
+        let key = self.call_key_of_pickle(args)?;
+        let found = self.lookup_raw(&key)?;
+        if found.is_some() {
+            self.inner.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(found.map(|b| b.to_vec()))
+    }
+
+    /// [`Memo::try_get_or_compute`] for pickle bytes: `args` is the pickled argument
+    /// tuple (keyed as [`Memo::key_of_pickle`] says) and `f` returns the result's pickle
+    /// bytes, which are stored byte-exact (after checking that they decode) and returned
+    /// as they are by later calls. Concurrent callers with equal arguments compute once.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// let m = shelf.memo("square")?;
+    /// let args = pickleshelf::pickle::to_vec(&(7i64,))?;
+    /// let r = m.get_or_compute_pickle(&args, || pickleshelf::pickle::to_vec(&49i64))??;
+    /// assert_eq!(pickleshelf::pickle::from_slice::<i64>(&r)?, 49);
+    /// // A typed call with equal arguments finds the same result.
+    /// assert_eq!(m.get_or_compute(&(7i64,), || 0i64)?, 49);
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The outer `Err`: as for [`Memo::key_of_pickle`], [`Error::Decode`] when the bytes
+    /// `f` returned are not a pickle (nothing is stored), store errors. `Ok(Err(e))` when
+    /// `f` failed (nothing is stored).
+    pub fn get_or_compute_pickle<E, F>(&self, args: &[u8], f: F) -> Result<std::result::Result<Vec<u8>, E>>
     where
-        R: DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> std::result::Result<Vec<u8>, E>,
     {
+        let key = self.call_key_of_pickle(args)?;
+        loop {
+            if let Some(r) = self.lookup_raw(&key)? {
+                self.inner.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(Ok(r.to_vec()));
+            }
+            let Some(flight) = self.board(&key) else {
+                continue;
+            };
+            let _landing = Landing { memo: self, key, flight };
+            if let Some(r) = self.lookup_raw(&key)? {
+                self.inner.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(Ok(r.to_vec()));
+            }
+            self.inner.misses.fetch_add(1, Ordering::Relaxed);
+            let bytes = match f() {
+                Ok(b) => b,
+                Err(e) => return Ok(Err(e)),
+            };
+            pickle::check(&bytes)?;
+            let shared: Arc<[u8]> = bytes.as_slice().into();
+            self.store_raw(&key, &bytes, Arc::new(RawResult(shared)))?;
+            return Ok(Ok(bytes));
+        }
+    }
+
+    /// Registers this thread as the one computing `key` and returns its flight; or, when
+    /// another thread computes it, waits until that one is done and returns `None` (the
+    /// caller then looks the result up again).
+    fn board(&self, key: &[u8; 16]) -> Option<Arc<Flight>> {
+        let (flight, leader) = {
+            let mut flights = lock(&self.inner.flights);
+            match flights.get(key) {
+                Some(f) => (Arc::clone(f), false),
+                None => {
+                    let f = Arc::new(Flight::default());
+                    flights.insert(*key, Arc::clone(&f));
+                    (f, true)
+                }
+            }
+        };
+        if leader {
+            return Some(flight);
+        }
+        let mut done = lock(&flight.done);
+        while !*done {
+            done = flight.cv.wait(done).unwrap_or_else(PoisonError::into_inner);
+        }
+        None
+    }
+
+    /// The stored bytes of a call's result, if any and not expired (kept in the
+    /// decoded-object cache as bytes).
+    fn lookup_raw(&self, key: &[u8; 16]) -> Result<Option<Arc<[u8]>>> {
+        let Some(digest) = self.touch(key)? else {
+            return Ok(None);
+        };
+        let cache = self.inner.shelf.cache();
+        let ty = TypeId::of::<RawResult>();
+        if let Some(hit) = cache.get(&digest, ty)
+            && let Ok(v) = Arc::downcast::<RawResult>(hit)
+        {
+            return Ok(Some(Arc::clone(&v.0)));
+        }
+        let rkey = self.record_key(key);
+        let index = self.inner.shelf.index();
+        let _pin = index.pin_files();
+        let Some((_, stored)) = index.get_in(Space::Memo, &rkey)? else {
+            return Ok(None);
+        };
+        let bytes: Arc<[u8]> = self.inner.shelf.load(&rkey, stored)?.into();
+        if cache.enabled() {
+            let n = bytes.len();
+            cache.insert(&digest, ty, Arc::new(RawResult(Arc::clone(&bytes))), n as u64 + 64);
+        }
+        Ok(Some(bytes))
+    }
+
+    /// The digest of a call's stored result, its last-read time updated; `None` when
+    /// there is none or it expired (an expired result is removed and counted as evicted).
+    fn touch(&self, key: &[u8; 16]) -> Result<Option<Digest>> {
         let now = now_ms();
         let found = {
             let mut st = lock(&self.inner.state);
@@ -455,9 +611,18 @@ impl Memo {
                 }
             }
         };
-        let Some(digest) = found else {
-            // Expired: remove it, and count it as an eviction.
+        if found.is_none() {
             self.remove_calls(&[*key], true)?;
+        }
+        Ok(found)
+    }
+
+    /// The stored result of a call, if any and not expired.
+    fn lookup<R>(&self, key: &[u8; 16]) -> Result<Option<R>>
+    where
+        R: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let Some(digest) = self.touch(key)? else {
             return Ok(None);
         };
         let cache = self.inner.shelf.cache();
@@ -485,10 +650,29 @@ impl Memo {
     where
         R: Serialize + Clone + Send + Sync + 'static,
     {
+        let bytes = pickle::to_vec_with_protocol(r, self.inner.shelf.protocol())?;
+        let cost = crate::cache::typed_bytes::<R>(bytes.len());
+        self.store_bytes(key, &bytes, TypeId::of::<R>(), Arc::new(r.clone()), cost)
+    }
+
+    /// Stores raw result bytes, keeping `obj` in the decoded-object cache.
+    fn store_raw(&self, key: &[u8; 16], bytes: &[u8], obj: Arc<RawResult>) -> Result<()> {
+        self.store_bytes(key, bytes, TypeId::of::<RawResult>(), obj, bytes.len() as u64 + 64)
+    }
+
+    /// Stores the result pickle `bytes` of a call, evicting what the limits require, and
+    /// caches `obj` (its decoded form, of type `ty`, costing `cost` bytes).
+    fn store_bytes(
+        &self,
+        key: &[u8; 16],
+        bytes: &[u8],
+        ty: TypeId,
+        obj: crate::cache::Object,
+        cost: u64,
+    ) -> Result<()> {
         let shelf = &self.inner.shelf;
         shelf.writable()?;
-        let bytes = pickle::to_vec_with_protocol(r, shelf.protocol())?;
-        let (digest, frame) = shelf.frame(&bytes)?;
+        let (digest, frame) = shelf.frame(bytes)?;
         let size = frame.len() as u64;
         let now = now_ms();
         let rkey = self.record_key(key);
@@ -528,7 +712,7 @@ impl Memo {
         drop(writer);
         let cache = shelf.cache();
         if cache.enabled() {
-            cache.insert(&digest, TypeId::of::<R>(), Arc::new(r.clone()), crate::cache::typed_bytes::<R>(bytes.len()));
+            cache.insert(&digest, ty, obj, cost);
         }
         Ok(())
     }

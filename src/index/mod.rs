@@ -41,7 +41,7 @@ use std::thread::JoinHandle;
 use crate::blob::{Digest, Hasher};
 use crate::error::{Error, Result};
 pub(crate) use checkpoints::check_name as check_checkpoint_name;
-pub(crate) use files::{Objects, lock_within};
+pub(crate) use files::{Objects, create_dir_durable, lock_within};
 pub(crate) use records::{CheckpointHeader, KeyRecord, ObjectRecord};
 pub(crate) use tree::Bytes;
 pub(crate) use tree::TreeStats;

@@ -112,6 +112,10 @@ impl Objects {
     pub(crate) fn write(&self, d: &Digest, frame: &[u8]) -> Result<()> {
         let path = self.path_of(d);
         let parent = path.parent().map(Path::to_path_buf).unwrap_or_else(|| self.dir.clone());
+        if !self.dir.exists() {
+            // Its name in the store directory durable at once (the sync fsyncs the rest).
+            create_dir_durable(&self.dir)?;
+        }
         fs::create_dir_all(&parent).map_err(io(&parent))?;
         let tmp_dir = self.dir.join("tmp");
         fs::create_dir_all(&tmp_dir).map_err(io(&tmp_dir))?;

@@ -245,7 +245,7 @@ impl Shelf {
             });
         }
         if !path.exists() {
-            fs::create_dir_all(&path).map_err(io(&path))?;
+            crate::index::create_dir_durable(&path)?;
         }
         let lock_path = path.join("LOCK");
         let lock = fs::OpenOptions::new()

@@ -23,6 +23,29 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
     fs::File::open(dir).and_then(|f| f.sync_all()).map_err(io(dir))
 }
 
+/// Creates `dir` and its missing parents, fsyncing the parent of each directory it
+/// creates: a new directory's name is durable only once its parent is fsynced, and
+/// without this a power loss after a store's first sync could take the whole store.
+pub(crate) fn create_dir_durable(dir: &Path) -> Result<()> {
+    let mut created = Vec::new();
+    let mut p = dir;
+    while !p.exists() {
+        created.push(p.to_path_buf());
+        match p.parent() {
+            Some(q) if !q.as_os_str().is_empty() => p = q,
+            _ => break,
+        }
+    }
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    for d in created.iter().rev() {
+        match d.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => fsync_dir(parent)?,
+            _ => fsync_dir(Path::new("."))?,
+        }
+    }
+    Ok(())
+}
+
 /// fsyncs every file and directory below `dir` (sled's own files, which its `flush`
 /// does not fsync).
 pub(crate) fn fsync_tree(dir: &Path) -> Result<()> {
@@ -89,6 +112,10 @@ impl Objects {
     pub(crate) fn write(&self, d: &Digest, frame: &[u8]) -> Result<()> {
         let path = self.path_of(d);
         let parent = path.parent().map(Path::to_path_buf).unwrap_or_else(|| self.dir.clone());
+        if !self.dir.exists() {
+            // Its name in the store directory durable at once (the sync fsyncs the rest).
+            create_dir_durable(&self.dir)?;
+        }
         fs::create_dir_all(&parent).map_err(io(&parent))?;
         let tmp_dir = self.dir.join("tmp");
         fs::create_dir_all(&tmp_dir).map_err(io(&tmp_dir))?;

@@ -41,7 +41,7 @@ use std::thread::JoinHandle;
 use crate::blob::{Digest, Hasher};
 use crate::error::{Error, Result};
 pub(crate) use checkpoints::check_name as check_checkpoint_name;
-pub(crate) use files::{Objects, lock_within};
+pub(crate) use files::{Objects, create_dir_durable, lock_within};
 pub(crate) use records::{CheckpointHeader, KeyRecord, ObjectRecord};
 pub(crate) use tree::Bytes;
 pub(crate) use tree::TreeStats;
@@ -131,6 +131,31 @@ fn remove_unfinished_snapshots(sled_dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Creates an empty sled database at `sled_dir` atomically: sled's files are made under
+/// `sled.new`, fsynced, and the directory renamed into place (and the store directory
+/// fsynced). sled 0.34 writes its `conf` without fsync and then refuses to open a torn
+/// one ("Read corrupted data"), so a power cut while a database is being created in place
+/// could leave a store that no open can read. A leftover `sled.new` (a creation a crash
+/// cut short) is deleted first. Called with the store's `LOCK` held.
+fn create_sled(dir: &Path, sled_dir: &Path) -> Result<()> {
+    let fresh = dir.join("sled.new");
+    match std::fs::remove_dir_all(&fresh) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::Io { path: fresh, source: e }),
+    }
+    {
+        let db = engine(dir, || sled::Config::new().path(&fresh).open())?;
+        engine(dir, || db.flush())?;
+        // sled closes its files in background threads after the drop: wait for its lock.
+        let _released = SledReleased { db_file: fresh.join("db"), dig: false };
+        drop(db);
+    }
+    files::fsync_tree(&fresh)?;
+    std::fs::rename(&fresh, sled_dir).map_err(|e| Error::Io { path: sled_dir.to_path_buf(), source: e })?;
+    files::fsync_dir(dir)
 }
 
 /// A damaged page, as the reader of one of its keys sees it.
@@ -381,6 +406,9 @@ impl Index {
                 path: sled_dir,
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a pickleshelf store"),
             });
+        }
+        if create && !read_only && !sled_dir.exists() {
+            create_sled(dir, &sled_dir)?;
         }
         remove_unfinished_snapshots(&sled_dir)?;
         // sled gives up at once on a locked file: wait a moment for a handle that is going

@@ -61,8 +61,9 @@ fn parse_name(name: &str) -> Option<u32> {
 impl Packs {
     /// Opens the pack directory `dir` (created unless read-only).
     pub(crate) fn open(dir: &Path, read_only: bool) -> Result<Packs> {
-        if !read_only {
-            fs::create_dir_all(dir).map_err(io(dir))?;
+        if !read_only && !dir.exists() {
+            // Durable at once: records naming a pack may reach disk before the next sync.
+            super::files::create_dir_durable(dir)?;
         }
         Ok(Packs {
             dir: dir.to_path_buf(),

@@ -30,6 +30,9 @@ use crate::server::Shared;
 pub(crate) const OUT_HIGH_WATER: usize = 1 << 20;
 /// Bytes read at a time.
 const READ_CHUNK: usize = 16 << 10;
+/// How long, and how many bytes, a refused connection's input is drained before close.
+const LINGER_TIME: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 8 << 20;
 /// Most bytes buffered before authentication (Redis's figure).
 const UNAUTH_QUERY_LIMIT: usize = 1 << 20;
 
@@ -151,6 +154,30 @@ async fn flush<S: Socket>(sh: &Shared, sess: &mut Session, sock: &mut S, out: &m
     true
 }
 
+/// After a refused request: reads and drops what the peer still sends, for a moment, so
+/// that closing with unread input (which resets the connection) does not destroy the
+/// error reply before the peer reads it.
+async fn linger<S: Socket>(sock: &S) {
+    let mut scratch = BytesMut::new();
+    let mut left = LINGER_BYTES;
+    let _ = tokio::time::timeout(LINGER_TIME, async {
+        while left > 0 {
+            if sock.readable().await.is_err() {
+                return;
+            }
+            scratch.clear();
+            scratch.reserve(READ_CHUNK);
+            match sock.try_read_buf(&mut scratch) {
+                Ok(0) => return,
+                Ok(n) => left = left.saturating_sub(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    })
+    .await;
+}
+
 async fn serve<S: Socket>(sh: Arc<Shared>, mut sock: S, addr: String, slot: Slot) {
     let _slot = slot;
     let mut stop = sh.stop.subscribe();
@@ -209,6 +236,7 @@ async fn serve<S: Socket>(sh: Arc<Shared>, mut sock: S, addr: String, slot: Slot
                     Reply { out: &mut out, resp3: sess.resp3 }.error(&format!("ERR {e}"));
                     flush(&sh, &mut sess, &mut sock, &mut out).await;
                     let _ = sock.shutdown().await;
+                    linger(&sock).await;
                     return;
                 }
             }

@@ -31,6 +31,9 @@ pub(crate) struct Session {
     pub(crate) multi: Option<Vec<Vec<Bytes>>>,
     /// A command refused while queueing: `EXEC` then discards the transaction.
     pub(crate) multi_failed: bool,
+    /// Bytes of the arguments queued since `MULTI` (they count against the query buffer
+    /// limit).
+    pub(crate) queued_bytes: usize,
     /// Keys under `WATCH`, with their values' digests when watched.
     pub(crate) watched: Vec<(String, Option<pickleshelf::Digest>)>,
     /// A write was made since the replies were last sent (for `appendfsync always`).
@@ -231,6 +234,7 @@ pub(crate) fn execute(sh: &Arc<Shared>, sess: &mut Session, args: Vec<Bytes>, ou
     }
     if sess.multi.is_some() && !matches!(upper_name, b"EXEC" | b"DISCARD" | b"MULTI" | b"WATCH" | b"QUIT" | b"RESET") {
         if let Some(q) = &mut sess.multi {
+            sess.queued_bytes += args.iter().map(Bytes::len).sum::<usize>();
             q.push(args);
         }
         r.simple("QUEUED");
@@ -330,6 +334,7 @@ fn control(sh: &Arc<Shared>, sess: &mut Session, name: &[u8], args: &[Bytes], r:
             } else {
                 sess.multi = Some(Vec::new());
                 sess.multi_failed = false;
+                sess.queued_bytes = 0;
                 r.ok();
             }
         }

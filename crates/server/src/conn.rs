@@ -189,6 +189,7 @@ async fn serve<S: Socket>(sh: Arc<Shared>, mut sock: S, addr: String, slot: Slot
         name: None,
         multi: None,
         multi_failed: false,
+        queued_bytes: 0,
         watched: Vec::new(),
         wrote: false,
     };
@@ -284,7 +285,7 @@ async fn serve<S: Socket>(sh: Arc<Shared>, mut sock: S, addr: String, slot: Slot
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(_) => return,
         }
-        let queued: usize = sess.multi.as_ref().map_or(0, |q| q.iter().flatten().map(|a| a.len()).sum());
+        let queued = if sess.multi.is_some() { sess.queued_bytes } else { 0 };
         let held = inbuf.len() + parser.held_bytes() + queued;
         let limit = if sess.authenticated { sh.config.query_buffer_limit } else { UNAUTH_QUERY_LIMIT };
         if held > limit {

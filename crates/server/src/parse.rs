@@ -81,7 +81,7 @@ enum State {
     Idle,
     /// Inside `*N`: `remaining` bulk strings still to come, `bulk` the declared length
     /// of the one being read once its `$len` line is in.
-    Multibulk { remaining: u64, args: Vec<Bytes>, bulk: Option<usize> },
+    Multibulk { remaining: u64, args: Vec<Bytes>, bulk: Option<usize>, held: usize },
 }
 
 /// An incremental request parser (one per connection).
@@ -143,7 +143,7 @@ impl Parser {
     pub fn held_bytes(&self) -> usize {
         match &self.state {
             State::Idle => 0,
-            State::Multibulk { args, .. } => args.iter().map(Bytes::len).sum(),
+            State::Multibulk { held, .. } => *held,
         }
     }
 
@@ -181,9 +181,9 @@ impl Parser {
                 }
                 // Room for what may come, not for what was declared.
                 let args = Vec::with_capacity((n as usize).min(16));
-                self.state = State::Multibulk { remaining: n as u64, args, bulk: None };
+                self.state = State::Multibulk { remaining: n as u64, args, bulk: None, held: 0 };
             }
-            let State::Multibulk { remaining, args, bulk } = &mut self.state else {
+            let State::Multibulk { remaining, args, bulk, held } = &mut self.state else {
                 continue;
             };
             while *remaining > 0 {
@@ -218,6 +218,7 @@ impl Parser {
                 }
                 let arg = buf.split_to(len).freeze();
                 buf.advance(2);
+                *held += len;
                 args.push(arg);
                 *bulk = None;
                 *remaining -= 1;

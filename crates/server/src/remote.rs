@@ -432,13 +432,24 @@ impl RemoteShelf {
         let mut c = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             c.call(&[b"WATCH", key.as_bytes()])?;
-            let current = match c.call(&[b"SHELF.GETPICKLE", key.as_bytes()])? {
-                Resp::Bulk(b) => Some(pickle::from_slice::<T>(&b)?),
-                Resp::Null => None,
-                r => return Err(unexpected(&r)),
+            // Until MULTI, a failure must not leave the key watched for a later EXEC.
+            let prepared = (|| {
+                let current = match c.call(&[b"SHELF.GETPICKLE", key.as_bytes()])? {
+                    Resp::Bulk(b) => Some(pickle::from_slice::<T>(&b)?),
+                    Resp::Null => None,
+                    r => return Err(unexpected(&r)),
+                };
+                let new = f(current);
+                let bytes = new.as_ref().map(pickle::to_vec).transpose()?;
+                Ok((new, bytes))
+            })();
+            let (new, bytes) = match prepared {
+                Ok(p) => p,
+                Err(e) => {
+                    c.call(&[b"UNWATCH"])?;
+                    return Err(e);
+                }
             };
-            let new = f(current);
-            let bytes = new.as_ref().map(pickle::to_vec).transpose()?;
             let op: Vec<&[u8]> = match &bytes {
                 Some(b) => vec![b"SHELF.SETPICKLE", key.as_bytes(), b],
                 None => vec![b"DEL", key.as_bytes()],

@@ -129,3 +129,18 @@ fn typed_values_checkpoints_and_verify() {
     c.insert("axb", &1).unwrap();
     assert_eq!(c.keys_with_prefix("a*").unwrap(), ["a*b"]);
 }
+
+/// Found by `remote_and_local_agree`: an `update` whose value did not fit its type left
+/// the key watched, and the next batch's EXEC was aborted.
+#[test]
+fn failed_update_leaves_no_watch() {
+    let server = TestServer::start(Config::new());
+    let c = RemoteShelf::connect(&server.url()).unwrap();
+    c.insert("k", "text").unwrap();
+    assert!(c.update("k", |n: Option<i64>| n.map(|n| n + 1)).is_err());
+    let mut b = Batch::new();
+    b.remove("k");
+    b.insert("k", &1).unwrap();
+    c.apply(b).unwrap();
+    assert_eq!(c.get::<i64>("k").unwrap(), Some(1));
+}

@@ -270,8 +270,13 @@ async fn serve<S: Socket>(sh: Arc<Shared>, mut sock: S, addr: String, slot: Slot
             r = sock.readable() => if r.is_err() { return },
             () = sleep => {
                 sh.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                let why = if request_started.is_some() { "a request did not arrive whole" } else { "idle" };
-                sh.log_refusal(format_args!("client {}: closing: {why} within the timeout", sess.addr));
+                let why = match (request_started, sh.config.timeout) {
+                    (Some(_), _) | (None, None) => {
+                        format!("a request did not arrive whole within the request timeout ({:?})", sh.config.request_timeout)
+                    }
+                    (None, Some(t)) => format!("idle longer than the idle timeout ({t:?})"),
+                };
+                sh.log_refusal(format_args!("client {}: closing: {why}", sess.addr));
                 return;
             }
             _ = stop.wait_for(|s| *s) => return,

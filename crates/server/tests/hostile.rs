@@ -148,7 +148,7 @@ fn one_byte_a_second() {
     }
     assert!(closed || closed_within(&mut slow, Duration::from_secs(5)), "the slow client was not closed");
     assert!(start.elapsed() < Duration::from_secs(10));
-    assert!(server.log_text().contains("a request did not arrive whole within the timeout"));
+    assert!(server.log_text().contains("a request did not arrive whole within the request timeout"));
 }
 
 #[test]
@@ -206,4 +206,17 @@ fn a_client_that_never_reads_its_replies_is_closed() {
     assert!(closed_within(&mut c, Duration::from_secs(10)));
     writer.join().unwrap();
     assert!(server.log_text().contains("did not take its replies"), "{}", server.log_text());
+}
+
+#[test]
+fn idle_connections_are_closed_after_the_idle_timeout() {
+    let server = ServerProcess::start(None, &["--timeout", "1"]);
+    let mut c = TcpStream::connect(server.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(roundtrip_line(&mut c, b"PING\r\n"), "+PONG");
+    let start = Instant::now();
+    assert!(closed_within(&mut c, Duration::from_secs(10)));
+    assert!(start.elapsed() >= Duration::from_millis(900), "closed after {:?}", start.elapsed());
+    serves_others(&server);
+    assert!(server.log_text().contains("idle longer than the idle timeout"), "{}", server.log_text());
 }

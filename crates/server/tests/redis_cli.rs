@@ -102,3 +102,21 @@ fn password() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "OK\n", "{proto}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+#[test]
+fn unix_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let shelf = pickleshelf::Shelf::open(dir.path().join("store")).unwrap();
+    let sock = dir.path().join("s.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let running = pickleshelf_server::Server::new(shelf.clone(), Config::new()).listen(listener).spawn().unwrap();
+    let remote = pickleshelf_server::RemoteShelf::connect(&format!("unix://{}", sock.display())).unwrap();
+    remote.insert("via-unix", &7i64).unwrap();
+    assert_eq!(shelf.get::<i64>("via-unix").unwrap(), Some(7));
+    if tool("redis-cli").is_some() {
+        let (ok, out, err) = run(Command::new("redis-cli").args(["-s", sock.to_str().unwrap(), "-3", "SET", "k", "v"]));
+        assert!(ok && out == "OK\n", "{out} {err}");
+        assert_eq!(run(Command::new("redis-cli").args(["-s", sock.to_str().unwrap(), "GET", "k"])).1, "v\n");
+    }
+    running.stop().unwrap();
+}

@@ -9,11 +9,12 @@
 #   - redis-server --save '' --appendonly yes --appendfsync everysec.
 # Both listen on loopback ports picked at run time; stores and logs live in a temporary
 # directory removed at the end. Prints every run's requests per second, the ratio
-# pickleshelf / redis-server per run, and the range over runs.
+# pickleshelf / redis-server per run, and the range over runs; also each server's CPU time
+# per request (user + system, from /proc), which depends less on what else the machine runs.
 # Goal: >= 1x redis-server unpipelined, >= 0.5x at -P 16.
 # On a 2-core machine the server and redis-benchmark share the cores: figures measure the
 # pair, and vary with whatever else runs.
-# Needs redis-server and redis-benchmark (scripts/setup-test-deps.sh installs them).
+# Linux only (/proc). Needs redis-server and redis-benchmark (scripts/setup-test-deps.sh installs them).
 set -euo pipefail
 runs="${1:-3}"
 cd "$(dirname "$0")/.."
@@ -48,11 +49,19 @@ for port in "$ps_port" "$redis_port"; do
     done
 done
 
-# rps TEST PORT [ARGS...]: the requests per second of each test, "SET GET".
+# CPU time a process has used, in clock ticks (user + system).
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
+# bench PORT PID [ARGS...]: "SET-rps GET-rps server-CPU-microseconds-per-request".
 bench() {
-    local port=$1; shift
+    local port=$1 pid=$2; shift 2
+    local before after
+    before=$(ticks "$pid")
     redis-benchmark -h 127.0.0.1 -p "$port" -t set,get -n 200000 -r 100000 -c 50 -q "$@" 2>&1 |
-        tr '\r' '\n' | awk '/requests per second/ { sub(":", "", $1); rps[$1] = $2 } END { printf "%s %s\n", rps["SET"], rps["GET"] }'
+        tr '\r' '\n' | awk '/requests per second/ { sub(":", "", $1); rps[$1] = $2 } END { printf "%s %s ", rps["SET"], rps["GET"] }'
+    after=$(ticks "$pid")
+    echo "$after $before $hz" | awk '{ printf "%.1f\n", ($1 - $2) / $3 * 1e6 / 400000 }'
 }
 
 results="$tmp/results"
@@ -61,11 +70,12 @@ for run in $(seq "$runs"); do
     for mode in "1" "16"; do
         if [ $((run % 2)) -eq 1 ]; then order="ps redis"; else order="redis ps"; fi
         for who in $order; do
-            port=$ps_port; [ "$who" = redis ] && port=$redis_port
-            read -r set get < <(bench "$port" -P "$mode")
-            echo "$run $mode $who $set $get" >>"$results"
-            printf 'run %d  -P %-2s  %-12s SET %10.0f  GET %10.0f\n' "$run" "$mode" \
-                "$([ "$who" = ps ] && echo pickleshelf || echo redis-server)" "$set" "$get"
+            port=$ps_port; pid=$ps_pid
+            [ "$who" = redis ] && { port=$redis_port; pid=$redis_pid; }
+            read -r set get cpu < <(bench "$port" "$pid" -P "$mode")
+            echo "$run $mode $who $set $get $cpu" >>"$results"
+            printf 'run %d  -P %-2s  %-12s SET %10.0f  GET %10.0f  server CPU %5.1f us/request\n' "$run" "$mode" \
+                "$([ "$who" = ps ] && echo pickleshelf || echo redis-server)" "$set" "$get" "$cpu"
         done
     done
 done
@@ -88,5 +98,12 @@ END {
         }
     }
 }' "$results"
+echo "server CPU per request, microseconds (per run):"
+for mode in 1 16; do
+    for who in ps redis; do
+        printf '  -P %-2s %-12s %s\n' "$mode" "$([ "$who" = ps ] && echo pickleshelf || echo redis-server)" \
+            "$(awk -v m="$mode" -v w="$who" '$2 == m && $3 == w { printf "%s ", $6 }' "$results")"
+    done
+done
 redis-cli -p "$ps_port" shutdown >/dev/null 2>&1 || true
 redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true

@@ -51,7 +51,7 @@ pub struct ServeArgs {
     /// Most bytes of requests a connection may have buffered.
     #[arg(long, default_value_t = 1 << 30, value_name = "BYTES")]
     pub client_query_buffer_limit: usize,
-    /// Worker threads (default: one per core).
+    /// Threads serving connections (default: half the cores, at least one).
     #[arg(long)]
     pub threads: Option<usize>,
     /// Log only warnings and errors.

@@ -40,6 +40,25 @@ const UNAUTH_QUERY_LIMIT: usize = 1 << 20;
 pub(crate) trait Socket: AsyncWrite + Unpin + Send + 'static {
     fn readable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send;
     fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize>;
+    fn try_io<R>(&self, f: impl FnOnce() -> io::Result<R>) -> io::Result<R>;
+
+    /// Reads what is there. A read that does not fill the room offered drained the
+    /// socket: its readiness is cleared at once (race-free: the runtime keeps it when an
+    /// event came meanwhile), which saves the read that would only say `WouldBlock`.
+    fn read_some(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        let room = buf.capacity() - buf.len();
+        let mut got = 0;
+        match self.try_io(|| match self.try_read_buf(buf) {
+            Ok(n) if n > 0 && n < room => {
+                got = n;
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+            other => other,
+        }) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
+            other => other,
+        }
+    }
 }
 
 impl Socket for tokio::net::TcpStream {
@@ -48,6 +67,9 @@ impl Socket for tokio::net::TcpStream {
     }
     fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
         tokio::net::TcpStream::try_read_buf(self, buf)
+    }
+    fn try_io<R>(&self, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+        tokio::net::TcpStream::try_io(self, tokio::io::Interest::READABLE, f)
     }
 }
 
@@ -58,6 +80,9 @@ impl Socket for tokio::net::UnixStream {
     }
     fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
         tokio::net::UnixStream::try_read_buf(self, buf)
+    }
+    fn try_io<R>(&self, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+        tokio::net::UnixStream::try_io(self, tokio::io::Interest::READABLE, f)
     }
 }
 
@@ -284,7 +309,7 @@ async fn serve<S: Socket>(sh: Arc<Shared>, mut sock: S, addr: String, slot: Slot
         if inbuf.capacity() - inbuf.len() < READ_CHUNK {
             inbuf.reserve(READ_CHUNK);
         }
-        match sock.try_read_buf(&mut inbuf) {
+        match sock.read_some(&mut inbuf) {
             Ok(0) => return,
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,

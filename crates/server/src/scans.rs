@@ -293,6 +293,14 @@ fn scan(sh: Arc<Shared>, args: Vec<Bytes>, r: &mut Reply<'_>) -> Flow {
     }))
 }
 
+/// Runs a store write under the server's write lock and counts it for the syncer.
+fn locked<T>(sh: &Shared, write: impl FnOnce() -> pickleshelf::Result<T>) -> pickleshelf::Result<T> {
+    let _w = sh.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
+    let result = write();
+    sh.syncer.wrote();
+    result
+}
+
 fn millis(t: std::time::SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
@@ -361,29 +369,16 @@ fn checkpoint(sh: Arc<Shared>, args: Vec<Bytes>, r: &mut Reply<'_>) -> Flow {
                         r.int(c.bytes as i64);
                     }
                 }),
-                b"CREATE" => {
-                    let _w = sh.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
-                    let res = shelf.checkpoint(&names[0]);
-                    sh.syncer.wrote();
-                    res.map(|c| {
-                        r.map_len(2);
-                        r.bulk(b"keys");
-                        r.int(c.keys as i64);
-                        r.bulk(b"bytes");
-                        r.int(c.bytes as i64);
-                    })
-                }
-                b"RESTORE" => {
-                    let _w = sh.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
-                    let res = shelf.restore(&names[0]);
-                    sh.syncer.wrote();
-                    res.map(|changes| r.int(changes.len() as i64))
-                }
+                b"CREATE" => locked(&sh, || shelf.checkpoint(&names[0])).map(|c| {
+                    r.map_len(2);
+                    r.bulk(b"keys");
+                    r.int(c.keys as i64);
+                    r.bulk(b"bytes");
+                    r.int(c.bytes as i64);
+                }),
+                b"RESTORE" => locked(&sh, || shelf.restore(&names[0])).map(|changes| r.int(changes.len() as i64)),
                 b"DELETE" => {
-                    let _w = sh.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
-                    let res = shelf.delete_checkpoint(&names[0]);
-                    sh.syncer.wrote();
-                    res.map(|existed| r.int(i64::from(existed)))
+                    locked(&sh, || shelf.delete_checkpoint(&names[0])).map(|existed| r.int(i64::from(existed)))
                 }
                 _ => {
                     let changes = if names.len() == 2 {

@@ -66,6 +66,7 @@ pub mod interop;
 pub mod memo;
 pub mod pickle;
 mod progress;
+mod repair;
 mod shelf;
 mod stats;
 
@@ -76,5 +77,6 @@ pub use error::{CheckpointProblem, DecodeErrorKind, Error, Result};
 pub use index::MAX_KEY_LEN;
 pub use memo::{Memo, MemoBuilder, MemoStats};
 pub use progress::Progress;
-pub use shelf::{Batch, Durability, FORMAT_VERSION, Shelf, ShelfBuilder, VerifyReport};
+pub use repair::VerifyReport;
+pub use shelf::{Batch, Durability, FORMAT_VERSION, Shelf, ShelfBuilder};
 pub use stats::{KeyInfo, Stats};

@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::index::{Delta, Index, IndexOptions, MAX_KEY_LEN, Op, Space, Stored, Writer};
 use crate::pickle::{self, Value};
 use crate::progress::Progress;
+use crate::repair::VerifyReport;
 
 /// Default budget of the decoded-object cache, in estimated bytes.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
@@ -320,12 +321,16 @@ impl Shelf {
             Err(Error::Corrupted { .. }) if b.allow_rollback => Some(u64::MAX),
             other => other?,
         };
+        // A rollback accepted: files and packs that no record names may hold the newer
+        // state (which `pickleshelf repair` can bring back), so none is deleted below.
+        let mut rolled_back = false;
         if let Some(witness) = witness
             && generation < witness
         {
             if !b.allow_rollback {
                 return Err(Error::RolledBack { path, store_generation: generation, witness_generation: witness });
             }
+            rolled_back = true;
             if !b.read_only {
                 write_witness(&path, generation, b.durability)?;
             }
@@ -342,7 +347,7 @@ impl Shelf {
             }
         }
         codec.set_current_dict(current);
-        if !b.read_only {
+        if !b.read_only && !rolled_back {
             index.objects().clean_tmp()?;
             // Files without a record are leftovers of writes a crash cut short, or of
             // removals whose files the crash left — also when the object was written again
@@ -405,6 +410,14 @@ impl Shelf {
 
     pub(crate) fn index(&self) -> &Index {
         &self.inner.index
+    }
+
+    pub(crate) fn codec(&self) -> &Codec {
+        &self.inner.codec
+    }
+
+    pub(crate) fn chains(&self) -> &Chains {
+        &self.inner.chains
     }
 
     pub(crate) fn cache(&self) -> &Cache {
@@ -976,15 +989,16 @@ impl Shelf {
 
     // ----- checks -----
 
-    /// Checks everything: each key's object exists and hashes to its address, each
-    /// object record's refcount equals the keys pointing at it, each object file has a
-    /// record and the right length. Returns what it found; nothing is changed. Writes
-    /// wait while it runs.
+    /// Checks everything: every page of records can be read, each key's object exists and
+    /// hashes to its address, each object record's refcount equals the keys pointing at it,
+    /// each object file has a record and the right length. Returns what it found; nothing
+    /// is changed. Files that a write cut short by a crash left behind are listed as
+    /// [`VerifyReport::leftovers`], not as problems. Writes wait while it runs.
     ///
     /// # Errors
     /// [`Error::Engine`] or [`Error::Io`] when the store cannot be read at all.
     pub fn verify(&self) -> Result<VerifyReport> {
-        verify(self, false)
+        crate::repair::verify::run(self, false, &mut ())
     }
 
     /// [`Shelf::verify`], reporting one step per record checked (key or memo result) to
@@ -994,22 +1008,34 @@ impl Shelf {
     /// As for [`Shelf::verify`].
     pub fn verify_with_progress(&self, progress: &mut dyn Progress) -> Result<VerifyReport> {
         progress.start("verifying", Some(self.record_count()));
-        let report = verify_observed(self, false, progress);
+        let report = crate::repair::verify::run(self, false, progress);
         progress.finish();
         report
     }
 
     /// Repairs what is repairable — refcounts, missing or stray object records, files
-    /// no record names, temporary files — and reports what it found and did. Keys whose
-    /// data is damaged are reported, not removed.
+    /// no record names, temporary files — frees what nothing refers to, and reports what
+    /// it found and did. Keys whose data is damaged are reported, not removed.
+    ///
+    /// While any page or record of the store cannot be read ([`VerifyReport::is_complete`]
+    /// is false), gc changes nothing at all: a record it cannot read may name any object,
+    /// so every object record, object file and pack is kept, and the report names what
+    /// cannot be read. [`Shelf::salvage`](crate::Shelf::salvage) copies out what can.
     ///
     /// # Errors
     /// [`Error::ReadOnly`]; [`Error::Engine`] or [`Error::Io`].
     pub fn gc(&self) -> Result<VerifyReport> {
         self.writable()?;
-        let report = verify(self, true)?;
-        self.mark_dirty();
-        self.sync()?;
+        let report = crate::repair::verify::run(self, true, &mut ())?;
+        self.after_gc(report)
+    }
+
+    /// Syncs after a gc that repaired (a gc that could not read everything changed nothing).
+    fn after_gc(&self, report: VerifyReport) -> Result<VerifyReport> {
+        if report.is_complete() {
+            self.mark_dirty();
+            self.sync()?;
+        }
         Ok(report)
     }
 
@@ -1027,12 +1053,9 @@ impl Shelf {
     pub fn gc_with_progress(&self, progress: &mut dyn Progress) -> Result<VerifyReport> {
         self.writable()?;
         progress.start("collecting", Some(self.record_count()));
-        let report = verify_observed(self, true, progress);
+        let report = crate::repair::verify::run(self, true, progress);
         progress.finish();
-        let report = report?;
-        self.mark_dirty();
-        self.sync()?;
-        Ok(report)
+        self.after_gc(report?)
     }
 }
 
@@ -1148,295 +1171,6 @@ impl Batch {
     }
 }
 
-/// What [`Shelf::verify`] or [`Shelf::gc`] found.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct VerifyReport {
-    /// Keys checked.
-    pub keys: u64,
-    /// Object records checked.
-    pub objects: u64,
-    /// Object files found.
-    pub files: u64,
-    /// Checkpoints checked.
-    pub checkpoints: u64,
-    /// Record pages checked (see `docs/FORMAT.md`).
-    pub pages: u64,
-    /// Everything wrong, one line each.
-    pub problems: Vec<String>,
-    /// What gc repaired, one line each (empty for `verify`).
-    pub repaired: Vec<String>,
-}
-
-impl VerifyReport {
-    /// True when nothing is wrong (after repairs, for gc: only unrepairable problems remain).
-    pub fn is_ok(&self) -> bool {
-        self.problems.is_empty()
-    }
-}
-
-fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
-    verify_observed(shelf, repair, &mut ())
-}
-
-/// [`verify`], advancing `progress` once per key checked.
-fn verify_observed(shelf: &Shelf, repair: bool, progress: &mut dyn Progress) -> Result<VerifyReport> {
-    use crate::index::{MAX_DEPTH, ObjectRecord};
-    use std::collections::{BTreeMap, BTreeSet};
-
-    let inner = &shelf.inner;
-    let index = &inner.index;
-    // The write lock also when only checking, so that what is checked is one state of
-    // the store and not one that writers are changing.
-    let lock = index.writer();
-    let writer = if repair { Some(&lock) } else { None };
-    let mut report = VerifyReport::default();
-    // The pages that hold the records, then the pack files that hold the pages.
-    let (page_problems, page_repairs, pages) = index.verify_pages(repair)?;
-    report.pages = pages;
-    report.problems.extend(page_problems);
-    report.repaired.extend(page_repairs);
-    for path in index.orphan_packs()? {
-        let msg = format!("file {} holds no page of the store", path.display());
-        if repair {
-            // Deleted by gc's sync, once no durable directory can name it.
-            if !index.doom_orphan_pack(&path) {
-                fs::remove_file(&path).map_err(io(&path))?;
-            }
-            report.repaired.push(format!("{msg}: deleted"));
-        } else {
-            report.problems.push(msg);
-        }
-    }
-    // References held by records: key and memo records, checkpoint entries.
-    let mut counted: BTreeMap<Digest, u64> = BTreeMap::new();
-    // Objects a key's read checked (with their chains), whatever it found.
-    let mut checked: BTreeSet<Digest> = BTreeSet::new();
-    let all = index.scan_in(Space::Keys, "").chain(index.scan_in(Space::Memo, ""));
-    for item in all {
-        let (key, stored) = match item.map(|(k, _, s)| (k, s)) {
-            Ok(x) => x,
-            Err(e) => {
-                report.problems.push(format!("unreadable key record: {e}"));
-                continue;
-            }
-        };
-        report.keys += 1;
-        progress.advance(1);
-        let object = match &stored {
-            Stored::Object { digest } => Some(*digest),
-            Stored::Inline { .. } => None,
-        };
-        if let Some(d) = object {
-            *counted.entry(d).or_insert(0) += 1;
-        }
-        if let Err(e) = shelf.load(&key, stored) {
-            report.problems.push(format!("key {key:?}: {e}"));
-        }
-        checked.extend(object);
-    }
-    let mut names = BTreeSet::new();
-    match index.checkpoints() {
-        Ok(list) => names.extend(list.into_iter().map(|(n, _)| n)),
-        Err(e) => report.problems.push(format!("unreadable checkpoint: {e}")),
-    }
-    report.checkpoints = names.len() as u64;
-    for item in index.all_checkpoint_entries() {
-        match item {
-            Ok((name, key, stored)) => {
-                if !names.contains(&name) {
-                    report.problems.push(format!("checkpoint {name:?}: entry of key {key:?} but no checkpoint record"));
-                }
-                match stored {
-                    Stored::Object { digest } => *counted.entry(digest).or_insert(0) += 1,
-                    Stored::Inline { digest, frame } => {
-                        if let Err(reason) = inner.codec.decode(&frame, &digest) {
-                            report.problems.push(format!("checkpoint {name:?}, key {key:?}: {reason}"));
-                        }
-                    }
-                }
-            }
-            Err(e) => report.problems.push(format!("unreadable checkpoint entry: {e}")),
-        }
-    }
-    let mut recorded: BTreeMap<Digest, ObjectRecord> = BTreeMap::new();
-    for item in index.object_records() {
-        match item {
-            Ok((d, r)) => {
-                report.objects += 1;
-                recorded.insert(d, r);
-            }
-            Err(e) => report.problems.push(format!("unreadable object record: {e}")),
-        }
-    }
-    // Reachable objects: those records refer to, and the bases of reachable objects, each
-    // of which holds one reference on its base.
-    let mut expected = counted.clone();
-    let mut work: Vec<Digest> = counted.keys().copied().collect();
-    let mut reachable: BTreeSet<Digest> = work.iter().copied().collect();
-    while let Some(d) = work.pop() {
-        let Some(r) = recorded.get(&d) else { continue };
-        if r.depth > MAX_DEPTH {
-            report.problems.push(format!("object {d}: chain of {} bases, more than {MAX_DEPTH}", r.depth));
-        }
-        let Some(b) = r.base else {
-            if r.depth != 0 {
-                report.problems.push(format!("object {d}: depth {} without a base", r.depth));
-            }
-            continue;
-        };
-        *expected.entry(b).or_insert(0) += 1;
-        match recorded.get(&b) {
-            Some(br) if br.depth.checked_add(1) == Some(r.depth) => {}
-            Some(br) => report.problems.push(format!("object {d}: depth {} on a base of depth {}", r.depth, br.depth)),
-            None => report.problems.push(format!("object {d}: its base {b} has no record")),
-        }
-        if reachable.insert(b) {
-            work.push(b);
-        }
-    }
-    // Objects no key read verified (named only by checkpoints, or bases): read them too.
-    {
-        let _pin = index.pin_files();
-        for d in &reachable {
-            if checked.contains(d) || !recorded.contains_key(d) {
-                continue;
-            }
-            match inner.chains.load(index, &inner.codec, d) {
-                Ok(_) => {}
-                Err(LoadError::Store(e)) => report.problems.push(format!("object {d}: {e}")),
-                Err(LoadError::Bad(at, reason)) => report.problems.push(format!("object {d}: object {at}: {reason}")),
-            }
-        }
-    }
-    let mut frames: BTreeMap<Digest, u64> = BTreeMap::new();
-    for item in index.frame_records() {
-        match item {
-            Ok((d, len)) => {
-                frames.insert(d, len);
-            }
-            Err(e) => report.problems.push(format!("unreadable frame record: {e}")),
-        }
-    }
-    for (d, n) in &expected {
-        match recorded.get(d) {
-            Some(r) if r.refs == *n => {}
-            Some(r) => {
-                let msg = format!("object {d}: refcount {} but {n} references", r.refs);
-                if let Some(w) = &writer {
-                    w.set_object(d, Some(ObjectRecord { refs: *n, ..*r }))?;
-                    report.repaired.push(format!("{msg}: set to {n}"));
-                } else {
-                    report.problems.push(msg);
-                }
-            }
-            None => {
-                let msg = format!("object {d}: {n} references but no record");
-                let rebuilt = match &writer {
-                    Some(_) => rebuild_record(shelf, d, *n, frames.contains_key(d), &recorded),
-                    None => None,
-                };
-                match (&writer, rebuilt) {
-                    (Some(w), Some(rec)) => {
-                        w.set_object(d, Some(rec))?;
-                        report.repaired.push(format!("{msg}: record rebuilt from its frame"));
-                    }
-                    _ => report.problems.push(msg),
-                }
-            }
-        }
-    }
-    for (d, r) in &recorded {
-        if !expected.contains_key(d) {
-            let msg = format!("object {d}: record with refcount {} but no reference", r.refs);
-            if let Some(w) = &writer {
-                w.set_object(d, None)?;
-                report.repaired.push(format!("{msg}: removed"));
-            } else {
-                report.problems.push(msg);
-            }
-        } else if r.in_tree && !frames.contains_key(d) {
-            report.problems.push(format!("object {d}: its frame record is missing"));
-        }
-    }
-    let awaiting: BTreeSet<Digest> = index.awaiting_deletion().into_iter().collect();
-    for (d, len) in &frames {
-        let msg = match recorded.get(d) {
-            Some(r) if r.in_tree && r.stored_len == *len => continue,
-            Some(r) if r.in_tree => {
-                report.problems.push(format!("object {d}: frame record has {len} bytes, record says {}", r.stored_len));
-                continue;
-            }
-            // Its record was removed (or rewritten) since the last sync: it goes at the next.
-            _ if awaiting.contains(d) => continue,
-            Some(_) => format!("frame record of object {d}, whose frame is in its file"),
-            None => format!("frame record of no object: {d}"),
-        };
-        if repair {
-            index.doom(*d);
-            report.repaired.push(format!("{msg}: deleted"));
-        } else {
-            report.problems.push(msg);
-        }
-    }
-    let files = index.objects().list()?;
-    report.files = files.len() as u64;
-    for (d, path, len) in files {
-        match d.map(|d| (d, recorded.get(&d))) {
-            Some((d, Some(r))) if !r.in_tree => {
-                if expected.contains_key(&d) && r.stored_len != len {
-                    report.problems.push(format!("object {d}: file has {len} bytes, record says {}", r.stored_len));
-                }
-                // A record without references: reported above; gc's removal deletes the
-                // file at sync.
-            }
-            // Its record was removed since the last sync: the file goes once that is durable.
-            Some((d, _)) if awaiting.contains(&d) => {}
-            _ => {
-                let msg = format!("file {} belongs to no object", path.display());
-                if repair {
-                    match d {
-                        // Not now: its record may have been removed since the last sync, and
-                        // a crash before the next one would bring the record back. gc's sync
-                        // deletes it once no durable record names it.
-                        Some(d) => index.doom(d),
-                        None => fs::remove_file(&path).map_err(io(&path))?,
-                    }
-                    report.repaired.push(format!("{msg}: deleted"));
-                } else {
-                    report.problems.push(msg);
-                }
-            }
-        }
-    }
-    if repair {
-        let n = index.objects().clean_tmp()?;
-        if n > 0 {
-            report.repaired.push(format!("{n} temporary files deleted"));
-        }
-    }
-    Ok(report)
-}
-
-/// An object record for `d` rebuilt from its frame (gc, for an object that records refer
-/// to but that has no record), or `None` when the frame cannot be read.
-fn rebuild_record(
-    shelf: &Shelf,
-    d: &Digest,
-    refs: u64,
-    in_tree: bool,
-    recorded: &std::collections::BTreeMap<Digest, crate::index::ObjectRecord>,
-) -> Option<crate::index::ObjectRecord> {
-    let index = &shelf.inner.index;
-    let frame = index.frame(d).ok()?;
-    let mut rec = crate::index::ObjectRecord::whole(refs, frame.len() as u64, index.generation(), in_tree);
-    if let crate::blob::FrameKind::Delta(base) = crate::blob::frame_kind(&frame).ok()? {
-        rec.depth = recorded.get(&base)?.depth.checked_add(1)?;
-        rec.base = Some(base);
-    }
-    Some(rec)
-}
-
 const WITNESS: &str = "WITNESS";
 
 fn read_witness(dir: &Path) -> Result<Option<u64>> {
@@ -1472,43 +1206,4 @@ fn write_witness(dir: &Path, generation: u64, durability: Durability) -> Result<
         fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A pickled `bytes` of 20 KB that does not compress: stored as an object file.
-    fn big() -> Vec<u8> {
-        let mut p = vec![0x80, 4, 0x8e];
-        p.extend_from_slice(&20_000u64.to_le_bytes());
-        let mut s = 1u64;
-        for _ in 0..20_000 {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            p.push((s >> 56) as u8);
-        }
-        p.extend_from_slice(b"\x94.");
-        p
-    }
-
-    /// Regression (crash harness, a kill inside gc): gc deleted at once a file whose record
-    /// had been removed since the last sync; the kill brought the record back, naming a
-    /// missing file. The file must stay until gc's own sync has made the removal durable.
-    #[test]
-    fn gc_deletes_files_only_after_its_sync() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::Config(e.to_string()))?;
-        let shelf = Shelf::open(dir.path().join("s"))?;
-        shelf.insert_pickle("a", &big())?;
-        shelf.sync()?;
-        let digest = shelf.digest("a")?.ok_or_else(|| Error::Config("no digest".into()))?;
-        let file = shelf.inner.index.objects().path_of(&digest);
-        shelf.remove("a")?; // the record is gone, but not durably yet
-        // gc before its sync: the file is awaiting the sync that makes the removal durable.
-        verify(&shelf, true)?;
-        assert!(file.exists(), "gc deleted the file before the removal of its record was durable");
-        shelf.sync()?;
-        assert!(!file.exists());
-        assert!(shelf.verify()?.is_ok());
-        Ok(())
-    }
 }

@@ -278,6 +278,10 @@ pub struct Stats {
 }
 
 /// `1234567` as `1,234,567`.
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
 fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
@@ -363,11 +367,14 @@ const VERIFY: &str = "  pickleshelf verify state.db && echo intact";
 
 /// Check a whole store.
 ///
-/// Reads every value and checks it against its digest, checks every reference
-/// count against the keys that point at the object, and every object file against
-/// its record. Changes nothing (gc repairs what can be repaired). Prints `ok:
-/// ...` and exits 0 when everything is right; otherwise prints one `problem: ...`
-/// line each and exits 1. A progress bar shows on stderr when it is a terminal.
+/// Reads every page of records and every value and checks it against its digest,
+/// checks every reference count against the keys that point at the object, and
+/// every object file against its record. Changes nothing (gc repairs what can be
+/// repaired). Files that a write cut short by a crash or a full disk left behind
+/// are listed as `leftover: ...` lines (the next writing command deletes them); they
+/// are not problems. Prints `ok: ...` and exits 0 when nothing is wrong; otherwise
+/// prints one `problem: ...` line each and exits 1. A progress bar shows on stderr
+/// when it is a terminal.
 #[derive(Args)]
 #[command(verbatim_doc_comment, override_usage = "pickleshelf verify STORE [OPTIONS]")]
 #[command(after_help = examples(VERIFY), after_long_help = manual(VERIFY))]
@@ -387,6 +394,9 @@ impl Verify {
         for p in &report.problems {
             text.push_str(&format!("problem: {p}\n"));
         }
+        for l in &report.leftovers {
+            text.push_str(&format!("leftover: {l}\n"));
+        }
         if report.is_ok() {
             text.push_str(&format!(
                 "ok: {} keys, {} objects, {} object files checked\n",
@@ -396,7 +406,16 @@ impl Verify {
         write_stdout(text.as_bytes())?;
         if !report.is_ok() {
             let n = report.problems.len();
-            bail!("{}: verify found {n} problem{}", self.store.store.display(), if n == 1 { "" } else { "s" });
+            let st = self.store.store.display();
+            if !report.is_complete() {
+                bail!(
+                    "{st}: verify found {n} problem{}, {} of them pages or records that cannot be read (run \
+                     `pickleshelf salvage {st} --into NEW` to copy out what is readable)",
+                    plural(n),
+                    report.unreadable
+                );
+            }
+            bail!("{st}: verify found {n} problem{}", plural(n));
         }
         Ok(())
     }
@@ -411,6 +430,12 @@ const GC: &str = "  pickleshelf gc state.db";
 /// files left by a crash; then syncs. Prints one `repaired: ...` line per repair
 /// and one `problem: ...` line per problem it cannot repair (a damaged value is
 /// reported, never removed), then a summary. Exits 1 when problems remain.
+///
+/// While any page or record of the store cannot be read, gc changes nothing: a
+/// record it cannot read may name any value, so every object file, record and
+/// pack is kept. It prints what cannot be read (pages, their key ranges, keys that
+/// checkpoints still name there) and exits 1; `pickleshelf salvage` copies out
+/// everything readable into a new store.
 #[derive(Args)]
 #[command(verbatim_doc_comment, override_usage = "pickleshelf gc STORE [OPTIONS]")]
 #[command(after_help = examples(GC), after_long_help = manual(GC))]
@@ -434,6 +459,19 @@ impl Gc {
         for p in &report.problems {
             text.push_str(&format!("problem: {p}\n"));
         }
+        let st = self.store.store.display();
+        if !report.is_complete() {
+            text.push_str(&format!(
+                "gc: {} keys checked, nothing changed: {} pages or records cannot be read\n",
+                report.keys, report.unreadable
+            ));
+            write_stdout(text.as_bytes())?;
+            bail!(
+                "{st}: {} pages or records cannot be read, so gc changed nothing (run `pickleshelf salvage {st} \
+                 --into NEW` to copy out everything readable)",
+                report.unreadable
+            );
+        }
         text.push_str(&format!(
             "gc: {} keys checked, {} repaired, {} problems left\n",
             report.keys,
@@ -443,7 +481,7 @@ impl Gc {
         write_stdout(text.as_bytes())?;
         if !report.is_ok() {
             let n = report.problems.len();
-            bail!("{}: {n} problem{} gc cannot repair", self.store.store.display(), if n == 1 { "" } else { "s" });
+            bail!("{st}: {n} problem{} gc cannot repair", plural(n));
         }
         Ok(())
     }

@@ -168,6 +168,16 @@ impl Objects {
         Ok(out)
     }
 
+    /// The number of temporary files (left by interrupted writes, or being written).
+    pub(crate) fn tmp_files(&self) -> Result<usize> {
+        let tmp = self.dir.join("tmp");
+        match fs::read_dir(&tmp) {
+            Ok(entries) => Ok(entries.count()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(io(&tmp)(e)),
+        }
+    }
+
     /// Deletes temporary files left by an interrupted write.
     pub(crate) fn clean_tmp(&self) -> Result<usize> {
         let tmp = self.dir.join("tmp");

@@ -44,8 +44,8 @@ pub(crate) use checkpoints::check_name as check_checkpoint_name;
 pub(crate) use files::{Objects, lock_within};
 pub(crate) use records::{CheckpointHeader, KeyRecord, ObjectRecord};
 pub(crate) use tree::Bytes;
-pub(crate) use tree::TreeStats;
 use tree::{Batch, Tree};
+pub(crate) use tree::{PageCheck, TreeStats};
 
 /// Largest frame stored inline in its key record; larger ones become object files.
 pub(crate) const INLINE_MAX: usize = 4096;
@@ -147,21 +147,21 @@ fn key_of(key: &str) -> Vec<u8> {
     key_in(Space::Keys, key)
 }
 
-fn key_in(space: Space, key: &str) -> Vec<u8> {
+pub(crate) fn key_in(space: Space, key: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(key.len() + 1);
     k.push(space.prefix());
     k.extend_from_slice(key.as_bytes());
     k
 }
 
-fn object_key(d: &Digest) -> [u8; 33] {
+pub(crate) fn object_key(d: &Digest) -> [u8; 33] {
     let mut k = [0u8; 33];
     k[0] = PREFIX_OBJECT;
     k[1..].copy_from_slice(d.as_bytes());
     k
 }
 
-fn frame_key(d: &Digest) -> [u8; 33] {
+pub(crate) fn frame_key(d: &Digest) -> [u8; 33] {
     let mut k = [0u8; 33];
     k[0] = PREFIX_FRAME;
     k[1..].copy_from_slice(d.as_bytes());
@@ -172,6 +172,45 @@ fn meta_key(name: &str) -> Vec<u8> {
     let mut k = vec![PREFIX_META];
     k.extend_from_slice(name.as_bytes());
     k
+}
+
+/// How a record key is named in reports: `key "user:1"`, `object 3f2a…`, ...
+pub(crate) fn describe_record_key(k: &[u8]) -> String {
+    let text = |b: &[u8]| format!("{:?}", String::from_utf8_lossy(b));
+    let digest = |b: &[u8]| match Digest::from_slice(b) {
+        Some(d) => d.to_string(),
+        None => hex(b),
+    };
+    match k.split_first() {
+        None => "the first record".into(),
+        Some((&PREFIX_KEY, rest)) => format!("key {}", text(rest)),
+        Some((&PREFIX_MEMO, rest)) => format!("memo result {}", text(rest)),
+        Some((&PREFIX_OBJECT, rest)) => format!("object record {}", digest(rest)),
+        Some((&PREFIX_FRAME, rest)) => format!("frame record {}", digest(rest)),
+        Some((&PREFIX_META, rest)) => format!("metadata {}", text(rest)),
+        Some((&b'C', rest)) => format!("checkpoint {}", text(rest)),
+        Some((&b'c', rest)) => {
+            let mut parts = rest.splitn(2, |&b| b == 0);
+            let name = parts.next().unwrap_or_default();
+            match parts.next() {
+                Some(key) => format!("key {} of checkpoint {}", text(key), text(name)),
+                None => format!("checkpoint {}", text(name)),
+            }
+        }
+        Some(_) => format!("record {}", hex(k)),
+    }
+}
+
+/// The records of `[lo, hi)` as a reader names them.
+pub(crate) fn describe_range(lo: &[u8], hi: Option<&[u8]>) -> String {
+    match hi {
+        Some(hi) => format!("from {} up to {}", describe_record_key(lo), describe_record_key(hi)),
+        None => format!("from {} to the end", describe_record_key(lo)),
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// A stored value as the index sees it.
@@ -714,11 +753,15 @@ impl Index {
         self.tree.doom_orphan(path)
     }
 
-    /// Checks every page of the tree (repairing, with `repair`: see [`Tree::verify`]);
-    /// returns the problems, the repairs and the number of pages. The caller holds the
-    /// write lock.
-    pub(crate) fn verify_pages(&self, repair: bool) -> Result<(Vec<String>, Vec<String>, u64)> {
-        self.tree.verify(repair)
+    /// Reads and checks every page of the tree (see [`Tree::check_pages`]). Changes nothing.
+    pub(crate) fn check_pages(&self) -> Vec<PageCheck> {
+        self.tree.check_pages()
+    }
+
+    /// Rewrites the page at `lo` without the records beyond its range (see
+    /// [`Tree::trim_page`]). The caller holds the write lock.
+    pub(crate) fn trim_page(&self, lo: &[u8]) -> Result<()> {
+        self.tree.trim_page(lo)
     }
 
     /// Storage statistics of the record tree.

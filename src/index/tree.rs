@@ -205,6 +205,19 @@ impl PageCache {
     }
 }
 
+/// What reading one page of the directory found (see [`Tree::check_pages`]).
+pub(crate) struct PageCheck {
+    /// The page's lower bound (a record key).
+    pub(crate) lo: Vec<u8>,
+    /// The next page's lower bound (`None` for the last page).
+    pub(crate) hi: Option<Vec<u8>>,
+    /// How errors name it: its lower bound and pack.
+    pub(crate) name: String,
+    /// Its number of records and how many of them lie at or above `hi`, or why it cannot
+    /// be read.
+    pub(crate) status: Result<(usize, usize)>,
+}
+
 /// Statistics of the tree's storage.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct TreeStats {
@@ -263,9 +276,9 @@ fn dir_key(lo: &[u8]) -> Vec<u8> {
 fn page_name(lo: &[u8], loc: &PageLoc) -> String {
     let pack = super::packs::file_name(loc.pack);
     if lo.is_empty() {
-        format!("first page in pack {pack}")
+        format!("first page in pack {pack} at byte {}", loc.offset)
     } else {
-        format!("page from {:?} in pack {pack}", String::from_utf8_lossy(lo))
+        format!("page from {:?} in pack {pack} at byte {}", String::from_utf8_lossy(lo), loc.offset)
     }
 }
 
@@ -831,47 +844,40 @@ impl Tree {
         true
     }
 
-    /// Checks every page: readable, verified, in order, within its range. Returns the
-    /// problems found and the repairs made, one line each, and the number of pages.
-    ///
-    /// With `repair` (gc; the caller holds the store's write lock): an unreadable page is
-    /// replaced by an empty one — its records are lost, and were already unreadable; the
-    /// record checks that follow then repair what depended on them — and a page holding
-    /// keys beyond its range is rewritten without them (no read could see them).
-    pub(crate) fn verify(&self, repair: bool) -> Result<(Vec<String>, Vec<String>, u64)> {
+    /// Reads and checks every page of the directory: readable, verified, within its range.
+    /// Changes nothing.
+    pub(crate) fn check_pages(&self) -> Vec<PageCheck> {
         let pages: Vec<(Vec<u8>, PageLoc, Option<Vec<u8>>)> = {
             let dir = read(&self.dir);
             dir.pages.iter().map(|(lo, loc)| (lo.clone(), *loc, dir.next_lo(lo).cloned())).collect()
         };
-        let (mut problems, mut repaired) = (Vec::new(), Vec::new());
-        for (lo, loc, hi) in &pages {
-            match self.load(lo, loc) {
-                Ok(p) => {
+        pages
+            .into_iter()
+            .map(|(lo, loc, hi)| {
+                let status = self.load(&lo, &loc).map(|p| {
                     let beyond =
                         (0..p.len()).filter(|&i| hi.as_ref().is_some_and(|h| p.key(i) >= h.as_slice())).count();
-                    if beyond == 0 {
-                        continue;
-                    }
-                    let msg = format!("{}: holds {beyond} keys of the next page", page_name(lo, loc));
-                    if repair {
-                        let mut w = BodyWriter::new(lo, 0);
-                        for i in (0..p.len()).filter(|&i| hi.as_ref().is_none_or(|h| p.key(i) < h.as_slice())) {
-                            w.push(p.key(i), p.value(i));
-                        }
-                        self.replace_page(lo, loc, w.finish())?;
-                        repaired.push(format!("{msg}: removed (no read could see them)"));
-                    } else {
-                        problems.push(msg);
-                    }
-                }
-                Err(e) if repair => {
-                    self.replace_page(lo, loc, BodyWriter::new(lo, 0).finish())?;
-                    repaired.push(format!("{e}: replaced by an empty page (its records are lost)"));
-                }
-                Err(e) => problems.push(e.to_string()),
-            }
+                    (p.len(), beyond)
+                });
+                PageCheck { name: page_name(&lo, &loc), lo, hi, status }
+            })
+            .collect()
+    }
+
+    /// Rewrites the page at `lo` without the records at or above the next page's lower
+    /// bound (no read can see them). The caller holds the store's write lock.
+    pub(crate) fn trim_page(&self, lo: &[u8]) -> Result<()> {
+        let (loc, hi) = {
+            let dir = read(&self.dir);
+            let Some(loc) = dir.pages.get(lo).copied() else { return Ok(()) };
+            (loc, dir.next_lo(lo).cloned())
+        };
+        let p = self.load(lo, &loc)?;
+        let mut w = BodyWriter::new(lo, 0);
+        for i in (0..p.len()).filter(|&i| hi.as_ref().is_none_or(|h| p.key(i) < h.as_slice())) {
+            w.push(p.key(i), p.value(i));
         }
-        Ok((problems, repaired, pages.len() as u64))
+        self.replace_page(lo, &loc, w.finish())
     }
 
     /// Writes `body` as the new image of the page at `lo` (one sled batch) and installs it.
@@ -1040,8 +1046,9 @@ mod tests {
             let k = key(rng.below(4000));
             assert_eq!(tree.get(&k).unwrap().map(|v| v.to_vec()), model.get(&k).cloned());
         }
-        let (problems, _, _) = tree.verify(false).unwrap();
-        assert!(problems.is_empty(), "{problems:?}");
+        for c in tree.check_pages() {
+            assert!(matches!(c.status, Ok((_, 0))), "{}: {:?}", c.name, c.status.map_err(|e| e.to_string()));
+        }
         let dir = read(&tree.dir);
         if let Some((lo, _)) = dir.pages.first_key_value() {
             assert!(lo.is_empty(), "the first page starts at the lowest key");

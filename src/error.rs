@@ -37,7 +37,8 @@ pub enum Error {
         /// The operating system's error.
         source: std::io::Error,
     },
-    /// Another process (or another open handle in this one) holds the store.
+    /// Another handle (in this process or another) holds the store: a writer excludes
+    /// every other handle, a reader excludes writers.
     #[error("store is locked: another open handle holds it (in this process or another): {path}")]
     Locked {
         /// The store's lock file.

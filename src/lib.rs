@@ -44,8 +44,11 @@
 //!
 //! ## Limits
 //!
-//! Keys are UTF-8 strings of at most [`MAX_KEY_LEN`] bytes. One process opens a store at a
-//! time ([`Error::Locked`] for others). Decoding is bounded by [`pickle::Limits`].
+//! Keys are UTF-8 strings of at most [`MAX_KEY_LEN`] bytes. One handle writes a store at a
+//! time; read-only handles ([`ShelfBuilder::read_only`]) share it with each other, and need
+//! no write access to its directory (a store on a read-only file system reads fine);
+//! readers and a writer exclude each other ([`Error::Locked`]). Decoding is bounded by
+//! [`pickle::Limits`].
 //!
 //! ## What it is not
 //!

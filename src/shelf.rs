@@ -83,7 +83,11 @@ impl ShelfBuilder {
         self
     }
 
-    /// Opens without allowing writes (the store must exist).
+    /// Opens without allowing writes (the store must exist). A read-only open writes
+    /// nothing in the store's directory and needs no write access to it: it takes a
+    /// shared lock on `LOCK` (none when the file is missing), so readers share a store and
+    /// exclude writers, and it reads the page directory from a private copy of `sled/` in
+    /// the system's temporary directory, deleted when the store closes.
     pub fn read_only(mut self, read_only: bool) -> Self {
         self.read_only = read_only;
         self
@@ -178,8 +182,9 @@ struct Inner {
     trainer: Mutex<Option<std::thread::JoinHandle<Option<Vec<u8>>>>>,
     /// True while `trainer` holds a thread (checked without the lock on each write).
     training: AtomicBool,
-    /// Held for the handle's lifetime: the exclusive lock on `LOCK`.
-    _lock: fs::File,
+    /// Held for the handle's lifetime: the lock on `LOCK` (exclusive for a writer, shared
+    /// for a reader; none for a reader of a store without `LOCK`).
+    _lock: Option<fs::File>,
 }
 
 /// A persistent store of Python pickles, addressed by key.
@@ -248,19 +253,7 @@ impl Shelf {
         if !path.exists() {
             fs::create_dir_all(&path).map_err(io(&path))?;
         }
-        let lock_path = path.join("LOCK");
-        let lock = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(!b.read_only)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(io(&lock_path))?;
-        match crate::index::lock_within(&lock) {
-            Ok(true) => {}
-            Ok(false) => return Err(Error::Locked { path: lock_path }),
-            Err(e) => return Err(Error::Io { path: lock_path, source: e }),
-        }
+        let lock = take_lock(&path, b.read_only)?;
         let hasher = match &b.auth_key {
             Some(k) => Hasher::Keyed(blake3::derive_key("pickleshelf 2026 object auth key", k)),
             None => Hasher::Plain,
@@ -1168,6 +1161,27 @@ impl Batch {
     /// True when there are no changes.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
+    }
+}
+
+/// Locks the store: a writer takes the exclusive `flock` on `LOCK` (created when missing);
+/// a reader opens `LOCK` read-only and takes a shared one (so readers need no write
+/// access, share the store with other readers and exclude writers); a store without
+/// `LOCK` is not locked by a reader.
+fn take_lock(dir: &Path, read_only: bool) -> Result<Option<fs::File>> {
+    let lock_path = dir.join("LOCK");
+    let opened =
+        fs::OpenOptions::new().read(true).write(!read_only).create(!read_only).truncate(false).open(&lock_path);
+    let lock = match opened {
+        Ok(f) => f,
+        Err(e) if read_only && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::Io { path: lock_path, source: e }),
+    };
+    let taken = if read_only { crate::index::lock_shared_within(&lock) } else { crate::index::lock_within(&lock) };
+    match taken {
+        Ok(true) => Ok(Some(lock)),
+        Ok(false) => Err(Error::Locked { path: lock_path }),
+        Err(e) => Err(Error::Io { path: lock_path, source: e }),
     }
 }
 

@@ -29,6 +29,7 @@ mod holes;
 mod packs;
 mod pages;
 mod records;
+mod sled_files;
 mod tree;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -41,7 +42,7 @@ use std::thread::JoinHandle;
 use crate::blob::{Digest, Hasher};
 use crate::error::{Error, Result};
 pub(crate) use checkpoints::check_name as check_checkpoint_name;
-pub(crate) use files::{Objects, lock_within};
+pub(crate) use files::{Objects, lock_shared_within, lock_within};
 pub(crate) use records::{CheckpointHeader, KeyRecord, ObjectRecord};
 pub(crate) use tree::Bytes;
 use tree::{Batch, Tree};
@@ -309,8 +310,10 @@ pub(crate) struct Index {
     /// [`Index::pin_files`]); exclusive while the files of removed objects are deleted.
     files_in_use: RwLock<()>,
     generation: Mutex<u64>,
-    /// Last field, so dropped after `db` (fields drop in declaration order).
+    /// After `db` (fields drop in declaration order).
     _released: SledReleased,
+    /// The private copy of sled's files a read-only index reads (deleted once sled let go).
+    _copy: Option<sled_files::PrivateCopy>,
 }
 
 /// Waits, when dropped, until sled has closed its database file. sled 0.34 closes it
@@ -421,11 +424,21 @@ impl Index {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a pickleshelf store"),
             });
         }
-        remove_unfinished_snapshots(&sled_dir)?;
+        // Read-only: sled reads a private copy of its files (it writes whenever it opens).
+        let copy = if read_only { Some(sled_files::PrivateCopy::of(&sled_dir)?) } else { None };
+        let sled_dir = match &copy {
+            Some(c) => c.path().to_path_buf(),
+            None => {
+                remove_unfinished_snapshots(&sled_dir)?;
+                sled_dir
+            }
+        };
         // sled gives up at once on a locked file: wait a moment for a handle that is going
         // away (a closed store's lock copied into a child process), then let sled lock it.
         let db_file = sled_dir.join("db");
-        if let Ok(f) = std::fs::File::open(&db_file) {
+        if copy.is_none()
+            && let Ok(f) = std::fs::File::open(&db_file)
+        {
             let _ = lock_within(&f);
         }
         let objects = Objects::open(&dir.join("objects"))?;
@@ -453,6 +466,7 @@ impl Index {
             files_in_use: RwLock::new(()),
             generation: Mutex::new(0),
             _released: SledReleased { db_file, dig: !read_only },
+            _copy: copy,
         })
     }
 

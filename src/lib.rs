@@ -72,6 +72,7 @@ mod progress;
 mod repair;
 mod shelf;
 mod stats;
+mod witness;
 
 pub use blob::{Compression, Digest};
 pub use cache::CacheStats;

@@ -7,7 +7,6 @@
 
 use std::any::{Any, TypeId};
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,14 +22,19 @@ use crate::index::{Delta, Index, IndexOptions, MAX_KEY_LEN, Op, Space, Stored, W
 use crate::pickle::{self, Value};
 use crate::progress::Progress;
 use crate::repair::VerifyReport;
+use crate::witness::{self, Witness};
 
 /// Default budget of the decoded-object cache, in estimated bytes.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 /// Default most objects in the decoded-object cache.
 pub const DEFAULT_CACHE_ENTRIES: u64 = 100_000;
 
-/// The on-disk format version this build reads and writes (see `docs/FORMAT.md`).
-pub const FORMAT_VERSION: u32 = 2;
+/// The on-disk format version this build reads and writes (see `docs/FORMAT.md`). A store
+/// of format 2 is upgraded in place by the first writable open.
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The text whose keyed digest a store with an auth key keeps as its auth check.
+const AUTH_CHECK: &[u8] = b"pickleshelf auth check";
 
 /// What [`Shelf::sync`] guarantees.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -68,6 +72,8 @@ pub struct ShelfBuilder {
     allow_rollback: bool,
     cache_bytes: u64,
     cache_entries: u64,
+    /// A format 2 store may be opened read-only (by salvage) without being upgraded.
+    legacy: bool,
 }
 
 impl ShelfBuilder {
@@ -238,6 +244,7 @@ impl Shelf {
             allow_rollback: false,
             cache_bytes: DEFAULT_CACHE_BYTES,
             cache_entries: DEFAULT_CACHE_ENTRIES,
+            legacy: false,
         }
     }
 
@@ -258,6 +265,7 @@ impl Shelf {
             Some(k) => Hasher::Keyed(blake3::derive_key("pickleshelf 2026 object auth key", k)),
             None => Hasher::Plain,
         };
+        let auth_check = |h: &Hasher| h.digest(AUTH_CHECK).0;
         let index = Index::open(
             &path,
             IndexOptions {
@@ -266,9 +274,10 @@ impl Shelf {
                 hasher: hasher.clone(),
                 level: b.zstd_level,
                 power_loss: b.durability == Durability::PowerLoss,
+                auth: hasher.is_keyed().then(|| auth_check(&hasher)),
+                sled_from: None,
             },
         )?;
-        let auth_check = |h: &Hasher| h.digest(b"pickleshelf auth check").0;
         if index.is_empty()? {
             if b.read_only {
                 return Err(Error::Corrupted {
@@ -291,9 +300,13 @@ impl Shelf {
             what: format!("store {}", path.display()),
             reason: "no format record".into(),
         })?;
-        if format != FORMAT_VERSION {
+        // A format 2 store is upgraded by a writable open (below), and read as it is by
+        // salvage; other opens refuse it.
+        let upgrade = format == 2 && !b.read_only;
+        if format != FORMAT_VERSION && !upgrade && !(format == 2 && b.legacy) {
             return Err(Error::UnsupportedFormat { path, found: format, supported: FORMAT_VERSION });
         }
+        index.use_legacy_settings(format == 2);
         match (index.meta("auth")?, hasher.is_keyed()) {
             (Some(stored), true) if stored.as_ref() != auth_check(&hasher) => {
                 return Err(Error::AuthKey { path, reason: "the key given is not the store's key" });
@@ -309,10 +322,10 @@ impl Shelf {
             .map(u64::from_le_bytes)
             .unwrap_or(0);
         index.set_generation(generation);
-        let witness = match read_witness(&path) {
+        let witness = match witness::read(&path) {
             // Damaged: it cannot vouch for the store; allow_rollback(true) resets it below.
             Err(Error::Corrupted { .. }) if b.allow_rollback => Some(u64::MAX),
-            other => other?,
+            other => other?.map(|w| w.generation),
         };
         // A rollback accepted: files and packs that no record names may hold the newer
         // state (which `pickleshelf repair` can bring back), so none is deleted below.
@@ -325,12 +338,17 @@ impl Shelf {
             }
             rolled_back = true;
             if !b.read_only {
-                write_witness(&path, generation, b.durability)?;
+                let seq = Some(index.newest_seq());
+                witness::write(&path, Witness { generation, seq }, b.durability == Durability::PowerLoss)?;
             }
+        }
+        if upgrade {
+            index.upgrade_from_format2(FORMAT_VERSION)?;
+            index.use_legacy_settings(false);
         }
         let codec = Codec::new(b.zstd_level, hasher);
         let mut current = 0;
-        for (name, bytes) in index.meta_scan("dict")? {
+        for (name, bytes) in index.settings("dict")? {
             if let Some(id) = name.strip_prefix("dict/").and_then(|s| s.parse::<u32>().ok()) {
                 codec
                     .add_dict(id, bytes.to_vec())
@@ -340,6 +358,11 @@ impl Shelf {
             }
         }
         codec.set_current_dict(current);
+        if !b.read_only {
+            // Commits a crash left in the packs but not in the directory (or those a rollback
+            // just accepted lost) are voided before anything new is committed.
+            index.void_uncommitted()?;
+        }
         if !b.read_only && !rolled_back {
             index.objects().clean_tmp()?;
             // Files without a record are leftovers of writes a crash cut short, or of
@@ -1069,8 +1092,10 @@ fn install_dictionary(inner: &Inner, wait: bool) -> Result<()> {
     // A panicking trainer (zstd) leaves the store without a dictionary, which is fine.
     if let Ok(Some(dict)) = handle.join() {
         let id: u32 = 1;
-        inner.index.set_meta(&format!("dict/{id}"), &dict)?;
-        inner.index.set_meta("dict.current", &id.to_le_bytes())?;
+        let writer = inner.index.writer();
+        writer.set_setting(&format!("dict/{id}"), Some(&dict))?;
+        writer.set_setting("dict.current", Some(&id.to_le_bytes()))?;
+        drop(writer);
         inner
             .codec
             .add_dict(id, dict)
@@ -1092,8 +1117,8 @@ fn sync_inner(inner: &Inner) -> Result<()> {
     }
     match inner.durability {
         Durability::PowerLoss => {
-            let g = inner.index.sync()?;
-            write_witness(&inner.path, g, inner.durability)
+            let (generation, seq) = inner.index.sync()?;
+            witness::write(&inner.path, Witness { generation, seq: Some(seq) }, true)
         }
         Durability::ProcessCrash => inner.index.flush(),
     }
@@ -1183,41 +1208,4 @@ fn take_lock(dir: &Path, read_only: bool) -> Result<Option<fs::File>> {
         Ok(false) => Err(Error::Locked { path: lock_path }),
         Err(e) => Err(Error::Io { path: lock_path, source: e }),
     }
-}
-
-const WITNESS: &str = "WITNESS";
-
-fn read_witness(dir: &Path) -> Result<Option<u64>> {
-    let path = dir.join(WITNESS);
-    match fs::read(&path) {
-        Ok(bytes) => {
-            let g = String::from_utf8_lossy(&bytes)
-                .lines()
-                .find_map(|l| l.strip_prefix("generation "))
-                .and_then(|g| g.trim().parse::<u64>().ok())
-                .ok_or_else(|| Error::Corrupted {
-                    what: format!("witness file {}", path.display()),
-                    reason: "unreadable (open with `allow_rollback(true)` to reset it)".into(),
-                })?;
-            Ok(Some(g))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::Io { path, source: e }),
-    }
-}
-
-fn write_witness(dir: &Path, generation: u64, durability: Durability) -> Result<()> {
-    let tmp = dir.join("WITNESS.tmp");
-    let path = dir.join(WITNESS);
-    let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(format!("pickleshelf witness\ngeneration {generation}\n").as_bytes()).map_err(io(&tmp))?;
-    if durability == Durability::PowerLoss {
-        f.sync_all().map_err(io(&tmp))?;
-    }
-    drop(f);
-    fs::rename(&tmp, &path).map_err(io(&path))?;
-    if durability == Durability::PowerLoss {
-        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
-    }
-    Ok(())
 }

@@ -109,19 +109,33 @@ fn rewrite_record(path: &Path, record: &[u8], change: impl FnOnce(&mut Vec<u8>))
         let pack_path = path.join("pages").join(format!("{pack:08x}.pack"));
         let bytes = fs::read(&pack_path).expect("read the pack");
         let image = &bytes[offset as usize..offset as usize + len];
-        assert_eq!(&blake3::hash(image).as_bytes()[..16], &loc[16..32], "the page's checksum");
-        let (codec, mut at) = (image[1], 2);
+        // Image: [magic 4][seq u64][codec][payload length u32][body length LEB128][payload]
+        // [checksum 16], the checksum over everything before it.
+        let (head, sum) = image.split_at(len - 16);
+        assert_eq!(&blake3::hash(head).as_bytes()[..16], sum, "the page's checksum");
+        assert_eq!(sum, &loc[16..32], "the directory record names the image");
+        let seq = &image[4..12];
+        let codec = image[12];
+        let mut at = 17;
         let body_len = leb(image, &mut at) as usize;
         let body = match codec {
-            0 => image[at..].to_vec(),
-            1 => zstd::bulk::decompress(&image[at..], body_len).expect("zstd"),
+            0 => head[at..].to_vec(),
+            1 => zstd::bulk::decompress(&head[at..], body_len).expect("zstd"),
             other => panic!("unknown page codec {other}"),
         };
-        // Body: [lo][count] then count × [key][value], each a LEB128 length and bytes.
+        // Body: [lo][hi] [count] then count × [key][value], each a LEB128 length and bytes
+        // (hi a flag byte first).
         let mut at = 0;
         let lo_len = leb(&body, &mut at) as usize;
         assert_eq!(&body[at..at + lo_len], &lo[..], "the page's lower bound");
         at += lo_len;
+        if body[at] == 1 {
+            at += 1;
+            let hi_len = leb(&body, &mut at) as usize;
+            at += hi_len;
+        } else {
+            at += 1;
+        }
         let count = leb(&body, &mut at);
         let mut new_body = body[..at].to_vec();
         let mut change = Some(change);
@@ -145,9 +159,14 @@ fn rewrite_record(path: &Path, record: &[u8], change: impl FnOnce(&mut Vec<u8>))
             new_body.extend_from_slice(&value);
         }
         assert!(found, "the record is in its page");
-        let mut new_image = vec![1, 0];
+        let mut new_image = image[..4].to_vec();
+        new_image.extend_from_slice(seq);
+        new_image.push(0);
+        new_image.extend_from_slice(&(new_body.len() as u32).to_le_bytes());
         put_leb(&mut new_image, new_body.len() as u64);
         new_image.extend_from_slice(&new_body);
+        let new_sum = blake3::hash(&new_image).as_bytes()[..16].to_vec();
+        new_image.extend_from_slice(&new_sum);
         let mut f = fs::OpenOptions::new().append(true).open(&pack_path).expect("open the pack");
         let new_offset = fs::metadata(&pack_path).expect("pack length").len();
         std::io::Write::write_all(&mut f, &new_image).expect("append");
@@ -155,7 +174,8 @@ fn rewrite_record(path: &Path, record: &[u8], change: impl FnOnce(&mut Vec<u8>))
         new_loc.extend_from_slice(&pack.to_le_bytes());
         new_loc.extend_from_slice(&new_offset.to_le_bytes());
         new_loc.extend_from_slice(&(new_image.len() as u32).to_le_bytes());
-        new_loc.extend_from_slice(&blake3::hash(&new_image).as_bytes()[..16]);
+        new_loc.extend_from_slice(&new_sum);
+        new_loc.extend_from_slice(seq);
         db.insert(k, new_loc).expect("write the directory record");
     });
 }
@@ -768,9 +788,10 @@ fn damaged_sled_database_is_an_engine_error() {
     fs::write(&conf, &bytes).expect("write sled's conf");
     match Shelf::open(&path) {
         Err(e @ Error::Engine { .. }) => {
+            // The error names the damaged file and says what to run.
             let Error::Engine { path: p, .. } = &e else { unreachable!() };
-            assert_eq!(*p, path);
-            message(&e, &["storage engine", &shown(&path)]);
+            assert_eq!(*p, conf);
+            message(&e, &["storage engine", &shown(&conf), &format!("pickleshelf repair {}", shown(&path))]);
         }
         other => panic!("expected Engine, got {:?}", other.map(drop)),
     }

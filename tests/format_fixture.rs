@@ -211,3 +211,30 @@ fn the_current_format_fixture_reads_back() {
         check(&builder(&path, keyed).open().expect("open"), keyed);
     }
 }
+
+#[test]
+fn format_2_stores_are_upgraded_by_a_writable_open() {
+    let dir = fixtures().join("format-2");
+    for keyed in [false, true] {
+        let tmp = tempfile::tempdir().expect("temporary directory");
+        let path = tmp.path().join("s.db");
+        copy_dir(&dir.join(if keyed { "keyed.db" } else { "plain.db" }), &path);
+        // A reader refuses it, naming both versions and what to do.
+        match builder(&path, keyed).read_only(true).open() {
+            Err(e @ pickleshelf::Error::UnsupportedFormat { found: 2, supported: 3, .. }) => {
+                let text = e.to_string();
+                assert!(text.contains("version 2") && text.contains("version 3") && text.contains("upgrade"), "{text}");
+            }
+            other => panic!("expected UnsupportedFormat, got {:?}", other.map(|_| ())),
+        }
+        let shelf = builder(&path, keyed).open().expect("open writable: upgrades");
+        check(&shelf, keyed);
+        assert_eq!(shelf.stats().expect("stats").format_version, 3);
+        drop(shelf);
+        check(&builder(&path, keyed).read_only(true).open().expect("open read-only"), keyed);
+        check(&builder(&path, keyed).open().expect("open"), keyed);
+        // The format 2 pack is gone (deleted once the upgrade was durable).
+        let first = fs::read(path.join("pages/00000001.pack")).ok();
+        assert!(first.is_none_or(|b| b.get(16) != Some(&1)), "the format 2 pack is still there");
+    }
+}

@@ -44,6 +44,7 @@ use crate::error::{Error, Result};
 pub(crate) use checkpoints::check_name as check_checkpoint_name;
 pub(crate) use files::{Objects, lock_shared_within, lock_within};
 pub(crate) use records::{CheckpointHeader, KeyRecord, ObjectRecord};
+pub(crate) use sled_files::PrivateCopy;
 pub(crate) use tree::Bytes;
 use tree::{Batch, Tree};
 pub(crate) use tree::{PageCheck, TreeStats};
@@ -60,6 +61,8 @@ const PREFIX_OBJECT: u8 = b'o';
 const PREFIX_META: u8 = b'm';
 const PREFIX_MEMO: u8 = b'x';
 const PREFIX_FRAME: u8 = b'f';
+/// Key prefix of the page directory's records (in sled).
+pub(crate) const DIR_PREFIX_KEY: u8 = b'p';
 /// `live_objects` before [`Index::count_objects`]: far from 0 whatever is added or
 /// removed before the count.
 const UNCOUNTED: u64 = u64::MAX / 4 * 3;
@@ -169,7 +172,7 @@ pub(crate) fn frame_key(d: &Digest) -> [u8; 33] {
     k
 }
 
-fn meta_key(name: &str) -> Vec<u8> {
+pub(crate) fn meta_key(name: &str) -> Vec<u8> {
     let mut k = vec![PREFIX_META];
     k.extend_from_slice(name.as_bytes());
     k
@@ -310,6 +313,8 @@ pub(crate) struct Index {
     /// [`Index::pin_files`]); exclusive while the files of removed objects are deleted.
     files_in_use: RwLock<()>,
     generation: Mutex<u64>,
+    /// Settings are read from sled (a format 2 store being read or upgraded).
+    legacy_settings: std::sync::atomic::AtomicBool,
     /// After `db` (fields drop in declaration order).
     _released: SledReleased,
     /// The private copy of sled's files a read-only index reads (deleted once sled let go).
@@ -404,6 +409,11 @@ pub(crate) struct IndexOptions {
     pub(crate) level: i32,
     /// Pack files are fsynced before every commit (durability `PowerLoss`).
     pub(crate) power_loss: bool,
+    /// The store's auth check, written in the header of new packs (stores with an auth key).
+    pub(crate) auth: Option<[u8; 32]>,
+    /// Read the directory from these sled files instead of the store's (read-only: a
+    /// directory rebuilt from the packs).
+    pub(crate) sled_from: Option<PrivateCopy>,
 }
 
 /// Holds the store's write lock; all changes go through it.
@@ -416,7 +426,7 @@ impl Index {
     /// Opens (creating when asked) the sled database under `dir/sled`, the pack files
     /// under `dir/pages` and the object files under `dir/objects`.
     pub(crate) fn open(dir: &Path, opts: IndexOptions) -> Result<Index> {
-        let IndexOptions { create, read_only, hasher, level, power_loss } = opts;
+        let IndexOptions { create, read_only, hasher, level, power_loss, auth, sled_from } = opts;
         let sled_dir = dir.join("sled");
         if !create && !sled_dir.exists() {
             return Err(Error::Io {
@@ -424,8 +434,13 @@ impl Index {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a pickleshelf store"),
             });
         }
-        // Read-only: sled reads a private copy of its files (it writes whenever it opens).
-        let copy = if read_only { Some(sled_files::PrivateCopy::of(&sled_dir)?) } else { None };
+        // Read-only: sled reads a private copy of its files (it writes whenever it opens),
+        // or the directory given (rebuilt from the packs).
+        let copy = match sled_from {
+            Some(c) => Some(c),
+            None if read_only => Some(sled_files::PrivateCopy::of(&sled_dir)?),
+            None => None,
+        };
         let sled_dir = match &copy {
             Some(c) => c.path().to_path_buf(),
             None => {
@@ -442,9 +457,8 @@ impl Index {
             let _ = lock_within(&f);
         }
         let objects = Objects::open(&dir.join("objects"))?;
-        let config = sled::Config::new().path(&sled_dir).flush_every_ms(Some(500));
-        let db = engine(dir, || config.open())?;
-        let tree = Arc::new(Tree::open(dir, db.clone(), hasher, level, power_loss, read_only)?);
+        let db = sled_files::open(dir, &sled_dir)?;
+        let tree = Arc::new(Tree::open(dir, db.clone(), hasher, level, power_loss, read_only, auth)?);
         let writer = Arc::new(Mutex::new(()));
         let committer = if read_only {
             None
@@ -465,6 +479,7 @@ impl Index {
             doomed: Mutex::new(Vec::new()),
             files_in_use: RwLock::new(()),
             generation: Mutex::new(0),
+            legacy_settings: std::sync::atomic::AtomicBool::new(false),
             _released: SledReleased { db_file, dig: !read_only },
             _copy: copy,
         })
@@ -623,6 +638,33 @@ impl Index {
         Ok(out)
     }
 
+    /// A setting: a metadata record kept in the record tree (`m` + name: dictionaries,
+    /// memo versions), or, in a format 2 store, in sled.
+    pub(crate) fn setting(&self, name: &str) -> Result<Option<Bytes>> {
+        if self.legacy_settings.load(Ordering::Acquire) {
+            return Ok(self.meta(name)?.map(Bytes::Shared));
+        }
+        self.tree.get(&meta_key(name))
+    }
+
+    /// The settings whose names start with `prefix`.
+    pub(crate) fn settings(&self, prefix: &str) -> Result<Vec<(String, Bytes)>> {
+        if self.legacy_settings.load(Ordering::Acquire) {
+            return Ok(self.meta_scan(prefix)?.into_iter().map(|(k, v)| (k, Bytes::Shared(v))).collect());
+        }
+        let mut out = Vec::new();
+        for item in self.tree.scan(&meta_key(prefix)) {
+            let (k, v) = item?;
+            out.push((String::from_utf8_lossy(&k[1..]).into_owned(), v));
+        }
+        Ok(out)
+    }
+
+    /// Reads settings from sled, where a format 2 store keeps them (until it is upgraded).
+    pub(crate) fn use_legacy_settings(&self, legacy: bool) {
+        self.legacy_settings.store(legacy, Ordering::Release);
+    }
+
     /// True when the tree holds no record at all (a new store).
     pub(crate) fn is_empty(&self) -> Result<bool> {
         Ok(self.engine(|| self.db.first())?.is_none())
@@ -642,6 +684,7 @@ impl Index {
 
     pub(crate) fn set_generation(&self, g: u64) {
         *self.generation.lock().unwrap_or_else(PoisonError::into_inner) = g;
+        self.tree.set_generation(g);
     }
 
     pub(crate) fn generation(&self) -> u64 {
@@ -657,8 +700,8 @@ impl Index {
     /// Makes everything written so far durable (see `Shelf::sync`): object files and
     /// their directories are fsynced, the generation is advanced, sled is flushed and its
     /// files and directories fsynced; then the files of removed objects are deleted.
-    /// Returns the new generation.
-    pub(crate) fn sync(&self) -> Result<u64> {
+    /// Returns the new generation and the newest commit's sequence number.
+    pub(crate) fn sync(&self) -> Result<(u64, u64)> {
         let _w = self.writer();
         self.objects.sync()?;
         let g = self.generation() + 1;
@@ -666,7 +709,12 @@ impl Index {
         self.set_generation(g);
         self.delete_doomed()?;
         self.tree.delete_doomed()?;
-        Ok(g)
+        Ok((g, self.newest_seq()))
+    }
+
+    /// The sequence number of the directory's newest page (of the last commit).
+    pub(crate) fn newest_seq(&self) -> u64 {
+        self.tree.summary().2
     }
 
     /// Commits the write buffer and flushes sled's buffers without the fsyncs of
@@ -743,6 +791,37 @@ impl Index {
         self.engine(|| self.db.flush())?;
         files::fsync_tree(&self.path.join("sled"))?;
         files::fsync_dir(&self.path)
+    }
+
+    /// Voids the commits found in the packs but not in the directory (see
+    /// [`Tree::void_uncommitted`]).
+    pub(crate) fn void_uncommitted(&self) -> Result<()> {
+        let _w = self.writer();
+        self.tree.void_uncommitted()
+    }
+
+    /// Upgrades a format 2 store to `format` in one atomic step: every page is written
+    /// again as a format 3 image (with a sequence number and its upper bound) in a new
+    /// pack, with the settings sled held (dictionaries, memo versions) moved into the
+    /// pages, and one sled batch installs the new directory, removes those settings from
+    /// sled and records the new format. The old packs are deleted after the next sync.
+    pub(crate) fn upgrade_from_format2(&self, format: u32) -> Result<()> {
+        let _w = self.writer();
+        self.tree.commit()?;
+        let mut moved: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        for (name, value) in self.meta_scan("")? {
+            if !matches!(name.as_str(), "format" | "generation" | "auth") {
+                moved.push((meta_key(&name), value.to_vec()));
+            }
+        }
+        let keys: Vec<Vec<u8>> = moved.iter().map(|(k, _)| k.clone()).collect();
+        self.tree.rewrite_all(moved, |batch| {
+            for k in keys {
+                batch.remove(k);
+            }
+            batch.insert(meta_key("format"), &format.to_le_bytes()[..]);
+        })?;
+        self.durable_locked(None)
     }
 
     /// Pack files no page names (see [`Tree::orphans`]).
@@ -1036,6 +1115,17 @@ impl Writer<'_> {
                 r.extend_from_slice(&raw[MEMO_HEADER..]);
                 batch.insert(k, r);
             }
+        }
+        self.write(batch)
+    }
+
+    /// Sets (or, with `None`, removes) a setting (see [`Index::setting`]); it reaches disk
+    /// with the next commit, like any record.
+    pub(crate) fn set_setting(&self, name: &str, value: Option<&[u8]>) -> Result<()> {
+        let mut batch = Batch::default();
+        match value {
+            Some(v) => batch.insert(meta_key(name), v),
+            None => batch.remove(meta_key(name)),
         }
         self.write(batch)
     }

@@ -75,3 +75,68 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// sled's configuration for the store's directory at `sled_dir`.
+pub(crate) fn config(sled_dir: &Path) -> sled::Config {
+    sled::Config::new().path(sled_dir).flush_every_ms(Some(500))
+}
+
+/// Opens sled at `sled_dir` (the store's `sled/`, or a copy of it). A failure names the
+/// file of the store's `sled/` that is damaged and says how to rebuild it.
+pub(crate) fn open(store: &Path, sled_dir: &Path) -> Result<sled::Db> {
+    super::engine(store, || config(sled_dir).open()).map_err(|e| match e {
+        Error::Engine { message, .. } => {
+            let file = diagnose(&store.join("sled"));
+            Error::Engine {
+                path: file,
+                message: format!(
+                    "{message} (the page directory cannot be read: run `pickleshelf repair {}` to rebuild it \
+                     from the pack files)",
+                    store.display()
+                ),
+            }
+        }
+        other => other,
+    })
+}
+
+/// Which file of a `sled/` directory that sled could not open is damaged: `conf` when it
+/// differs from the one sled writes, else the newest snapshot when sled opens without
+/// the snapshots, else `db` (sled's log).
+pub(crate) fn diagnose(sled_dir: &Path) -> PathBuf {
+    let conf = sled_dir.join("conf");
+    if let Ok(reference) = PrivateCopy::empty() {
+        let fresh = reference.path().join("fresh");
+        let made = config(&fresh).open().map(drop).is_ok();
+        let _ = fs::File::open(fresh.join("db")).and_then(|f| f.lock());
+        if made && fs::read(&conf).ok() != fs::read(fresh.join("conf")).ok() {
+            return conf;
+        }
+    }
+    let mut snaps: Vec<PathBuf> = fs::read_dir(sled_dir)
+        .map(|d| d.flatten().map(|e| e.path()).filter(|p| is_snapshot(p)).collect())
+        .unwrap_or_default();
+    snaps.sort();
+    if let Some(newest) = snaps.last()
+        && let Ok(copy) = PrivateCopy::of(sled_dir)
+    {
+        for s in &snaps {
+            if let Some(name) = s.file_name() {
+                let _ = fs::remove_file(copy.path().join(name));
+            }
+        }
+        let opened = config(copy.path()).open().map(drop).is_ok();
+        let _ = fs::File::open(copy.path().join("db")).and_then(|f| f.lock());
+        if opened {
+            return newest.clone();
+        }
+    }
+    sled_dir.join("db")
+}
+
+fn is_snapshot(p: &Path) -> bool {
+    p.file_name().is_some_and(|n| {
+        let n = n.to_string_lossy();
+        n.starts_with("snap.") && !n.ends_with(".generating")
+    })
+}

@@ -74,6 +74,8 @@ pub struct ShelfBuilder {
     cache_entries: u64,
     /// A format 2 store may be opened read-only (by salvage) without being upgraded.
     legacy: bool,
+    /// Read the page directory from these sled files (salvage: rebuilt from the packs).
+    sled_from: Option<PathBuf>,
 }
 
 impl ShelfBuilder {
@@ -164,6 +166,60 @@ impl ShelfBuilder {
         }
         Shelf::open_with(self)
     }
+
+    /// Repairs the store: when its page directory (sled's files under `sled/`) cannot be
+    /// read, or came back older than its last sync, rebuilds it from the pack files —
+    /// installed only when it is exactly the directory of the newest commit they record
+    /// (the old files are kept in `sled.damaged/`); upgrades a format 2 store; rewrites a
+    /// damaged witness file; then opens the store and verifies it. A readable, current
+    /// directory is kept. Nothing that can be read is removed.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("state.db");
+    /// # { let s = pickleshelf::Shelf::open(&path)?; s.insert("k", &1)?; }
+    /// let conf = path.join("sled").join("conf");
+    /// let mut bytes = std::fs::read(&conf)?;
+    /// bytes[3] ^= 0x20; // one bad byte in sled's files: the store cannot be opened
+    /// std::fs::write(&conf, bytes)?;
+    /// assert!(pickleshelf::Shelf::open(&path).is_err());
+    /// let report = pickleshelf::Shelf::builder(&path).repair()?;
+    /// assert!(report.rebuilt && report.is_ok());
+    /// assert_eq!(pickleshelf::Shelf::open(&path)?.get::<i64>("k")?, Some(1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Locked`] when the store is open; [`Error::AuthKey`] when the auth key is not
+    /// the store's; [`Error::Io`]. What cannot be repaired is in the report
+    /// ([`RepairReport::is_ok`]), not an error.
+    pub fn repair(self) -> Result<crate::RepairReport> {
+        crate::repair::directory::run(self)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// For salvage: reads a format 2 store as it is, and the page directory from the sled
+    /// files in `sled_from` when given.
+    pub(crate) fn for_salvage(mut self, sled_from: Option<PathBuf>) -> Self {
+        self.legacy = true;
+        self.sled_from = sled_from;
+        self
+    }
+
+    pub(crate) fn auth_key_bytes(&self) -> Option<&[u8]> {
+        self.auth_key.as_deref()
+    }
+
+    /// The hasher the auth key (or its absence) gives.
+    pub(crate) fn hasher(&self) -> Hasher {
+        match &self.auth_key {
+            Some(k) => Hasher::Keyed(blake3::derive_key("pickleshelf 2026 object auth key", k)),
+            None => Hasher::Plain,
+        }
+    }
 }
 
 struct Inner {
@@ -245,13 +301,17 @@ impl Shelf {
             cache_bytes: DEFAULT_CACHE_BYTES,
             cache_entries: DEFAULT_CACHE_ENTRIES,
             legacy: false,
+            sled_from: None,
         }
     }
 
     fn open_with(b: ShelfBuilder) -> Result<Shelf> {
         let path = b.path.clone();
+        if !path.join("sled").exists() && b.sled_from.is_none() && has_packs(&path) {
+            return Err(lost_directory(&path));
+        }
         // A directory without a sled database (missing, or not a store) is no store.
-        if (b.read_only || !b.create) && !path.join("sled").exists() {
+        if (b.read_only || !b.create) && !path.join("sled").exists() && b.sled_from.is_none() {
             return Err(Error::Io {
                 path,
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no store at this path"),
@@ -261,10 +321,21 @@ impl Shelf {
             fs::create_dir_all(&path).map_err(io(&path))?;
         }
         let lock = take_lock(&path, b.read_only)?;
-        let hasher = match &b.auth_key {
-            Some(k) => Hasher::Keyed(blake3::derive_key("pickleshelf 2026 object auth key", k)),
-            None => Hasher::Plain,
-        };
+        // A repair cut short: a writer finishes installing the rebuilt directory; a reader
+        // cannot (it writes nothing).
+        if crate::index::install_pending(&path) {
+            if b.read_only {
+                return Err(Error::Corrupted {
+                    what: format!("store {}", path.display()),
+                    reason: format!(
+                        "a repair was interrupted: run `pickleshelf repair {}` to finish it",
+                        path.display()
+                    ),
+                });
+            }
+            crate::index::finish_install(&path)?;
+        }
+        let hasher = b.hasher();
         let auth_check = |h: &Hasher| h.digest(AUTH_CHECK).0;
         let index = Index::open(
             &path,
@@ -275,10 +346,15 @@ impl Shelf {
                 level: b.zstd_level,
                 power_loss: b.durability == Durability::PowerLoss,
                 auth: hasher.is_keyed().then(|| auth_check(&hasher)),
-                sled_from: None,
+                sled_from: b.sled_from.clone(),
             },
         )?;
         if index.is_empty()? {
+            // No directory, but pages: sled's files were lost (a restore that has not
+            // copied them, say). Creating a store here would drop every pack.
+            if has_packs(&path) {
+                return Err(lost_directory(&path));
+            }
             if b.read_only {
                 return Err(Error::Corrupted {
                     what: format!("store {}", path.display()),
@@ -348,7 +424,12 @@ impl Shelf {
         }
         let codec = Codec::new(b.zstd_level, hasher);
         let mut current = 0;
-        for (name, bytes) in index.settings("dict")? {
+        // A page of settings that cannot be read leaves its dictionaries out: the values
+        // compressed with them cannot be read (their errors say so), the others can, and no
+        // new dictionary is trained (it could take a lost one's id).
+        let settings = index.settings("dict");
+        let settings_read = settings.is_ok();
+        for (name, bytes) in settings.unwrap_or_default() {
             if let Some(id) = name.strip_prefix("dict/").and_then(|s| s.parse::<u32>().ok()) {
                 codec
                     .add_dict(id, bytes.to_vec())
@@ -398,7 +479,7 @@ impl Shelf {
             // Best effort, as above: frame records in a damaged page stay where they are.
             let _ = index.remove_orphan_frames();
         }
-        let samples = if current == 0 && !b.read_only { Some((Vec::new(), 0)) } else { None };
+        let samples = if current == 0 && !b.read_only && settings_read { Some((Vec::new(), 0)) } else { None };
         Ok(Shelf {
             inner: Arc::new(Inner {
                 path,
@@ -1189,11 +1270,29 @@ impl Batch {
     }
 }
 
+/// The error for a store whose page directory is gone while its packs are there.
+fn lost_directory(dir: &Path) -> Error {
+    Error::Corrupted {
+        what: format!("store {}", dir.display()),
+        reason: format!(
+            "its page directory (sled/) is missing or empty but pages/ holds pack files: run `pickleshelf repair \
+             {}` to rebuild the directory from them",
+            dir.display()
+        ),
+    }
+}
+
+/// True when `dir/pages` holds a pack file.
+fn has_packs(dir: &Path) -> bool {
+    fs::read_dir(dir.join("pages"))
+        .is_ok_and(|d| d.flatten().any(|e| e.file_name().to_string_lossy().ends_with(".pack")))
+}
+
 /// Locks the store: a writer takes the exclusive `flock` on `LOCK` (created when missing);
 /// a reader opens `LOCK` read-only and takes a shared one (so readers need no write
 /// access, share the store with other readers and exclude writers); a store without
 /// `LOCK` is not locked by a reader.
-fn take_lock(dir: &Path, read_only: bool) -> Result<Option<fs::File>> {
+pub(crate) fn take_lock(dir: &Path, read_only: bool) -> Result<Option<fs::File>> {
     let lock_path = dir.join("LOCK");
     let opened =
         fs::OpenOptions::new().read(true).write(!read_only).create(!read_only).truncate(false).open(&lock_path);

@@ -6,6 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use common::cli::*;
@@ -62,10 +63,11 @@ fn object_files(store: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The keys whose values read back equal to `values` (through the library, read-only).
+/// The keys whose values read back equal to `values` (through the library, read-only; none
+/// when the store cannot be opened). A value other than the one stored fails the test.
 fn readable(store: &Path, values: &BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8>> {
-    let shelf = Shelf::builder(store).read_only(true).open().unwrap_or_else(|e| panic!("open {store:?}: {e}"));
     let mut out = BTreeMap::new();
+    let Ok(shelf) = Shelf::builder(store).read_only(true).open() else { return out };
     for (k, v) in values {
         if let Ok(Some(b)) = shelf.get_pickle(k) {
             assert_eq!(&b, v, "key {k}: a wrong value was returned");
@@ -116,6 +118,28 @@ fn gc_keeps_everything_while_a_page_is_unreadable() {
     bin().args(["gc", &st]).assert().code(1);
     assert_eq!(object_files(&store), files);
     assert_eq!(readable(&store, &values), before);
+    // Salvage copies every readable key, and the values of the lost keys that were in
+    // object files under recovered/<digest>; it exits 1, naming what it could not copy.
+    let new = dir.path().join("salvaged.db");
+    let out = bin().args(["salvage", &st, "--into", &s(&new)]).assert().code(1).get_output().clone();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(stdout.contains("lost: the records from key"), "{stdout}");
+    let lost_big: Vec<&Vec<u8>> =
+        values.iter().filter(|(k, v)| !before.contains_key(*k) && v.len() > 5_000).map(|(_, v)| v).collect();
+    assert!(!lost_big.is_empty());
+    assert!(
+        stdout.contains(&format!(
+            "{} keys, 0 memo results, 0 checkpoints, {} recovered values",
+            before.len(),
+            lost_big.len()
+        )),
+        "{stdout}"
+    );
+    assert_eq!(check_salvaged(&new, &values, &before), before.len());
+    let shelf = Shelf::open(&new).unwrap_or_else(|e| panic!("{e}"));
+    let recovered: Vec<Vec<u8>> =
+        shelf.scan_prefix(pickleshelf::RECOVERED_PREFIX).map(|r| r.unwrap_or_else(|e| panic!("{e}")).1).collect();
+    assert!(lost_big.iter().all(|v| recovered.contains(v)), "every lost value of an object file is recovered");
 }
 
 /// What a write cut short by a crash or a full disk leaves behind — an object file whose
@@ -143,4 +167,254 @@ fn leftovers_of_interrupted_writes_are_not_problems() {
     assert!(!stray.exists());
     assert!(!store.join("pages/00000009.pack").exists());
     assert_eq!(ok_text(&["verify", &st]), "ok: 7 keys, 1 objects, 1 object files checked\n");
+}
+
+// ----- every damage class: verify, gc, salvage, repair -----
+
+/// The damages a store's files can suffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Damage {
+    ZeroBlock,
+    FlipBytes,
+    TruncatePack,
+    DeletePack,
+    UnreadablePack,
+    SledConf,
+    SledSnapshot,
+    SledLogHead,
+    DeleteLock,
+    Witness,
+    DeleteSled,
+}
+
+impl Damage {
+    fn hits_a_pack(self) -> bool {
+        matches!(
+            self,
+            Damage::ZeroBlock | Damage::FlipBytes | Damage::TruncatePack | Damage::DeletePack | Damage::UnreadablePack
+        )
+    }
+
+    fn hits_sled(self) -> bool {
+        matches!(self, Damage::SledConf | Damage::SledSnapshot | Damage::SledLogHead | Damage::DeleteSled)
+    }
+}
+
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+/// Damages the store (closed) as `damage` says.
+fn damage(store: &Path, damage: Damage) {
+    let pack = store.join("pages/00000001.pack");
+    let pack_len = fs::metadata(&pack).map(|m| m.len() as usize).unwrap_or(0);
+    let edit = |file: &Path, f: &dyn Fn(&mut Vec<u8>)| {
+        let mut bytes = fs::read(file).unwrap_or_else(|e| panic!("{file:?}: {e}"));
+        f(&mut bytes);
+        fs::write(file, bytes).unwrap_or_else(|e| panic!("{e}"));
+    };
+    match damage {
+        Damage::ZeroBlock => zero_block(&pack, pack_len / 2 - 2048),
+        Damage::FlipBytes => edit(&pack, &|b| {
+            for i in 0..8 {
+                b[pack_len / 3 + i * 97] ^= 0x5a;
+            }
+        }),
+        Damage::TruncatePack => fs::OpenOptions::new()
+            .write(true)
+            .open(&pack)
+            .and_then(|f| f.set_len(pack_len as u64 * 2 / 3))
+            .unwrap_or_else(|e| panic!("{e}")),
+        Damage::DeletePack => fs::remove_file(&pack).unwrap_or_else(|e| panic!("{e}")),
+        Damage::UnreadablePack => {
+            // Permission bits do not stop root: as root the pack is replaced by a directory
+            // of the same name (every read of it fails with EISDIR); otherwise chmod 000.
+            if is_root() {
+                fs::remove_file(&pack).unwrap_or_else(|e| panic!("{e}"));
+                fs::create_dir(&pack).unwrap_or_else(|e| panic!("{e}"));
+            } else {
+                fs::set_permissions(&pack, fs::Permissions::from_mode(0o000)).unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+        Damage::SledConf => edit(&store.join("sled/conf"), &|b| b[3] ^= 0x20),
+        Damage::SledSnapshot => {
+            let snap = fs::read_dir(store.join("sled"))
+                .unwrap_or_else(|e| panic!("{e}"))
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("snap.")))
+                .max()
+                .unwrap_or_else(|| panic!("no snapshot in {store:?}"));
+            edit(&snap, &|b| {
+                let n = b.len();
+                b[n / 2] ^= 0xff;
+                b[n - 5] ^= 0xff;
+            });
+        }
+        Damage::SledLogHead => edit(&store.join("sled/db"), &|b| b[..64].fill(0xa5)),
+        Damage::DeleteLock => fs::remove_file(store.join("LOCK")).unwrap_or_else(|e| panic!("{e}")),
+        Damage::Witness => edit(&store.join("WITNESS"), &|b| b[25] ^= 0x04),
+        Damage::DeleteSled => fs::remove_dir_all(store.join("sled")).unwrap_or_else(|e| panic!("{e}")),
+    }
+}
+
+/// Every file under `dir` with its bytes (a directory in place of a file: its name only).
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap_or_else(|e| panic!("{e}")).flatten() {
+        let p = e.path();
+        if p.is_dir() && !p.to_string_lossy().ends_with(".pack") {
+            out.extend(snapshot(&p));
+        } else {
+            out.push((p.clone(), fs::read(&p).ok()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Checks the salvaged store: every value readable before is there under its key, every
+/// value it holds is the stored one (a recovered one hashes to its name), and it verifies.
+fn check_salvaged(new: &Path, values: &BTreeMap<String, Vec<u8>>, before: &BTreeMap<String, Vec<u8>>) -> usize {
+    let shelf = Shelf::builder(new).read_only(true).open().unwrap_or_else(|e| panic!("open the salvaged store: {e}"));
+    let mut got = 0;
+    for item in shelf.iter() {
+        let (k, v) = item.unwrap_or_else(|e| panic!("the salvaged store reads fully: {e}"));
+        if let Some(hex) = k.strip_prefix(pickleshelf::RECOVERED_PREFIX) {
+            let d = shelf.digest(&k).unwrap_or_else(|e| panic!("{e}")).map(|d| d.to_hex());
+            assert_eq!(d.as_deref(), Some(hex), "a recovered value is named by its digest");
+            assert!(values.values().any(|x| *x == v), "recovered value {hex} is one of the stored values");
+        } else {
+            assert_eq!(values.get(&k), Some(&v), "key {k} of the salvaged store");
+            got += 1;
+        }
+    }
+    for (k, v) in before {
+        assert_eq!(
+            shelf.get_pickle(k).unwrap_or_else(|e| panic!("{e}")).as_ref(),
+            Some(v),
+            "{k} was readable before salvage"
+        );
+    }
+    let report = shelf.verify().unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.is_ok(), "{report:?}");
+    got
+}
+
+/// Exit status of a command.
+fn status(args: &[&str]) -> (i32, String) {
+    let out = bin().args(args).output().unwrap_or_else(|e| panic!("{e}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// One damage class: the store of the scenario (reopened, so that sled has a
+/// snapshot), damaged, then verify, gc, salvage and repair, each checked.
+fn damage_class(class: Damage) {
+    let dir = tmp();
+    let (store, values) = imported_store(dir.path());
+    let st = s(&store);
+    ok(&["ls", &st]);
+    ok(&["gc", &st]);
+    damage(&store, class);
+    let before = readable(&store, &values);
+    let files = object_files(&store);
+    // verify: exit 0 only when nothing is wrong.
+    let (code, text) = status(&["verify", &st]);
+    let clean = class == Damage::DeleteLock;
+    assert_eq!(code, if clean { 0 } else { 1 }, "verify after {class:?}: {text}");
+    if class.hits_sled() {
+        assert!(text.contains("pickleshelf repair"), "the error says what to run: {text}");
+    }
+    // gc: loses nothing readable, deletes no object file while anything is unreadable.
+    let (code, text) = status(&["gc", &st]);
+    assert_eq!(code, if clean { 0 } else { 1 }, "gc after {class:?}: {text}");
+    let after = readable(&store, &values);
+    assert!(before.iter().all(|(k, v)| after.get(k) == Some(v)), "gc lost readable values after {class:?}");
+    if !clean {
+        assert_eq!(object_files(&store), files, "gc deleted object files after {class:?}");
+    }
+    // salvage: copies every readable value, changes nothing in the damaged store.
+    let unchanged = snapshot(&store);
+    let new = dir.path().join("salvaged.db");
+    let (code, text) = status(&["salvage", &st, "--into", &s(&new)]);
+    assert_eq!(snapshot(&store), unchanged, "salvage changed the damaged store ({class:?})");
+    let complete = !class.hits_a_pack();
+    assert_eq!(code, if complete { 0 } else { 1 }, "salvage after {class:?}: {text}");
+    let salvaged = check_salvaged(&new, &values, &before);
+    if complete {
+        assert_eq!(salvaged, values.len(), "salvage after {class:?} copies every key: {text}");
+    } else {
+        assert!(salvaged >= before.len(), "{text}");
+    }
+    // repair: rebuilds what sled lost, rewrites a witness, recreates LOCK; pack damage stays.
+    let (code, text) = status(&["repair", &st]);
+    assert_eq!(code, if complete { 0 } else { 1 }, "repair after {class:?}: {text}");
+    let repaired = readable(&store, &values);
+    assert!(before.iter().all(|(k, v)| repaired.get(k) == Some(v)), "repair lost readable values after {class:?}");
+    if complete {
+        assert_eq!(repaired.len(), values.len(), "repair after {class:?} brings back every value: {text}");
+        assert!(ok_text(&["verify", &st]).starts_with("ok: 300 keys"));
+    }
+    if class == Damage::UnreadablePack && !is_root() {
+        let _ = fs::set_permissions(store.join("pages/00000001.pack"), fs::Permissions::from_mode(0o600));
+    }
+}
+
+#[test]
+fn damage_zeroed_block() {
+    damage_class(Damage::ZeroBlock);
+}
+
+#[test]
+fn damage_flipped_bytes() {
+    damage_class(Damage::FlipBytes);
+}
+
+#[test]
+fn damage_truncated_pack() {
+    damage_class(Damage::TruncatePack);
+}
+
+#[test]
+fn damage_deleted_pack() {
+    damage_class(Damage::DeletePack);
+}
+
+#[test]
+fn damage_unreadable_pack() {
+    damage_class(Damage::UnreadablePack);
+}
+
+#[test]
+fn damage_sled_conf() {
+    damage_class(Damage::SledConf);
+}
+
+#[test]
+fn damage_sled_snapshot() {
+    damage_class(Damage::SledSnapshot);
+}
+
+#[test]
+fn damage_sled_log_head() {
+    damage_class(Damage::SledLogHead);
+}
+
+#[test]
+fn damage_deleted_lock() {
+    damage_class(Damage::DeleteLock);
+}
+
+#[test]
+fn damage_witness() {
+    damage_class(Damage::Witness);
+}
+
+#[test]
+fn damage_deleted_sled_directory() {
+    damage_class(Damage::DeleteSled);
 }

@@ -24,7 +24,8 @@ fn listing(store: &Path) -> String {
     ok_text(&["ls", &s(store), "--long"])
 }
 
-const SUBCOMMANDS: [&str; 10] = ["ls", "get", "put", "rm", "stats", "verify", "gc", "import", "export", "pickle"];
+const SUBCOMMANDS: [&str; 12] =
+    ["ls", "get", "put", "rm", "stats", "verify", "gc", "salvage", "repair", "import", "export", "pickle"];
 
 #[test]
 fn every_subcommand_has_a_manual_with_an_example() {
@@ -59,6 +60,8 @@ fn usage_errors_exit_2() {
         &["export", "s.db", "--dbm", "sqlite3", "--dir", "d"],
         &["export", "s.db", "--shelve", "x", "--dbm", "gdbm"],
         &["stats", "s.db", "--frobnicate"],
+        &["salvage", "s.db"],
+        &["repair"],
     ];
     for args in cases {
         let out = bin().args(*args).assert().code(2).get_output().clone();

@@ -1,4 +1,5 @@
-//! The store subcommands: `ls`, `get`, `put`, `rm`, `stats`, `verify`, `gc`.
+//! The store subcommands: `ls`, `get`, `put`, `rm`, `stats`, `verify`, `gc`, `salvage`,
+//! `repair`.
 
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
@@ -482,6 +483,128 @@ impl Gc {
         if !report.is_ok() {
             let n = report.problems.len();
             bail!("{st}: {n} problem{} gc cannot repair", plural(n));
+        }
+        Ok(())
+    }
+}
+
+const SALVAGE: &str = "  pickleshelf salvage state.db --into rescued.db";
+
+/// Copy what can be read out of a damaged store into a new one.
+///
+/// Copies every key and memoized result whose value verifies, every checkpoint
+/// whose entries all verify, and the compression dictionaries into a new store
+/// NEW (which must not exist, or be empty), with the same auth key. A value whose
+/// object verifies but whose key record cannot be read is copied under the key
+/// recovered/<digest in hex>. The damaged store is never changed: it is opened
+/// read-only (a store whose page directory cannot be read is read through one
+/// rebuilt from its pack files in a temporary directory). Prints what was copied
+/// and one `lost: ...` line per thing that could not be; exits 0 when everything
+/// was copied, 1 otherwise.
+#[derive(Args)]
+#[command(verbatim_doc_comment, override_usage = "pickleshelf salvage STORE --into NEW [OPTIONS]")]
+#[command(after_help = examples(SALVAGE), after_long_help = manual(SALVAGE))]
+pub struct Salvage {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The new store to write.
+    #[arg(long, value_name = "NEW")]
+    into: std::path::PathBuf,
+}
+
+impl Salvage {
+    pub fn run(self) -> anyhow::Result<()> {
+        let st = self.store.store.display();
+        if !self.store.store.join("pages").is_dir() && !self.store.store.join("sled").is_dir() {
+            bail!("{st}: no such store");
+        }
+        let report = self.store.builder()?.salvage(&self.into)?;
+        let mut text = String::new();
+        for n in &report.notes {
+            text.push_str(&format!("note: {n}\n"));
+        }
+        for l in &report.lost {
+            text.push_str(&format!("lost: {l}\n"));
+        }
+        for p in &report.verify.problems {
+            text.push_str(&format!("problem in the new store: {p}\n"));
+        }
+        text.push_str(&format!(
+            "salvaged into {}: {} keys, {} memo results, {} checkpoints, {} recovered values ({} objects)\n",
+            self.into.display(),
+            report.keys,
+            report.memo,
+            report.checkpoints,
+            report.recovered,
+            report.objects
+        ));
+        write_stdout(text.as_bytes())?;
+        if !report.is_complete() {
+            let n = report.lost.len();
+            bail!("{st}: {n} thing{} could not be salvaged (listed above)", plural(n));
+        }
+        Ok(())
+    }
+}
+
+const REPAIR: &str = "  pickleshelf repair state.db && pickleshelf verify state.db";
+
+/// Rebuild a store's page directory from its pack files.
+///
+/// When the store's page directory (the sled database in sled/) cannot be read, or
+/// came back older than the last sync, rebuilds it from the pack files in pages/,
+/// which record every commit: the newest image of each page wins. The rebuilt
+/// directory is installed only when it is exactly that of the newest commit, every
+/// page verified; the old sled/ is kept as sled.damaged/. A readable, current
+/// directory is kept. Also upgrades a store of format 2, rewrites a damaged WITNESS
+/// file and recreates a missing LOCK. Then verifies the store. Prints what it found
+/// and did; exits 0 when the store now opens and verifies clean, 1 otherwise (run
+/// `pickleshelf salvage` then to copy out what can be read).
+#[derive(Args)]
+#[command(verbatim_doc_comment, override_usage = "pickleshelf repair STORE [OPTIONS]")]
+#[command(after_help = examples(REPAIR), after_long_help = manual(REPAIR))]
+pub struct Repair {
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+impl Repair {
+    pub fn run(self) -> anyhow::Result<()> {
+        let st = self.store.store.display();
+        if self.store.read_only {
+            return Err(pickleshelf::Error::ReadOnly { path: self.store.store.clone() }.into());
+        }
+        if !self.store.store.join("pages").is_dir() && !self.store.store.join("sled").is_dir() {
+            bail!("{st}: no such store");
+        }
+        let report = self.store.builder()?.repair()?;
+        let mut text = String::new();
+        if let Some(d) = &report.damaged {
+            text.push_str(&format!("damaged: {d}\n"));
+        }
+        for n in &report.notes {
+            text.push_str(&format!("note: {n}\n"));
+        }
+        for l in &report.lost {
+            text.push_str(&format!("lost: {l}\n"));
+        }
+        if let Some(v) = &report.verify {
+            for p in &v.problems {
+                text.push_str(&format!("problem: {p}\n"));
+            }
+            text.push_str(&format!(
+                "repair: {}; verify: {} keys, {} problems\n",
+                if report.rebuilt { "directory rebuilt from the packs" } else { "directory kept" },
+                v.keys,
+                v.problems.len()
+            ));
+        }
+        write_stdout(text.as_bytes())?;
+        if let Some(why) = &report.unopened {
+            bail!("{st}: {why} (run `pickleshelf salvage {st} --into NEW` to copy out what can be read)");
+        }
+        if !report.is_ok() {
+            bail!("{st}: problems remain (run `pickleshelf salvage {st} --into NEW` to copy out what can be read)");
         }
         Ok(())
     }

@@ -28,6 +28,7 @@ mod files;
 mod holes;
 mod packs;
 mod pages;
+mod rebuild;
 mod records;
 mod sled_files;
 mod tree;
@@ -43,10 +44,12 @@ use crate::blob::{Digest, Hasher};
 use crate::error::{Error, Result};
 pub(crate) use checkpoints::check_name as check_checkpoint_name;
 pub(crate) use files::{Objects, lock_shared_within, lock_within};
+pub(crate) use rebuild::{finish_install, install, install_pending, read_directory, rebuild, write_directory};
 pub(crate) use records::{CheckpointHeader, KeyRecord, ObjectRecord};
 pub(crate) use sled_files::PrivateCopy;
+pub(crate) use tree::Batch;
 pub(crate) use tree::Bytes;
-use tree::{Batch, Tree};
+use tree::Tree;
 pub(crate) use tree::{PageCheck, TreeStats};
 
 /// Largest frame stored inline in its key record; larger ones become object files.
@@ -411,9 +414,9 @@ pub(crate) struct IndexOptions {
     pub(crate) power_loss: bool,
     /// The store's auth check, written in the header of new packs (stores with an auth key).
     pub(crate) auth: Option<[u8; 32]>,
-    /// Read the directory from these sled files instead of the store's (read-only: a
-    /// directory rebuilt from the packs).
-    pub(crate) sled_from: Option<PrivateCopy>,
+    /// Read the directory from the sled files in this directory instead of the store's
+    /// (read-only: a directory rebuilt from the packs, which the caller keeps).
+    pub(crate) sled_from: Option<PathBuf>,
 }
 
 /// Holds the store's write lock; all changes go through it.
@@ -428,7 +431,7 @@ impl Index {
     pub(crate) fn open(dir: &Path, opts: IndexOptions) -> Result<Index> {
         let IndexOptions { create, read_only, hasher, level, power_loss, auth, sled_from } = opts;
         let sled_dir = dir.join("sled");
-        if !create && !sled_dir.exists() {
+        if !create && !sled_dir.exists() && sled_from.is_none() {
             return Err(Error::Io {
                 path: sled_dir,
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a pickleshelf store"),
@@ -436,26 +439,21 @@ impl Index {
         }
         // Read-only: sled reads a private copy of its files (it writes whenever it opens),
         // or the directory given (rebuilt from the packs).
-        let copy = match sled_from {
-            Some(c) => Some(c),
-            None if read_only => Some(sled_files::PrivateCopy::of(&sled_dir)?),
-            None => None,
-        };
-        let sled_dir = match &copy {
-            Some(c) => c.path().to_path_buf(),
-            None => {
+        let copy = if read_only && sled_from.is_none() { Some(sled_files::PrivateCopy::of(&sled_dir)?) } else { None };
+        let sled_dir = match (&copy, sled_from) {
+            (Some(c), _) => c.path().to_path_buf(),
+            (None, Some(from)) => from,
+            (None, None) => {
                 remove_unfinished_snapshots(&sled_dir)?;
+                // sled gives up at once on a locked file: wait a moment for a handle that is
+                // going away (a closed store's lock copied into a child process).
+                if let Ok(f) = std::fs::File::open(sled_dir.join("db")) {
+                    let _ = lock_within(&f);
+                }
                 sled_dir
             }
         };
-        // sled gives up at once on a locked file: wait a moment for a handle that is going
-        // away (a closed store's lock copied into a child process), then let sled lock it.
         let db_file = sled_dir.join("db");
-        if copy.is_none()
-            && let Ok(f) = std::fs::File::open(&db_file)
-        {
-            let _ = lock_within(&f);
-        }
         let objects = Objects::open(&dir.join("objects"))?;
         let db = sled_files::open(dir, &sled_dir)?;
         let tree = Arc::new(Tree::open(dir, db.clone(), hasher, level, power_loss, read_only, auth)?);
@@ -610,6 +608,12 @@ impl Index {
             let (header, stored) = self.parse_record(space, &key, v)?;
             Ok((key, header, stored))
         })
+    }
+
+    /// Every record of the tree, in key order (an error for each page that cannot be
+    /// read; the scan goes on after it).
+    pub(crate) fn scan_all(&self) -> impl Iterator<Item = Result<(sled::IVec, Bytes)>> + '_ {
+        self.tree.scan(b"")
     }
 
     /// All object records.

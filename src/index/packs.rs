@@ -255,13 +255,14 @@ impl Packs {
     }
 
     /// Resumes appending to pack `id` (of length `len`) when it is not full and has this
-    /// store's header (a pack of a format 2 store is never appended to).
+    /// store's header (a pack of a format 2 store is never appended to). A pack that cannot
+    /// be opened for writing is not resumed: the next commit starts a new one.
     pub(crate) fn resume(&self, id: u32, len: u64) -> Result<()> {
         if self.read_only || len >= ROLL_BYTES || len < HEADER_LEN as u64 {
             return Ok(());
         }
         let path = self.path_of(id);
-        let file = OpenOptions::new().read(true).write(true).open(&path).map_err(io(&path))?;
+        let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else { return Ok(()) };
         let mut head = [0u8; HEADER_LEN];
         if file.read_exact_at(&mut head, 0).is_err() || PackHeader::parse(&head) != Some(self.header) {
             return Ok(());

@@ -81,6 +81,6 @@ pub use error::{CheckpointProblem, DecodeErrorKind, Error, Result};
 pub use index::MAX_KEY_LEN;
 pub use memo::{Memo, MemoBuilder, MemoStats};
 pub use progress::Progress;
-pub use repair::{RECOVERED_PREFIX, RepairReport, SalvageReport, VerifyReport};
+pub use repair::{PARTIAL_SUFFIX, RECOVERED_PREFIX, RepairReport, SalvageReport, VerifyReport};
 pub use shelf::{Batch, Durability, FORMAT_VERSION, Shelf, ShelfBuilder};
 pub use stats::{KeyInfo, Stats};

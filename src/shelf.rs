@@ -194,7 +194,7 @@ impl ShelfBuilder {
     /// the store's; [`Error::Io`]. What cannot be repaired is in the report
     /// ([`RepairReport::is_ok`]), not an error.
     pub fn repair(self) -> Result<crate::RepairReport> {
-        crate::repair::directory::run(self)
+        crate::repair::directory::run(self, false)
     }
 
     pub(crate) fn path(&self) -> &Path {

@@ -518,6 +518,36 @@ fn damaged_page_is_reported_for_its_keys_and_gc_keeps_it() {
     assert_eq!(shelf.get_pickle(&key(4_999)).expect("get"), Some(value(1)));
 }
 
+/// A page that cannot be read is reported with the keys an older image of it (still in
+/// the packs) holds: the keys the user may have lost, by name.
+#[test]
+fn an_unreadable_page_names_the_keys_its_older_images_hold() {
+    let dir = tempdir();
+    let path = dir.path().join("s.db");
+    {
+        let shelf = Shelf::open(&path).expect("create");
+        for i in 0..50 {
+            shelf.insert_pickle(&format!("old:{i:02}"), &int(i)).expect("insert");
+        }
+        shelf.sync().expect("sync");
+        shelf.insert_pickle("old:99", &int(99)).expect("insert");
+        shelf.close().expect("close");
+    }
+    // One page, written twice: damage its newest image.
+    let listed = pages(&path);
+    assert_eq!(listed.len(), 1);
+    let (_, pack, offset, len) = listed[0].clone();
+    let pack_path = path.join("pages").join(format!("{pack:08x}.pack"));
+    let mut bytes = fs::read(&pack_path).expect("read the pack");
+    bytes[offset as usize + len / 2] ^= 0x01;
+    fs::write(&pack_path, bytes).expect("write the pack");
+    let shelf = Shelf::builder(&path).read_only(true).open().expect("open");
+    let report = shelf.verify().expect("verify");
+    let named = report.problems.iter().find(|p| p.contains("older images in the packs name")).expect("keys named");
+    assert!(named.contains("\"old:00\"") && named.contains("and 30 more"), "{named}");
+    assert!(!named.contains("old:99"), "the newest key is in no older image: {named}");
+}
+
 #[test]
 fn corrupted_object_file_is_reported_for_every_key_that_shares_it() {
     let dir = tempdir();

@@ -566,6 +566,11 @@ const REPAIR: &str = "  pickleshelf repair state.db && pickleshelf verify state.
 pub struct Repair {
     #[command(flatten)]
     store: StoreArgs,
+    /// Rebuild the directory from the pack files even when sled's can be read (after
+    /// restoring pages/ from a backup newer than sled/, say); installed only when it is
+    /// exactly that of the newest commit.
+    #[arg(long)]
+    rebuild: bool,
 }
 
 impl Repair {
@@ -577,7 +582,8 @@ impl Repair {
         if !self.store.store.join("pages").is_dir() && !self.store.store.join("sled").is_dir() {
             bail!("{st}: no such store");
         }
-        let report = self.store.builder()?.repair()?;
+        let builder = self.store.builder()?;
+        let report = if self.rebuild { builder.rebuild()? } else { builder.repair()? };
         let mut text = String::new();
         if let Some(d) = &report.damaged {
             text.push_str(&format!("damaged: {d}\n"));

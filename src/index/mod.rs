@@ -44,7 +44,7 @@ use crate::blob::{Digest, Hasher};
 use crate::error::{Error, Result};
 pub(crate) use checkpoints::check_name as check_checkpoint_name;
 pub(crate) use files::{Objects, lock_shared_within, lock_within};
-pub(crate) use rebuild::{finish_install, install, install_pending, read_directory, rebuild, write_directory};
+pub(crate) use rebuild::{finish_install, install, install_pending, keys_in, read_directory, rebuild, write_directory};
 pub(crate) use records::{CheckpointHeader, KeyRecord, ObjectRecord};
 pub(crate) use sled_files::PrivateCopy;
 pub(crate) use tree::Batch;

@@ -165,6 +165,49 @@ fn scan(dir: &Path, hasher: &Hasher) -> Result<Scan> {
     Ok(s)
 }
 
+/// The record keys that verified images in the packs of the store in `dir` hold within
+/// each of `ranges` (`[lo, hi)`): for a range whose page cannot be read, what older (or
+/// other) images of it still name. Reads every pack; changes nothing.
+///
+/// # Errors
+/// [`Error::Io`] when the pack directory cannot be listed.
+pub(crate) fn keys_in(
+    dir: &Path,
+    hasher: &Hasher,
+    ranges: &[(Vec<u8>, Option<Vec<u8>>)],
+) -> Result<Vec<BTreeSet<Vec<u8>>>> {
+    let mut out = vec![BTreeSet::new(); ranges.len()];
+    for (_, path) in pack_files(&dir.join("pages"))? {
+        let Ok(bytes) = fs::read(&path) else { continue };
+        let mut at = HEADER_LEN.min(bytes.len());
+        while at < bytes.len() {
+            let rest = &bytes[at..];
+            let Some(entry) = entry_len(rest).filter(|&l| l <= rest.len()).map(|l| &rest[..l]) else {
+                at += 1;
+                continue;
+            };
+            if verify_entry(entry, hasher).is_err() {
+                at += 1;
+                continue;
+            }
+            if let Ok((_, body)) = body_of(entry)
+                && let Some(page) = Page::parse(body, false)
+            {
+                for i in 0..page.len() {
+                    let k = page.key(i);
+                    for ((lo, hi), names) in ranges.iter().zip(out.iter_mut()) {
+                        if k >= lo.as_slice() && hi.as_ref().is_none_or(|h| k < h.as_slice()) {
+                            names.insert(k.to_vec());
+                        }
+                    }
+                }
+            }
+            at += entry.len();
+        }
+    }
+    Ok(out)
+}
+
 /// Key ranges `[lo, hi)` (`hi` `None`: to the end), disjoint, by lower bound.
 #[derive(Default)]
 struct Covered(BTreeMap<Vec<u8>, Option<Vec<u8>>>);

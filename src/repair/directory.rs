@@ -44,7 +44,9 @@ impl RepairReport {
 }
 
 /// Repairs the store `b` names (see the module docs and [`ShelfBuilder::repair`]).
-pub(crate) fn run(b: ShelfBuilder) -> Result<RepairReport> {
+/// With `force`, the directory is rebuilt from the packs (and installed when exact) even
+/// when sled's can be read and is current.
+pub(crate) fn run(b: ShelfBuilder, force: bool) -> Result<RepairReport> {
     let path: PathBuf = b.path().to_path_buf();
     if !path.join("pages").is_dir() && !path.join("sled").is_dir() {
         return Err(Error::Io {
@@ -75,7 +77,11 @@ pub(crate) fn run(b: ShelfBuilder) -> Result<RepairReport> {
                 // to rebuild a directory: they carry no sequence numbers).
                 report.notes.push("format 2 store: upgraded to format 3".into());
             }
-            Ok(d) if d.format == Some(FORMAT_VERSION) && witness.is_none_or(|w| d.generation >= Some(w.generation)) => {
+            Ok(d)
+                if !force
+                    && d.format == Some(FORMAT_VERSION)
+                    && witness.is_none_or(|w| d.generation >= Some(w.generation)) =>
+            {
                 let rebuilt = index::rebuild(&path, &hasher)?;
                 report.notes.extend(rebuilt.damage.iter().cloned());
                 let newest_named = d.pages.values().map(|l| l.seq).max().unwrap_or(0);
@@ -92,7 +98,10 @@ pub(crate) fn run(b: ShelfBuilder) -> Result<RepairReport> {
                 }
             }
             _ => {
+                let current = matches!(&sled, Ok(d) if d.format == Some(FORMAT_VERSION)
+                    && witness.is_none_or(|w| d.generation >= Some(w.generation)));
                 let why = match &sled {
+                    _ if current => "asked to rebuild it".to_owned(),
                     Err(e) => e.to_string(),
                     Ok(d) if d.format != Some(FORMAT_VERSION) => format!(
                         "sled/ holds no usable format record ({})",
@@ -104,7 +113,9 @@ pub(crate) fn run(b: ShelfBuilder) -> Result<RepairReport> {
                         witness.map_or(0, |w| w.generation)
                     ),
                 };
-                report.damaged = Some(why);
+                if !current {
+                    report.damaged = Some(why);
+                }
                 let rebuilt = index::rebuild(&path, &hasher)?;
                 report.notes.extend(rebuilt.damage.iter().cloned());
                 if rebuilt.format2 {
@@ -135,7 +146,8 @@ pub(crate) fn run(b: ShelfBuilder) -> Result<RepairReport> {
                         Some("the directory cannot be rebuilt from the packs: nothing was changed".into());
                     return Ok(report);
                 }
-                let generation = witness.map_or(0, |w| w.generation).max(rebuilt.generation);
+                let sled_generation = sled.as_ref().ok().and_then(|d| d.generation).unwrap_or(0);
+                let generation = witness.map_or(0, |w| w.generation).max(rebuilt.generation).max(sled_generation);
                 index::install(&path, &rebuilt, FORMAT_VERSION, generation)?;
                 let seq = rebuilt.newest.map_or(0, |n| n.0);
                 witness::write(&path, Witness { generation, seq: Some(seq) }, true)?;
@@ -156,6 +168,19 @@ pub(crate) fn run(b: ShelfBuilder) -> Result<RepairReport> {
         Err(e) => report.unopened = Some(e.to_string()),
     }
     Ok(report)
+}
+
+impl ShelfBuilder {
+    /// [`ShelfBuilder::repair`], rebuilding the page directory from the pack files even when
+    /// sled's can be read and is current (after restoring `pages/` from a backup newer than
+    /// `sled/`, say). The rebuilt directory is installed only when it is exactly that of the
+    /// newest commit the packs record; otherwise nothing changes and the report says why.
+    ///
+    /// # Errors
+    /// As for [`ShelfBuilder::repair`].
+    pub fn rebuild(self) -> Result<RepairReport> {
+        run(self, true)
+    }
 }
 
 impl Shelf {

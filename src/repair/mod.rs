@@ -11,5 +11,5 @@ pub(crate) mod salvage;
 pub(crate) mod verify;
 
 pub use directory::RepairReport;
-pub use salvage::{RECOVERED_PREFIX, SalvageReport};
+pub use salvage::{PARTIAL_SUFFIX, RECOVERED_PREFIX, SalvageReport};
 pub use verify::VerifyReport;

@@ -3,11 +3,12 @@
 //!
 //! What is copied, record by record (the bytes as they are, after checking): every key and
 //! memo result whose value verifies against its digest; every checkpoint whose entries all
-//! verify; the metadata records (dictionaries, memo versions); the objects these name, with
-//! their chains of bases; and, under the key `recovered/<digest in hex>`, every value whose
-//! object verifies but that no copied record names — the values of keys whose records were
-//! lost (and old versions kept only as bases of lost ones). Reference counts are computed
-//! afresh. The new store is then reopened and verified.
+//! verify, under its name, and one whose entries do not all verify with those that do,
+//! as `<name>~partial`; the metadata records (dictionaries, memo versions); the objects
+//! these name, with their chains of bases; and, under the key `recovered/<digest in hex>`,
+//! every value whose object verifies but that no copied record names — the values of keys
+//! whose records were lost (and old versions kept only as bases of lost ones). Reference
+//! counts are computed afresh. The new store is then reopened and verified.
 //!
 //! Invariant: the damaged store is opened read-only (a private copy of its sled files, or
 //! a directory rebuilt from its packs in the system's temporary directory): no byte in its
@@ -29,6 +30,19 @@ use crate::witness;
 /// The key prefix of values salvage recovers without their key.
 pub const RECOVERED_PREFIX: &str = "recovered/";
 
+/// What salvage appends to the name of a checkpoint it copies only in part.
+pub const PARTIAL_SUFFIX: &str = "~partial";
+
+/// The name a checkpoint copied in part gets: its name (cut to fit 255 bytes) and
+/// [`PARTIAL_SUFFIX`].
+fn partial_name(name: &str) -> String {
+    let mut base = name.to_owned();
+    while base.len() + PARTIAL_SUFFIX.len() > 255 {
+        base.pop();
+    }
+    base + PARTIAL_SUFFIX
+}
+
 /// What [`ShelfBuilder::salvage`] copied, and what it could not.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -37,7 +51,7 @@ pub struct SalvageReport {
     pub keys: u64,
     /// Memo results copied.
     pub memo: u64,
-    /// Checkpoints copied (each whole).
+    /// Checkpoints copied whole (those copied in part are in [`lost`](Self::lost)).
     pub checkpoints: u64,
     /// Values copied under `recovered/<digest>`: their objects verify, but no record that
     /// could be read names them.
@@ -194,25 +208,52 @@ pub(crate) fn run(b: ShelfBuilder, into: &Path) -> Result<SalvageReport> {
             copied.push(Copied { key: index::meta_key(&name), value: value.to_vec(), object: None });
         }
     }
-    // Checkpoints: whole or not at all.
-    for (name, (hk, hv)) in headers {
+    // Checkpoints: whole under their names; one with entries that cannot be read or do not
+    // verify (or whose own record cannot be read) as `<name>~partial`, holding the rest.
+    let names: BTreeSet<String> = headers.keys().chain(entries.keys()).cloned().collect();
+    for name in names {
+        let header = headers.get(&name);
+        let parsed = header.and_then(|(_, v)| CheckpointHeader::parse(v));
         let list = entries.remove(&name).unwrap_or_default();
-        let expected = CheckpointHeader::parse(&hv).map_or(u64::MAX, |h| h.keys);
+        let total = list.len();
         let good: Vec<Copied> = list.into_iter().filter_map(|e| e.ok()).collect();
-        if good.len() as u64 == expected {
+        if let (Some((hk, hv)), Some(h)) = (header, parsed)
+            && good.len() as u64 == h.keys
+        {
             report.checkpoints += 1;
             copied.extend(good);
-            copied.push(Copied { key: hk, value: hv, object: None });
-        } else {
-            report.lost.push(format!(
-                "checkpoint {name:?}: {} of its {} entries can be read and verified: not copied",
-                good.len(),
-                if expected == u64::MAX { "?".to_owned() } else { expected.to_string() }
-            ));
+            copied.push(Copied { key: hk.clone(), value: hv.clone(), object: None });
+            continue;
         }
-    }
-    for name in entries.keys() {
-        report.lost.push(format!("checkpoint {name:?}: its record cannot be read: not copied"));
+        let partial = partial_name(&name);
+        let mut bytes = 0;
+        let mut counted = BTreeSet::new();
+        for c in &good {
+            bytes += match (KeyRecord::parse(&c.value), c.object) {
+                (_, Some(d)) if !counted.insert(d) => 0,
+                (_, Some(d)) => records.get(&d).map_or(0, |r| r.stored_len),
+                (Some(KeyRecord::Inline { frame_at, .. }), None) => (c.value.len() - frame_at) as u64,
+                _ => 0,
+            };
+        }
+        let h = CheckpointHeader { created_ms: parsed.map_or(0, |h| h.created_ms), keys: good.len() as u64, bytes };
+        report.lost.push(format!(
+            "checkpoint {name:?}: {} of its {} entries can be read and verified{}: copied as {partial:?}",
+            good.len(),
+            parsed.map_or_else(|| total.to_string(), |h| h.keys.to_string()),
+            if header.is_none() { " (its own record cannot be read)" } else { "" },
+        ));
+        let skip = 2 + name.len();
+        for c in good {
+            let mut key = vec![b'c'];
+            key.extend_from_slice(partial.as_bytes());
+            key.push(0);
+            key.extend_from_slice(c.key.get(skip..).unwrap_or_default());
+            copied.push(Copied { key, ..c });
+        }
+        let mut hk = vec![b'C'];
+        hk.extend_from_slice(partial.as_bytes());
+        copied.push(Copied { key: hk, value: h.encode().to_vec(), object: None });
     }
 
     // Values no copied record names: recovered under their digest.

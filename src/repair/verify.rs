@@ -75,6 +75,13 @@ impl Hole {
     }
 }
 
+/// Up to [`NAMED_MAX`] keys, quoted, and how many more.
+fn shown(keys: &[String]) -> String {
+    let list: Vec<String> = keys.iter().take(NAMED_MAX).map(|k| format!("{k:?}")).collect();
+    let more = keys.len().saturating_sub(NAMED_MAX);
+    format!("{}{}", list.join(", "), if more > 0 { format!(" and {more} more") } else { String::new() })
+}
+
 fn in_hole(holes: &[Hole], k: &[u8]) -> bool {
     holes.iter().any(|h| h.holds(k))
 }
@@ -338,16 +345,35 @@ pub(crate) fn run(shelf: &Shelf, repair: bool, progress: &mut dyn Progress) -> R
     if tmp > 0 {
         report.leftovers.push(format!("{tmp} temporary files of interrupted writes in objects/tmp"));
     }
-    // What the unreadable ranges still tell.
+    // What the unreadable ranges still tell: keys that older images of their pages in
+    // the packs hold, and keys checkpoints name.
+    if !holes.is_empty() {
+        let ranges: Vec<(Vec<u8>, Option<Vec<u8>>)> = holes.iter().map(|h| (h.lo.clone(), h.hi.clone())).collect();
+        if let Ok(found) = crate::index::keys_in(shelf.path(), shelf.codec().hasher(), &ranges) {
+            for (h, keys) in holes.iter().zip(found) {
+                let named: Vec<String> = keys
+                    .iter()
+                    .filter_map(|k| k.strip_prefix(b"k"))
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+                    .collect();
+                if !named.is_empty() {
+                    report.problems.push(format!(
+                        "keys older images in the packs name in the unreadable records {} (their values there may be \
+                         newer): {}",
+                        describe_range(&h.lo, h.hi.as_deref()),
+                        shown(&named)
+                    ));
+                }
+            }
+        }
+    }
     for h in &holes {
         if !h.named.is_empty() {
-            let shown: Vec<String> = h.named.iter().take(NAMED_MAX).map(|k| format!("{k:?}")).collect();
-            let more = h.named.len().saturating_sub(NAMED_MAX);
+            let named: Vec<String> = h.named.iter().cloned().collect();
             report.problems.push(format!(
-                "keys checkpoints name in the unreadable records {}: {}{}",
+                "keys checkpoints name in the unreadable records {}: {}",
                 describe_range(&h.lo, h.hi.as_deref()),
-                shown.join(", "),
-                if more > 0 { format!(" and {more} more") } else { String::new() }
+                shown(&named)
             ));
         }
     }

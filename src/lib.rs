@@ -42,6 +42,15 @@
 //! 0.20 ms and 0.34 ms. A store that comes back older than its last sync is refused
 //! ([`Error::RolledBack`]). On-disk bytes: `docs/FORMAT.md`.
 //!
+//! ## Damage
+//!
+//! Every value is verified when read, and a page of records that cannot be read affects
+//! only its own keys. [`Shelf::gc`] changes nothing while any part of a store cannot be
+//! read. The pack files describe themselves, so [`ShelfBuilder::repair`] rebuilds the page
+//! directory (sled's files) from them when it is lost, damaged or rolled back, and
+//! [`ShelfBuilder::salvage`] copies everything that can still be read into a new store
+//! without changing the damaged one.
+//!
 //! ## Limits
 //!
 //! Keys are UTF-8 strings of at most [`MAX_KEY_LEN`] bytes. One handle writes a store at a

@@ -192,7 +192,7 @@ impl ShelfBuilder {
     /// # Errors
     /// [`Error::Locked`] when the store is open; [`Error::AuthKey`] when the auth key is not
     /// the store's; [`Error::Io`]. What cannot be repaired is in the report
-    /// ([`RepairReport::is_ok`]), not an error.
+    /// ([`RepairReport::is_ok`](crate::RepairReport::is_ok)), not an error.
     pub fn repair(self) -> Result<crate::RepairReport> {
         crate::repair::directory::run(self, false)
     }
@@ -1117,7 +1117,7 @@ impl Shelf {
     /// While any page or record of the store cannot be read ([`VerifyReport::is_complete`]
     /// is false), gc changes nothing at all: a record it cannot read may name any object,
     /// so every object record, object file and pack is kept, and the report names what
-    /// cannot be read. [`Shelf::salvage`](crate::Shelf::salvage) copies out what can.
+    /// cannot be read. [`ShelfBuilder::salvage`] copies out what can.
     ///
     /// # Errors
     /// [`Error::ReadOnly`]; [`Error::Engine`] or [`Error::Io`].

@@ -238,3 +238,29 @@ fn format_2_stores_are_upgraded_by_a_writable_open() {
         assert!(first.is_none_or(|b| b.get(16) != Some(&1)), "the format 2 pack is still there");
     }
 }
+
+/// Salvage of a healthy store copies everything (memo results and checkpoints included)
+/// and recovers nothing; a format 2 store is read as it is (and left as it is).
+#[test]
+fn salvage_copies_every_fixture_whole() {
+    for format in [2, FORMAT_VERSION] {
+        for keyed in [false, true] {
+            let tmp = tempfile::tempdir().expect("temporary directory");
+            let path = tmp.path().join("s.db");
+            let new = tmp.path().join("new.db");
+            copy_dir(
+                &fixtures().join(format!("format-{format}")).join(if keyed { "keyed.db" } else { "plain.db" }),
+                &path,
+            );
+            let report = builder(&path, keyed).salvage(&new).expect("salvage");
+            assert!(report.is_complete() && report.recovered == 0, "format {format}, keyed {keyed}: {report:?}");
+            check(&builder(&new, keyed).open().expect("open the new store"), keyed);
+            if format == 2 {
+                assert!(matches!(
+                    builder(&path, keyed).read_only(true).open(),
+                    Err(pickleshelf::Error::UnsupportedFormat { found: 2, .. })
+                ));
+            }
+        }
+    }
+}

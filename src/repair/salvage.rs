@@ -259,8 +259,9 @@ pub(crate) fn run(b: ShelfBuilder, into: &Path) -> Result<SalvageReport> {
     // Values no copied record names: recovered under their digest.
     let named: BTreeSet<Digest> = copied.iter().filter_map(|c| c.object).collect();
     let mut orphans: BTreeSet<Digest> = frame_records.iter().copied().collect();
-    for (d, _, _) in index.objects().list()? {
-        orphans.extend(d);
+    match index.objects().list() {
+        Ok(files) => orphans.extend(files.into_iter().filter_map(|(d, _, _)| d)),
+        Err(e) => report.lost.push(format!("the object files cannot be listed: {e}")),
     }
     for d in orphans {
         if named.contains(&d) {
@@ -285,7 +286,16 @@ pub(crate) fn run(b: ShelfBuilder, into: &Path) -> Result<SalvageReport> {
         *refs.entry(d).or_insert(0) += 1;
         work.push(d);
     }
-    let mut objects: BTreeMap<Digest, (ObjectRecord, Vec<u8>)> = BTreeMap::new();
+    // The new store (object files are written to it as they are read).
+    let dst = {
+        let mut nb = Shelf::builder(into);
+        if let Some(k) = b.auth_key_bytes() {
+            nb = nb.auth_key(k.to_vec());
+        }
+        nb.open()?
+    };
+    // Each object's record, and its frame when it goes in a frame record.
+    let mut objects: BTreeMap<Digest, (ObjectRecord, Option<Vec<u8>>)> = BTreeMap::new();
     while let Some(d) = work.pop() {
         if objects.contains_key(&d) {
             continue;
@@ -309,7 +319,13 @@ pub(crate) fn run(b: ShelfBuilder, into: &Path) -> Result<SalvageReport> {
             rec.depth = 0;
             rec.seq = 0;
         }
-        objects.insert(d, (rec, frame));
+        let kept = if rec.in_tree {
+            Some(frame)
+        } else {
+            dst.index().objects().write(&d, &frame)?;
+            None
+        };
+        objects.insert(d, (rec, kept));
     }
     // Depths from the bases up.
     let ids: Vec<Digest> = objects.keys().copied().collect();
@@ -327,14 +343,6 @@ pub(crate) fn run(b: ShelfBuilder, into: &Path) -> Result<SalvageReport> {
     }
     drop(_pin);
 
-    // The new store.
-    let dst = {
-        let mut nb = Shelf::builder(into);
-        if let Some(k) = b.auth_key_bytes() {
-            nb = nb.auth_key(k.to_vec());
-        }
-        nb.open()?
-    };
     {
         let di = dst.index();
         let writer = di.writer();
@@ -344,10 +352,8 @@ pub(crate) fn run(b: ShelfBuilder, into: &Path) -> Result<SalvageReport> {
         }
         for (d, (rec, frame)) in &objects {
             let r = ObjectRecord { refs: refs.get(d).copied().unwrap_or(0), ..*rec };
-            if r.in_tree {
+            if let Some(frame) = frame {
                 batch.insert(&frame_key(d)[..], &frame[..]);
-            } else {
-                di.objects().write(d, frame)?;
             }
             batch.insert(&object_key(d)[..], &r.encode()[..]);
         }

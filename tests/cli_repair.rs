@@ -418,3 +418,41 @@ fn damage_witness() {
 fn damage_deleted_sled_directory() {
     damage_class(Damage::DeleteSled);
 }
+
+/// A store whose sled files came back older than its last sync: the error names
+/// `--allow-rollback` and `pickleshelf repair`; `--allow-rollback` opens the older state
+/// (a reader as it is, a writer resetting the witness); repair brings back the newer one.
+#[test]
+fn a_rolled_back_store_names_the_flag_and_repair() {
+    let dir = tmp();
+    let store = sample_store(dir.path());
+    let st = s(&store);
+    let old = dir.path().join("old-sled");
+    copy_tree(&store.join("sled"), &old);
+    ok_in(&["put", &st, "newer", "--json", "-"], Some(b"{\"none\":null}".to_vec()));
+    let newer = fs::read_dir(store.join("sled")).map(|d| d.count()).unwrap_or(0);
+    assert!(newer > 0);
+    fs::remove_dir_all(store.join("sled")).unwrap_or_else(|e| panic!("{e}"));
+    copy_tree(&old, &store.join("sled"));
+    let err = fails(&["ls", &st]);
+    assert!(err.contains("--allow-rollback") && err.contains(&format!("pickleshelf repair {st}")), "{err}");
+    // A reader accepts the older state and changes nothing.
+    let listed = ok_text(&["ls", &st, "--allow-rollback"]);
+    assert!(!listed.contains("newer"), "{listed}");
+    fails(&["ls", &st]);
+    // repair brings back the newer state from the packs.
+    let out = ok_text(&["repair", &st]);
+    assert!(out.contains("directory rebuilt from the packs"), "{out}");
+    assert!(ok_text(&["ls", &st]).contains("newer"));
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap_or_else(|e| panic!("{e}"));
+    for e in fs::read_dir(from).unwrap_or_else(|e| panic!("{e}")).flatten() {
+        if e.path().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            fs::copy(e.path(), to.join(e.file_name())).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}

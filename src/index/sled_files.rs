@@ -84,7 +84,22 @@ pub(crate) fn config(sled_dir: &Path) -> sled::Config {
 /// Opens sled at `sled_dir` (the store's `sled/`, or a copy of it). A failure names the
 /// file of the store's `sled/` that is damaged and says how to rebuild it.
 pub(crate) fn open(store: &Path, sled_dir: &Path) -> Result<sled::Db> {
-    super::engine(store, || config(sled_dir).open()).map_err(|e| match e {
+    // An i/o error (a full disk, say) is not damage: reported as it is.
+    let mut io_error = None;
+    let opened = super::engine(store, || {
+        config(sled_dir).open().map_err(|e| match e {
+            sled::Error::Io(source) => {
+                let message = source.to_string();
+                io_error = Some(source);
+                sled::Error::Unsupported(message)
+            }
+            other => other,
+        })
+    });
+    if let Some(source) = io_error {
+        return Err(Error::Io { path: sled_dir.to_path_buf(), source });
+    }
+    opened.map_err(|e| match e {
         Error::Engine { message, .. } => {
             let file = diagnose(&store.join("sled"));
             Error::Engine {

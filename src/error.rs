@@ -29,7 +29,8 @@ pub enum Error {
         /// The operating system's error.
         source: std::io::Error,
     },
-    /// Another process (or another open handle in this one) holds the store.
+    /// Another handle (in this process or another) holds the store: a writer excludes
+    /// every other handle, a reader excludes writers.
     #[error("store is locked: another open handle holds it (in this process or another): {path}")]
     Locked {
         /// The store's lock file.
@@ -42,7 +43,7 @@ pub enum Error {
         path: PathBuf,
     },
     /// The store was written by a format this version does not read.
-    #[error("store {path} has format version {found}; this pickleshelf reads version {supported}")]
+    #[error("store {path} has format version {found}; this pickleshelf reads version {supported}{}", format_hint(*found, *supported, path))]
     UnsupportedFormat {
         /// The store's directory.
         path: PathBuf,
@@ -72,7 +73,9 @@ pub enum Error {
     /// The store came back older than its last `sync` (its log lost a tail).
     #[error(
         "store {path} is at generation {store_generation} but its witness recorded generation {witness_generation} \
-         at the last sync: data written before that sync was lost (open with `allow_rollback(true)` to accept)"
+         at the last sync: its page directory (sled/) came back older than that sync (run `pickleshelf repair \
+         {path}` to rebuild the directory from the pack files, which hold what was synced; or open with \
+         `allow_rollback(true)` — `--allow-rollback` on the command line — to accept the older state)"
     )]
     RolledBack {
         /// The store's directory.
@@ -127,6 +130,21 @@ pub enum Error {
         /// What is wrong, e.g. `line 3: the entry is cut short`.
         reason: String,
     },
+}
+
+/// What to do about a store of another format.
+fn format_hint(found: u32, supported: u32, path: &std::path::Path) -> String {
+    if found == 2 && supported == 3 {
+        format!(
+            " (the first writable open upgrades it in place, e.g. `pickleshelf repair {}`; a format 2 pickleshelf \
+             cannot read it afterwards)",
+            path.display()
+        )
+    } else if found > supported {
+        " (written by a newer pickleshelf)".into()
+    } else {
+        String::new()
+    }
 }
 
 /// Why a checkpoint operation failed; carried by [`Error::Checkpoint`].

@@ -52,10 +52,22 @@
 //! 0.20 ms and 0.34 ms. A store that comes back older than its last sync is refused
 //! ([`Error::RolledBack`]). On-disk bytes: `docs/FORMAT.md`.
 //!
+//! ## Damage
+//!
+//! Every value is verified when read, and a page of records that cannot be read affects
+//! only its own keys. [`Shelf::gc`] changes nothing while any part of a store cannot be
+//! read. The pack files describe themselves, so [`ShelfBuilder::repair`] rebuilds the page
+//! directory (sled's files) from them when it is lost, damaged or rolled back, and
+//! [`ShelfBuilder::salvage`] copies everything that can still be read into a new store
+//! without changing the damaged one.
+//!
 //! ## Limits
 //!
-//! Keys are UTF-8 strings of at most [`MAX_KEY_LEN`] bytes. One process opens a store at a
-//! time ([`Error::Locked`] for others). Decoding is bounded by [`pickle::Limits`].
+//! Keys are UTF-8 strings of at most [`MAX_KEY_LEN`] bytes. One handle writes a store at a
+//! time; read-only handles ([`ShelfBuilder::read_only`]) share it with each other, and need
+//! no write access to its directory (a store on a read-only file system reads fine);
+//! readers and a writer exclude each other ([`Error::Locked`]). Decoding is bounded by
+//! [`pickle::Limits`].
 //!
 //! ## What it is not
 //!
@@ -75,8 +87,10 @@ mod index;
 pub mod interop;
 pub mod memo;
 mod progress;
+mod repair;
 mod shelf;
 mod stats;
+mod witness;
 
 pub use blob::{Compression, Digest};
 pub use cache::CacheStats;
@@ -87,5 +101,6 @@ pub use memo::{Memo, MemoBuilder, MemoStats};
 /// The pickle codec, the `pickleshelf-pickle` crate: values, decoder, encoder, serde.
 pub use pickleshelf_pickle as pickle;
 pub use progress::Progress;
-pub use shelf::{Batch, Durability, FORMAT_VERSION, Shelf, ShelfBuilder, VerifyReport};
+pub use repair::{PARTIAL_SUFFIX, RECOVERED_PREFIX, RepairReport, SalvageReport, VerifyReport};
+pub use shelf::{Batch, Durability, FORMAT_VERSION, Shelf, ShelfBuilder};
 pub use stats::{KeyInfo, Stats};

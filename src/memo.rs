@@ -277,7 +277,7 @@ impl Memo {
         let index = shelf.index();
         let version_key = format!("memo/{}", b.namespace);
         let prefix = format!("{}\0", b.namespace);
-        let stored_version = index.meta(&version_key)?.map(|v| String::from_utf8_lossy(&v).into_owned());
+        let stored_version = index.setting(&version_key)?.map(|v| String::from_utf8_lossy(&v).into_owned());
         let now = now_ms();
         let mut entries: Vec<([u8; 16], Entry)> = Vec::new();
         let mut stale: Vec<String> = Vec::new();
@@ -306,7 +306,7 @@ impl Memo {
             let writer = index.writer();
             let ops = stale.into_iter().map(|key| Op::Remove { space: Space::Memo, key }).collect();
             shelf.commit(&writer, ops)?;
-            index.set_meta(&version_key, b.version.as_bytes())?;
+            writer.set_setting(&version_key, Some(b.version.as_bytes()))?;
             shelf.mark_dirty();
         }
         entries.sort_by_key(|(_, e)| e.accessed);

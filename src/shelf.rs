@@ -7,7 +7,6 @@
 
 use std::any::{Any, TypeId};
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,14 +21,20 @@ use crate::error::{Error, Result};
 use crate::index::{Delta, Index, IndexOptions, MAX_KEY_LEN, Op, Space, Stored, Writer};
 use crate::pickle::{self, Value};
 use crate::progress::Progress;
+use crate::repair::VerifyReport;
+use crate::witness::{self, Witness};
 
 /// Default budget of the decoded-object cache, in estimated bytes.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 /// Default most objects in the decoded-object cache.
 pub const DEFAULT_CACHE_ENTRIES: u64 = 100_000;
 
-/// The on-disk format version this build reads and writes (see `docs/FORMAT.md`).
-pub const FORMAT_VERSION: u32 = 2;
+/// The on-disk format version this build reads and writes (see `docs/FORMAT.md`). A store
+/// of format 2 is upgraded in place by the first writable open.
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The text whose keyed digest a store with an auth key keeps as its auth check.
+const AUTH_CHECK: &[u8] = b"pickleshelf auth check";
 
 /// What [`Shelf::sync`] guarantees.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -67,6 +72,10 @@ pub struct ShelfBuilder {
     allow_rollback: bool,
     cache_bytes: u64,
     cache_entries: u64,
+    /// A format 2 store may be opened read-only (by salvage) without being upgraded.
+    legacy: bool,
+    /// Read the page directory from these sled files (salvage: rebuilt from the packs).
+    sled_from: Option<PathBuf>,
 }
 
 impl ShelfBuilder {
@@ -82,7 +91,11 @@ impl ShelfBuilder {
         self
     }
 
-    /// Opens without allowing writes (the store must exist).
+    /// Opens without allowing writes (the store must exist). A read-only open writes
+    /// nothing in the store's directory and needs no write access to it: it takes a
+    /// shared lock on `LOCK` (none when the file is missing), so readers share a store and
+    /// exclude writers, and it reads the page directory from a private copy of `sled/` in
+    /// the system's temporary directory, deleted when the store closes.
     pub fn read_only(mut self, read_only: bool) -> Self {
         self.read_only = read_only;
         self
@@ -153,6 +166,60 @@ impl ShelfBuilder {
         }
         Shelf::open_with(self)
     }
+
+    /// Repairs the store: when its page directory (sled's files under `sled/`) cannot be
+    /// read, or came back older than its last sync, rebuilds it from the pack files —
+    /// installed only when it is exactly the directory of the newest commit they record
+    /// (the old files are kept in `sled.damaged/`); upgrades a format 2 store; rewrites a
+    /// damaged witness file; then opens the store and verifies it. A readable, current
+    /// directory is kept. Nothing that can be read is removed.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("state.db");
+    /// # { let s = pickleshelf::Shelf::open(&path)?; s.insert("k", &1)?; }
+    /// let conf = path.join("sled").join("conf");
+    /// let mut bytes = std::fs::read(&conf)?;
+    /// bytes[3] ^= 0x20; // one bad byte in sled's files: the store cannot be opened
+    /// std::fs::write(&conf, bytes)?;
+    /// assert!(pickleshelf::Shelf::open(&path).is_err());
+    /// let report = pickleshelf::Shelf::builder(&path).repair()?;
+    /// assert!(report.rebuilt && report.is_ok());
+    /// assert_eq!(pickleshelf::Shelf::open(&path)?.get::<i64>("k")?, Some(1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Locked`] when the store is open; [`Error::AuthKey`] when the auth key is not
+    /// the store's; [`Error::Io`]. What cannot be repaired is in the report
+    /// ([`RepairReport::is_ok`](crate::RepairReport::is_ok)), not an error.
+    pub fn repair(self) -> Result<crate::RepairReport> {
+        crate::repair::directory::run(self, false)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// For salvage: reads a format 2 store as it is, and the page directory from the sled
+    /// files in `sled_from` when given.
+    pub(crate) fn for_salvage(mut self, sled_from: Option<PathBuf>) -> Self {
+        self.legacy = true;
+        self.sled_from = sled_from;
+        self
+    }
+
+    pub(crate) fn auth_key_bytes(&self) -> Option<&[u8]> {
+        self.auth_key.as_deref()
+    }
+
+    /// The hasher the auth key (or its absence) gives.
+    pub(crate) fn hasher(&self) -> Hasher {
+        match &self.auth_key {
+            Some(k) => Hasher::Keyed(blake3::derive_key("pickleshelf 2026 object auth key", k)),
+            None => Hasher::Plain,
+        }
+    }
 }
 
 struct Inner {
@@ -177,8 +244,9 @@ struct Inner {
     trainer: Mutex<Option<std::thread::JoinHandle<Option<Vec<u8>>>>>,
     /// True while `trainer` holds a thread (checked without the lock on each write).
     training: AtomicBool,
-    /// Held for the handle's lifetime: the exclusive lock on `LOCK`.
-    _lock: fs::File,
+    /// Held for the handle's lifetime: the lock on `LOCK` (exclusive for a writer, shared
+    /// for a reader; none for a reader of a store without `LOCK`).
+    _lock: Option<fs::File>,
 }
 
 /// A persistent store of Python pickles, addressed by key.
@@ -232,13 +300,18 @@ impl Shelf {
             allow_rollback: false,
             cache_bytes: DEFAULT_CACHE_BYTES,
             cache_entries: DEFAULT_CACHE_ENTRIES,
+            legacy: false,
+            sled_from: None,
         }
     }
 
     fn open_with(b: ShelfBuilder) -> Result<Shelf> {
         let path = b.path.clone();
+        if !path.join("sled").exists() && b.sled_from.is_none() && has_packs(&path) {
+            return Err(lost_directory(&path));
+        }
         // A directory without a sled database (missing, or not a store) is no store.
-        if (b.read_only || !b.create) && !path.join("sled").exists() {
+        if (b.read_only || !b.create) && !path.join("sled").exists() && b.sled_from.is_none() {
             return Err(Error::Io {
                 path,
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no store at this path"),
@@ -247,23 +320,23 @@ impl Shelf {
         if !path.exists() {
             crate::index::create_dir_durable(&path)?;
         }
-        let lock_path = path.join("LOCK");
-        let lock = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(!b.read_only)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(io(&lock_path))?;
-        match crate::index::lock_within(&lock) {
-            Ok(true) => {}
-            Ok(false) => return Err(Error::Locked { path: lock_path }),
-            Err(e) => return Err(Error::Io { path: lock_path, source: e }),
+        let lock = take_lock(&path, b.read_only)?;
+        // A repair cut short: a writer finishes installing the rebuilt directory; a reader
+        // cannot (it writes nothing).
+        if crate::index::install_pending(&path) {
+            if b.read_only {
+                return Err(Error::Corrupted {
+                    what: format!("store {}", path.display()),
+                    reason: format!(
+                        "a repair was interrupted: run `pickleshelf repair {}` to finish it",
+                        path.display()
+                    ),
+                });
+            }
+            crate::index::finish_install(&path)?;
         }
-        let hasher = match &b.auth_key {
-            Some(k) => Hasher::Keyed(blake3::derive_key("pickleshelf 2026 object auth key", k)),
-            None => Hasher::Plain,
-        };
+        let hasher = b.hasher();
+        let auth_check = |h: &Hasher| h.digest(AUTH_CHECK).0;
         let index = Index::open(
             &path,
             IndexOptions {
@@ -272,10 +345,16 @@ impl Shelf {
                 hasher: hasher.clone(),
                 level: b.zstd_level,
                 power_loss: b.durability == Durability::PowerLoss,
+                auth: hasher.is_keyed().then(|| auth_check(&hasher)),
+                sled_from: b.sled_from.clone(),
             },
         )?;
-        let auth_check = |h: &Hasher| h.digest(b"pickleshelf auth check").0;
         if index.is_empty()? {
+            // No directory, but pages: sled's files were lost (a restore that has not
+            // copied them, say). Creating a store here would drop every pack.
+            if has_packs(&path) {
+                return Err(lost_directory(&path));
+            }
             if b.read_only {
                 return Err(Error::Corrupted {
                     what: format!("store {}", path.display()),
@@ -297,9 +376,13 @@ impl Shelf {
             what: format!("store {}", path.display()),
             reason: "no format record".into(),
         })?;
-        if format != FORMAT_VERSION {
+        // A format 2 store is upgraded by a writable open (below), and read as it is by
+        // salvage; other opens refuse it.
+        let upgrade = format == 2 && !b.read_only;
+        if format != FORMAT_VERSION && !upgrade && !(format == 2 && b.legacy) {
             return Err(Error::UnsupportedFormat { path, found: format, supported: FORMAT_VERSION });
         }
+        index.use_legacy_settings(format == 2);
         match (index.meta("auth")?, hasher.is_keyed()) {
             (Some(stored), true) if stored.as_ref() != auth_check(&hasher) => {
                 return Err(Error::AuthKey { path, reason: "the key given is not the store's key" });
@@ -315,24 +398,38 @@ impl Shelf {
             .map(u64::from_le_bytes)
             .unwrap_or(0);
         index.set_generation(generation);
-        let witness = match read_witness(&path) {
+        let witness = match witness::read(&path) {
             // Damaged: it cannot vouch for the store; allow_rollback(true) resets it below.
             Err(Error::Corrupted { .. }) if b.allow_rollback => Some(u64::MAX),
-            other => other?,
+            other => other?.map(|w| w.generation),
         };
+        // A rollback accepted: files and packs that no record names may hold the newer
+        // state (which `pickleshelf repair` can bring back), so none is deleted below.
+        let mut rolled_back = false;
         if let Some(witness) = witness
             && generation < witness
         {
             if !b.allow_rollback {
                 return Err(Error::RolledBack { path, store_generation: generation, witness_generation: witness });
             }
+            rolled_back = true;
             if !b.read_only {
-                write_witness(&path, generation, b.durability)?;
+                let seq = Some(index.newest_seq());
+                witness::write(&path, Witness { generation, seq }, b.durability == Durability::PowerLoss)?;
             }
+        }
+        if upgrade {
+            index.upgrade_from_format2(FORMAT_VERSION)?;
+            index.use_legacy_settings(false);
         }
         let codec = Codec::new(b.zstd_level, hasher);
         let mut current = 0;
-        for (name, bytes) in index.meta_scan("dict")? {
+        // A page of settings that cannot be read leaves its dictionaries out: the values
+        // compressed with them cannot be read (their errors say so), the others can, and no
+        // new dictionary is trained (it could take a lost one's id).
+        let settings = index.settings("dict");
+        let settings_read = settings.is_ok();
+        for (name, bytes) in settings.unwrap_or_default() {
             if let Some(id) = name.strip_prefix("dict/").and_then(|s| s.parse::<u32>().ok()) {
                 codec
                     .add_dict(id, bytes.to_vec())
@@ -343,6 +440,11 @@ impl Shelf {
         }
         codec.set_current_dict(current);
         if !b.read_only {
+            // Commits a crash left in the packs but not in the directory (or those a rollback
+            // just accepted lost) are voided before anything new is committed.
+            index.void_uncommitted()?;
+        }
+        if !b.read_only && !rolled_back {
             index.objects().clean_tmp()?;
             // Files without a record are leftovers of writes a crash cut short, or of
             // removals whose files the crash left — also when the object was written again
@@ -377,7 +479,7 @@ impl Shelf {
             // Best effort, as above: frame records in a damaged page stay where they are.
             let _ = index.remove_orphan_frames();
         }
-        let samples = if current == 0 && !b.read_only { Some((Vec::new(), 0)) } else { None };
+        let samples = if current == 0 && !b.read_only && settings_read { Some((Vec::new(), 0)) } else { None };
         Ok(Shelf {
             inner: Arc::new(Inner {
                 path,
@@ -405,6 +507,14 @@ impl Shelf {
 
     pub(crate) fn index(&self) -> &Index {
         &self.inner.index
+    }
+
+    pub(crate) fn codec(&self) -> &Codec {
+        &self.inner.codec
+    }
+
+    pub(crate) fn chains(&self) -> &Chains {
+        &self.inner.chains
     }
 
     pub(crate) fn cache(&self) -> &Cache {
@@ -994,15 +1104,16 @@ impl Shelf {
 
     // ----- checks -----
 
-    /// Checks everything: each key's object exists and hashes to its address, each
-    /// object record's refcount equals the keys pointing at it, each object file has a
-    /// record and the right length. Returns what it found; nothing is changed. Writes
-    /// wait while it runs.
+    /// Checks everything: every page of records can be read, each key's object exists and
+    /// hashes to its address, each object record's refcount equals the keys pointing at it,
+    /// each object file has a record and the right length. Returns what it found; nothing
+    /// is changed. Files that a write cut short by a crash left behind are listed as
+    /// [`VerifyReport::leftovers`], not as problems. Writes wait while it runs.
     ///
     /// # Errors
     /// [`Error::Engine`] or [`Error::Io`] when the store cannot be read at all.
     pub fn verify(&self) -> Result<VerifyReport> {
-        verify(self, false)
+        crate::repair::verify::run(self, false, &mut ())
     }
 
     /// [`Shelf::verify`], reporting one step per record checked (key or memo result) to
@@ -1012,22 +1123,34 @@ impl Shelf {
     /// As for [`Shelf::verify`].
     pub fn verify_with_progress(&self, progress: &mut dyn Progress) -> Result<VerifyReport> {
         progress.start("verifying", Some(self.record_count()));
-        let report = verify_observed(self, false, progress);
+        let report = crate::repair::verify::run(self, false, progress);
         progress.finish();
         report
     }
 
     /// Repairs what is repairable — refcounts, missing or stray object records, files
-    /// no record names, temporary files — and reports what it found and did. Keys whose
-    /// data is damaged are reported, not removed.
+    /// no record names, temporary files — frees what nothing refers to, and reports what
+    /// it found and did. Keys whose data is damaged are reported, not removed.
+    ///
+    /// While any page or record of the store cannot be read ([`VerifyReport::is_complete`]
+    /// is false), gc changes nothing at all: a record it cannot read may name any object,
+    /// so every object record, object file and pack is kept, and the report names what
+    /// cannot be read. [`ShelfBuilder::salvage`] copies out what can.
     ///
     /// # Errors
     /// [`Error::ReadOnly`]; [`Error::Engine`] or [`Error::Io`].
     pub fn gc(&self) -> Result<VerifyReport> {
         self.writable()?;
-        let report = verify(self, true)?;
-        self.mark_dirty();
-        self.sync()?;
+        let report = crate::repair::verify::run(self, true, &mut ())?;
+        self.after_gc(report)
+    }
+
+    /// Syncs after a gc that repaired (a gc that could not read everything changed nothing).
+    fn after_gc(&self, report: VerifyReport) -> Result<VerifyReport> {
+        if report.is_complete() {
+            self.mark_dirty();
+            self.sync()?;
+        }
         Ok(report)
     }
 
@@ -1045,12 +1168,9 @@ impl Shelf {
     pub fn gc_with_progress(&self, progress: &mut dyn Progress) -> Result<VerifyReport> {
         self.writable()?;
         progress.start("collecting", Some(self.record_count()));
-        let report = verify_observed(self, true, progress);
+        let report = crate::repair::verify::run(self, true, progress);
         progress.finish();
-        let report = report?;
-        self.mark_dirty();
-        self.sync()?;
-        Ok(report)
+        self.after_gc(report?)
     }
 }
 
@@ -1071,8 +1191,10 @@ fn install_dictionary(inner: &Inner, wait: bool) -> Result<()> {
     // A panicking trainer (zstd) leaves the store without a dictionary, which is fine.
     if let Ok(Some(dict)) = handle.join() {
         let id: u32 = 1;
-        inner.index.set_meta(&format!("dict/{id}"), &dict)?;
-        inner.index.set_meta("dict.current", &id.to_le_bytes())?;
+        let writer = inner.index.writer();
+        writer.set_setting(&format!("dict/{id}"), Some(&dict))?;
+        writer.set_setting("dict.current", Some(&id.to_le_bytes()))?;
+        drop(writer);
         inner
             .codec
             .add_dict(id, dict)
@@ -1094,8 +1216,8 @@ fn sync_inner(inner: &Inner) -> Result<()> {
     }
     match inner.durability {
         Durability::PowerLoss => {
-            let g = inner.index.sync()?;
-            write_witness(&inner.path, g, inner.durability)
+            let (generation, seq) = inner.index.sync()?;
+            witness::write(&inner.path, Witness { generation, seq: Some(seq) }, true)
         }
         Durability::ProcessCrash => inner.index.flush(),
     }
@@ -1181,367 +1303,41 @@ impl Batch {
     }
 }
 
-/// What [`Shelf::verify`] or [`Shelf::gc`] found.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct VerifyReport {
-    /// Keys checked.
-    pub keys: u64,
-    /// Object records checked.
-    pub objects: u64,
-    /// Object files found.
-    pub files: u64,
-    /// Checkpoints checked.
-    pub checkpoints: u64,
-    /// Record pages checked (see `docs/FORMAT.md`).
-    pub pages: u64,
-    /// Everything wrong, one line each.
-    pub problems: Vec<String>,
-    /// What gc repaired, one line each (empty for `verify`).
-    pub repaired: Vec<String>,
-}
-
-impl VerifyReport {
-    /// True when nothing is wrong (after repairs, for gc: only unrepairable problems remain).
-    pub fn is_ok(&self) -> bool {
-        self.problems.is_empty()
+/// The error for a store whose page directory is gone while its packs are there.
+fn lost_directory(dir: &Path) -> Error {
+    Error::Corrupted {
+        what: format!("store {}", dir.display()),
+        reason: format!(
+            "its page directory (sled/) is missing or empty but pages/ holds pack files: run `pickleshelf repair \
+             {}` to rebuild the directory from them",
+            dir.display()
+        ),
     }
 }
 
-fn verify(shelf: &Shelf, repair: bool) -> Result<VerifyReport> {
-    verify_observed(shelf, repair, &mut ())
+/// True when `dir/pages` holds a pack file.
+fn has_packs(dir: &Path) -> bool {
+    fs::read_dir(dir.join("pages"))
+        .is_ok_and(|d| d.flatten().any(|e| e.file_name().to_string_lossy().ends_with(".pack")))
 }
 
-/// [`verify`], advancing `progress` once per key checked.
-fn verify_observed(shelf: &Shelf, repair: bool, progress: &mut dyn Progress) -> Result<VerifyReport> {
-    use crate::index::{MAX_DEPTH, ObjectRecord};
-    use std::collections::{BTreeMap, BTreeSet};
-
-    let inner = &shelf.inner;
-    let index = &inner.index;
-    // The write lock also when only checking, so that what is checked is one state of
-    // the store and not one that writers are changing.
-    let lock = index.writer();
-    let writer = if repair { Some(&lock) } else { None };
-    let mut report = VerifyReport::default();
-    // The pages that hold the records, then the pack files that hold the pages.
-    let (page_problems, page_repairs, pages) = index.verify_pages(repair)?;
-    report.pages = pages;
-    report.problems.extend(page_problems);
-    report.repaired.extend(page_repairs);
-    for path in index.orphan_packs()? {
-        let msg = format!("file {} holds no page of the store", path.display());
-        if repair {
-            // Deleted by gc's sync, once no durable directory can name it.
-            if !index.doom_orphan_pack(&path) {
-                fs::remove_file(&path).map_err(io(&path))?;
-            }
-            report.repaired.push(format!("{msg}: deleted"));
-        } else {
-            report.problems.push(msg);
-        }
-    }
-    // References held by records: key and memo records, checkpoint entries.
-    let mut counted: BTreeMap<Digest, u64> = BTreeMap::new();
-    // Objects a key's read checked (with their chains), whatever it found.
-    let mut checked: BTreeSet<Digest> = BTreeSet::new();
-    let all = index.scan_in(Space::Keys, "").chain(index.scan_in(Space::Memo, ""));
-    for item in all {
-        let (key, stored) = match item.map(|(k, _, s)| (k, s)) {
-            Ok(x) => x,
-            Err(e) => {
-                report.problems.push(format!("unreadable key record: {e}"));
-                continue;
-            }
-        };
-        report.keys += 1;
-        progress.advance(1);
-        let object = match &stored {
-            Stored::Object { digest } => Some(*digest),
-            Stored::Inline { .. } => None,
-        };
-        if let Some(d) = object {
-            *counted.entry(d).or_insert(0) += 1;
-        }
-        if let Err(e) = shelf.load(&key, stored) {
-            report.problems.push(format!("key {key:?}: {e}"));
-        }
-        checked.extend(object);
-    }
-    let mut names = BTreeSet::new();
-    match index.checkpoints() {
-        Ok(list) => names.extend(list.into_iter().map(|(n, _)| n)),
-        Err(e) => report.problems.push(format!("unreadable checkpoint: {e}")),
-    }
-    report.checkpoints = names.len() as u64;
-    for item in index.all_checkpoint_entries() {
-        match item {
-            Ok((name, key, stored)) => {
-                if !names.contains(&name) {
-                    report.problems.push(format!("checkpoint {name:?}: entry of key {key:?} but no checkpoint record"));
-                }
-                match stored {
-                    Stored::Object { digest } => *counted.entry(digest).or_insert(0) += 1,
-                    Stored::Inline { digest, frame } => {
-                        if let Err(reason) = inner.codec.decode(&frame, &digest) {
-                            report.problems.push(format!("checkpoint {name:?}, key {key:?}: {reason}"));
-                        }
-                    }
-                }
-            }
-            Err(e) => report.problems.push(format!("unreadable checkpoint entry: {e}")),
-        }
-    }
-    let mut recorded: BTreeMap<Digest, ObjectRecord> = BTreeMap::new();
-    for item in index.object_records() {
-        match item {
-            Ok((d, r)) => {
-                report.objects += 1;
-                recorded.insert(d, r);
-            }
-            Err(e) => report.problems.push(format!("unreadable object record: {e}")),
-        }
-    }
-    // Reachable objects: those records refer to, and the bases of reachable objects, each
-    // of which holds one reference on its base.
-    let mut expected = counted.clone();
-    let mut work: Vec<Digest> = counted.keys().copied().collect();
-    let mut reachable: BTreeSet<Digest> = work.iter().copied().collect();
-    while let Some(d) = work.pop() {
-        let Some(r) = recorded.get(&d) else { continue };
-        if r.depth > MAX_DEPTH {
-            report.problems.push(format!("object {d}: chain of {} bases, more than {MAX_DEPTH}", r.depth));
-        }
-        let Some(b) = r.base else {
-            if r.depth != 0 {
-                report.problems.push(format!("object {d}: depth {} without a base", r.depth));
-            }
-            continue;
-        };
-        *expected.entry(b).or_insert(0) += 1;
-        match recorded.get(&b) {
-            Some(br) if br.depth.checked_add(1) == Some(r.depth) => {}
-            Some(br) => report.problems.push(format!("object {d}: depth {} on a base of depth {}", r.depth, br.depth)),
-            None => report.problems.push(format!("object {d}: its base {b} has no record")),
-        }
-        if reachable.insert(b) {
-            work.push(b);
-        }
-    }
-    // Objects no key read verified (named only by checkpoints, or bases): read them too.
-    {
-        let _pin = index.pin_files();
-        for d in &reachable {
-            if checked.contains(d) || !recorded.contains_key(d) {
-                continue;
-            }
-            match inner.chains.load(index, &inner.codec, d) {
-                Ok(_) => {}
-                Err(LoadError::Store(e)) => report.problems.push(format!("object {d}: {e}")),
-                Err(LoadError::Bad(at, reason)) => report.problems.push(format!("object {d}: object {at}: {reason}")),
-            }
-        }
-    }
-    let mut frames: BTreeMap<Digest, u64> = BTreeMap::new();
-    for item in index.frame_records() {
-        match item {
-            Ok((d, len)) => {
-                frames.insert(d, len);
-            }
-            Err(e) => report.problems.push(format!("unreadable frame record: {e}")),
-        }
-    }
-    for (d, n) in &expected {
-        match recorded.get(d) {
-            Some(r) if r.refs == *n => {}
-            Some(r) => {
-                let msg = format!("object {d}: refcount {} but {n} references", r.refs);
-                if let Some(w) = &writer {
-                    w.set_object(d, Some(ObjectRecord { refs: *n, ..*r }))?;
-                    report.repaired.push(format!("{msg}: set to {n}"));
-                } else {
-                    report.problems.push(msg);
-                }
-            }
-            None => {
-                let msg = format!("object {d}: {n} references but no record");
-                let rebuilt = match &writer {
-                    Some(_) => rebuild_record(shelf, d, *n, frames.contains_key(d), &recorded),
-                    None => None,
-                };
-                match (&writer, rebuilt) {
-                    (Some(w), Some(rec)) => {
-                        w.set_object(d, Some(rec))?;
-                        report.repaired.push(format!("{msg}: record rebuilt from its frame"));
-                    }
-                    _ => report.problems.push(msg),
-                }
-            }
-        }
-    }
-    for (d, r) in &recorded {
-        if !expected.contains_key(d) {
-            let msg = format!("object {d}: record with refcount {} but no reference", r.refs);
-            if let Some(w) = &writer {
-                w.set_object(d, None)?;
-                report.repaired.push(format!("{msg}: removed"));
-            } else {
-                report.problems.push(msg);
-            }
-        } else if r.in_tree && !frames.contains_key(d) {
-            report.problems.push(format!("object {d}: its frame record is missing"));
-        }
-    }
-    let awaiting: BTreeSet<Digest> = index.awaiting_deletion().into_iter().collect();
-    for (d, len) in &frames {
-        let msg = match recorded.get(d) {
-            Some(r) if r.in_tree && r.stored_len == *len => continue,
-            Some(r) if r.in_tree => {
-                report.problems.push(format!("object {d}: frame record has {len} bytes, record says {}", r.stored_len));
-                continue;
-            }
-            // Its record was removed (or rewritten) since the last sync: it goes at the next.
-            _ if awaiting.contains(d) => continue,
-            Some(_) => format!("frame record of object {d}, whose frame is in its file"),
-            None => format!("frame record of no object: {d}"),
-        };
-        if repair {
-            index.doom(*d);
-            report.repaired.push(format!("{msg}: deleted"));
-        } else {
-            report.problems.push(msg);
-        }
-    }
-    let files = index.objects().list()?;
-    report.files = files.len() as u64;
-    for (d, path, len) in files {
-        match d.map(|d| (d, recorded.get(&d))) {
-            Some((d, Some(r))) if !r.in_tree => {
-                if expected.contains_key(&d) && r.stored_len != len {
-                    report.problems.push(format!("object {d}: file has {len} bytes, record says {}", r.stored_len));
-                }
-                // A record without references: reported above; gc's removal deletes the
-                // file at sync.
-            }
-            // Its record was removed since the last sync: the file goes once that is durable.
-            Some((d, _)) if awaiting.contains(&d) => {}
-            _ => {
-                let msg = format!("file {} belongs to no object", path.display());
-                if repair {
-                    match d {
-                        // Not now: its record may have been removed since the last sync, and
-                        // a crash before the next one would bring the record back. gc's sync
-                        // deletes it once no durable record names it.
-                        Some(d) => index.doom(d),
-                        None => fs::remove_file(&path).map_err(io(&path))?,
-                    }
-                    report.repaired.push(format!("{msg}: deleted"));
-                } else {
-                    report.problems.push(msg);
-                }
-            }
-        }
-    }
-    if repair {
-        let n = index.objects().clean_tmp()?;
-        if n > 0 {
-            report.repaired.push(format!("{n} temporary files deleted"));
-        }
-    }
-    Ok(report)
-}
-
-/// An object record for `d` rebuilt from its frame (gc, for an object that records refer
-/// to but that has no record), or `None` when the frame cannot be read.
-fn rebuild_record(
-    shelf: &Shelf,
-    d: &Digest,
-    refs: u64,
-    in_tree: bool,
-    recorded: &std::collections::BTreeMap<Digest, crate::index::ObjectRecord>,
-) -> Option<crate::index::ObjectRecord> {
-    let index = &shelf.inner.index;
-    let frame = index.frame(d).ok()?;
-    let mut rec = crate::index::ObjectRecord::whole(refs, frame.len() as u64, index.generation(), in_tree);
-    if let crate::blob::FrameKind::Delta(base) = crate::blob::frame_kind(&frame).ok()? {
-        rec.depth = recorded.get(&base)?.depth.checked_add(1)?;
-        rec.base = Some(base);
-    }
-    Some(rec)
-}
-
-const WITNESS: &str = "WITNESS";
-
-fn read_witness(dir: &Path) -> Result<Option<u64>> {
-    let path = dir.join(WITNESS);
-    match fs::read(&path) {
-        Ok(bytes) => {
-            let g = String::from_utf8_lossy(&bytes)
-                .lines()
-                .find_map(|l| l.strip_prefix("generation "))
-                .and_then(|g| g.trim().parse::<u64>().ok())
-                .ok_or_else(|| Error::Corrupted {
-                    what: format!("witness file {}", path.display()),
-                    reason: "unreadable (open with `allow_rollback(true)` to reset it)".into(),
-                })?;
-            Ok(Some(g))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::Io { path, source: e }),
-    }
-}
-
-fn write_witness(dir: &Path, generation: u64, durability: Durability) -> Result<()> {
-    let tmp = dir.join("WITNESS.tmp");
-    let path = dir.join(WITNESS);
-    let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(format!("pickleshelf witness\ngeneration {generation}\n").as_bytes()).map_err(io(&tmp))?;
-    if durability == Durability::PowerLoss {
-        f.sync_all().map_err(io(&tmp))?;
-    }
-    drop(f);
-    fs::rename(&tmp, &path).map_err(io(&path))?;
-    if durability == Durability::PowerLoss {
-        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A pickled `bytes` of 20 KB that does not compress: stored as an object file.
-    fn big() -> Vec<u8> {
-        let mut p = vec![0x80, 4, 0x8e];
-        p.extend_from_slice(&20_000u64.to_le_bytes());
-        let mut s = 1u64;
-        for _ in 0..20_000 {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            p.push((s >> 56) as u8);
-        }
-        p.extend_from_slice(b"\x94.");
-        p
-    }
-
-    /// Regression (crash harness, a kill inside gc): gc deleted at once a file whose record
-    /// had been removed since the last sync; the kill brought the record back, naming a
-    /// missing file. The file must stay until gc's own sync has made the removal durable.
-    #[test]
-    fn gc_deletes_files_only_after_its_sync() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::Config(e.to_string()))?;
-        let shelf = Shelf::open(dir.path().join("s"))?;
-        shelf.insert_pickle("a", &big())?;
-        shelf.sync()?;
-        let digest = shelf.digest("a")?.ok_or_else(|| Error::Config("no digest".into()))?;
-        let file = shelf.inner.index.objects().path_of(&digest);
-        shelf.remove("a")?; // the record is gone, but not durably yet
-        // gc before its sync: the file is awaiting the sync that makes the removal durable.
-        verify(&shelf, true)?;
-        assert!(file.exists(), "gc deleted the file before the removal of its record was durable");
-        shelf.sync()?;
-        assert!(!file.exists());
-        assert!(shelf.verify()?.is_ok());
-        Ok(())
+/// Locks the store: a writer takes the exclusive `flock` on `LOCK` (created when missing);
+/// a reader opens `LOCK` read-only and takes a shared one (so readers need no write
+/// access, share the store with other readers and exclude writers); a store without
+/// `LOCK` is not locked by a reader.
+pub(crate) fn take_lock(dir: &Path, read_only: bool) -> Result<Option<fs::File>> {
+    let lock_path = dir.join("LOCK");
+    let opened =
+        fs::OpenOptions::new().read(true).write(!read_only).create(!read_only).truncate(false).open(&lock_path);
+    let lock = match opened {
+        Ok(f) => f,
+        Err(e) if read_only && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::Io { path: lock_path, source: e }),
+    };
+    let taken = if read_only { crate::index::lock_shared_within(&lock) } else { crate::index::lock_within(&lock) };
+    match taken {
+        Ok(true) => Ok(Some(lock)),
+        Ok(false) => Err(Error::Locked { path: lock_path }),
+        Err(e) => Err(Error::Io { path: lock_path, source: e }),
     }
 }

@@ -176,7 +176,7 @@ impl Shelf {
         let mut s = Stats {
             format_version: FORMAT_VERSION,
             generation: index.generation(),
-            dictionary: match index.meta("dict.current")? {
+            dictionary: match index.setting("dict.current")? {
                 Some(v) => <[u8; 4]>::try_from(v.as_ref()).ok().map(u32::from_le_bytes).filter(|&id| id != 0),
                 None => None,
             },

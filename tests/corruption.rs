@@ -1,7 +1,8 @@
-//! Corruption campaign: damage one file of a closed store — flip a bit, zero 512 bytes,
-//! truncate, or delete it — then open the damaged copy and read everything, in a child
-//! process (this test binary, re-executed) so that a panic or an abort is seen as the child's
-//! exit status instead of taking the test down.
+//! Corruption campaign: damage one file of a closed store — flip a bit, zero 512 bytes or 4
+//! KiB, truncate, or delete it — then open the damaged copy and read everything, then run
+//! `gc`, `salvage` and `repair` on it, in a child process (this test binary, re-executed) so
+//! that a panic or an abort is seen as the child's exit status instead of taking the test
+//! down.
 //!
 //! Each trial is classified:
 //! - **no effect**: everything reads back equal to the reference and `verify` is clean;
@@ -20,8 +21,17 @@
 //! and promoted entries). The child reads every key and every checkpoint's every entry
 //! (`get_pickle_at`): a checkpoint value other than the reference's is a wrong value too.
 //!
-//! The test asserts zero undetected losses, wrong values, panics/aborts and hangs, and prints
-//! the table of outcomes per damage kind and per file kind (`--nocapture`).
+//! After that first look, the child records which values (keys and checkpoint entries) a
+//! read-only open could read before anything wrote, then runs `gc` (when the store opens),
+//! `salvage` into a new store and `repair`, and counts the values readable before that are
+//! not readable (with the right bytes) after each: in the damaged store after gc and after
+//! repair, in the new store after salvage (a checkpoint it copies in part is read under
+//! `<name>~partial`). It also checks that salvage changed no byte of the damaged store.
+//!
+//! The test asserts zero undetected losses, wrong values, panics/aborts and hangs, zero
+//! values lost by gc, salvage or repair, zero wrong values read after them and no store
+//! changed by salvage, and prints the tables of outcomes per damage kind and per file kind
+//! and the gc/salvage/repair figures (`--nocapture`).
 //!
 //! Environment: `PICKLESHELF_CORRUPTION_TRIALS` (default 300 when `CI` is set, 120
 //! otherwise), `PICKLESHELF_CORRUPTION_SEED` (default 1), `PICKLESHELF_CORRUPTION_KEYS` (keys
@@ -32,7 +42,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write as _;
 use std::os::unix::process::ExitStatusExt as _;
@@ -277,7 +287,7 @@ fn variant(e: &pickleshelf::Error) -> String {
 }
 
 /// What a child found, one `name=value` per field, then `done`.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Findings {
     open_error: Option<String>,
     ok: u64,
@@ -289,27 +299,81 @@ struct Findings {
     problems: u64,
     verify_error: bool,
     first_error: String,
+    /// Values (keys and checkpoint entries) readable before anything wrote.
+    before: u64,
+    /// Of those, values not readable after gc, after salvage (in the new store) and after
+    /// repair; values repair made readable; wrong values read after any of them.
+    lost_gc: u64,
+    lost_salvage: u64,
+    lost_repair: u64,
+    gained_repair: u64,
+    wrong_after: u64,
+    salvage_changed: bool,
+    /// How gc, salvage and repair ended.
+    gc: String,
+    salvage: String,
+    repair: String,
     done: bool,
 }
 
-fn child(store: &Path, result: &Path) -> ! {
-    let Ok(mut out) = fs::File::create(result) else {
-        std::process::exit(5);
-    };
-    let mut line = |text: String| {
-        if out.write_all(format!("{text}\n").as_bytes()).is_err() {
-            std::process::exit(4);
+/// The values of the reference that read back correctly from the store at `path` (opened
+/// read-only; none when it cannot be opened): `(None, key)` for keys, `(Some(name), key)`
+/// for checkpoint entries; and how many reads returned a value other than the reference's
+/// (or a key it does not have). Keys under `recovered/` (made by salvage) are not counted.
+fn readable_values(path: &Path, reference: &Reference) -> (BTreeSet<(Option<String>, String)>, u64) {
+    let mut good = BTreeSet::new();
+    let mut wrong = 0;
+    let Ok(shelf) = Shelf::builder(path).read_only(true).open() else { return (good, wrong) };
+    for (k, v) in &reference.keys {
+        match shelf.get_pickle(k) {
+            Ok(Some(b)) if b == *v => {
+                good.insert((None, k.clone()));
+            }
+            Ok(Some(_)) => wrong += 1,
+            _ => {}
         }
-    };
-    let reference = reference();
-    let shelf = match Shelf::open(store) {
-        Ok(s) => s,
-        Err(e) => {
-            line(format!("open_error={}: {e}", variant(&e)));
-            line("done".into());
-            std::process::exit(0);
+    }
+    for (name, keys) in &reference.checkpoints {
+        // Salvage copies a checkpoint it cannot copy whole under another name.
+        let partial = format!("{name}{}", pickleshelf::PARTIAL_SUFFIX);
+        for (k, v) in keys {
+            let read = match shelf.get_pickle_at(name, k) {
+                Err(pickleshelf::Error::Checkpoint { .. }) => shelf.get_pickle_at(&partial, k),
+                other => other,
+            };
+            match read {
+                Ok(Some(b)) if b == *v => {
+                    good.insert((Some(name.clone()), k.clone()));
+                }
+                Ok(Some(_)) => wrong += 1,
+                _ => {}
+            }
         }
-    };
+    }
+    for k in shelf.keys().flatten() {
+        if !reference.keys.contains_key(&k) && !k.starts_with(pickleshelf::RECOVERED_PREFIX) {
+            wrong += 1;
+        }
+    }
+    (good, wrong)
+}
+
+/// Every file under `dir` and its bytes.
+fn dir_contents(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            dir_contents(&p, out);
+        } else {
+            out.push((p.clone(), fs::read(&p).unwrap_or_default()));
+        }
+    }
+}
+
+/// Reads every key and checkpoint entry, lists the keys and verifies: the campaign's first
+/// look at the damaged store (opened writable, as an application would).
+fn read_everything(shelf: &Shelf, reference: &Reference) -> Findings {
     let mut f = Findings::default();
     let note = |f: &mut Findings, what: String| {
         if f.first_error.is_empty() {
@@ -354,8 +418,8 @@ fn child(store: &Path, result: &Path) -> ! {
             note(&mut f, format!("checkpoints: {}: {e}", variant(&e)));
         }
     }
-    let reference = reference.keys;
-    for (k, v) in &reference {
+    let reference = &reference.keys;
+    for (k, v) in reference {
         match shelf.get_pickle(k) {
             Ok(Some(b)) if b == *v => f.ok += 1,
             Ok(Some(b)) => {
@@ -395,13 +459,73 @@ fn child(store: &Path, result: &Path) -> ! {
             note(&mut f, format!("verify: {}: {e}", variant(&e)));
         }
     }
+    f
+}
+
+fn child(store: &Path, result: &Path) -> ! {
+    let Ok(mut out) = fs::File::create(result) else {
+        std::process::exit(5);
+    };
+    let mut line = |text: String| {
+        if out.write_all(format!("{text}\n").as_bytes()).is_err() {
+            std::process::exit(4);
+        }
+    };
+    let reference = reference();
+    // What a user can read before running anything that writes.
+    let (before, _) = readable_values(store, &reference);
+    match Shelf::open(store) {
+        Ok(shelf) => {
+            let f = read_everything(&shelf, &reference);
+            line(format!(
+                "ok={} wrong={} missing={} read_errors={} extra={} scan_errors={} problems={} verify_error={}",
+                f.ok, f.wrong, f.missing, f.read_errors, f.extra, f.scan_errors, f.problems, f.verify_error
+            ));
+            line(format!("first_error={}", f.first_error.replace('\n', " ")));
+            // Closing (which syncs) must not panic either.
+            drop(shelf);
+        }
+        Err(e) => line(format!("open_error={}: {e}", variant(&e))),
+    }
+    // gc (when the store opens): it must lose nothing that could be read.
+    let gc = match Shelf::open(store).and_then(|s| s.gc()) {
+        Ok(r) if r.is_complete() && r.is_ok() => "clean",
+        Ok(r) if r.is_complete() => "problems",
+        Ok(_) => "incomplete",
+        Err(_) => "refused",
+    };
+    let (after_gc, wrong_gc) = readable_values(store, &reference);
+    // salvage: copies everything readable, changes nothing in the damaged store.
+    let mut unchanged = Vec::new();
+    dir_contents(store, &mut unchanged);
+    let into = store.with_file_name("salvaged");
+    let salvage = match Shelf::builder(store).salvage(&into) {
+        Ok(r) if r.is_complete() => "complete",
+        Ok(_) => "partial",
+        Err(_) => "failed",
+    };
+    let mut now = Vec::new();
+    dir_contents(store, &mut now);
+    let (salvaged, wrong_salvaged) = readable_values(&into, &reference);
+    // repair: brings back what sled lost, loses nothing.
+    let repair = match Shelf::builder(store).repair() {
+        Ok(r) if r.is_ok() && r.rebuilt => "rebuilt",
+        Ok(r) if r.is_ok() => "ok",
+        Ok(_) => "not ok",
+        Err(_) => "failed",
+    };
+    let (after_repair, wrong_repair) = readable_values(store, &reference);
     line(format!(
-        "ok={} wrong={} missing={} read_errors={} extra={} scan_errors={} problems={} verify_error={}",
-        f.ok, f.wrong, f.missing, f.read_errors, f.extra, f.scan_errors, f.problems, f.verify_error
+        "before={} lost_gc={} lost_salvage={} salvage_changed={} lost_repair={} gained_repair={} wrong_after={} \
+         gc={gc} salvage={salvage} repair={repair}",
+        before.len(),
+        before.difference(&after_gc).count(),
+        before.difference(&salvaged).count(),
+        unchanged != now,
+        before.difference(&after_repair).count(),
+        after_repair.difference(&before).count(),
+        wrong_gc + wrong_salvaged + wrong_repair,
     ));
-    line(format!("first_error={}", f.first_error.replace('\n', " ")));
-    // Closing (which syncs) must not panic either.
-    drop(shelf);
     line("done".into());
     std::process::exit(0);
 }
@@ -429,6 +553,16 @@ fn parse_findings(path: &Path) -> Findings {
                     "scan_errors" => f.scan_errors = n,
                     "problems" => f.problems = n,
                     "verify_error" => f.verify_error = value == "true",
+                    "before" => f.before = n,
+                    "lost_gc" => f.lost_gc = n,
+                    "lost_salvage" => f.lost_salvage = n,
+                    "lost_repair" => f.lost_repair = n,
+                    "gained_repair" => f.gained_repair = n,
+                    "wrong_after" => f.wrong_after = n,
+                    "salvage_changed" => f.salvage_changed = value == "true",
+                    "gc" => f.gc = value.to_owned(),
+                    "salvage" => f.salvage = value.to_owned(),
+                    "repair" => f.repair = value.to_owned(),
                     _ => {}
                 }
             }
@@ -462,7 +596,7 @@ const OUTCOMES: [(Outcome, &str); 8] = [
     (Outcome::Hang, "HANG"),
 ];
 
-const DAMAGES: [&str; 4] = ["flip bit", "zero 512 B", "truncate", "delete"];
+const DAMAGES: [&str; 5] = ["flip bit", "zero 512 B", "zero 4 KiB", "truncate", "delete"];
 
 /// The kind of a store file, from its path relative to the store.
 fn file_kind(rel: &str) -> &'static str {
@@ -533,7 +667,7 @@ fn damage(dir: &Path, files: &[String], rng: &mut Rng) -> (&'static str, &'stati
     let path = dir.join(rel);
     let mut bytes = fs::read(&path).expect("read the file to damage");
     let len = bytes.len() as u64;
-    let mut what = DAMAGES[rng.below(4) as usize];
+    let mut what = DAMAGES[rng.below(DAMAGES.len() as u64) as usize];
     if len == 0 {
         what = "delete";
     }
@@ -545,9 +679,9 @@ fn damage(dir: &Path, files: &[String], rng: &mut Rng) -> (&'static str, &'stati
             fs::write(&path, &bytes).expect("write the damage");
             format!("{rel}: flip bit {bit} of byte {at} of {len}")
         }
-        "zero 512 B" => {
+        "zero 512 B" | "zero 4 KiB" => {
             let at = rng.below(len) as usize;
-            let end = (at + 512).min(bytes.len());
+            let end = (at + if what == "zero 512 B" { 512 } else { 4096 }).min(bytes.len());
             bytes[at..end].fill(0);
             fs::write(&path, &bytes).expect("write the damage");
             format!("{rel}: zero bytes {at}..{end} of {len}")
@@ -590,6 +724,18 @@ struct Trial {
     desc: String,
     outcome: Outcome,
     detail: String,
+    /// What the child found (gc, salvage and repair figures included).
+    f: Findings,
+}
+
+impl Trial {
+    /// True when gc, salvage or repair lost a value that could be read, returned a wrong
+    /// one, or salvage changed the damaged store.
+    fn repair_failed(&self) -> bool {
+        self.f.done
+            && (self.f.lost_gc + self.f.lost_salvage + self.f.lost_repair + self.f.wrong_after > 0
+                || self.f.salvage_changed)
+    }
 }
 
 fn run_trial(exe: &Path, reference: &Path, files: &[String], work: &Path, seed: u64, n: u64) -> Trial {
@@ -638,15 +784,16 @@ fn run_trial(exe: &Path, reference: &Path, files: &[String], work: &Path, seed: 
             None => format!("missing {}, unreadable {}: {}", f.missing, f.read_errors, f.first_error),
         },
     };
+    let failed = f.done && (f.lost_gc + f.lost_salvage + f.lost_repair + f.wrong_after > 0 || f.salvage_changed);
     let interesting =
-        !matches!(outcome, Outcome::NoEffect | Outcome::Refused | Outcome::RolledBack | Outcome::Detected);
+        failed || !matches!(outcome, Outcome::NoEffect | Outcome::Refused | Outcome::RolledBack | Outcome::Detected);
     if let Some(k) = &kept
         && !interesting
     {
         let _ = fs::remove_dir_all(k);
     }
     let _ = fs::remove_dir_all(&dir);
-    Trial { damage: what, file: kind, desc, outcome, detail }
+    Trial { damage: what, file: kind, desc, outcome, detail, f }
 }
 
 /// A message without its numbers, paths and digests, to count alike errors together.
@@ -773,10 +920,43 @@ fn corruption_campaign() {
             bad.push(i);
         }
     }
+    // gc, salvage and repair after each damage.
+    let sum = |g: fn(&Findings) -> u64| trials.iter().map(|t| g(&t.f)).sum::<u64>();
+    println!(
+        "gc, salvage, repair after each damage: {} values readable before them in all; lost by gc {}, by salvage {}, \
+         by repair {}; wrong values read after them {}; damaged stores salvage changed {}; values repair brought \
+         back {} (in {} trials)",
+        sum(|f| f.before),
+        sum(|f| f.lost_gc),
+        sum(|f| f.lost_salvage),
+        sum(|f| f.lost_repair),
+        sum(|f| f.wrong_after),
+        trials.iter().filter(|t| t.f.salvage_changed).count(),
+        sum(|f| f.gained_repair),
+        trials.iter().filter(|t| t.f.gained_repair > 0).count(),
+    );
+    let mut ends: BTreeMap<(&str, String), BTreeMap<String, u64>> = BTreeMap::new();
+    for t in &trials {
+        for (step, end) in [("gc", &t.f.gc), ("salvage", &t.f.salvage), ("repair", &t.f.repair)] {
+            *ends.entry((step, end.clone())).or_default().entry(t.file.to_owned()).or_insert(0) += 1;
+        }
+    }
+    for ((step, end), by_file) in &ends {
+        let total: u64 = by_file.values().sum();
+        println!("{total:>5} {step} {end}: {by_file:?}");
+    }
+    let mut failed = Vec::new();
+    for (i, t) in trials.iter().enumerate() {
+        if t.repair_failed() {
+            println!("trial {i}: gc/salvage/repair lost or changed data: {} -> {:?}", t.desc, t.f);
+            failed.push(i);
+        }
+    }
     assert!(
         bad.is_empty(),
         "trials where the store lost data silently, lied, panicked, aborted or hung: {bad:?} (details above)"
     );
+    assert!(failed.is_empty(), "trials where gc, salvage or repair lost readable values: {failed:?} (details above)");
 }
 
 /// Regression (campaign: a flipped bit in `WITNESS` refused the store with no way out, even

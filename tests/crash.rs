@@ -299,12 +299,15 @@ fn env_u64(name: &str) -> Option<u64> {
 }
 
 /// Runs a child role until killed. Markers: `O`/`o` open started/done, `G`/`g` gc
-/// started/done, `W n` op n started, `Y n`/`S n` sync started/done with n ops applied,
-/// `C n` close started, `E ...` an error (the child then exits with status 3).
+/// started/done, `R`/`r` repair started/done, `W n` op n started, `Y n`/`S n` sync
+/// started/done with n ops applied, `C n` close started, `E ...` an error (the child then
+/// exits with status 3).
 ///
 /// Roles: `ops` opens and writes; `fast` too, with `Durability::ProcessCrash` (whose sync
 /// only flushes: enough against a kill); `gc` also runs `gc` first and every 4 ops; `reopen`
-/// closes after 0–3 ops and opens again, so that kills land in open and close.
+/// closes after 0–3 ops and opens again, so that kills land in open and close; `repair`
+/// closes after 0–3 ops and rebuilds the page directory from the packs
+/// (`ShelfBuilder::rebuild`, which installs it), so that kills land in a repair.
 fn child(role: &str) -> ! {
     let (Ok(store), Ok(progress), Some(start), Some(seed)) =
         (std::env::var(ENV_STORE), std::env::var(ENV_PROGRESS), env_u64(ENV_START), env_u64(ENV_SEED))
@@ -331,7 +334,7 @@ fn child(role: &str) -> ! {
             }
             p.line("g");
         }
-        let burst = if role == "reopen" { rng.below(4) } else { u64::MAX };
+        let burst = if role == "reopen" || role == "repair" { rng.below(4) } else { u64::MAX };
         for i in 0..burst {
             if role == "gc" && i % 4 == 3 {
                 p.line("G");
@@ -351,6 +354,17 @@ fn child(role: &str) -> ! {
         p.line(&format!("C {n}"));
         shelf.close().unwrap_or_else(|e| p.fail("close", e));
         p.line(&format!("S {n}"));
+        if role == "repair" {
+            // Rebuild the directory from the packs and install it (killed in it, the next
+            // open must finish or ignore the install).
+            p.line("R");
+            let report =
+                Shelf::builder(&store).durability(durability).rebuild().unwrap_or_else(|e| p.fail("repair", e));
+            if !report.rebuilt || !report.is_ok() {
+                p.fail("repair did not rebuild a healthy store", format!("{report:?}"));
+            }
+            p.line("r");
+        }
     }
 }
 
@@ -377,6 +391,7 @@ fn read_progress(path: &Path) -> Seen {
         seen.phase = match tag {
             "O" => "open",
             "G" => "gc",
+            "R" => "repair",
             "Y" => "sync",
             "C" => "close",
             "W" => {
@@ -520,11 +535,12 @@ fn crash_kill_reopen_loop() {
     let mut failures: Vec<String> = Vec::new();
     while failures.is_empty() && figures.kills < kills && budget.is_none_or(|b| began.elapsed() < b) {
         let round = figures.kills;
-        let role = match rng.below(20) {
+        let role = match rng.below(22) {
             0..=10 => "ops",
             11..=13 => "fast",
             14..=16 => "gc",
-            _ => "reopen",
+            17..=19 => "reopen",
+            _ => "repair",
         };
         // Short delays land in start-up and open; long ones in writes, syncs and gc.
         let delay_us = match rng.below(4) {

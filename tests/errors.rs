@@ -109,19 +109,33 @@ fn rewrite_record(path: &Path, record: &[u8], change: impl FnOnce(&mut Vec<u8>))
         let pack_path = path.join("pages").join(format!("{pack:08x}.pack"));
         let bytes = fs::read(&pack_path).expect("read the pack");
         let image = &bytes[offset as usize..offset as usize + len];
-        assert_eq!(&blake3::hash(image).as_bytes()[..16], &loc[16..32], "the page's checksum");
-        let (codec, mut at) = (image[1], 2);
+        // Image: [magic 4][seq u64][codec][payload length u32][body length LEB128][payload]
+        // [checksum 16], the checksum over everything before it.
+        let (head, sum) = image.split_at(len - 16);
+        assert_eq!(&blake3::hash(head).as_bytes()[..16], sum, "the page's checksum");
+        assert_eq!(sum, &loc[16..32], "the directory record names the image");
+        let seq = &image[4..12];
+        let codec = image[12];
+        let mut at = 17;
         let body_len = leb(image, &mut at) as usize;
         let body = match codec {
-            0 => image[at..].to_vec(),
-            1 => zstd::bulk::decompress(&image[at..], body_len).expect("zstd"),
+            0 => head[at..].to_vec(),
+            1 => zstd::bulk::decompress(&head[at..], body_len).expect("zstd"),
             other => panic!("unknown page codec {other}"),
         };
-        // Body: [lo][count] then count × [key][value], each a LEB128 length and bytes.
+        // Body: [lo][hi] [count] then count × [key][value], each a LEB128 length and bytes
+        // (hi a flag byte first).
         let mut at = 0;
         let lo_len = leb(&body, &mut at) as usize;
         assert_eq!(&body[at..at + lo_len], &lo[..], "the page's lower bound");
         at += lo_len;
+        if body[at] == 1 {
+            at += 1;
+            let hi_len = leb(&body, &mut at) as usize;
+            at += hi_len;
+        } else {
+            at += 1;
+        }
         let count = leb(&body, &mut at);
         let mut new_body = body[..at].to_vec();
         let mut change = Some(change);
@@ -145,9 +159,14 @@ fn rewrite_record(path: &Path, record: &[u8], change: impl FnOnce(&mut Vec<u8>))
             new_body.extend_from_slice(&value);
         }
         assert!(found, "the record is in its page");
-        let mut new_image = vec![1, 0];
+        let mut new_image = image[..4].to_vec();
+        new_image.extend_from_slice(seq);
+        new_image.push(0);
+        new_image.extend_from_slice(&(new_body.len() as u32).to_le_bytes());
         put_leb(&mut new_image, new_body.len() as u64);
         new_image.extend_from_slice(&new_body);
+        let new_sum = blake3::hash(&new_image).as_bytes()[..16].to_vec();
+        new_image.extend_from_slice(&new_sum);
         let mut f = fs::OpenOptions::new().append(true).open(&pack_path).expect("open the pack");
         let new_offset = fs::metadata(&pack_path).expect("pack length").len();
         std::io::Write::write_all(&mut f, &new_image).expect("append");
@@ -155,7 +174,8 @@ fn rewrite_record(path: &Path, record: &[u8], change: impl FnOnce(&mut Vec<u8>))
         new_loc.extend_from_slice(&pack.to_le_bytes());
         new_loc.extend_from_slice(&new_offset.to_le_bytes());
         new_loc.extend_from_slice(&(new_image.len() as u32).to_le_bytes());
-        new_loc.extend_from_slice(&blake3::hash(&new_image).as_bytes()[..16]);
+        new_loc.extend_from_slice(&new_sum);
+        new_loc.extend_from_slice(seq);
         db.insert(k, new_loc).expect("write the directory record");
     });
 }
@@ -422,7 +442,7 @@ fn pages(path: &Path) -> Vec<(Vec<u8>, u32, u64, usize)> {
 }
 
 #[test]
-fn damaged_page_is_reported_for_its_keys_and_gc_replaces_it() {
+fn damaged_page_is_reported_for_its_keys_and_gc_keeps_it() {
     let dir = tempdir();
     let path = dir.path().join("s.db");
     let key = |i: u32| format!("key:{i:05}");
@@ -482,25 +502,50 @@ fn damaged_page_is_reported_for_its_keys_and_gc_replaces_it() {
     shelf.sync().expect("a sync that does not touch the damaged page");
     let report = shelf.verify().expect("verify");
     assert!(report.problems.iter().any(|p| p.contains("checksum mismatch")), "{report:?}");
-    // gc replaces the page with an empty one: its records are gone (they were unreadable
-    // already), everything else is intact, and the range takes writes again.
+    assert_eq!(report.unreadable, 1, "{report:?}");
+    // gc cannot read the page, so it changes nothing: the keys stay (unreadable), and
+    // everything else is intact.
     let report = shelf.gc().expect("gc");
-    assert!(report.repaired.iter().any(|r| r.contains("replaced by an empty page")), "{report:?}");
-    assert!(report.is_ok(), "{report:?}");
-    assert_eq!(shelf.get_pickle(&lost).expect("get"), None);
-    shelf.insert_pickle(&lost, &value(2)).expect("insert");
-    assert_eq!(shelf.get_pickle(&lost).expect("get"), Some(value(2)));
-    for &i in &in_damaged[1..] {
-        assert_eq!(shelf.get_pickle(&key(i)).expect("get"), None);
-    }
+    assert!(report.repaired.is_empty(), "{report:?}");
+    assert!(!report.is_complete() && !report.is_ok(), "{report:?}");
+    assert!(report.problems[0].contains("unreadable page") && report.problems[0].contains("checksum mismatch"));
+    assert!(matches!(shelf.get_pickle(&lost), Err(Error::Corrupted { .. })));
     assert_eq!(shelf.get_pickle(&key(0)).expect("get"), Some(value(0)));
     assert_eq!(shelf.get_pickle(&key(4_999)).expect("get"), Some(value(1)));
-    assert_eq!(shelf.len().expect("len"), 5_000 - in_damaged.len() + 1);
-    assert!(shelf.verify().expect("verify").is_ok());
     drop(shelf);
     let shelf = Shelf::open(&path).expect("reopen");
-    assert!(shelf.verify().expect("verify").is_ok());
-    assert_eq!(shelf.get_pickle(&lost).expect("get"), Some(value(2)));
+    assert_eq!(shelf.keys().filter(|k| k.is_ok()).count(), 5_000 - in_damaged.len());
+    assert_eq!(shelf.get_pickle(&key(4_999)).expect("get"), Some(value(1)));
+}
+
+/// A page that cannot be read is reported with the keys an older image of it (still in
+/// the packs) holds: the keys the user may have lost, by name.
+#[test]
+fn an_unreadable_page_names_the_keys_its_older_images_hold() {
+    let dir = tempdir();
+    let path = dir.path().join("s.db");
+    {
+        let shelf = Shelf::open(&path).expect("create");
+        for i in 0..50 {
+            shelf.insert_pickle(&format!("old:{i:02}"), &int(i)).expect("insert");
+        }
+        shelf.sync().expect("sync");
+        shelf.insert_pickle("old:99", &int(99)).expect("insert");
+        shelf.close().expect("close");
+    }
+    // One page, written twice: damage its newest image.
+    let listed = pages(&path);
+    assert_eq!(listed.len(), 1);
+    let (_, pack, offset, len) = listed[0].clone();
+    let pack_path = path.join("pages").join(format!("{pack:08x}.pack"));
+    let mut bytes = fs::read(&pack_path).expect("read the pack");
+    bytes[offset as usize + len / 2] ^= 0x01;
+    fs::write(&pack_path, bytes).expect("write the pack");
+    let shelf = Shelf::builder(&path).read_only(true).open().expect("open");
+    let report = shelf.verify().expect("verify");
+    let named = report.problems.iter().find(|p| p.contains("older images in the packs name")).expect("keys named");
+    assert!(named.contains("\"old:00\"") && named.contains("and 30 more"), "{named}");
+    assert!(!named.contains("old:99"), "the newest key is in no older image: {named}");
 }
 
 #[test]
@@ -773,9 +818,10 @@ fn damaged_sled_database_is_an_engine_error() {
     fs::write(&conf, &bytes).expect("write sled's conf");
     match Shelf::open(&path) {
         Err(e @ Error::Engine { .. }) => {
+            // The error names the damaged file and says what to run.
             let Error::Engine { path: p, .. } = &e else { unreachable!() };
-            assert_eq!(*p, path);
-            message(&e, &["storage engine", &shown(&path)]);
+            assert_eq!(*p, conf);
+            message(&e, &["storage engine", &shown(&conf), &format!("pickleshelf repair {}", shown(&path))]);
         }
         other => panic!("expected Engine, got {:?}", other.map(drop)),
     }

@@ -64,6 +64,11 @@ impl Codec {
         self.hasher.digest(pickle)
     }
 
+    /// The store's hasher (keyed with its auth key, if any).
+    pub(crate) fn hasher(&self) -> &Hasher {
+        &self.hasher
+    }
+
     /// The zstd level new frames are compressed with.
     pub(crate) fn level(&self) -> i32 {
         self.level

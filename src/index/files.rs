@@ -76,9 +76,19 @@ pub(crate) const LOCK_WAIT: std::time::Duration = std::time::Duration::from_mill
 /// Takes the exclusive `flock` on `file`, waiting up to [`LOCK_WAIT`] for another
 /// holder to let go. `Ok(false)`: still held by another handle.
 pub(crate) fn lock_within(file: &fs::File) -> std::io::Result<bool> {
+    lock_waiting(|| file.try_lock())
+}
+
+/// Takes a shared `flock` on `file` (readers share it; a writer's exclusive lock excludes
+/// them), waiting as [`lock_within`] does. A file opened read-only can be locked.
+pub(crate) fn lock_shared_within(file: &fs::File) -> std::io::Result<bool> {
+    lock_waiting(|| file.try_lock_shared())
+}
+
+fn lock_waiting(try_lock: impl Fn() -> Result<(), fs::TryLockError>) -> std::io::Result<bool> {
     let start = std::time::Instant::now();
     loop {
-        match file.try_lock() {
+        match try_lock() {
             Ok(()) => return Ok(true),
             Err(fs::TryLockError::WouldBlock) if start.elapsed() < LOCK_WAIT => {
                 std::thread::sleep(std::time::Duration::from_millis(2));
@@ -193,6 +203,16 @@ impl Objects {
             }
         }
         Ok(out)
+    }
+
+    /// The number of temporary files (left by interrupted writes, or being written).
+    pub(crate) fn tmp_files(&self) -> Result<usize> {
+        let tmp = self.dir.join("tmp");
+        match fs::read_dir(&tmp) {
+            Ok(entries) => Ok(entries.count()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(io(&tmp)(e)),
+        }
     }
 
     /// Deletes temporary files left by an interrupted write.

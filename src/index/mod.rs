@@ -28,7 +28,9 @@ mod files;
 mod holes;
 mod packs;
 mod pages;
+mod rebuild;
 mod records;
+mod sled_files;
 mod tree;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -41,11 +43,14 @@ use std::thread::JoinHandle;
 use crate::blob::{Digest, Hasher};
 use crate::error::{Error, Result};
 pub(crate) use checkpoints::check_name as check_checkpoint_name;
-pub(crate) use files::{Objects, create_dir_durable, lock_within};
+pub(crate) use files::{Objects, create_dir_durable, lock_shared_within, lock_within};
+pub(crate) use rebuild::{finish_install, install, install_pending, keys_in, read_directory, rebuild, write_directory};
 pub(crate) use records::{CheckpointHeader, KeyRecord, ObjectRecord};
+pub(crate) use sled_files::PrivateCopy;
+pub(crate) use tree::Batch;
 pub(crate) use tree::Bytes;
-pub(crate) use tree::TreeStats;
-use tree::{Batch, Tree};
+use tree::Tree;
+pub(crate) use tree::{PageCheck, TreeStats};
 
 /// Largest frame stored inline in its key record; larger ones become object files.
 pub(crate) const INLINE_MAX: usize = 4096;
@@ -59,6 +64,8 @@ const PREFIX_OBJECT: u8 = b'o';
 const PREFIX_META: u8 = b'm';
 const PREFIX_MEMO: u8 = b'x';
 const PREFIX_FRAME: u8 = b'f';
+/// Key prefix of the page directory's records (in sled).
+pub(crate) const DIR_PREFIX_KEY: u8 = b'p';
 /// `live_objects` before [`Index::count_objects`]: far from 0 whatever is added or
 /// removed before the count.
 const UNCOUNTED: u64 = u64::MAX / 4 * 3;
@@ -172,31 +179,70 @@ fn key_of(key: &str) -> Vec<u8> {
     key_in(Space::Keys, key)
 }
 
-fn key_in(space: Space, key: &str) -> Vec<u8> {
+pub(crate) fn key_in(space: Space, key: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(key.len() + 1);
     k.push(space.prefix());
     k.extend_from_slice(key.as_bytes());
     k
 }
 
-fn object_key(d: &Digest) -> [u8; 33] {
+pub(crate) fn object_key(d: &Digest) -> [u8; 33] {
     let mut k = [0u8; 33];
     k[0] = PREFIX_OBJECT;
     k[1..].copy_from_slice(d.as_bytes());
     k
 }
 
-fn frame_key(d: &Digest) -> [u8; 33] {
+pub(crate) fn frame_key(d: &Digest) -> [u8; 33] {
     let mut k = [0u8; 33];
     k[0] = PREFIX_FRAME;
     k[1..].copy_from_slice(d.as_bytes());
     k
 }
 
-fn meta_key(name: &str) -> Vec<u8> {
+pub(crate) fn meta_key(name: &str) -> Vec<u8> {
     let mut k = vec![PREFIX_META];
     k.extend_from_slice(name.as_bytes());
     k
+}
+
+/// How a record key is named in reports: `key "user:1"`, `object 3f2a…`, ...
+pub(crate) fn describe_record_key(k: &[u8]) -> String {
+    let text = |b: &[u8]| format!("{:?}", String::from_utf8_lossy(b));
+    let digest = |b: &[u8]| match Digest::from_slice(b) {
+        Some(d) => d.to_string(),
+        None => hex(b),
+    };
+    match k.split_first() {
+        None => "the first record".into(),
+        Some((&PREFIX_KEY, rest)) => format!("key {}", text(rest)),
+        Some((&PREFIX_MEMO, rest)) => format!("memo result {}", text(rest)),
+        Some((&PREFIX_OBJECT, rest)) => format!("object record {}", digest(rest)),
+        Some((&PREFIX_FRAME, rest)) => format!("frame record {}", digest(rest)),
+        Some((&PREFIX_META, rest)) => format!("metadata {}", text(rest)),
+        Some((&b'C', rest)) => format!("checkpoint {}", text(rest)),
+        Some((&b'c', rest)) => {
+            let mut parts = rest.splitn(2, |&b| b == 0);
+            let name = parts.next().unwrap_or_default();
+            match parts.next() {
+                Some(key) => format!("key {} of checkpoint {}", text(key), text(name)),
+                None => format!("checkpoint {}", text(name)),
+            }
+        }
+        Some(_) => format!("record {}", hex(k)),
+    }
+}
+
+/// The records of `[lo, hi)` as a reader names them.
+pub(crate) fn describe_range(lo: &[u8], hi: Option<&[u8]>) -> String {
+    match hi {
+        Some(hi) => format!("from {} up to {}", describe_record_key(lo), describe_record_key(hi)),
+        None => format!("from {} to the end", describe_record_key(lo)),
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// A stored value as the index sees it.
@@ -295,8 +341,12 @@ pub(crate) struct Index {
     /// [`Index::pin_files`]); exclusive while the files of removed objects are deleted.
     files_in_use: RwLock<()>,
     generation: Mutex<u64>,
-    /// Last field, so dropped after `db` (fields drop in declaration order).
+    /// Settings are read from sled (a format 2 store being read or upgraded).
+    legacy_settings: std::sync::atomic::AtomicBool,
+    /// After `db` (fields drop in declaration order).
     _released: SledReleased,
+    /// The private copy of sled's files a read-only index reads (deleted once sled let go).
+    _copy: Option<sled_files::PrivateCopy>,
 }
 
 /// Waits, when dropped, until sled has closed its database file. sled 0.34 closes it
@@ -387,6 +437,11 @@ pub(crate) struct IndexOptions {
     pub(crate) level: i32,
     /// Pack files are fsynced before every commit (durability `PowerLoss`).
     pub(crate) power_loss: bool,
+    /// The store's auth check, written in the header of new packs (stores with an auth key).
+    pub(crate) auth: Option<[u8; 32]>,
+    /// Read the directory from the sled files in this directory instead of the store's
+    /// (read-only: a directory rebuilt from the packs, which the caller keeps).
+    pub(crate) sled_from: Option<PathBuf>,
 }
 
 /// Holds the store's write lock; all changes go through it.
@@ -399,28 +454,37 @@ impl Index {
     /// Opens (creating when asked) the sled database under `dir/sled`, the pack files
     /// under `dir/pages` and the object files under `dir/objects`.
     pub(crate) fn open(dir: &Path, opts: IndexOptions) -> Result<Index> {
-        let IndexOptions { create, read_only, hasher, level, power_loss } = opts;
+        let IndexOptions { create, read_only, hasher, level, power_loss, auth, sled_from } = opts;
         let sled_dir = dir.join("sled");
-        if !create && !sled_dir.exists() {
+        if !create && !sled_dir.exists() && sled_from.is_none() {
             return Err(Error::Io {
                 path: sled_dir,
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a pickleshelf store"),
             });
         }
-        if create && !read_only && !sled_dir.exists() {
+        if create && !read_only && sled_from.is_none() && !sled_dir.exists() {
             create_sled(dir, &sled_dir)?;
         }
-        remove_unfinished_snapshots(&sled_dir)?;
-        // sled gives up at once on a locked file: wait a moment for a handle that is going
-        // away (a closed store's lock copied into a child process), then let sled lock it.
+        // Read-only: sled reads a private copy of its files (it writes whenever it opens),
+        // or the directory given (rebuilt from the packs).
+        let copy = if read_only && sled_from.is_none() { Some(sled_files::PrivateCopy::of(&sled_dir)?) } else { None };
+        let sled_dir = match (&copy, sled_from) {
+            (Some(c), _) => c.path().to_path_buf(),
+            (None, Some(from)) => from,
+            (None, None) => {
+                remove_unfinished_snapshots(&sled_dir)?;
+                // sled gives up at once on a locked file: wait a moment for a handle that is
+                // going away (a closed store's lock copied into a child process).
+                if let Ok(f) = std::fs::File::open(sled_dir.join("db")) {
+                    let _ = lock_within(&f);
+                }
+                sled_dir
+            }
+        };
         let db_file = sled_dir.join("db");
-        if let Ok(f) = std::fs::File::open(&db_file) {
-            let _ = lock_within(&f);
-        }
         let objects = Objects::open(&dir.join("objects"))?;
-        let config = sled::Config::new().path(&sled_dir).flush_every_ms(Some(500));
-        let db = engine(dir, || config.open())?;
-        let tree = Arc::new(Tree::open(dir, db.clone(), hasher, level, power_loss, read_only)?);
+        let db = sled_files::open(dir, &sled_dir)?;
+        let tree = Arc::new(Tree::open(dir, db.clone(), hasher, level, power_loss, read_only, auth)?);
         let writer = Arc::new(Mutex::new(()));
         let committer = if read_only {
             None
@@ -441,7 +505,9 @@ impl Index {
             doomed: Mutex::new(Vec::new()),
             files_in_use: RwLock::new(()),
             generation: Mutex::new(0),
+            legacy_settings: std::sync::atomic::AtomicBool::new(false),
             _released: SledReleased { db_file, dig: !read_only },
+            _copy: copy,
         })
     }
 
@@ -582,6 +648,12 @@ impl Index {
         })
     }
 
+    /// Every record of the tree, in key order (an error for each page that cannot be
+    /// read; the scan goes on after it).
+    pub(crate) fn scan_all(&self) -> impl Iterator<Item = Result<(sled::IVec, Bytes)>> + '_ {
+        self.tree.scan(b"")
+    }
+
     /// All object records.
     pub(crate) fn object_records(&self) -> impl Iterator<Item = Result<(Digest, ObjectRecord)>> + '_ {
         self.tree.scan(&[PREFIX_OBJECT]).map(move |item| {
@@ -608,6 +680,33 @@ impl Index {
         Ok(out)
     }
 
+    /// A setting: a metadata record kept in the record tree (`m` + name: dictionaries,
+    /// memo versions), or, in a format 2 store, in sled.
+    pub(crate) fn setting(&self, name: &str) -> Result<Option<Bytes>> {
+        if self.legacy_settings.load(Ordering::Acquire) {
+            return Ok(self.meta(name)?.map(Bytes::Shared));
+        }
+        self.tree.get(&meta_key(name))
+    }
+
+    /// The settings whose names start with `prefix`.
+    pub(crate) fn settings(&self, prefix: &str) -> Result<Vec<(String, Bytes)>> {
+        if self.legacy_settings.load(Ordering::Acquire) {
+            return Ok(self.meta_scan(prefix)?.into_iter().map(|(k, v)| (k, Bytes::Shared(v))).collect());
+        }
+        let mut out = Vec::new();
+        for item in self.tree.scan(&meta_key(prefix)) {
+            let (k, v) = item?;
+            out.push((String::from_utf8_lossy(&k[1..]).into_owned(), v));
+        }
+        Ok(out)
+    }
+
+    /// Reads settings from sled, where a format 2 store keeps them (until it is upgraded).
+    pub(crate) fn use_legacy_settings(&self, legacy: bool) {
+        self.legacy_settings.store(legacy, Ordering::Release);
+    }
+
     /// True when the tree holds no record at all (a new store).
     pub(crate) fn is_empty(&self) -> Result<bool> {
         Ok(self.engine(|| self.db.first())?.is_none())
@@ -627,6 +726,7 @@ impl Index {
 
     pub(crate) fn set_generation(&self, g: u64) {
         *self.generation.lock().unwrap_or_else(PoisonError::into_inner) = g;
+        self.tree.set_generation(g);
     }
 
     pub(crate) fn generation(&self) -> u64 {
@@ -642,8 +742,8 @@ impl Index {
     /// Makes everything written so far durable (see `Shelf::sync`): object files and
     /// their directories are fsynced, the generation is advanced, sled is flushed and its
     /// files and directories fsynced; then the files of removed objects are deleted.
-    /// Returns the new generation.
-    pub(crate) fn sync(&self) -> Result<u64> {
+    /// Returns the new generation and the newest commit's sequence number.
+    pub(crate) fn sync(&self) -> Result<(u64, u64)> {
         let _w = self.writer();
         self.objects.sync()?;
         let g = self.generation() + 1;
@@ -651,7 +751,12 @@ impl Index {
         self.set_generation(g);
         self.delete_doomed()?;
         self.tree.delete_doomed()?;
-        Ok(g)
+        Ok((g, self.newest_seq()))
+    }
+
+    /// The sequence number of the directory's newest page (of the last commit).
+    pub(crate) fn newest_seq(&self) -> u64 {
+        self.tree.summary().2
     }
 
     /// Commits the write buffer and flushes sled's buffers without the fsyncs of
@@ -730,6 +835,37 @@ impl Index {
         files::fsync_dir(&self.path)
     }
 
+    /// Voids the commits found in the packs but not in the directory (see
+    /// [`Tree::void_uncommitted`]).
+    pub(crate) fn void_uncommitted(&self) -> Result<()> {
+        let _w = self.writer();
+        self.tree.void_uncommitted()
+    }
+
+    /// Upgrades a format 2 store to `format` in one atomic step: every page is written
+    /// again as a format 3 image (with a sequence number and its upper bound) in a new
+    /// pack, with the settings sled held (dictionaries, memo versions) moved into the
+    /// pages, and one sled batch installs the new directory, removes those settings from
+    /// sled and records the new format. The old packs are deleted after the next sync.
+    pub(crate) fn upgrade_from_format2(&self, format: u32) -> Result<()> {
+        let _w = self.writer();
+        self.tree.commit()?;
+        let mut moved: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        for (name, value) in self.meta_scan("")? {
+            if !matches!(name.as_str(), "format" | "generation" | "auth") {
+                moved.push((meta_key(&name), value.to_vec()));
+            }
+        }
+        let keys: Vec<Vec<u8>> = moved.iter().map(|(k, _)| k.clone()).collect();
+        self.tree.rewrite_all(moved, |batch| {
+            for k in keys {
+                batch.remove(k);
+            }
+            batch.insert(meta_key("format"), &format.to_le_bytes()[..]);
+        })?;
+        self.durable_locked(None)
+    }
+
     /// Pack files no page names (see [`Tree::orphans`]).
     pub(crate) fn orphan_packs(&self) -> Result<Vec<PathBuf>> {
         self.tree.orphans()
@@ -752,11 +888,15 @@ impl Index {
         self.tree.doom_orphan(path)
     }
 
-    /// Checks every page of the tree (repairing, with `repair`: see [`Tree::verify`]);
-    /// returns the problems, the repairs and the number of pages. The caller holds the
-    /// write lock.
-    pub(crate) fn verify_pages(&self, repair: bool) -> Result<(Vec<String>, Vec<String>, u64)> {
-        self.tree.verify(repair)
+    /// Reads and checks every page of the tree (see [`Tree::check_pages`]). Changes nothing.
+    pub(crate) fn check_pages(&self) -> Vec<PageCheck> {
+        self.tree.check_pages()
+    }
+
+    /// Rewrites the page at `lo` without the records beyond its range (see
+    /// [`Tree::trim_page`]). The caller holds the write lock.
+    pub(crate) fn trim_page(&self, lo: &[u8]) -> Result<()> {
+        self.tree.trim_page(lo)
     }
 
     /// Storage statistics of the record tree.
@@ -1017,6 +1157,17 @@ impl Writer<'_> {
                 r.extend_from_slice(&raw[MEMO_HEADER..]);
                 batch.insert(k, r);
             }
+        }
+        self.write(batch)
+    }
+
+    /// Sets (or, with `None`, removes) a setting (see [`Index::setting`]); it reaches disk
+    /// with the next commit, like any record.
+    pub(crate) fn set_setting(&self, name: &str, value: Option<&[u8]>) -> Result<()> {
+        let mut batch = Batch::default();
+        match value {
+            Some(v) => batch.insert(meta_key(name), v),
+            None => batch.remove(meta_key(name)),
         }
         self.write(batch)
     }

@@ -1,11 +1,12 @@
-//! Pack files: append-only files of page images, `pages/<8 hex>.pack`.
+//! Pack files: append-only files of page images and commit records, `pages/<8 hex>.pack`.
 //!
 //! Invariant: bytes of a pack are written once, at its end, and never changed; a page
 //! image is named by a directory record only after the bytes are written (and, for a
 //! durable commit, fsynced). A pack is deleted only when no durable directory record
 //! names it. Readers hold an open handle, so a pack deleted while one reads it stays
 //! readable until the handle is dropped. After a crash a pack may end in a torn image
-//! that no record names; appends go after it.
+//! that no record names; appends go after it. A pack's header says whether the store has
+//! an auth key and carries its check, so that a store can be rebuilt from its packs.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -15,10 +16,56 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use crate::error::{Error, Result};
 
-/// The first bytes of every pack file: the magic text, then the pack format version.
-pub(crate) const HEADER: &[u8; 24] = b"pickleshelf pack\x01\0\0\0\0\0\0\0";
+/// The magic text every pack file starts with.
+const MAGIC: &[u8; 16] = b"pickleshelf pack";
+/// Pack version of format 3 stores, and of format 2 ones (a 24-byte header).
+const VERSION: u8 = 2;
+const VERSION_2: u8 = 1;
+/// Length of a pack's header (format 3).
+pub(crate) const HEADER_LEN: usize = 64;
 /// A pack at least this long is not appended to; the next write starts a new one.
 pub(crate) const ROLL_BYTES: u64 = 64 << 20;
+
+/// What a pack's header says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PackHeader {
+    /// True for a pack of a format 2 store (24-byte header, format 2 images).
+    pub(crate) format2: bool,
+    /// The store's auth check (see `docs/FORMAT.md`), for a store with an auth key.
+    pub(crate) auth: Option<[u8; 32]>,
+}
+
+impl PackHeader {
+    fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        h[..16].copy_from_slice(MAGIC);
+        h[16] = VERSION;
+        if let Some(a) = &self.auth {
+            h[17] = 1;
+            h[32..].copy_from_slice(a);
+        }
+        h
+    }
+
+    /// Parses the first bytes of a pack (at least [`HEADER_LEN`] of them, or all there are).
+    pub(crate) fn parse(bytes: &[u8]) -> Option<PackHeader> {
+        if bytes.get(..16)? != MAGIC {
+            return None;
+        }
+        match *bytes.get(16)? {
+            VERSION_2 if bytes.get(17..24)? == [0; 7] => Some(PackHeader { format2: true, auth: None }),
+            VERSION if bytes.get(18..32)? == [0; 14] => {
+                let auth: [u8; 32] = bytes.get(32..64)?.try_into().ok()?;
+                match bytes[17] {
+                    0 if auth == [0; 32] => Some(PackHeader { format2: false, auth: None }),
+                    1 => Some(PackHeader { format2: false, auth: Some(auth) }),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+}
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io { path: path.to_path_buf(), source }
@@ -38,6 +85,8 @@ struct Current {
 pub(crate) struct Packs {
     dir: PathBuf,
     read_only: bool,
+    /// The header of the packs this store writes.
+    header: PackHeader,
     /// Read handles, opened on first use.
     handles: RwLock<HashMap<u32, Arc<File>>>,
     current: Mutex<Option<Current>>,
@@ -59,8 +108,9 @@ fn parse_name(name: &str) -> Option<u32> {
 }
 
 impl Packs {
-    /// Opens the pack directory `dir` (created unless read-only).
-    pub(crate) fn open(dir: &Path, read_only: bool) -> Result<Packs> {
+    /// Opens the pack directory `dir` (created unless read-only); new packs carry `auth`,
+    /// the store's auth check.
+    pub(crate) fn open(dir: &Path, read_only: bool, auth: Option<[u8; 32]>) -> Result<Packs> {
         if !read_only && !dir.exists() {
             // Durable at once: records naming a pack may reach disk before the next sync.
             super::files::create_dir_durable(dir)?;
@@ -68,6 +118,7 @@ impl Packs {
         Ok(Packs {
             dir: dir.to_path_buf(),
             read_only,
+            header: PackHeader { format2: false, auth },
             handles: RwLock::new(HashMap::new()),
             current: Mutex::new(None),
             unsynced: Mutex::new((Vec::new(), false)),
@@ -117,8 +168,9 @@ impl Packs {
                 Error::Io { path: path.clone(), source: e }
             }
         })?;
-        let mut head = [0u8; HEADER.len()];
-        if file.read_exact_at(&mut head, 0).is_err() || &head != HEADER {
+        let mut head = [0u8; HEADER_LEN];
+        let n = file.read_at(&mut head, 0).unwrap_or(0);
+        if PackHeader::parse(&head[..n]).is_none() {
             return Err(Error::Corrupted {
                 what: format!("pack {}", file_name(id)),
                 reason: "not a pickleshelf pack file (bad header)".into(),
@@ -143,9 +195,30 @@ impl Packs {
         }
     }
 
+    /// The bytes of pack `id` from `from` to its end.
+    pub(crate) fn read_from(&self, id: u32, from: u64) -> Result<Vec<u8>> {
+        let file = self.handle(id)?;
+        let path = self.path_of(id);
+        let len = file.metadata().map_err(io(&path))?.len();
+        let mut buf = vec![0u8; len.saturating_sub(from) as usize];
+        file.read_exact_at(&mut buf, from).map_err(io(&path))?;
+        Ok(buf)
+    }
+
     /// Appends `images` to the current pack (starting a new one when there is none, it is
     /// full, or `fresh`); returns the pack id and the offset of each image.
     pub(crate) fn append(&self, images: &[Vec<u8>], fresh: bool) -> Result<(u32, Vec<u64>)> {
+        self.append_with(images, fresh, |_, _| Vec::new())
+    }
+
+    /// [`Packs::append`], with the bytes `tail` makes from the pack id and the offsets of
+    /// the images (a commit record) appended after them, in the same write.
+    pub(crate) fn append_with(
+        &self,
+        images: &[Vec<u8>],
+        fresh: bool,
+        tail: impl FnOnce(u32, &[u64]) -> Vec<u8>,
+    ) -> Result<(u32, Vec<u64>)> {
         if self.read_only {
             return Err(Error::Io {
                 path: self.dir.clone(),
@@ -166,6 +239,7 @@ impl Packs {
             offsets.push(cur.len + buf.len() as u64);
             buf.extend_from_slice(img);
         }
+        buf.extend_from_slice(&tail(cur.id, &offsets));
         let path = self.path_of(cur.id);
         cur.file.write_all_at(&buf, cur.len).map_err(io(&path))?;
         cur.len += buf.len() as u64;
@@ -176,13 +250,24 @@ impl Packs {
         Ok((cur.id, offsets))
     }
 
-    /// Resumes appending to pack `id` (of length `len`) when it is not full.
+    /// The current pack and its length.
+    pub(crate) fn current_len(&self) -> Option<(u32, u64)> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|c| (c.id, c.len))
+    }
+
+    /// Resumes appending to pack `id` (of length `len`) when it is not full and has this
+    /// store's header (a pack of a format 2 store is never appended to). A pack that cannot
+    /// be opened for writing is not resumed: the next commit starts a new one.
     pub(crate) fn resume(&self, id: u32, len: u64) -> Result<()> {
-        if self.read_only || len >= ROLL_BYTES || len < HEADER.len() as u64 {
+        if self.read_only || len >= ROLL_BYTES || len < HEADER_LEN as u64 {
             return Ok(());
         }
         let path = self.path_of(id);
-        let file = OpenOptions::new().read(true).write(true).open(&path).map_err(io(&path))?;
+        let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else { return Ok(()) };
+        let mut head = [0u8; HEADER_LEN];
+        if file.read_exact_at(&mut head, 0).is_err() || PackHeader::parse(&head) != Some(self.header) {
+            return Ok(());
+        }
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(Current { id, file: Arc::new(file), len });
         Ok(())
     }
@@ -200,11 +285,11 @@ impl Packs {
             .ok_or_else(|| Error::Io { path: self.dir.clone(), source: std::io::Error::other("pack ids exhausted") })?;
         let path = self.path_of(id);
         let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(io(&path))?;
-        file.write_all_at(HEADER, 0).map_err(io(&path))?;
+        file.write_all_at(&self.header.encode(), 0).map_err(io(&path))?;
         self.unsynced.lock().unwrap_or_else(PoisonError::into_inner).1 = true;
         let file = Arc::new(file);
         self.handles.write().unwrap_or_else(PoisonError::into_inner).insert(id, file.clone());
-        Ok(Current { id, file, len: HEADER.len() as u64 })
+        Ok(Current { id, file, len: HEADER_LEN as u64 })
     }
 
     /// fsyncs the packs written since the last call (and the directory when a pack was
@@ -246,18 +331,23 @@ mod tests {
     #[test]
     fn append_read_roll_remove() {
         let dir = tempfile::tempdir().unwrap();
-        let packs = Packs::open(&dir.path().join("pages"), false).unwrap();
+        let packs = Packs::open(&dir.path().join("pages"), false, Some([9; 32])).unwrap();
         let (id, offs) = packs.append(&[b"abc".to_vec(), b"de".to_vec()], false).unwrap();
         assert_eq!(id, 1);
-        assert_eq!(offs, vec![24, 27]);
-        assert_eq!(packs.read(1, 27, 2).unwrap(), b"de");
+        assert_eq!(offs, vec![64, 67]);
+        assert_eq!(packs.read(1, 67, 2).unwrap(), b"de");
+        let head = packs.read(1, 0, HEADER_LEN as u32).unwrap();
+        assert_eq!(PackHeader::parse(&head), Some(PackHeader { format2: false, auth: Some([9; 32]) }));
+        assert_eq!(packs.read_from(1, 66).unwrap(), b"cde");
         let (id2, offs2) = packs.append(&[b"f".to_vec()], true).unwrap();
-        assert_eq!((id2, offs2), (2, vec![24]));
+        assert_eq!((id2, offs2), (2, vec![64]));
         packs.sync().unwrap();
-        assert!(matches!(packs.read(1, 27, 3), Err(Error::Corrupted { .. })));
-        assert_eq!(packs.list().unwrap().0, vec![(1, 29), (2, 25)]);
+        assert!(matches!(packs.read(1, 67, 3), Err(Error::Corrupted { .. })));
+        assert_eq!(packs.list().unwrap().0, vec![(1, 69), (2, 65)]);
         packs.remove(1).unwrap();
-        assert!(matches!(packs.read(1, 24, 1), Err(Error::Corrupted { .. })));
+        assert!(matches!(packs.read(1, 64, 1), Err(Error::Corrupted { .. })));
+        let v2 = b"pickleshelf pack\x01\0\0\0\0\0\0\0";
+        assert_eq!(PackHeader::parse(v2), Some(PackHeader { format2: true, auth: None }));
         std::fs::write(packs.path_of(7), b"not a pack at all, no no no").unwrap();
         assert!(matches!(packs.read(7, 24, 1), Err(Error::Corrupted { .. })));
     }

@@ -29,6 +29,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
@@ -36,13 +37,16 @@ use lru::LruCache;
 use sled::IVec;
 
 use super::engine;
-use super::packs::{HEADER, Packs};
-use super::pages::{BodyWriter, Page, PageLoc, body_of, checksum, entry_size, image};
+use super::packs::{HEADER_LEN, Packs};
+use super::pages::{
+    BodyWriter, CHECKSUM_LEN, CommitRecord, DirHash, Page, PageLoc, RecordKind, Vouched, body_of, body_of_format2,
+    checksum, entry_len, entry_size, image, is_format2, verify_entry,
+};
 use crate::blob::Hasher;
 use crate::error::{Error, Result};
 
 /// Sled key prefix of directory records.
-const DIR_PREFIX: u8 = b'p';
+const DIR_PREFIX: u8 = super::DIR_PREFIX_KEY;
 /// Pages are cut to about this many body bytes.
 pub(crate) const TARGET_PAGE: usize = 16 << 10;
 /// A page whose body grows past this is split.
@@ -145,6 +149,8 @@ struct Directory {
     live: HashMap<u32, u64>,
     /// Length of each pack file.
     sizes: HashMap<u32, u64>,
+    /// The hash of the pages (see [`DirHash`]).
+    hash: DirHash,
 }
 
 impl Directory {
@@ -163,10 +169,25 @@ impl Directory {
         self.pages.range::<[u8], _>((Bound::Unbounded, Bound::Excluded(lo))).next_back()
     }
 
+    /// The hash of the pages, computed from scratch.
+    fn compute_hash(&self) -> DirHash {
+        let mut h = DirHash::default();
+        let mut it = self.pages.iter().peekable();
+        while let Some((lo, loc)) = it.next() {
+            h.toggle(lo, it.peek().map(|(n, _)| n.as_slice()), loc.seq);
+        }
+        h
+    }
+
+    /// The newest sequence number of its pages.
+    fn max_seq(&self) -> u64 {
+        self.pages.values().map(|l| l.seq).max().unwrap_or(0)
+    }
+
     fn garbage(&self) -> u64 {
         self.sizes
             .iter()
-            .map(|(id, size)| size.saturating_sub(HEADER.len() as u64 + self.live.get(id).copied().unwrap_or(0)))
+            .map(|(id, size)| size.saturating_sub(HEADER_LEN as u64 + self.live.get(id).copied().unwrap_or(0)))
             .sum()
     }
 
@@ -205,6 +226,19 @@ impl PageCache {
     }
 }
 
+/// What reading one page of the directory found (see [`Tree::check_pages`]).
+pub(crate) struct PageCheck {
+    /// The page's lower bound (a record key).
+    pub(crate) lo: Vec<u8>,
+    /// The next page's lower bound (`None` for the last page).
+    pub(crate) hi: Option<Vec<u8>>,
+    /// How errors name it: its lower bound and pack.
+    pub(crate) name: String,
+    /// Its number of records and how many of them lie at or above `hi`, or why it cannot
+    /// be read.
+    pub(crate) status: Result<(usize, usize)>,
+}
+
 /// Statistics of the tree's storage.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct TreeStats {
@@ -226,6 +260,10 @@ pub(crate) struct Tree {
     cache: Mutex<PageCache>,
     /// Packs emptied by compaction: deleted once the directory without them is durable.
     doomed: Mutex<Vec<u32>>,
+    /// The sequence number of the next commit.
+    next_seq: AtomicU64,
+    /// The store's generation, written in commit records.
+    generation: AtomicU64,
 }
 
 /// Where an entry of a page being rebuilt comes from: a loaded page or the buffer.
@@ -263,14 +301,15 @@ fn dir_key(lo: &[u8]) -> Vec<u8> {
 fn page_name(lo: &[u8], loc: &PageLoc) -> String {
     let pack = super::packs::file_name(loc.pack);
     if lo.is_empty() {
-        format!("first page in pack {pack}")
+        format!("first page in pack {pack} at byte {}", loc.offset)
     } else {
-        format!("page from {:?} in pack {pack}", String::from_utf8_lossy(lo))
+        format!("page from {:?} in pack {pack} at byte {}", String::from_utf8_lossy(lo), loc.offset)
     }
 }
 
 impl Tree {
-    /// Opens the tree whose directory is in `db` and whose packs are in `dir/pages`.
+    /// Opens the tree whose directory is in `db` and whose packs are in `dir/pages`; new
+    /// packs carry `auth` (the store's auth check) in their header.
     pub(crate) fn open(
         dir: &Path,
         db: sled::Db,
@@ -278,8 +317,9 @@ impl Tree {
         level: i32,
         power_loss: bool,
         read_only: bool,
+        auth: Option<[u8; 32]>,
     ) -> Result<Tree> {
-        let packs = Packs::open(&dir.join("pages"), read_only)?;
+        let packs = Packs::open(&dir.join("pages"), read_only, auth)?;
         let mut directory = Directory::default();
         for item in db.scan_prefix([DIR_PREFIX]) {
             let (k, v) = engine(dir, || item)?;
@@ -297,6 +337,7 @@ impl Tree {
                 reason: "the first page does not start at the lowest key".into(),
             });
         }
+        directory.hash = directory.compute_hash();
         let (found, _) = packs.list()?;
         for (id, len) in &found {
             directory.sizes.insert(*id, *len);
@@ -305,6 +346,7 @@ impl Tree {
         if let Some(&(id, len)) = found.iter().rev().find(|(id, _)| directory.live.contains_key(id)) {
             packs.resume(id, len)?;
         }
+        let next_seq = directory.max_seq() + 1;
         Ok(Tree {
             path: dir.to_path_buf(),
             db,
@@ -316,32 +358,113 @@ impl Tree {
             dir: RwLock::new(directory),
             cache: Mutex::new(PageCache { lru: LruCache::unbounded(), bytes: 0, budget: PAGE_CACHE_BYTES }),
             doomed: Mutex::new(Vec::new()),
+            next_seq: AtomicU64::new(next_seq),
+            generation: AtomicU64::new(0),
         })
+    }
+
+    /// Sets the generation written in commit records.
+    pub(crate) fn set_generation(&self, g: u64) {
+        self.generation.store(g, Ordering::Release);
+    }
+
+    /// The directory's page count, hash and newest sequence number.
+    pub(crate) fn summary(&self) -> (u64, DirHash, u64) {
+        let dir = read(&self.dir);
+        (dir.pages.len() as u64, dir.hash, dir.max_seq())
+    }
+
+    /// Voids the commits an interrupted process wrote to the packs but never installed in
+    /// the directory: the entries after the directory's newest image in its newest pack,
+    /// and those of packs newer than it, are read; when one has a sequence number above
+    /// the directory's newest, a void record for them is appended (and fsynced), so that a
+    /// directory rebuilt from the packs never installs them, and later commits take higher
+    /// numbers. Called by a writable open once the directory is known to be current (not
+    /// rolled back); the caller holds the write lock.
+    pub(crate) fn void_uncommitted(&self) -> Result<()> {
+        let (newest, end, base) = {
+            let dir = read(&self.dir);
+            let newest = dir.live.keys().max().copied();
+            let end = dir
+                .pages
+                .values()
+                .filter(|l| Some(l.pack) == newest)
+                .map(|l| l.offset + u64::from(l.len))
+                .max()
+                .unwrap_or(0);
+            (newest, end, dir.max_seq())
+        };
+        let (found, _) = self.packs.list()?;
+        let mut top = base;
+        for (id, _) in found {
+            let from = match newest {
+                Some(n) if id < n => continue,
+                Some(n) if id == n => end,
+                _ => 0,
+            };
+            let Ok(bytes) = self.packs.read_from(id, from) else { continue };
+            let mut at = 0;
+            while at < bytes.len() {
+                let rest = &bytes[at..];
+                let Some(len) = entry_len(rest).filter(|&l| l <= rest.len()) else {
+                    at += 1;
+                    continue;
+                };
+                let entry = &rest[..len];
+                if verify_entry(entry, &self.hasher).is_ok() {
+                    let seq = match CommitRecord::parse(entry) {
+                        Some(r) if r.kind == RecordKind::Commit => r.seq,
+                        Some(_) => 0,
+                        None => body_of(entry).map_or(0, |(s, _)| s),
+                    };
+                    top = top.max(seq);
+                    at += len;
+                } else {
+                    at += 1;
+                }
+            }
+        }
+        self.next_seq.fetch_max(top + 1, Ordering::AcqRel);
+        if top == base {
+            return Ok(());
+        }
+        self.void(top, base)
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, PageCache> {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Reads, verifies and parses the page at `lo`, through the cache.
-    fn page(&self, lo: &[u8], loc: &PageLoc) -> Result<Arc<Page>> {
+    /// Reads, verifies and parses the page at `lo` (whose upper bound is `hi`), through the
+    /// cache.
+    fn page(&self, lo: &[u8], hi: Option<&[u8]>, loc: &PageLoc) -> Result<Arc<Page>> {
         if let Some(p) = self.cache().get(loc) {
             return Ok(p);
         }
-        let page = Arc::new(self.load(lo, loc)?);
+        let page = Arc::new(self.load(lo, hi, loc)?);
         self.cache().put(loc, page.clone());
         Ok(page)
     }
 
-    fn load(&self, lo: &[u8], loc: &PageLoc) -> Result<Page> {
+    fn load(&self, lo: &[u8], hi: Option<&[u8]>, loc: &PageLoc) -> Result<Page> {
         let bad = |reason: &str| Error::Corrupted { what: page_name(lo, loc), reason: reason.to_owned() };
         let img = self.packs.read(loc.pack, loc.offset, loc.len)?;
-        if checksum(&self.hasher, &img) != loc.checksum {
-            return Err(bad("checksum mismatch (damaged, or not written with this store's auth key)"));
-        }
-        let body = body_of(&img).map_err(bad)?;
-        let page = Page::parse(body).ok_or_else(|| bad("malformed page"))?;
-        if page.lo() != lo {
+        let page = if is_format2(&img) {
+            if checksum(&self.hasher, &img) != loc.checksum {
+                return Err(bad("checksum mismatch (damaged, or not written with this store's auth key)"));
+            }
+            Page::parse(body_of_format2(&img).map_err(bad)?, true).ok_or_else(|| bad("malformed page"))?
+        } else {
+            if verify_entry(&img, &self.hasher).map_err(bad)? != loc.checksum {
+                return Err(bad("not the image its directory record names (checksum differs)"));
+            }
+            let (seq, body) = body_of(&img).map_err(bad)?;
+            if seq != loc.seq {
+                return Err(bad("not the image its directory record names (sequence number differs)"));
+            }
+            Page::parse(body, false).ok_or_else(|| bad("malformed page"))?
+        };
+        if page.lo() != lo || page.hi().is_some_and(|h| h != hi) {
             return Err(bad("the page belongs to another key range"));
         }
         Ok(page)
@@ -352,7 +475,7 @@ impl Tree {
     /// The value of `key`.
     pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
         let find = |p: &Arc<Page>| p.search(key).ok().map(|i| Bytes::in_page(p, i));
-        let (lo, loc) = {
+        let (lo, hi, loc) = {
             let buffer = read(&self.buffer);
             if let Some(v) = buffer.map.get(key) {
                 return Ok(v.clone().map(Bytes::Shared));
@@ -364,9 +487,9 @@ impl Tree {
             if let Some(p) = self.cache().get(loc) {
                 return Ok(find(&p));
             }
-            (lo.clone(), *loc)
+            (lo.clone(), dir.next_lo(lo).cloned(), *loc)
         };
-        Ok(find(&self.page(&lo, &loc)?))
+        Ok(find(&self.page(&lo, hi.as_deref(), &loc)?))
     }
 
     /// True when `key` has a value.
@@ -417,6 +540,7 @@ impl Tree {
             }
             (buffered, page, to, page_hi)
         };
+        let hi = page_hi.clone();
         // Past the prefix: nothing more to scan.
         for t in [&mut to, &mut page_hi] {
             if t.as_deref().is_some_and(|t| !t.starts_with(prefix) && t > prefix) {
@@ -426,7 +550,7 @@ impl Tree {
         let mut out = Vec::new();
         let mut b = buffered.into_iter().peekable();
         if let Some((lo, loc)) = page {
-            let p = match self.page(&lo, &loc) {
+            let p = match self.page(&lo, hi.as_deref(), &loc) {
                 Ok(p) => p,
                 Err(e) => return (Err(e), page_hi),
             };
@@ -497,59 +621,113 @@ impl Tree {
         }
         let mut loaded: Vec<Arc<Page>> = Vec::new();
         let units = self.rebuild(&buffer, &mut loaded)?;
-        // Cut each unit into pages.
-        let mut pages: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        // Cut each unit into pages: (lo, hi, body).
+        let mut pages: Vec<NewPage> = Vec::new();
         let mut replaced: Vec<Vec<u8>> = Vec::new();
         for u in &units {
             replaced.extend(u.old.iter().cloned());
-            if u.entries.is_empty() {
-                continue;
-            }
             let n = if u.size > MAX_PAGE { u.size.div_ceil(TARGET_PAGE) } else { 1 };
             let per = u.size.div_ceil(n);
             let mut lo = u.lo.clone();
-            let mut w = BodyWriter::new(&lo, per.min(u.size));
+            let mut w = Vec::with_capacity(per.min(u.size));
             let mut acc = 0;
             for (i, src) in u.entries.iter().enumerate() {
                 let (k, v) = resolve(&loaded, *src);
-                w.push(k, v);
+                w.push((k, v));
                 acc += entry_size(k, v);
                 if acc >= per && i + 1 < u.entries.len() {
-                    pages.push((std::mem::take(&mut lo), w.finish()));
                     let (next, _) = resolve(&loaded, u.entries[i + 1]);
+                    pages.push(body_page(std::mem::take(&mut lo), Some(next.to_vec()), &w));
                     lo = next.to_vec();
-                    w = BodyWriter::new(&lo, per);
+                    w.clear();
                     acc = 0;
                 }
             }
-            pages.push((lo, w.finish()));
+            // A unit left empty (every key removed) still gets its page: the pages always
+            // cover the whole key space, also in the images of the packs.
+            pages.push(body_page(lo, u.hi.clone(), &w));
         }
-        let images = self.images(&pages);
+        self.install(pages, &replaced, false, |_| {})?;
+        drop(units);
+        drop(loaded);
+        drop(buffer);
+        let mut b = self.buffer.write().unwrap_or_else(PoisonError::into_inner);
+        *b = Buffer::default();
+        drop(b);
+        self.compact_if_needed()?;
+        Ok(true)
+    }
+
+    /// Writes `pages` as the images of a new commit (in a new pack with `fresh`), with
+    /// their commit record, then replaces the directory pages at `replaced` by them in one
+    /// sled batch (which `extra` may add to), and installs them. The caller holds the
+    /// store's write lock.
+    pub(crate) fn install(
+        &self,
+        pages: Vec<NewPage>,
+        replaced: &[Vec<u8>],
+        fresh: bool,
+        extra: impl FnOnce(&mut sled::Batch),
+    ) -> Result<()> {
+        let seq = self.next_seq.fetch_add(1, Ordering::AcqRel);
+        let images = self.images(&pages, seq);
+        // The directory after this commit: its page count and hash.
+        let (count, hash) = {
+            let dir = read(&self.dir);
+            let mut hash = dir.hash;
+            let mut count = dir.pages.len() as u64;
+            for lo in replaced {
+                if let Some(loc) = dir.pages.get(lo) {
+                    hash.toggle(lo, dir.next_lo(lo).map(Vec::as_slice), loc.seq);
+                    count -= 1;
+                }
+            }
+            for (lo, hi, _) in &pages {
+                hash.toggle(lo, hi.as_deref(), seq);
+            }
+            (count + pages.len() as u64, hash)
+        };
+        let (pack, offsets) = self.packs.append_with(&images, fresh, |_, offsets| {
+            let vouched = pages
+                .iter()
+                .zip(&images)
+                .zip(offsets)
+                .map(|(((lo, hi, _), img), &offset)| Vouched {
+                    offset,
+                    len: img.len() as u32,
+                    seq,
+                    checksum: trailing_checksum(img),
+                    lo: lo.clone(),
+                    hi: hi.clone(),
+                })
+                .collect();
+            self.record(RecordKind::Commit, seq, 0, (count, hash), vouched)
+        })?;
+        if self.power_loss {
+            self.packs.sync()?;
+        }
         let mut batch = sled::Batch::default();
         let mut installed: Vec<(Vec<u8>, PageLoc, Vec<u8>)> = Vec::with_capacity(pages.len());
-        let mut pack_len = None;
-        if !images.is_empty() {
-            let (pack, offsets) = self.packs.append(&images, false)?;
-            if self.power_loss {
-                self.packs.sync()?;
-            }
-            for (((lo, body), img), offset) in pages.into_iter().zip(&images).zip(offsets) {
-                let loc = PageLoc { pack, offset, len: img.len() as u32, checksum: checksum(&self.hasher, img) };
-                batch.insert(dir_key(&lo), &loc.encode()[..]);
-                installed.push((lo, loc, body));
-            }
-            pack_len = Some((pack, offsets_end(&installed)));
+        for (((lo, _, body), img), offset) in pages.into_iter().zip(&images).zip(offsets) {
+            let loc = PageLoc { pack, offset, len: img.len() as u32, checksum: trailing_checksum(img), seq };
+            batch.insert(dir_key(&lo), &loc.encode()[..]);
+            installed.push((lo, loc, body));
         }
-        for lo in &replaced {
+        for lo in replaced {
             if !installed.iter().any(|(l, _, _)| l == lo) {
                 batch.remove(dir_key(lo));
             }
         }
-        engine(&self.path, || self.db.apply_batch(batch))?;
-        // Install: directory first, then the cache, then clear the buffer.
+        extra(&mut batch);
+        if let Err(e) = engine(&self.path, || self.db.apply_batch(batch)) {
+            // The commit's record is in the pack: void it, so that no rebuild installs it.
+            let _ = self.void(seq, seq - 1);
+            return Err(e);
+        }
+        // Install: directory first, then the cache.
         {
             let mut dir = self.dir.write().unwrap_or_else(PoisonError::into_inner);
-            for lo in &replaced {
+            for lo in replaced {
                 if let Some(old) = dir.pages.remove(lo)
                     && let Some(l) = dir.live.get_mut(&old.pack)
                 {
@@ -560,7 +738,8 @@ impl Tree {
                 dir.pages.insert(lo.clone(), *loc);
                 *dir.live.entry(loc.pack).or_insert(0) += u64::from(loc.len);
             }
-            if let Some((pack, end)) = pack_len {
+            dir.hash = hash;
+            if let Some((pack, end)) = self.packs.current_len() {
                 let size = dir.sizes.entry(pack).or_insert(0);
                 *size = (*size).max(end);
             }
@@ -577,22 +756,62 @@ impl Tree {
                 }
             }
         }
-        {
-            let mut cache = self.cache();
-            for (_, loc, body) in installed {
-                if let Some(p) = Page::parse(body) {
-                    cache.put(&loc, Arc::new(p));
-                }
+        let mut cache = self.cache();
+        for (_, loc, body) in installed {
+            if let Some(p) = Page::parse(body, false) {
+                cache.put(&loc, Arc::new(p));
             }
         }
-        drop(units);
-        drop(loaded);
-        drop(buffer);
-        let mut b = self.buffer.write().unwrap_or_else(PoisonError::into_inner);
-        *b = Buffer::default();
-        drop(b);
-        self.compact_if_needed()?;
-        Ok(true)
+        Ok(())
+    }
+
+    /// Writes every page again, as one commit in a new pack, with `extra` records (sorted
+    /// into the pages that hold their keys); `sled_extra` adds to the commit's sled batch.
+    /// Used to upgrade a format 2 store. The caller holds the write lock and has committed
+    /// the buffer.
+    pub(crate) fn rewrite_all(
+        &self,
+        mut extra: Vec<(Vec<u8>, Vec<u8>)>,
+        sled_extra: impl FnOnce(&mut sled::Batch),
+    ) -> Result<()> {
+        extra.sort();
+        let old: Vec<(Vec<u8>, Option<Vec<u8>>, PageLoc)> = {
+            let dir = read(&self.dir);
+            dir.pages.iter().map(|(lo, loc)| (lo.clone(), dir.next_lo(lo).cloned(), *loc)).collect()
+        };
+        let mut pages: Vec<NewPage> = Vec::with_capacity(old.len().max(1));
+        if old.is_empty() {
+            let records: Vec<(&[u8], &[u8])> = extra.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
+            pages.push(body_page(Vec::new(), None, &records));
+        }
+        for (lo, hi, loc) in &old {
+            let p = self.load(lo, hi.as_deref(), loc)?;
+            let inside = |k: &[u8]| k >= lo.as_slice() && hi.as_ref().is_none_or(|h| k < h.as_slice());
+            let mut records: Vec<(&[u8], &[u8])> = (0..p.len())
+                .map(|i| (p.key(i), p.value(i)))
+                .filter(|(k, _)| inside(k))
+                .chain(extra.iter().filter(|(k, _)| inside(k)).map(|(k, v)| (k.as_slice(), v.as_slice())))
+                .collect();
+            records.sort_by(|a, b| a.0.cmp(b.0));
+            records.dedup_by(|a, b| a.0 == b.0);
+            pages.push(body_page(lo.clone(), hi.clone(), &records));
+        }
+        let los: Vec<Vec<u8>> = old.into_iter().map(|(lo, _, _)| lo).collect();
+        self.install(pages, &los, true, sled_extra)
+    }
+
+    /// Appends a record voiding the sequence numbers `(base, seq]`, and fsyncs it.
+    fn void(&self, seq: u64, base: u64) -> Result<()> {
+        let (pages, hash, _) = self.summary();
+        self.packs.append(&[self.record(RecordKind::Void, seq, base, (pages, hash), Vec::new())], false)?;
+        self.packs.sync()
+    }
+
+    /// The bytes of a commit record (see [`CommitRecord`]), with the current generation;
+    /// `dir` is the page count and hash of the directory after it.
+    fn record(&self, kind: RecordKind, seq: u64, base: u64, dir: (u64, DirHash), images: Vec<Vouched>) -> Vec<u8> {
+        let generation = self.generation.load(Ordering::Acquire);
+        CommitRecord { kind, seq, base, generation, pages: dir.0, hash: dir.1.0, images }.encode(&self.hasher)
     }
 
     /// The units of pages the buffer changes, with their new entries, small ones merged
@@ -618,7 +837,7 @@ impl Tree {
         for (lo, hi, changes) in groups {
             let page = match dir.pages.get(&lo) {
                 Some(loc) => {
-                    loaded.push(self.page(&lo, loc)?);
+                    loaded.push(self.page(&lo, hi.as_deref(), loc)?);
                     Some(loaded.len() - 1)
                 }
                 None => None,
@@ -674,7 +893,7 @@ impl Tree {
             what: "page directory".into(),
             reason: "a neighbour page is missing".into(),
         })?;
-        loaded.push(self.page(lo, loc)?);
+        loaded.push(self.page(lo, dir.next_lo(lo).map(Vec::as_slice), loc)?);
         let mut u = Unit {
             lo: lo.to_vec(),
             hi: dir.next_lo(lo).cloned(),
@@ -686,21 +905,23 @@ impl Tree {
         Ok(u)
     }
 
-    /// Compressed images of page bodies (on two threads for large commits).
-    fn images(&self, pages: &[(Vec<u8>, Vec<u8>)]) -> Vec<Vec<u8>> {
-        let total: usize = pages.iter().map(|(_, b)| b.len()).sum();
+    /// Compressed images of page bodies, sequence number `seq` (on two threads for large
+    /// commits).
+    fn images(&self, pages: &[NewPage], seq: u64) -> Vec<Vec<u8>> {
+        let total: usize = pages.iter().map(|(_, _, b)| b.len()).sum();
+        let (level, hasher) = (self.level, &self.hasher);
+        let one = |(_, _, b): &NewPage| image(b, level, seq, hasher);
         if total < PARALLEL_BYTES || pages.len() < 2 {
-            return pages.iter().map(|(_, b)| image(b, self.level)).collect();
+            return pages.iter().map(one).collect();
         }
         let (first, second) = pages.split_at(pages.len() / 2);
-        let level = self.level;
         std::thread::scope(|s| {
-            let h = s.spawn(move || second.iter().map(|(_, b)| image(b, level)).collect::<Vec<_>>());
-            let mut out: Vec<Vec<u8>> = first.iter().map(|(_, b)| image(b, level)).collect();
+            let h = s.spawn(move || second.iter().map(one).collect::<Vec<_>>());
+            let mut out: Vec<Vec<u8>> = first.iter().map(one).collect();
             match h.join() {
                 Ok(rest) => out.extend(rest),
                 // The thread cannot panic short of allocation failure; redo its half here.
-                Err(_) => out.extend(second.iter().map(|(_, b)| image(b, level))),
+                Err(_) => out.extend(second.iter().map(one)),
             }
             out
         })
@@ -721,22 +942,26 @@ impl Tree {
                 .iter()
                 .filter(|(id, size)| {
                     let l = dir.live.get(id).copied().unwrap_or(0);
-                    l * 4 < (size.saturating_sub(HEADER.len() as u64)) * 3
+                    l * 4 < (size.saturating_sub(HEADER_LEN as u64)) * 3
                 })
                 .map(|(id, _)| *id)
                 .collect();
             victims.sort_unstable();
-            let moves: Vec<(Vec<u8>, PageLoc)> =
-                dir.pages.iter().filter(|(_, l)| victims.contains(&l.pack)).map(|(k, l)| (k.clone(), *l)).collect();
+            let moves: Vec<(Vec<u8>, Option<Vec<u8>>, PageLoc)> = dir
+                .pages
+                .iter()
+                .filter(|(_, l)| victims.contains(&l.pack))
+                .map(|(k, l)| (k.clone(), dir.next_lo(k).cloned(), *l))
+                .collect();
             (victims, moves)
         };
-        if victims.is_empty() {
+        if victims.is_empty() || moves.iter().any(|(_, _, l)| l.seq == 0) {
             return Ok(());
         }
         let mut images = Vec::with_capacity(moves.len());
-        for (lo, loc) in &moves {
+        for (lo, _, loc) in &moves {
             let img = self.packs.read(loc.pack, loc.offset, loc.len)?;
-            if checksum(&self.hasher, &img) != loc.checksum {
+            if verify_entry(&img, &self.hasher).ok() != Some(loc.checksum) {
                 return Err(Error::Corrupted { what: page_name(lo, loc), reason: "checksum mismatch".into() });
             }
             images.push(img);
@@ -745,16 +970,32 @@ impl Tree {
         let mut new_locs = Vec::with_capacity(moves.len());
         let mut end = None;
         if !images.is_empty() {
-            let (pack, offsets) = self.packs.append(&images, true)?;
+            // The copies, and a record vouching for them (the directory does not change).
+            let (pages, hash, newest) = self.summary();
+            let (pack, offsets) = self.packs.append_with(&images, true, |_, offsets| {
+                let vouched = moves
+                    .iter()
+                    .zip(offsets)
+                    .map(|((lo, hi, loc), &offset)| Vouched {
+                        offset,
+                        len: loc.len,
+                        seq: loc.seq,
+                        checksum: loc.checksum,
+                        lo: lo.clone(),
+                        hi: hi.clone(),
+                    })
+                    .collect();
+                self.record(RecordKind::Compaction, newest, 0, (pages, hash), vouched)
+            })?;
             if self.power_loss {
                 self.packs.sync()?;
             }
-            for ((lo, old), offset) in moves.iter().zip(offsets) {
+            for ((lo, _, old), offset) in moves.iter().zip(offsets) {
                 let loc = PageLoc { pack, offset, ..*old };
                 batch.insert(dir_key(lo), &loc.encode()[..]);
-                end = Some((pack, offset + u64::from(loc.len)));
                 new_locs.push((lo.clone(), *old, loc));
             }
+            end = self.packs.current_len();
             engine(&self.path, || self.db.apply_batch(batch))?;
         }
         {
@@ -838,70 +1079,40 @@ impl Tree {
         true
     }
 
-    /// Checks every page: readable, verified, in order, within its range. Returns the
-    /// problems found and the repairs made, one line each, and the number of pages.
-    ///
-    /// With `repair` (gc; the caller holds the store's write lock): an unreadable page is
-    /// replaced by an empty one — its records are lost, and were already unreadable; the
-    /// record checks that follow then repair what depended on them — and a page holding
-    /// keys beyond its range is rewritten without them (no read could see them).
-    pub(crate) fn verify(&self, repair: bool) -> Result<(Vec<String>, Vec<String>, u64)> {
+    /// Reads and checks every page of the directory: readable, verified, within its range.
+    /// Changes nothing.
+    pub(crate) fn check_pages(&self) -> Vec<PageCheck> {
         let pages: Vec<(Vec<u8>, PageLoc, Option<Vec<u8>>)> = {
             let dir = read(&self.dir);
             dir.pages.iter().map(|(lo, loc)| (lo.clone(), *loc, dir.next_lo(lo).cloned())).collect()
         };
-        let (mut problems, mut repaired) = (Vec::new(), Vec::new());
-        for (lo, loc, hi) in &pages {
-            match self.load(lo, loc) {
-                Ok(p) => {
+        pages
+            .into_iter()
+            .map(|(lo, loc, hi)| {
+                let status = self.load(&lo, hi.as_deref(), &loc).map(|p| {
                     let beyond =
                         (0..p.len()).filter(|&i| hi.as_ref().is_some_and(|h| p.key(i) >= h.as_slice())).count();
-                    if beyond == 0 {
-                        continue;
-                    }
-                    let msg = format!("{}: holds {beyond} keys of the next page", page_name(lo, loc));
-                    if repair {
-                        let mut w = BodyWriter::new(lo, 0);
-                        for i in (0..p.len()).filter(|&i| hi.as_ref().is_none_or(|h| p.key(i) < h.as_slice())) {
-                            w.push(p.key(i), p.value(i));
-                        }
-                        self.replace_page(lo, loc, w.finish())?;
-                        repaired.push(format!("{msg}: removed (no read could see them)"));
-                    } else {
-                        problems.push(msg);
-                    }
-                }
-                Err(e) if repair => {
-                    self.replace_page(lo, loc, BodyWriter::new(lo, 0).finish())?;
-                    repaired.push(format!("{e}: replaced by an empty page (its records are lost)"));
-                }
-                Err(e) => problems.push(e.to_string()),
-            }
-        }
-        Ok((problems, repaired, pages.len() as u64))
+                    (p.len(), beyond)
+                });
+                PageCheck { name: page_name(&lo, &loc), lo, hi, status }
+            })
+            .collect()
     }
 
-    /// Writes `body` as the new image of the page at `lo` (one sled batch) and installs it.
-    fn replace_page(&self, lo: &[u8], old: &PageLoc, body: Vec<u8>) -> Result<()> {
-        let img = image(&body, self.level);
-        let (pack, offsets) = self.packs.append(std::slice::from_ref(&img), false)?;
-        if self.power_loss {
-            self.packs.sync()?;
-        }
-        let offset = offsets.first().copied().unwrap_or(0);
-        let loc = PageLoc { pack, offset, len: img.len() as u32, checksum: checksum(&self.hasher, &img) };
-        let mut batch = sled::Batch::default();
-        batch.insert(dir_key(lo), &loc.encode()[..]);
-        engine(&self.path, || self.db.apply_batch(batch))?;
-        let mut dir = self.dir.write().unwrap_or_else(PoisonError::into_inner);
-        dir.pages.insert(lo.to_vec(), loc);
-        if let Some(l) = dir.live.get_mut(&old.pack) {
-            *l = l.saturating_sub(u64::from(old.len));
-        }
-        *dir.live.entry(pack).or_insert(0) += u64::from(loc.len);
-        let size = dir.sizes.entry(pack).or_insert(0);
-        *size = (*size).max(offset + u64::from(loc.len));
-        Ok(())
+    /// Rewrites the page at `lo` without the records at or above the next page's lower
+    /// bound (no read can see them). The caller holds the store's write lock.
+    pub(crate) fn trim_page(&self, lo: &[u8]) -> Result<()> {
+        let (loc, hi) = {
+            let dir = read(&self.dir);
+            let Some(loc) = dir.pages.get(lo).copied() else { return Ok(()) };
+            (loc, dir.next_lo(lo).cloned())
+        };
+        let p = self.load(lo, hi.as_deref(), &loc)?;
+        let records: Vec<(&[u8], &[u8])> = (0..p.len())
+            .filter(|&i| hi.as_ref().is_none_or(|h| p.key(i) < h.as_slice()))
+            .map(|i| (p.key(i), p.value(i)))
+            .collect();
+        self.install(vec![body_page(lo.to_vec(), hi.clone(), &records)], &[lo.to_vec()], false, |_| {})
     }
 }
 
@@ -913,9 +1124,27 @@ fn pack_id(path: &Path) -> Option<u32> {
     u32::from_str_radix(hex, 16).ok()
 }
 
-/// End offset of the last installed image.
-fn offsets_end(installed: &[(Vec<u8>, PageLoc, Vec<u8>)]) -> u64 {
-    installed.iter().map(|(_, l, _)| l.offset + u64::from(l.len)).max().unwrap_or(0)
+/// A page to write: its `lo`, `hi` and body.
+pub(crate) type NewPage = (Vec<u8>, Option<Vec<u8>>, Vec<u8>);
+
+/// The page `[lo, hi)` holding `records`.
+fn body_page(lo: Vec<u8>, hi: Option<Vec<u8>>, records: &[(&[u8], &[u8])]) -> NewPage {
+    let size = records.iter().map(|(k, v)| entry_size(k, v)).sum();
+    let mut w = BodyWriter::new(&lo, hi.as_deref(), size);
+    for (k, v) in records {
+        w.push(k, v);
+    }
+    let body = w.finish();
+    (lo, hi, body)
+}
+
+/// The checksum that ends an image.
+fn trailing_checksum(img: &[u8]) -> [u8; CHECKSUM_LEN] {
+    let mut c = [0u8; CHECKSUM_LEN];
+    if let Some(tail) = img.len().checked_sub(CHECKSUM_LEN).and_then(|at| img.get(at..)) {
+        c.copy_from_slice(tail);
+    }
+    c
 }
 
 fn resolve<'b>(loaded: &'b [Arc<Page>], src: Src<'b>) -> (&'b [u8], &'b [u8]) {
@@ -1025,7 +1254,7 @@ mod tests {
 
     fn open(dir: &Path) -> Tree {
         let db = sled::Config::new().path(dir.join("sled")).open().unwrap();
-        Tree::open(dir, db, Hasher::Plain, 3, false, false).unwrap()
+        Tree::open(dir, db, Hasher::Plain, 3, false, false, None).unwrap()
     }
 
     /// Drops the tree and waits until sled has let go of its files.
@@ -1047,12 +1276,14 @@ mod tests {
             let k = key(rng.below(4000));
             assert_eq!(tree.get(&k).unwrap().map(|v| v.to_vec()), model.get(&k).cloned());
         }
-        let (problems, _, _) = tree.verify(false).unwrap();
-        assert!(problems.is_empty(), "{problems:?}");
+        for c in tree.check_pages() {
+            assert!(matches!(c.status, Ok((_, 0))), "{}: {:?}", c.name, c.status.map_err(|e| e.to_string()));
+        }
         let dir = read(&tree.dir);
         if let Some((lo, _)) = dir.pages.first_key_value() {
             assert!(lo.is_empty(), "the first page starts at the lowest key");
         }
+        assert_eq!(dir.hash, dir.compute_hash(), "the directory hash kept up to date");
     }
 
     fn key(i: u64) -> Vec<u8> {
@@ -1110,7 +1341,7 @@ mod tests {
             // Every page within its size bounds (but a last small one, or one of a single record).
             let dir = read(&tree.dir);
             for (lo, loc) in &dir.pages {
-                let p = tree.load(lo, loc).unwrap();
+                let p = tree.load(lo, dir.next_lo(lo).map(Vec::as_slice), loc).unwrap();
                 let size: usize = (0..p.len()).map(|i| entry_size(p.key(i), p.value(i))).sum();
                 assert!(size <= MAX_PAGE + 6000, "page of {size} bytes");
             }

@@ -74,6 +74,8 @@ enum Command {
     Stats(store::Stats),
     Verify(store::Verify),
     Gc(store::Gc),
+    Salvage(store::Salvage),
+    Repair(store::Repair),
     Import(transfer::Import),
     Export(transfer::Export),
     /// Take, list, compare, restore and delete a store's named checkpoints.
@@ -118,6 +120,8 @@ fn run() -> i32 {
         Command::Stats(c) => c.run(),
         Command::Verify(c) => c.run(),
         Command::Gc(c) => c.run(),
+        Command::Salvage(c) => c.run(),
+        Command::Repair(c) => c.run(),
         Command::Import(c) => c.run(),
         Command::Export(c) => c.run(),
         Command::Checkpoint(cmd) => checkpoint::run(cmd),
@@ -157,6 +161,12 @@ pub struct StoreArgs {
     /// changing anything.
     #[arg(long)]
     pub read_only: bool,
+    /// Open a store whose page directory (sled/) came back older than its last sync, or
+    /// whose WITNESS file is damaged, accepting the older state (the library's
+    /// `allow_rollback(true)`). Run `pickleshelf repair STORE` first: it rebuilds the
+    /// directory from the pack files, which usually hold what sled lost.
+    #[arg(long)]
+    pub allow_rollback: bool,
 }
 
 /// How a subcommand uses its store.
@@ -190,7 +200,8 @@ impl StoreArgs {
     /// Opens the store as `access` says.
     pub fn open(&self, access: Access) -> anyhow::Result<Shelf> {
         let path = &self.store;
-        let is_store = path.join("sled").is_dir();
+        // A store whose sled/ is lost still has its packs (the library says what to run).
+        let is_store = path.join("sled").is_dir() || path.join("pages").is_dir();
         match access {
             Access::Read | Access::Write if !path.exists() => bail!("{}: no such store", path.display()),
             Access::Read | Access::Write if !is_store => {
@@ -205,11 +216,16 @@ impl StoreArgs {
             return Err(pickleshelf::Error::ReadOnly { path: path.clone() }.into());
         }
         let read_only = access == Access::Read;
-        let mut builder = Shelf::builder(path).read_only(read_only).create(access == Access::Create);
+        Ok(self.builder()?.read_only(read_only).create(access == Access::Create).open()?)
+    }
+
+    /// A builder for the store with the auth key and `--allow-rollback` given.
+    pub fn builder(&self) -> anyhow::Result<pickleshelf::ShelfBuilder> {
+        let mut builder = Shelf::builder(&self.store).allow_rollback(self.allow_rollback);
         if let Some(key) = self.auth_key()? {
             builder = builder.auth_key(key);
         }
-        Ok(builder.open()?)
+        Ok(builder)
     }
 }
 

@@ -1,4 +1,5 @@
-//! The store subcommands: `ls`, `get`, `put`, `rm`, `stats`, `verify`, `gc`.
+//! The store subcommands: `ls`, `get`, `put`, `rm`, `stats`, `verify`, `gc`, `salvage`,
+//! `repair`.
 
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
@@ -276,6 +277,10 @@ pub struct Stats {
 }
 
 /// `1234567` as `1,234,567`.
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
 fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
@@ -361,11 +366,14 @@ const VERIFY: &str = "  pickleshelf verify state.db && echo intact";
 
 /// Check a whole store.
 ///
-/// Reads every value and checks it against its digest, checks every reference
-/// count against the keys that point at the object, and every object file against
-/// its record. Changes nothing (gc repairs what can be repaired). Prints `ok:
-/// ...` and exits 0 when everything is right; otherwise prints one `problem: ...`
-/// line each and exits 1. A progress bar shows on stderr when it is a terminal.
+/// Reads every page of records and every value and checks it against its digest,
+/// checks every reference count against the keys that point at the object, and
+/// every object file against its record. Changes nothing (gc repairs what can be
+/// repaired). Files that a write cut short by a crash or a full disk left behind
+/// are listed as `leftover: ...` lines (the next writing command deletes them); they
+/// are not problems. Prints `ok: ...` and exits 0 when nothing is wrong; otherwise
+/// prints one `problem: ...` line each and exits 1. A progress bar shows on stderr
+/// when it is a terminal.
 #[derive(Args)]
 #[command(verbatim_doc_comment, override_usage = "pickleshelf verify STORE [OPTIONS]")]
 #[command(after_help = examples(VERIFY), after_long_help = manual(VERIFY))]
@@ -385,6 +393,9 @@ impl Verify {
         for p in &report.problems {
             text.push_str(&format!("problem: {p}\n"));
         }
+        for l in &report.leftovers {
+            text.push_str(&format!("leftover: {l}\n"));
+        }
         if report.is_ok() {
             text.push_str(&format!(
                 "ok: {} keys, {} objects, {} object files checked\n",
@@ -394,7 +405,16 @@ impl Verify {
         write_stdout(text.as_bytes())?;
         if !report.is_ok() {
             let n = report.problems.len();
-            bail!("{}: verify found {n} problem{}", self.store.store.display(), if n == 1 { "" } else { "s" });
+            let st = self.store.store.display();
+            if !report.is_complete() {
+                bail!(
+                    "{st}: verify found {n} problem{}, {} of them pages or records that cannot be read (run \
+                     `pickleshelf salvage {st} --into NEW` to copy out what is readable)",
+                    plural(n),
+                    report.unreadable
+                );
+            }
+            bail!("{st}: verify found {n} problem{}", plural(n));
         }
         Ok(())
     }
@@ -409,6 +429,12 @@ const GC: &str = "  pickleshelf gc state.db";
 /// files left by a crash; then syncs. Prints one `repaired: ...` line per repair
 /// and one `problem: ...` line per problem it cannot repair (a damaged value is
 /// reported, never removed), then a summary. Exits 1 when problems remain.
+///
+/// While any page or record of the store cannot be read, gc changes nothing: a
+/// record it cannot read may name any value, so every object file, record and
+/// pack is kept. It prints what cannot be read (pages, their key ranges, keys that
+/// checkpoints still name there) and exits 1; `pickleshelf salvage` copies out
+/// everything readable into a new store.
 #[derive(Args)]
 #[command(verbatim_doc_comment, override_usage = "pickleshelf gc STORE [OPTIONS]")]
 #[command(after_help = examples(GC), after_long_help = manual(GC))]
@@ -432,6 +458,19 @@ impl Gc {
         for p in &report.problems {
             text.push_str(&format!("problem: {p}\n"));
         }
+        let st = self.store.store.display();
+        if !report.is_complete() {
+            text.push_str(&format!(
+                "gc: {} keys checked, nothing changed: {} pages or records cannot be read\n",
+                report.keys, report.unreadable
+            ));
+            write_stdout(text.as_bytes())?;
+            bail!(
+                "{st}: {} pages or records cannot be read, so gc changed nothing (run `pickleshelf salvage {st} \
+                 --into NEW` to copy out everything readable)",
+                report.unreadable
+            );
+        }
         text.push_str(&format!(
             "gc: {} keys checked, {} repaired, {} problems left\n",
             report.keys,
@@ -441,7 +480,135 @@ impl Gc {
         write_stdout(text.as_bytes())?;
         if !report.is_ok() {
             let n = report.problems.len();
-            bail!("{}: {n} problem{} gc cannot repair", self.store.store.display(), if n == 1 { "" } else { "s" });
+            bail!("{st}: {n} problem{} gc cannot repair", plural(n));
+        }
+        Ok(())
+    }
+}
+
+const SALVAGE: &str = "  pickleshelf salvage state.db --into rescued.db";
+
+/// Copy what can be read out of a damaged store into a new one.
+///
+/// Copies every key and memoized result whose value verifies, every checkpoint
+/// whose entries all verify, and the compression dictionaries into a new store
+/// NEW (which must not exist, or be empty), with the same auth key. A value whose
+/// object verifies but whose key record cannot be read is copied under the key
+/// recovered/<digest in hex>. The damaged store is never changed: it is opened
+/// read-only (a store whose page directory cannot be read is read through one
+/// rebuilt from its pack files in a temporary directory). Prints what was copied
+/// and one `lost: ...` line per thing that could not be; exits 0 when everything
+/// was copied, 1 otherwise.
+#[derive(Args)]
+#[command(verbatim_doc_comment, override_usage = "pickleshelf salvage STORE --into NEW [OPTIONS]")]
+#[command(after_help = examples(SALVAGE), after_long_help = manual(SALVAGE))]
+pub struct Salvage {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The new store to write.
+    #[arg(long, value_name = "NEW")]
+    into: std::path::PathBuf,
+}
+
+impl Salvage {
+    pub fn run(self) -> anyhow::Result<()> {
+        let st = self.store.store.display();
+        if !self.store.store.join("pages").is_dir() && !self.store.store.join("sled").is_dir() {
+            bail!("{st}: no such store");
+        }
+        let report = self.store.builder()?.salvage(&self.into)?;
+        let mut text = String::new();
+        for n in &report.notes {
+            text.push_str(&format!("note: {n}\n"));
+        }
+        for l in &report.lost {
+            text.push_str(&format!("lost: {l}\n"));
+        }
+        for p in &report.verify.problems {
+            text.push_str(&format!("problem in the new store: {p}\n"));
+        }
+        text.push_str(&format!(
+            "salvaged into {}: {} keys, {} memo results, {} checkpoints, {} recovered values ({} objects)\n",
+            self.into.display(),
+            report.keys,
+            report.memo,
+            report.checkpoints,
+            report.recovered,
+            report.objects
+        ));
+        write_stdout(text.as_bytes())?;
+        if !report.is_complete() {
+            let n = report.lost.len();
+            bail!("{st}: {n} thing{} could not be salvaged (listed above)", plural(n));
+        }
+        Ok(())
+    }
+}
+
+const REPAIR: &str = "  pickleshelf repair state.db && pickleshelf verify state.db";
+
+/// Rebuild a store's page directory from its pack files.
+///
+/// When the store's page directory (the sled database in sled/) cannot be read, or
+/// came back older than the last sync, rebuilds it from the pack files in pages/,
+/// which record every commit: the newest image of each page wins. The rebuilt
+/// directory is installed only when it is exactly that of the newest commit, every
+/// page verified; the old sled/ is kept as sled.damaged/. A readable, current
+/// directory is kept. Also upgrades a store of format 2, rewrites a damaged WITNESS
+/// file and recreates a missing LOCK. Then verifies the store. Prints what it found
+/// and did; exits 0 when the store now opens and verifies clean, 1 otherwise (run
+/// `pickleshelf salvage` then to copy out what can be read).
+#[derive(Args)]
+#[command(verbatim_doc_comment, override_usage = "pickleshelf repair STORE [OPTIONS]")]
+#[command(after_help = examples(REPAIR), after_long_help = manual(REPAIR))]
+pub struct Repair {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Rebuild the directory from the pack files even when sled's can be read (after
+    /// restoring pages/ from a backup newer than sled/, say); installed only when it is
+    /// exactly that of the newest commit.
+    #[arg(long)]
+    rebuild: bool,
+}
+
+impl Repair {
+    pub fn run(self) -> anyhow::Result<()> {
+        let st = self.store.store.display();
+        if self.store.read_only {
+            return Err(pickleshelf::Error::ReadOnly { path: self.store.store.clone() }.into());
+        }
+        if !self.store.store.join("pages").is_dir() && !self.store.store.join("sled").is_dir() {
+            bail!("{st}: no such store");
+        }
+        let builder = self.store.builder()?;
+        let report = if self.rebuild { builder.rebuild()? } else { builder.repair()? };
+        let mut text = String::new();
+        if let Some(d) = &report.damaged {
+            text.push_str(&format!("damaged: {d}\n"));
+        }
+        for n in &report.notes {
+            text.push_str(&format!("note: {n}\n"));
+        }
+        for l in &report.lost {
+            text.push_str(&format!("lost: {l}\n"));
+        }
+        if let Some(v) = &report.verify {
+            for p in &v.problems {
+                text.push_str(&format!("problem: {p}\n"));
+            }
+            text.push_str(&format!(
+                "repair: {}; verify: {} keys, {} problems\n",
+                if report.rebuilt { "directory rebuilt from the packs" } else { "directory kept" },
+                v.keys,
+                v.problems.len()
+            ));
+        }
+        write_stdout(text.as_bytes())?;
+        if let Some(why) = &report.unopened {
+            bail!("{st}: {why} (run `pickleshelf salvage {st} --into NEW` to copy out what can be read)");
+        }
+        if !report.is_ok() {
+            bail!("{st}: problems remain (run `pickleshelf salvage {st} --into NEW` to copy out what can be read)");
         }
         Ok(())
     }

@@ -24,7 +24,8 @@ fn listing(store: &Path) -> String {
     ok_text(&["ls", &s(store), "--long"])
 }
 
-const SUBCOMMANDS: [&str; 10] = ["ls", "get", "put", "rm", "stats", "verify", "gc", "import", "export", "pickle"];
+const SUBCOMMANDS: [&str; 12] =
+    ["ls", "get", "put", "rm", "stats", "verify", "gc", "salvage", "repair", "import", "export", "pickle"];
 
 #[test]
 fn every_subcommand_has_a_manual_with_an_example() {
@@ -59,6 +60,8 @@ fn usage_errors_exit_2() {
         &["export", "s.db", "--dbm", "sqlite3", "--dir", "d"],
         &["export", "s.db", "--shelve", "x", "--dbm", "gdbm"],
         &["stats", "s.db", "--frobnicate"],
+        &["salvage", "s.db"],
+        &["repair"],
     ];
     for args in cases {
         let out = bin().args(*args).assert().code(2).get_output().clone();
@@ -225,14 +228,14 @@ fn stats_in_text_and_json() {
     let st = s(&store);
     let text = ok_text(&["stats", &st]);
     for want in
-        ["format version     2\n", "keys               6\n", "values in objects  2 (1 objects)\n", "dedup ratio"]
+        ["format version     3\n", "keys               6\n", "values in objects  2 (1 objects)\n", "dedup ratio"]
     {
         assert!(text.contains(want), "{want:?} in\n{text}");
     }
     let json: serde_json::Value =
         serde_json::from_slice(&ok(&["stats", &st, "--json"])).unwrap_or_else(|e| panic!("{e}"));
     let n = |k: &str| json.get(k).and_then(serde_json::Value::as_u64).unwrap_or(u64::MAX);
-    assert_eq!((n("format_version"), n("keys"), n("objects"), n("object_refs"), n("inline_values")), (2, 6, 1, 2, 4));
+    assert_eq!((n("format_version"), n("keys"), n("objects"), n("object_refs"), n("inline_values")), (3, 6, 1, 2, 4));
     let big = bytes_pickle(&noise(20_000, 7)).len() as u64;
     assert!(n("logical_bytes") > 2 * big && n("unique_bytes") < n("logical_bytes"), "{json}");
     let dedup = json.get("dedup_ratio").and_then(serde_json::Value::as_f64).unwrap_or(0.0);

@@ -350,9 +350,13 @@ impl Shelf {
             },
         )?;
         if index.is_empty()? {
-            // No directory, but pages: sled's files were lost (a restore that has not
-            // copied them, say). Creating a store here would drop every pack.
-            if has_packs(&path) {
+            // No directory, but pages and a witness: sled's files were lost after a sync
+            // (a restore that has not copied them, say), and creating a store here would
+            // drop every pack. Without a witness no sync ever completed (the witness is
+            // written after sled's files are fsynced): the packs hold only the commits of
+            // an unacknowledged first sync, which a power cut may leave, and the store is
+            // new.
+            if has_packs(&path) && !matches!(witness::read(&path), Ok(None)) {
                 return Err(lost_directory(&path));
             }
             if b.read_only {

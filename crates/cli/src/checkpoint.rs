@@ -9,12 +9,13 @@ use std::collections::BTreeSet;
 use std::io::{self, BufWriter, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::bail;
 use clap::{Args, Subcommand};
 use pickleshelf::{Change, ChangeKind};
 
 use super::store::shown_key;
-use super::{Access, StoreArgs, checkpoint_error, examples, human_bytes, manual, stdout_is_terminal, write_stdout};
+use super::{
+    Absent, Access, StoreArgs, checkpoint_error, examples, human_bytes, manual, stdout_is_terminal, write_stdout,
+};
 
 /// The examples of `pickleshelf checkpoint --help`.
 pub const EXAMPLES: &str = "  pickleshelf checkpoint create state.db before-upgrade
@@ -272,7 +273,8 @@ impl Rm {
         if !self.force
             && let Some(missing) = self.names.iter().find(|n| !existing.contains(*n))
         {
-            bail!("{}: no checkpoint {missing:?} (nothing deleted)", self.store.store.display());
+            let store = self.store.store.display();
+            return Err(Absent(format!("{store}: no checkpoint {missing:?} (nothing deleted)")).into());
         }
         // All in one atomic write; a name given twice is deleted once.
         let names: Vec<&str> = self.names.iter().map(String::as_str).filter(|n| existing.contains(*n)).collect();

@@ -2,9 +2,12 @@
 //!
 //! This file parses the command line and holds the error policy; every subcommand group
 //! lives in its own file and returns `anyhow::Result`, and an error becomes one line on
-//! stderr and an exit status: 0 on success (and when stdout closes early, as with
-//! `| head`), 1 for an operational error (the input is malformed or cannot be read, a
-//! store is missing, damaged or locked), 2 for a usage error (clap's own status).
+//! stderr and an exit status ([`exit_status`]): 0 on success (and when stdout closes
+//! early, as with `| head`); 1 when the answer is "not clean": the store is damaged
+//! (`verify`, `gc`, or a read that meets a damaged value) or `diff --exit-code` found
+//! differences; 2 when the command could not do its job (bad arguments — clap's own
+//! status —, a missing or locked store, a malformed or unreadable input, an i/o error);
+//! 3 when the key, checkpoint or memo namespace named is not there.
 
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -41,9 +44,19 @@ fn manual(examples: &str) -> String {
 
 const EXIT_STATUS: &str = "Exit status:
   0  success (also when stdout closes early, as with | head)
-  1  an operational error: a missing key, checkpoint or store, a damaged store or
-     file, a locked store; one line on stderr says what and where
-  2  a usage error (bad arguments)";
+  1  the store is damaged (verify, gc, or a value that fails its check when read),
+     or diff --exit-code found differences
+  2  the command failed: bad arguments, a missing or locked store, a wrong auth key,
+     an input that is malformed or cannot be read, an i/o error
+  3  the key, checkpoint or memo namespace named does not exist
+  One line on stderr says what and where (none for diff --exit-code).";
+
+/// Exit status: the store is damaged, or `diff --exit-code` found differences.
+pub const EXIT_DAMAGED_OR_DIFFERENT: i32 = 1;
+/// Exit status: the command could not do its job (clap's status for usage errors too).
+pub const EXIT_FAILED: i32 = 2;
+/// Exit status: the key, checkpoint or memo namespace named does not exist.
+pub const EXIT_ABSENT: i32 = 3;
 
 /// An embedded, persistent object store for Python pickles.
 ///
@@ -120,13 +133,72 @@ fn run() -> i32 {
         Ok(()) => 0,
         Err(e) if is_broken_pipe(&e) => 0,
         Err(e) => {
-            // One line, whatever the messages hold.
-            let line = format!("{e:#}").replace(['\n', '\r'], " ");
-            let _ = writeln!(io::stderr().lock(), "pickleshelf: {line}");
-            1
+            if e.downcast_ref::<Differs>().is_none() {
+                // One line, whatever the messages hold.
+                let line = format!("{e:#}").replace(['\n', '\r'], " ");
+                let _ = writeln!(io::stderr().lock(), "pickleshelf: {line}");
+            }
+            exit_status(&e)
         }
     }
 }
+
+/// The exit status an error means (see [`EXIT_STATUS`]).
+fn exit_status(e: &anyhow::Error) -> i32 {
+    use pickleshelf::{CheckpointProblem, Error};
+    for cause in e.chain() {
+        if cause.is::<Absent>() {
+            return EXIT_ABSENT;
+        }
+        if cause.is::<Damaged>() || cause.is::<Differs>() {
+            return EXIT_DAMAGED_OR_DIFFERENT;
+        }
+        match cause.downcast_ref::<Error>() {
+            Some(Error::Checkpoint { problem: CheckpointProblem::NotFound, .. }) => return EXIT_ABSENT,
+            Some(Error::Corrupted { .. } | Error::CorruptedObject { .. } | Error::RolledBack { .. }) => {
+                return EXIT_DAMAGED_OR_DIFFERENT;
+            }
+            _ => {}
+        }
+    }
+    EXIT_FAILED
+}
+
+/// The error of a key, checkpoint or memo namespace that is not there (exit status 3):
+/// `state.db: no key "user:3"`.
+#[derive(Debug)]
+pub struct Absent(pub String);
+
+/// The error of a command that found the store damaged (exit status 1):
+/// `state.db: verify found 2 problems`.
+#[derive(Debug)]
+pub struct Damaged(pub String);
+
+/// `diff --exit-code` found differences (exit status 1, nothing on stderr).
+#[derive(Debug)]
+pub struct Differs;
+
+impl std::fmt::Display for Absent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Display for Damaged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Display for Differs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("differences found")
+    }
+}
+
+impl std::error::Error for Absent {}
+impl std::error::Error for Damaged {}
+impl std::error::Error for Differs {}
 
 /// True when the error is stdout closing early (`pickleshelf ... | head`).
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -3,14 +3,15 @@
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::Context;
 use clap::{ArgGroup, Args};
 use pickleshelf::pickle::{self, PyStr};
 use pickleshelf::{Batch, Shelf};
 
 use super::bar::Bar;
 use super::{
-    Access, Input, StoreArgs, checkpoint_error, examples, human_bytes, manual, stdout_is_terminal, write_stdout,
+    Absent, Access, Damaged, Input, StoreArgs, checkpoint_error, examples, human_bytes, manual, stdout_is_terminal,
+    write_stdout,
 };
 
 const LS: &str = "  pickleshelf ls state.db
@@ -125,11 +126,11 @@ impl Get {
         let key = &self.key;
         let store = self.store.store.display();
         let bytes = match &self.at {
-            None => shelf.get_pickle(key)?.ok_or_else(|| anyhow!("{store}: no key {key:?}"))?,
+            None => shelf.get_pickle(key)?.ok_or_else(|| Absent(format!("{store}: no key {key:?}")))?,
             Some(name) => shelf
                 .get_pickle_at(name, key)
                 .map_err(checkpoint_error(&self.store.store))?
-                .ok_or_else(|| anyhow!("{store}: no key {key:?} in checkpoint {name:?}"))?,
+                .ok_or_else(|| Absent(format!("{store}: no key {key:?} in checkpoint {name:?}")))?,
         };
         if self.raw {
             return write_stdout(&bytes);
@@ -240,7 +241,8 @@ impl Rm {
             if shelf.contains_key(key)? {
                 batch.remove(key);
             } else if !self.force {
-                bail!("{}: no key {key:?} (nothing removed)", self.store.store.display());
+                let store = self.store.store.display();
+                return Err(Absent(format!("{store}: no key {key:?} (nothing removed)")).into());
             }
         }
         shelf.apply(batch)?;
@@ -394,7 +396,8 @@ impl Verify {
         write_stdout(text.as_bytes())?;
         if !report.is_ok() {
             let n = report.problems.len();
-            bail!("{}: verify found {n} problem{}", self.store.store.display(), if n == 1 { "" } else { "s" });
+            let store = self.store.store.display();
+            return Err(Damaged(format!("{store}: verify found {n} problem{}", if n == 1 { "" } else { "s" })).into());
         }
         Ok(())
     }
@@ -441,7 +444,10 @@ impl Gc {
         write_stdout(text.as_bytes())?;
         if !report.is_ok() {
             let n = report.problems.len();
-            bail!("{}: {n} problem{} gc cannot repair", self.store.store.display(), if n == 1 { "" } else { "s" });
+            let store = self.store.store.display();
+            return Err(
+                Damaged(format!("{store}: {n} problem{} gc cannot repair", if n == 1 { "" } else { "s" })).into()
+            );
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! The store subcommands (`ls`, `get`, `put`, `rm`, `stats`, `verify`, `gc`, `import`,
-//! `export`) run as a user runs them: output, exit status (0 success, 1 operational
-//! error with one line on stderr, 2 usage error), nothing on stderr when it is not a
-//! terminal, progress bars when it is (under `script`), and a store left unchanged by
+//! `export`) run as a user runs them: output, exit status (0 success, 1 a damaged
+//! store, 2 a failure with one line on stderr or a usage error, 3 a key that is not
+//! there), nothing on stderr when it is not a terminal, progress bars when it is (under `script`), and a store left unchanged by
 //! every failure.
 
 mod common;
@@ -139,10 +139,10 @@ fn get_prints_json_repr_or_raw() {
     let big = ok(&["get", &st, "big", "--raw"]);
     assert_eq!(big, bytes_pickle(&noise(20_000, 7)));
 
-    let err = fails(&["get", &st, "user:3"]);
+    let err = absent(&["get", &st, "user:3"]);
     assert!(err.ends_with("state.db: no key \"user:3\"\n"), "{err}");
     // A key that looks like an option, after --.
-    assert!(fails(&["get", &st, "--", "-x"]).contains("no key \"-x\""));
+    assert!(absent(&["get", &st, "--", "-x"]).contains("no key \"-x\""));
 }
 
 #[test]
@@ -208,7 +208,7 @@ fn rm_removes_all_keys_or_none() {
     let st = s(&store);
     ok(&["rm", &st, "a", "b"]);
     assert_eq!(ok_text(&["ls", &st]), "big\nbig2\nuser:1\nuser:2\n");
-    let err = fails(&["rm", &st, "user:1", "ghost"]);
+    let err = absent(&["rm", &st, "user:1", "ghost"]);
     assert!(err.ends_with("state.db: no key \"ghost\" (nothing removed)\n"), "{err}");
     assert_eq!(ok_text(&["ls", &st]), "big\nbig2\nuser:1\nuser:2\n");
     ok(&["rm", &st, "--force", "user:1", "ghost"]);
@@ -275,8 +275,9 @@ fn verify_and_gc_report_and_exit_1_on_damage() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.ends_with("gc: 6 keys checked, 0 repaired, 2 problems left\n"), "{stdout}");
     assert_eq!(String::from_utf8_lossy(&out.stderr), format!("pickleshelf: {st}: 2 problems gc cannot repair\n"));
-    // Reading the damaged key is an error naming it; the others still read.
-    let err = fails(&["get", &st, "big"]);
+    // Reading the damaged key is an error naming it (status 1: damaged); the others
+    // still read.
+    let err = fails_quietly_with(DAMAGED, &["get", &st, "big"]);
     assert!(err.contains("corrupted object") && err.contains("of key \"big\""), "{err}");
     ok(&["get", &st, "a"]);
 }

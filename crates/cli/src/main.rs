@@ -322,6 +322,35 @@ impl From<PathBuf> for Input {
     }
 }
 
+/// Writes one JSON array as its items come, one item per line (`[`, the items separated
+/// by `,`, `]`), so that a long listing streams and still parses as one document.
+pub struct JsonArray<'w, W: Write> {
+    out: &'w mut W,
+    empty: bool,
+}
+
+impl<'w, W: Write> JsonArray<'w, W> {
+    /// Starts the array.
+    pub fn new(out: &'w mut W) -> io::Result<Self> {
+        out.write_all(b"[")?;
+        Ok(JsonArray { out, empty: true })
+    }
+
+    /// Writes one item.
+    pub fn item(&mut self, v: &serde_json::Value) -> io::Result<()> {
+        self.out.write_all(if self.empty { b"\n" } else { b",\n" })?;
+        self.empty = false;
+        serde_json::to_writer(&mut *self.out, v)?;
+        Ok(())
+    }
+
+    /// Ends the array (and its line) and flushes.
+    pub fn finish(self) -> io::Result<()> {
+        self.out.write_all(if self.empty { b"]\n" } else { b"\n]\n" })?;
+        self.out.flush()
+    }
+}
+
 /// Writes bytes to stdout and flushes (a broken pipe comes back as an error that
 /// [`run`] treats as success).
 fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {

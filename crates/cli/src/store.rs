@@ -10,12 +10,14 @@ use pickleshelf::{Batch, Shelf};
 
 use super::bar::Bar;
 use super::{
-    Absent, Access, Damaged, Input, StoreArgs, checkpoint_error, examples, human_bytes, manual, stdout_is_terminal,
-    write_stdout,
+    Absent, Access, Damaged, Input, JsonArray, StoreArgs, checkpoint_error, examples, human_bytes, manual,
+    stdout_is_terminal, write_stdout,
 };
 
 const LS: &str = "  pickleshelf ls state.db
   pickleshelf ls state.db --prefix user: --long
+  pickleshelf ls state.db --json | jq -r '.[]'
+  pickleshelf ls state.db --json --long | jq '[.[] | .size] | add'
   pickleshelf ls state.db -0 | xargs -0 -n1 pickleshelf get state.db --json";
 
 /// List the keys of a store.
@@ -32,8 +34,12 @@ const LS: &str = "  pickleshelf ls state.db
 /// a small value kept inline with its key) — its digest (blake3 of the pickle, keyed
 /// in an authenticated store), then the key. Sizes come from frame headers: values
 /// are not decompressed or verified (use verify for that).
+///
+/// With --json the output is one JSON array, one item per line: the keys as
+/// strings, or with --long objects with the fields key, size, stored,
+/// compression, refs and digest (see docs/CLI.md).
 #[derive(Args)]
-#[command(verbatim_doc_comment, override_usage = "pickleshelf ls STORE [--prefix P] [--long] [-0] [OPTIONS]")]
+#[command(verbatim_doc_comment, override_usage = "pickleshelf ls STORE [--prefix P] [--long] [-0 | --json] [OPTIONS]")]
 #[command(after_help = examples(LS), after_long_help = manual(LS))]
 pub struct Ls {
     #[command(flatten)]
@@ -47,6 +53,9 @@ pub struct Ls {
     /// End each key with a NUL byte instead of a newline (for xargs -0).
     #[arg(long = "null", short = '0')]
     null: bool,
+    /// Print one JSON array.
+    #[arg(long, conflicts_with = "null")]
+    json: bool,
 }
 
 /// How a key is printed: a repr on a terminal when it holds control characters.
@@ -60,7 +69,27 @@ impl Ls {
         let terminal = stdout_is_terminal() && !self.null;
         let end: &[u8] = if self.null { b"\0" } else { b"\n" };
         let mut out = BufWriter::new(io::stdout().lock());
-        if self.long {
+        if self.json {
+            let mut array = JsonArray::new(&mut out)?;
+            if self.long {
+                for info in shelf.key_info(&self.prefix) {
+                    let info = info?;
+                    array.item(&serde_json::json!({
+                        "key": info.key,
+                        "size": info.size,
+                        "stored": info.stored,
+                        "compression": info.compression.map(|c| c.to_string()),
+                        "refs": info.shared_by,
+                        "digest": info.digest.to_string(),
+                    }))?;
+                }
+            } else {
+                for key in shelf.keys_with_prefix(&self.prefix) {
+                    array.item(&serde_json::Value::String(key?))?;
+                }
+            }
+            array.finish()?;
+        } else if self.long {
             for info in shelf.key_info(&self.prefix) {
                 let info = info?;
                 let size = info.size.map_or("?".into(), |n| n.to_string());
@@ -349,7 +378,8 @@ const STATS: &str = "  pickleshelf stats state.db
 ///   stored bytes    what those take compressed
 ///   dedup ratio     logical / unique
 ///   compression     unique / stored
-///   on disk         every file of the store, storage engine included
+///   on disk         every file of the store, storage engine included: what the
+///                   file system allocates (what du says), then the files' lengths
 /// With --json the same numbers are one JSON object (names as in pickleshelf::Stats).
 #[derive(Args)]
 #[command(verbatim_doc_comment, override_usage = "pickleshelf stats STORE [--json] [OPTIONS]")]
@@ -397,6 +427,7 @@ impl Stats {
                 "page_bytes": s.page_bytes,
                 "pack_bytes": s.pack_bytes,
                 "disk_bytes": s.disk_bytes,
+                "allocated_bytes": s.allocated_bytes,
                 "dedup_ratio": s.dedup_ratio(),
                 "compression_ratio": s.compression_ratio(),
                 "dictionary": s.dictionary,
@@ -433,7 +464,10 @@ impl Stats {
                     human_bytes(s.pack_bytes)
                 ),
             );
-            line("on disk", bytes(s.disk_bytes));
+            line(
+                "on disk",
+                format!("{} allocated (du); {} apparent", bytes(s.allocated_bytes), human_bytes(s.disk_bytes)),
+            );
             line("dictionary", s.dictionary.map_or("none".into(), |d| format!("#{d}")));
             if s.unreadable > 0 {
                 line("unreadable values", format!("{} (run verify)", grouped(s.unreadable)));

@@ -331,25 +331,6 @@ fn stats_in_text_and_json() {
     assert!(dedup > 1.8, "{json}");
 }
 
-/// Flips the last byte of the store's only object file.
-fn damage_object(store: &Path) {
-    let objects = store.join("objects");
-    for sub in fs::read_dir(&objects).unwrap_or_else(|e| panic!("{e}")).flatten() {
-        if sub.file_name() == "tmp" {
-            continue;
-        }
-        if let Some(f) = fs::read_dir(sub.path()).unwrap_or_else(|e| panic!("{e}")).flatten().next() {
-            let mut bytes = fs::read(f.path()).unwrap_or_else(|e| panic!("{e}"));
-            if let Some(last) = bytes.last_mut() {
-                *last ^= 0xff;
-            }
-            fs::write(f.path(), bytes).unwrap_or_else(|e| panic!("{e}"));
-            return;
-        }
-    }
-    panic!("no object file");
-}
-
 #[test]
 fn verify_and_gc_report_and_exit_1_on_damage() {
     let dir = tmp();

@@ -2,6 +2,7 @@
 //! a pseudo-terminal through `script`. Each test file uses the part it needs.
 #![allow(dead_code)]
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Stdio};
 
@@ -133,6 +134,25 @@ pub fn sample_store(dir: &Path) -> PathBuf {
     shelf.insert_pickle("big2", &big).unwrap_or_else(|e| panic!("{e}"));
     shelf.close().unwrap_or_else(|e| panic!("{e}"));
     path
+}
+
+/// Flips the last byte of the store's only object file.
+pub fn damage_object(store: &Path) {
+    let objects = store.join("objects");
+    for sub in fs::read_dir(&objects).unwrap_or_else(|e| panic!("{e}")).flatten() {
+        if sub.file_name() == "tmp" {
+            continue;
+        }
+        if let Some(f) = fs::read_dir(sub.path()).unwrap_or_else(|e| panic!("{e}")).flatten().next() {
+            let mut bytes = fs::read(f.path()).unwrap_or_else(|e| panic!("{e}"));
+            if let Some(last) = bytes.last_mut() {
+                *last ^= 0xff;
+            }
+            fs::write(f.path(), bytes).unwrap_or_else(|e| panic!("{e}"));
+            return;
+        }
+    }
+    panic!("no object file");
 }
 
 /// `script` runs a command on a pseudo-terminal (100 columns) and copies what it shows to

@@ -337,7 +337,7 @@ fn write_change(out: &mut impl Write, c: &Change, terminal: bool, end: &[u8]) ->
 
 /// `t` in UTC, in ISO 8601 to the second: `2025-03-01T09:30:00Z` (a time before 1970 as
 /// 1970-01-01T00:00:00Z; checkpoints are not taken then).
-fn utc_iso8601(t: SystemTime) -> String {
+pub(super) fn utc_iso8601(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (days, s) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days);

@@ -18,6 +18,7 @@ use pickleshelf::Shelf;
 
 mod bar;
 mod checkpoint;
+mod memo;
 mod pickle;
 mod store;
 mod transfer;
@@ -67,8 +68,8 @@ pub const EXIT_ABSENT: i32 = 3;
 /// imported or executed.
 ///
 /// Store subcommands take the store's path first. Commands that only read (ls,
-/// get, stats, verify, export, checkpoint ls and diff) open the store read-only
-/// and never create one.
+/// get, stats, verify, export, checkpoint ls and diff, memo ls) open the store
+/// read-only and never create one.
 #[derive(Parser)]
 #[command(verbatim_doc_comment)]
 #[command(name = "pickleshelf", version, about, propagate_version = true)]
@@ -98,6 +99,14 @@ enum Command {
     #[command(subcommand, verbatim_doc_comment)]
     #[command(after_help = examples(checkpoint::EXAMPLES), after_long_help = manual(checkpoint::EXAMPLES))]
     Checkpoint(checkpoint::CheckpointCommand),
+    /// List and clear a store's memo namespaces.
+    ///
+    /// A memo namespace holds the stored results of one memoized function
+    /// (Shelf::memo in Rust, pickleshelf.memoize in Python), keyed by the pickled
+    /// arguments. List them with their size, or forget their results.
+    #[command(subcommand, verbatim_doc_comment)]
+    #[command(after_help = examples(memo::EXAMPLES), after_long_help = manual(memo::EXAMPLES))]
+    Memo(memo::MemoCommand),
     /// Decode, encode and re-encode pickle files (no store needed).
     #[command(subcommand)]
     #[command(after_help = "Examples:\n  \
@@ -106,6 +115,35 @@ enum Command {
         pickleshelf pickle encode --protocol 5 sample.json > sample.p5.pkl\n  \
         pickleshelf pickle roundtrip --protocol 2 examples/data/sample.pkl > sample.p2.pkl")]
     Pickle(pickle::PickleCommand),
+    Completions(Completions),
+}
+
+const COMPLETIONS: &str = "  pickleshelf completions bash > ~/.local/share/bash-completion/completions/pickleshelf
+  pickleshelf completions zsh > ~/.zfunc/_pickleshelf     # with fpath+=~/.zfunc before compinit
+  pickleshelf completions fish > ~/.config/fish/completions/pickleshelf.fish";
+
+/// Print a shell completion script.
+///
+/// Writes the completion script of SHELL (bash, zsh, fish, elvish or powershell)
+/// to stdout: subcommands, options and their values. Put it where the shell
+/// looks for completions (see the examples), or source it from the shell's
+/// start-up file: `source <(pickleshelf completions bash)`.
+#[derive(Args)]
+#[command(verbatim_doc_comment)]
+#[command(after_help = examples(COMPLETIONS), after_long_help = manual(COMPLETIONS))]
+pub struct Completions {
+    /// The shell.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
+}
+
+impl Completions {
+    fn run(self) -> anyhow::Result<()> {
+        use clap::CommandFactory;
+        let mut script = Vec::new();
+        clap_complete::generate(self.shell, &mut Cli::command(), "pickleshelf", &mut script);
+        write_stdout(&script)
+    }
 }
 
 fn main() {
@@ -127,7 +165,9 @@ fn run() -> i32 {
         Command::Import(c) => c.run(),
         Command::Export(c) => c.run(),
         Command::Checkpoint(cmd) => checkpoint::run(cmd),
+        Command::Memo(cmd) => memo::run(cmd),
         Command::Pickle(cmd) => pickle::run(cmd),
+        Command::Completions(c) => c.run(),
     };
     match result {
         Ok(()) => 0,
@@ -216,9 +256,9 @@ pub struct StoreArgs {
     #[arg(long, value_name = "FILE")]
     pub auth_key_file: Option<PathBuf>,
     /// Never change the store. Reading commands (ls, get, stats, verify, export,
-    /// checkpoint ls and diff) always open it read-only; with this flag the writing ones
-    /// (put, rm, gc, import, checkpoint create, restore and rm) stop with an error before
-    /// changing anything.
+    /// checkpoint ls and diff, memo ls) always open it read-only; with this flag the
+    /// writing ones (put, rm, gc, import, checkpoint create, restore and rm, memo clear)
+    /// stop with an error before changing anything.
     #[arg(long)]
     pub read_only: bool,
 }

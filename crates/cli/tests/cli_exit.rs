@@ -63,6 +63,10 @@ fn every_command_says_absent_broken_or_failed_by_its_status() {
         vec!["put", &st, "new", &value],
         vec!["rm", &st, "new", "ghost", "--force"],
         vec!["checkpoint", "restore", &st, "v1", "--dry-run"],
+        vec!["memo", "ls", &st],
+        vec!["memo", "clear", &st, "--all"],
+        vec!["memo", "clear", &st, "ghost", "--force"],
+        vec!["completions", "bash"],
     ] {
         status(0, &args);
     }
@@ -77,6 +81,7 @@ fn every_command_says_absent_broken_or_failed_by_its_status() {
         vec!["checkpoint", "diff", &st, "v1", "v9", "--exit-code"],
         vec!["checkpoint", "restore", &st, "v9"],
         vec!["checkpoint", "rm", &st, "v9"],
+        vec!["memo", "clear", &st, "ghost"],
     ] {
         status(3, &args);
     }
@@ -97,6 +102,9 @@ fn every_command_says_absent_broken_or_failed_by_its_status() {
         vec!["rm", &st, "a", "--read-only"],
         vec!["put", &st, "k", &nope],
         vec!["pickle", "decode", &nope],
+        vec!["memo", "ls", &nope],
+        vec!["memo", "clear", &st, "--all", "--read-only"],
+        vec!["completions", "tcsh"],
     ] {
         status(2, &args);
     }

@@ -24,7 +24,8 @@ fn listing(store: &Path) -> String {
     ok_text(&["ls", &s(store), "--long"])
 }
 
-const SUBCOMMANDS: [&str; 10] = ["ls", "get", "put", "rm", "stats", "verify", "gc", "import", "export", "pickle"];
+const SUBCOMMANDS: [&str; 12] =
+    ["ls", "get", "put", "rm", "stats", "verify", "gc", "import", "export", "pickle", "memo", "completions"];
 
 #[test]
 fn every_subcommand_has_a_manual_with_an_example() {

@@ -9,8 +9,12 @@ use std::process::{Command as StdCommand, Stdio};
 use assert_cmd::Command;
 use pickleshelf::Shelf;
 
+/// The binary, with `PICKLESHELF_PYTHON` cleared (a test that wants an interpreter
+/// names it).
 pub fn bin() -> Command {
-    Command::cargo_bin("pickleshelf").unwrap_or_else(|e| panic!("{e}"))
+    let mut cmd = Command::cargo_bin("pickleshelf").unwrap_or_else(|e| panic!("{e}"));
+    cmd.env_remove("PICKLESHELF_PYTHON");
+    cmd
 }
 
 pub fn bin_path() -> PathBuf {

@@ -97,7 +97,7 @@ pub use cache::CacheStats;
 pub use checkpoint::{Change, ChangeKind, CheckpointInfo};
 pub use error::{CheckpointProblem, Error, Result};
 pub use index::MAX_KEY_LEN;
-pub use memo::{Memo, MemoBuilder, MemoStats};
+pub use memo::{Memo, MemoBuilder, MemoNamespace, MemoStats};
 /// The pickle codec, the `pickleshelf-pickle` crate: values, decoder, encoder, serde.
 pub use pickleshelf_pickle as pickle;
 pub use progress::Progress;

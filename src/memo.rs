@@ -248,7 +248,70 @@ fn parse_header(h: &[u8]) -> Option<(u64, u64)> {
     Some((c, a))
 }
 
+/// One memo namespace of a store, from [`Shelf::memo_namespaces`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemoNamespace {
+    /// The namespace (what [`Shelf::memo`] was given).
+    pub name: String,
+    /// The version its results were stored under ([`MemoBuilder::version`]).
+    pub version: String,
+    /// Results stored now (expired ones included until a memo of the namespace opens).
+    pub entries: u64,
+    /// Stored bytes of those results (frames, as counted against
+    /// [`MemoBuilder::max_bytes`]).
+    pub bytes: u64,
+    /// When a result was last stored or read (as last written to the store; reads are
+    /// written at [`Memo::sync`] or when the memo is dropped); `None` without results.
+    pub last_used: Option<SystemTime>,
+}
+
 impl Shelf {
+    /// Every memo namespace the store holds, in name order, with its version and the
+    /// count and size of its results. Reads the memo records; changes nothing (works
+    /// on a read-only store).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// let square = shelf.memo_builder("square").version("2").open()?;
+    /// let _: u64 = square.get_or_compute(&(7u32,), || 49)?;
+    /// let spaces = shelf.memo_namespaces()?;
+    /// assert_eq!((spaces[0].name.as_str(), spaces[0].version.as_str(), spaces[0].entries), ("square", "2", 1));
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Engine`] when the store cannot be read; [`Error::Corrupted`] for a record
+    /// that cannot be parsed.
+    pub fn memo_namespaces(&self) -> Result<Vec<MemoNamespace>> {
+        let index = self.index();
+        let mut out = Vec::new();
+        for (meta_name, version) in index.meta_scan("memo/")? {
+            let Some(name) = meta_name.strip_prefix("memo/") else { continue };
+            let mut ns = MemoNamespace {
+                name: name.to_owned(),
+                version: String::from_utf8_lossy(&version).into_owned(),
+                entries: 0,
+                bytes: 0,
+                last_used: None,
+            };
+            let mut last = 0;
+            for item in index.scan_in(Space::Memo, &format!("{name}\0")) {
+                let (_, head, stored) = item?;
+                ns.entries += 1;
+                ns.bytes += stored_len(self, &stored)?;
+                if let Some((created, accessed)) = parse_header(&head) {
+                    last = last.max(created).max(accessed);
+                }
+            }
+            ns.last_used = (ns.entries > 0).then(|| UNIX_EPOCH + Duration::from_millis(last));
+            out.push(ns);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
     /// The memo of namespace `namespace` with default options (no version, no expiry, no
     /// limits). See [`crate::memo`].
     ///
@@ -292,10 +355,7 @@ impl Memo {
                         stale.push(key);
                         continue;
                     }
-                    let bytes = match &stored {
-                        Stored::Inline { frame, .. } => frame.len() as u64,
-                        Stored::Object { digest } => index.object(digest)?.map_or(0, |r| r.stored_len),
-                    };
+                    let bytes = stored_len(&shelf, &stored)?;
                     entries.push((k, Entry { digest: stored.digest(), created, accessed, bytes, touched: false }));
                 }
                 _ => stale.push(key),
@@ -828,6 +888,14 @@ impl Drop for Landing<'_> {
         *lock(&self.flight.done) = true;
         self.flight.cv.notify_all();
     }
+}
+
+/// The stored length of a result: its inline frame, or its object's frame.
+fn stored_len(shelf: &Shelf, stored: &Stored) -> Result<u64> {
+    Ok(match stored {
+        Stored::Inline { frame, .. } => frame.len() as u64,
+        Stored::Object { digest } => shelf.index().object(digest)?.map_or(0, |r| r.stored_len),
+    })
 }
 
 fn parse_call(hex_key: &str) -> Option<[u8; 16]> {

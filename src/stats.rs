@@ -70,8 +70,15 @@ pub struct Stats {
     /// Bytes of the pack files that hold the pages; more than `page_bytes` by the images
     /// later commits replaced (reclaimed by compaction).
     pub pack_bytes: u64,
-    /// Total size of every file in the store's directory.
+    /// Total size of every file in the store's directory (their lengths: the apparent
+    /// size, `du --apparent-size`).
     pub disk_bytes: u64,
+    /// Bytes the file system allocates to the store's directory, its subdirectories and
+    /// files: what `du -s` reports (on Unix, `st_blocks × 512`; elsewhere the apparent
+    /// size of the files). Less than
+    /// [`disk_bytes`](Stats::disk_bytes) where files have holes (sled's log segments
+    /// once their padding is given back), more where small files fill whole blocks.
+    pub allocated_bytes: u64,
     /// The compression dictionary new values of 4 to 64 KiB use, if the store has trained
     /// one.
     pub dictionary: Option<u32>,
@@ -130,22 +137,50 @@ fn object_header(shelf: &Shelf, digest: &Digest, in_tree: bool) -> Option<(Compr
     blob::header(&head)
 }
 
-/// Total size of the files under `dir` (unreadable entries count as nothing: sled may
-/// delete a file while it is listed).
-fn dir_size(dir: &Path) -> u64 {
-    let mut total = 0;
+/// The apparent size of the files under `dir`, and what the file system allocates to
+/// them and to the directories, `dir` included, as `du -s` counts (unreadable entries
+/// count as nothing: sled may delete a file while it is listed).
+fn dir_size(dir: &Path) -> (u64, u64) {
+    let (mut total, mut allocated) = (0, 0);
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
         let Ok(entries) = fs::read_dir(&d) else { continue };
+        if let Ok(m) = fs::metadata(&d) {
+            allocated += dir_allocated_len(&m);
+        }
         for e in entries.flatten() {
             match e.file_type() {
                 Ok(t) if t.is_dir() => todo.push(e.path()),
-                Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
+                Ok(t) if t.is_file() => {
+                    if let Ok(m) = e.metadata() {
+                        total += m.len();
+                        allocated += allocated_len(&m);
+                    }
+                }
                 _ => {}
             }
         }
     }
-    total
+    (total, allocated)
+}
+
+/// The bytes the file system allocates to a file (`du`'s figure).
+#[cfg(unix)]
+fn allocated_len(m: &fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    m.blocks().saturating_mul(512)
+}
+
+/// The bytes the file system allocates to a file: its length where the block count is
+/// not known.
+#[cfg(not(unix))]
+fn allocated_len(m: &fs::Metadata) -> u64 {
+    m.len()
+}
+
+/// The bytes the file system allocates to a directory (nothing where unknown).
+fn dir_allocated_len(m: &fs::Metadata) -> u64 {
+    if cfg!(unix) { allocated_len(m) } else { 0 }
 }
 
 impl Shelf {
@@ -180,9 +215,9 @@ impl Shelf {
                 Some(v) => <[u8; 4]>::try_from(v.as_ref()).ok().map(u32::from_le_bytes).filter(|&id| id != 0),
                 None => None,
             },
-            disk_bytes: dir_size(self.path()),
             ..Stats::default()
         };
+        (s.disk_bytes, s.allocated_bytes) = dir_size(self.path());
         s.checkpoints = index.checkpoints()?.len() as u64;
         let tree = index.tree_stats();
         s.pages = tree.pages;
@@ -303,6 +338,29 @@ mod tests {
         assert_eq!(s.format_version, FORMAT_VERSION);
         assert_eq!((s.dedup_ratio(), s.compression_ratio()), (1.0, 1.0));
         assert!(s.disk_bytes > 0);
+        Ok(())
+    }
+
+    /// `allocated_bytes` is what `du -s` reports for the store's directory (on Linux, where
+    /// `du` is at hand).
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn allocated_bytes_are_what_du_says() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::Config(e.to_string()))?;
+        let path = dir.path().join("s");
+        let shelf = Shelf::open(&path)?;
+        for i in 0..200u64 {
+            shelf.insert(&format!("k{i}"), &vec![i; 100])?;
+        }
+        shelf.close()?;
+        let shelf = Shelf::builder(&path).read_only(true).open()?;
+        let s = shelf.stats()?;
+        let du = std::process::Command::new("du").args(["-s", "-B1"]).arg(&path).output();
+        let Ok(du) = du.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()) else {
+            return Ok(()); // no du: nothing to compare with
+        };
+        let du: u64 = du.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        assert_eq!(s.allocated_bytes, du, "apparent {}", s.disk_bytes);
         Ok(())
     }
 

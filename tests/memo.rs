@@ -244,3 +244,44 @@ fn errors_are_returned_not_cached() -> Result<(), Error> {
     assert_eq!(m.stats().entries, 0);
     Ok(())
 }
+
+#[test]
+fn memo_namespaces_lists_each_namespace_with_its_results() -> Result<(), Error> {
+    let dir = tempdir();
+    let path = dir.path().join("s");
+    let shelf = Shelf::open(&path)?;
+    assert!(shelf.memo_namespaces()?.is_empty());
+    let big = shelf.memo_builder("big").version("v2").open()?;
+    for n in 0..3u64 {
+        let _: Out = big.get_or_compute(&(n,), || out(n))?;
+    }
+    let small = shelf.memo("small")?;
+    let _: u32 = small.get_or_compute(&"x", || 1)?;
+    let empty = shelf.memo("empty")?;
+    let (big_stats, small_stats) = (big.stats(), small.stats());
+    drop((big, small, empty));
+    shelf.insert("big\0not-a-memo", &1)?; // a key, not a memo result
+    let spaces = shelf.memo_namespaces()?;
+    let names: Vec<&str> = spaces.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["big", "empty", "small"]);
+    assert_eq!((spaces[0].version.as_str(), spaces[0].entries, spaces[0].bytes), ("v2", 3, big_stats.bytes));
+    assert_eq!((spaces[1].version.as_str(), spaces[1].entries, spaces[1].bytes, spaces[1].last_used), ("", 0, 0, None));
+    assert_eq!((spaces[2].entries, spaces[2].bytes), (1, small_stats.bytes));
+    let age = spaces[0].last_used.and_then(|t| t.elapsed().ok()).unwrap_or(Duration::MAX);
+    assert!(age < Duration::from_secs(60), "{age:?}");
+    assert_eq!(shelf.stats()?.memo_entries, 4);
+    shelf.close()?;
+    // Read-only, and after clearing one namespace.
+    let ro = Shelf::builder(&path).read_only(true).open()?;
+    assert_eq!(ro.memo_namespaces()?, spaces);
+    drop(ro);
+    let shelf = Shelf::open(&path)?;
+    assert_eq!(shelf.memo_builder("big").version("v2").open()?.clear()?, 3);
+    let after = shelf.memo_namespaces()?;
+    assert_eq!(
+        (after[0].name.as_str(), after[0].version.as_str(), after[0].entries, after[0].bytes),
+        ("big", "v2", 0, 0)
+    );
+    assert_eq!(after[2], spaces[2]);
+    Ok(())
+}

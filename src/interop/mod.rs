@@ -38,6 +38,7 @@
 
 pub mod dir;
 pub mod dumb;
+pub mod python;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
@@ -105,6 +106,13 @@ pub enum ShelveFormat {
     /// `dbm.sqlite3`: one SQLite file at `PATH`; `shelve`'s default from Python 3.13
     /// (the `sqlite` module, with the crate's `sqlite` feature).
     Sqlite3,
+    /// `dbm.gnu`: one gdbm file at `PATH`; what `shelve` writes where Python has gdbm
+    /// (most Linux machines). Read through Python ([`python`]); not written.
+    Gnu,
+    /// `dbm.ndbm`: `PATH.db` (Berkeley DB) or `PATH.pag` and `PATH.dir` (ndbm, or gdbm's
+    /// emulation of it), as the Python was built. Read through Python ([`python`]); not
+    /// written.
+    Ndbm,
 }
 
 impl ShelveFormat {
@@ -113,6 +121,8 @@ impl ShelveFormat {
         match self {
             ShelveFormat::Dumb => "dbm.dumb",
             ShelveFormat::Sqlite3 => "dbm.sqlite3",
+            ShelveFormat::Gnu => "dbm.gnu",
+            ShelveFormat::Ndbm => "dbm.ndbm",
         }
     }
 }
@@ -171,9 +181,11 @@ pub(crate) fn show_key(key: &[u8]) -> String {
 /// `PATH.dat` with `PATH.dir` is `dbm.dumb`; a file `PATH` starting with SQLite's magic
 /// is `dbm.sqlite3`.
 ///
+/// `PATH.pag` with `PATH.dir`, or `PATH.db`, is `dbm.ndbm`; a file `PATH` starting with
+/// gdbm's magic number is `dbm.gnu`.
+///
 /// # Errors
-/// [`Error::Interop`] naming the flavour when it is one pickleshelf does not read
-/// (`dbm.gnu`, `dbm.ndbm`) or when nothing there is a shelve.
+/// [`Error::Interop`] when nothing there is a shelve.
 pub fn detect_shelve(path: &Path) -> Result<ShelveFormat> {
     let dat = with_suffix(path, ".dat");
     let dir = with_suffix(path, ".dir");
@@ -182,11 +194,7 @@ pub fn detect_shelve(path: &Path) -> Result<ShelveFormat> {
         return Ok(ShelveFormat::Dumb);
     }
     if pag.exists() && dir.exists() || with_suffix(path, ".db").is_file() {
-        return Err(interop(
-            path,
-            "this is a dbm.ndbm shelve; pickleshelf reads dbm.dumb and dbm.sqlite3 \
-             (convert it in Python: copy its items into dbm.dumb.open(...))",
-        ));
+        return Ok(ShelveFormat::Ndbm);
     }
     if let Some(ext @ ("dat" | "dir" | "bak")) = path.extension().and_then(|e| e.to_str()) {
         let base = path.with_extension("");
@@ -223,25 +231,40 @@ pub fn detect_shelve(path: &Path) -> Result<ShelveFormat> {
         return Ok(ShelveFormat::Sqlite3);
     }
     if head.len() >= 4 {
-        let magic = u32::from_ne_bytes([head[0], head[1], head[2], head[3]]);
-        if matches!(magic, 0x13579acd..=0x13579acf) {
-            return Err(interop(
-                path,
-                "this is a dbm.gnu shelve; pickleshelf reads dbm.dumb and dbm.sqlite3 \
-                 (convert it in Python: copy its items into dbm.dumb.open(...))",
-            ));
+        // GDBM_OMAGIC, GDBM_MAGIC32 and 64, and their "numsync" forms (gdbm 1.21), in
+        // either byte order (dbm.whichdb checks the first three, native order only).
+        let magic = |m: u32| matches!(m, 0x13579acd..=0x13579ad1);
+        let b = [head[0], head[1], head[2], head[3]];
+        if magic(u32::from_le_bytes(b)) || magic(u32::from_be_bytes(b)) {
+            return Ok(ShelveFormat::Gnu);
         }
     }
-    Err(interop(path, "not a shelve pickleshelf reads: neither dbm.dumb (PATH.dat + PATH.dir) nor dbm.sqlite3"))
+    Err(interop(
+        path,
+        "not a shelve pickleshelf reads: neither dbm.dumb (PATH.dat + PATH.dir), dbm.sqlite3, dbm.gnu nor dbm.ndbm",
+    ))
 }
 
 /// Opens the Python `shelve` at `path` for reading: `format`, or the one
-/// [`detect_shelve`] finds.
+/// [`detect_shelve`] finds. A `dbm.gnu` or `dbm.ndbm` shelve is read through the first
+/// of [`python::DEFAULT_PYTHONS`] that has the module ([`open_shelve_with`] names
+/// others).
 ///
 /// # Errors
 /// [`Error::Interop`] when it is not a readable shelve of that format (the message says
 /// what is wrong and where); [`Error::Io`].
 pub fn open_shelve(path: &Path, format: Option<ShelveFormat>) -> Result<Box<dyn Source>> {
+    let pythons: Vec<PathBuf> = python::DEFAULT_PYTHONS.iter().map(PathBuf::from).collect();
+    open_shelve_with(path, format, &pythons)
+}
+
+/// [`open_shelve`], reading a `dbm.gnu` or `dbm.ndbm` shelve through the first of
+/// `pythons` (programs on `PATH`, or paths) that has the module; see [`python`].
+///
+/// # Errors
+/// As for [`open_shelve`]; for `dbm.gnu` and `dbm.ndbm`, [`Error::Interop`] also when
+/// no interpreter can read it (the message lists what each said).
+pub fn open_shelve_with(path: &Path, format: Option<ShelveFormat>, pythons: &[PathBuf]) -> Result<Box<dyn Source>> {
     let format = match format {
         Some(f) => f,
         None => detect_shelve(path)?,
@@ -252,6 +275,7 @@ pub fn open_shelve(path: &Path, format: Option<ShelveFormat>) -> Result<Box<dyn 
         ShelveFormat::Sqlite3 => Box::new(sqlite::SqliteReader::open(path)?),
         #[cfg(not(feature = "sqlite"))]
         ShelveFormat::Sqlite3 => return Err(no_sqlite(path, false)),
+        ShelveFormat::Gnu | ShelveFormat::Ndbm => Box::new(python::PythonReader::open(path, format, pythons)?),
     })
 }
 
@@ -286,8 +310,11 @@ impl Target {
             Target::Shelve { path, format: ShelveFormat::Dumb } => {
                 dumb::files(path).into_iter().find(|p| fs::symlink_metadata(p).is_ok())
             }
-            Target::Shelve { path, format: ShelveFormat::Sqlite3 } => {
+            Target::Shelve { path, format: ShelveFormat::Sqlite3 | ShelveFormat::Gnu } => {
                 fs::symlink_metadata(path).is_ok().then(|| path.clone())
+            }
+            Target::Shelve { path, format: ShelveFormat::Ndbm } => {
+                [".db", ".pag", ".dir"].iter().map(|s| with_suffix(path, s)).find(|p| fs::symlink_metadata(p).is_ok())
             }
             Target::Dir(path) => dir::is_occupied(path).then(|| path.clone()),
         }
@@ -309,6 +336,14 @@ impl Target {
             Target::Shelve { path, format: ShelveFormat::Sqlite3 } => Box::new(sqlite::SqliteWriter::create(path)?),
             #[cfg(not(feature = "sqlite"))]
             Target::Shelve { path, format: ShelveFormat::Sqlite3 } => return Err(no_sqlite(path, true)),
+            Target::Shelve { path, format: f @ (ShelveFormat::Gnu | ShelveFormat::Ndbm) } => {
+                let reason = format!(
+                    "pickleshelf reads {} shelves but does not write them; export to dbm.dumb, which every \
+                     Python's shelve.open reads, or dbm.sqlite3",
+                    f.module()
+                );
+                return Err(interop(path, reason));
+            }
             Target::Dir(path) => Box::new(dir::DirWriter::create(path)?),
         })
     }

@@ -15,7 +15,8 @@
 //!
 //! Invariant: [`SqliteReader::open`] refuses a file that is not SQLite, or is SQLite
 //! without a `Dict(key, value)` table, before reading any record, and never writes to
-//! the file; [`SqliteWriter`] builds a new file under a temporary name with Python's own
+//! the file nor creates one beside it (it opens the database `immutable`: no lock,
+//! journal, `-wal` or `-shm` file); [`SqliteWriter`] builds a new file under a temporary name with Python's own
 //! table definition and renames it into place when complete.
 
 use std::fs;
@@ -42,6 +43,22 @@ pub const BUILD_TABLE: &str = "
 
 /// How long to wait for a writer (e.g. Python holding the database) to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The URI that opens `path` read-only and immutable: `file:/a%20b.sqlite?mode=ro&immutable=1`
+/// (every byte but unreserved ones and `/` percent-encoded).
+fn immutable_uri(path: &Path) -> String {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut uri = String::from("file:");
+    for &b in abs.as_os_str().as_encoded_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'.' | b'_' | b'~') {
+            uri.push(char::from(b));
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?mode=ro&immutable=1");
+    uri
+}
 
 fn sql_err(path: &Path) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
     move |e| interop(path, format!("SQLite: {e}"))
@@ -74,20 +91,34 @@ pub struct SqliteReader {
 }
 
 impl SqliteReader {
-    /// Opens the SQLite file `path` read-only, checks it holds a `Dict(key, value)` table
-    /// and reads every key.
+    /// Opens the SQLite file `path` read-only and immutable (so that nothing is written
+    /// or created beside it), checks it holds a `Dict(key, value)` table and reads every
+    /// key.
     ///
     /// # Errors
     /// [`Error::Interop`] when the file is not SQLite, is SQLite without the table (it
-    /// names the tables there), or a key is not a BLOB or TEXT; [`Error::Io`].
+    /// names the tables there), a key is not a BLOB or TEXT, or changes wait in its
+    /// `-wal` file (a program has it open, or did not close it: an immutable read would
+    /// miss them); [`Error::Io`].
     pub fn open(path: &Path) -> Result<SqliteReader> {
         let mut head = Vec::new();
         fs::File::open(path).and_then(|f| f.take(16).read_to_end(&mut head)).map_err(io(path))?;
         if head != MAGIC {
             return Err(interop(path, "not an SQLite database (a dbm.sqlite3 shelve is one)"));
         }
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(sql_err(path))?;
+        let wal = with_suffix(path, "-wal");
+        if fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+            return Err(interop(
+                path,
+                format!(
+                    "{} holds changes not yet in the database: a program has the shelve open, or did not \
+                     close it; close it (in Python: shelve.open(...).close()) and import again",
+                    wal.display()
+                ),
+            ));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(immutable_uri(path), flags).map_err(sql_err(path))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_err(path))?;
         let table: Option<String> = conn
             .query_row(
@@ -286,6 +317,50 @@ mod tests {
             .query_row("SELECT sql FROM sqlite_master WHERE name = 'Dict'", [], |r| r.get(0))
             .map_err(sql_err(&p))?;
         assert_eq!(sql, BUILD_TABLE.trim().replace("IF NOT EXISTS ", ""));
+        Ok(())
+    }
+
+    /// A WAL-mode database (as dbm.sqlite3 writes) with an odd name is read without a
+    /// journal, `-wal` or `-shm` file appearing beside it, and without changing it; one
+    /// whose `-wal` holds changes is refused.
+    #[test]
+    fn reading_leaves_nothing_beside_the_file() -> Result<()> {
+        let dir = tmp()?;
+        let p = dir.path().join("a b?c#%d.sqlite");
+        let conn = Connection::open(&p).map_err(sql_err(&p))?;
+        conn.execute_batch(&format!("PRAGMA journal_mode = wal; {BUILD_TABLE}")).map_err(sql_err(&p))?;
+        conn.execute(
+            "INSERT INTO Dict (key, value) VALUES (CAST(? AS BLOB), CAST(? AS BLOB))",
+            (b"k".to_vec(), b"v".to_vec()),
+        )
+        .map_err(sql_err(&p))?;
+        drop(conn);
+        let listing = || -> Result<Vec<String>> {
+            let mut names: Vec<String> = fs::read_dir(dir.path())
+                .map_err(io(dir.path()))?
+                .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect::<std::io::Result<_>>()
+                .map_err(io(dir.path()))?;
+            names.sort();
+            Ok(names)
+        };
+        assert_eq!(listing()?, ["a b?c#%d.sqlite"]);
+        let before = fs::read(&p).map_err(io(&p))?;
+        let mut r = SqliteReader::open(&p)?;
+        assert_eq!((r.len(), r.value(0)?), (1, b"v".to_vec()));
+        assert_eq!(listing()?, ["a b?c#%d.sqlite"], "while open");
+        drop(r);
+        assert_eq!(listing()?, ["a b?c#%d.sqlite"]);
+        assert_eq!(fs::read(&p).map_err(io(&p))?, before);
+        // Changes waiting in the -wal file: refused, not read stale.
+        let writer = Connection::open(&p).map_err(sql_err(&p))?;
+        writer
+            .execute_batch("PRAGMA wal_autocheckpoint = 0; INSERT INTO Dict VALUES (x'6b32', x'7632')")
+            .map_err(sql_err(&p))?;
+        let msg = open_err(&p);
+        assert!(msg.contains("-wal holds changes not yet in the database"), "{msg}");
+        drop(writer);
+        assert_eq!(SqliteReader::open(&p)?.len(), 2, "once closed, the changes are read");
         Ok(())
     }
 

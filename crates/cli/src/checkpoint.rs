@@ -9,12 +9,14 @@ use std::collections::BTreeSet;
 use std::io::{self, BufWriter, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::bail;
 use clap::{Args, Subcommand};
 use pickleshelf::{Change, ChangeKind};
 
 use super::store::shown_key;
-use super::{Access, StoreArgs, checkpoint_error, examples, human_bytes, manual, stdout_is_terminal, write_stdout};
+use super::{
+    Absent, Access, Differs, JsonArray, StoreArgs, checkpoint_error, examples, human_bytes, manual, stdout_is_terminal,
+    write_stdout,
+};
 
 /// The examples of `pickleshelf checkpoint --help`.
 pub const EXAMPLES: &str = "  pickleshelf checkpoint create state.db before-upgrade
@@ -80,7 +82,7 @@ impl Create {
 }
 
 const LS: &str = "  pickleshelf checkpoint ls state.db
-  pickleshelf checkpoint ls state.db | sort | tail -1     # the latest";
+  pickleshelf checkpoint ls state.db --json | jq -r 'max_by(.created_ms).name'   # the latest";
 
 /// List a store's checkpoints.
 ///
@@ -90,13 +92,18 @@ const LS: &str = "  pickleshelf checkpoint ls state.db
 /// the store's keys and other checkpoints), then its name:
 ///   2025-03-01T09:30:00Z        468   25.8 KiB before-upgrade
 /// On a terminal, a name holding control characters is shown as a Python string
-/// literal ('a\nb'), as ls shows keys.
+/// literal ('a\nb'), as ls shows keys. With --json the output is one JSON array,
+/// one object per line and checkpoint, with the fields name, created (the time as
+/// above), created_ms (milliseconds since 1970-01-01 UTC), keys and bytes.
 #[derive(Args)]
-#[command(verbatim_doc_comment, override_usage = "pickleshelf checkpoint ls STORE [OPTIONS]")]
+#[command(verbatim_doc_comment, override_usage = "pickleshelf checkpoint ls STORE [--json] [OPTIONS]")]
 #[command(after_help = examples(LS), after_long_help = manual(LS))]
 pub struct Ls {
     #[command(flatten)]
     store: StoreArgs,
+    /// Print one JSON array.
+    #[arg(long)]
+    json: bool,
 }
 
 impl Ls {
@@ -104,7 +111,23 @@ impl Ls {
         let shelf = self.store.open(Access::Read)?;
         let terminal = stdout_is_terminal();
         let mut out = BufWriter::new(io::stdout().lock());
-        for info in shelf.checkpoints()? {
+        let checkpoints = shelf.checkpoints()?;
+        if self.json {
+            let mut array = JsonArray::new(&mut out)?;
+            for info in checkpoints {
+                let ms = info.created.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+                array.item(&serde_json::json!({
+                    "name": info.name,
+                    "created": utc_iso8601(info.created),
+                    "created_ms": ms,
+                    "keys": info.keys,
+                    "bytes": info.bytes,
+                }))?;
+            }
+            array.finish()?;
+            return Ok(());
+        }
+        for info in checkpoints {
             let (when, size) = (utc_iso8601(info.created), human_bytes(info.bytes));
             writeln!(out, "{when} {:>10} {size:>10} {}", info.keys, shown_key(&info.name, terminal))?;
         }
@@ -115,6 +138,7 @@ impl Ls {
 
 const DIFF: &str = "  pickleshelf checkpoint diff state.db before-upgrade                # what changed since
   pickleshelf checkpoint diff state.db v1 v2
+  pickleshelf checkpoint diff state.db v1 --quiet --exit-code || echo changed
   pickleshelf checkpoint diff state.db v1 v2 | grep '^~ ' | cut -c3-  # keys whose value changed";
 
 /// Show the keys that differ between two checkpoints, or a checkpoint and now.
@@ -126,11 +150,17 @@ const DIFF: &str = "  pickleshelf checkpoint diff state.db before-upgrade       
 ///   ~ KEY   in both, with another value
 /// Values are compared by digest: none is read or decoded. Keys are printed as ls
 /// prints them; with -0 each line ends with a NUL byte instead of a newline.
-/// Exits 0 whether or not anything differs: no output means no difference.
+/// Exits 0 whether or not anything differs (no output means no difference) unless
+/// --exit-code is given: then 0 means no difference and 1 that some key differs,
+/// as with git diff --exit-code (and 3 that a checkpoint is not there, 2 that the
+/// command failed). --quiet prints nothing (and implies --exit-code).
 // The long help, shown verbatim: its `+ KEY` lines are not Markdown lists.
 #[allow(clippy::doc_lazy_continuation)]
 #[derive(Args)]
-#[command(verbatim_doc_comment, override_usage = "pickleshelf checkpoint diff STORE FROM [TO] [-0] [OPTIONS]")]
+#[command(
+    verbatim_doc_comment,
+    override_usage = "pickleshelf checkpoint diff STORE FROM [TO] [-0] [--exit-code] [--quiet] [OPTIONS]"
+)]
 #[command(after_help = examples(DIFF), after_long_help = manual(DIFF))]
 pub struct Diff {
     #[command(flatten)]
@@ -144,6 +174,12 @@ pub struct Diff {
     /// End each line with a NUL byte instead of a newline (for keys that hold newlines).
     #[arg(long = "null", short = '0')]
     null: bool,
+    /// Exit with status 1 when some key differs, 0 when none does.
+    #[arg(long)]
+    exit_code: bool,
+    /// Print nothing; implies --exit-code.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 impl Diff {
@@ -154,13 +190,18 @@ impl Diff {
             None => shelf.changes_since(&self.from),
         }
         .map_err(checkpoint_error(&self.store.store))?;
-        let terminal = stdout_is_terminal() && !self.null;
-        let end: &[u8] = if self.null { b"\0" } else { b"\n" };
-        let mut out = BufWriter::new(io::stdout().lock());
-        for c in &changes {
-            write_change(&mut out, c, terminal, end)?;
+        if !self.quiet {
+            let terminal = stdout_is_terminal() && !self.null;
+            let end: &[u8] = if self.null { b"\0" } else { b"\n" };
+            let mut out = BufWriter::new(io::stdout().lock());
+            for c in &changes {
+                write_change(&mut out, c, terminal, end)?;
+            }
+            out.flush()?;
         }
-        out.flush()?;
+        if (self.exit_code || self.quiet) && !changes.is_empty() {
+            return Err(Differs.into());
+        }
         Ok(())
     }
 }
@@ -272,7 +313,8 @@ impl Rm {
         if !self.force
             && let Some(missing) = self.names.iter().find(|n| !existing.contains(*n))
         {
-            bail!("{}: no checkpoint {missing:?} (nothing deleted)", self.store.store.display());
+            let store = self.store.store.display();
+            return Err(Absent(format!("{store}: no checkpoint {missing:?} (nothing deleted)")).into());
         }
         // All in one atomic write; a name given twice is deleted once.
         let names: Vec<&str> = self.names.iter().map(String::as_str).filter(|n| existing.contains(*n)).collect();
@@ -295,7 +337,7 @@ fn write_change(out: &mut impl Write, c: &Change, terminal: bool, end: &[u8]) ->
 
 /// `t` in UTC, in ISO 8601 to the second: `2025-03-01T09:30:00Z` (a time before 1970 as
 /// 1970-01-01T00:00:00Z; checkpoints are not taken then).
-fn utc_iso8601(t: SystemTime) -> String {
+pub(super) fn utc_iso8601(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (days, s) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days);

@@ -2,9 +2,12 @@
 //!
 //! This file parses the command line and holds the error policy; every subcommand group
 //! lives in its own file and returns `anyhow::Result`, and an error becomes one line on
-//! stderr and an exit status: 0 on success (and when stdout closes early, as with
-//! `| head`), 1 for an operational error (the input is malformed or cannot be read, a
-//! store is missing, damaged or locked), 2 for a usage error (clap's own status).
+//! stderr and an exit status ([`exit_status`]): 0 on success (and when stdout closes
+//! early, as with `| head`); 1 when the answer is "not clean": the store is damaged
+//! (`verify`, `gc`, or a read that meets a damaged value) or `diff --exit-code` found
+//! differences; 2 when the command could not do its job (bad arguments — clap's own
+//! status —, a missing or locked store, a malformed or unreadable input, an i/o error);
+//! 3 when the key, checkpoint or memo namespace named is not there.
 
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -15,6 +18,7 @@ use pickleshelf::Shelf;
 
 mod bar;
 mod checkpoint;
+mod memo;
 mod pickle;
 mod store;
 mod transfer;
@@ -41,9 +45,19 @@ fn manual(examples: &str) -> String {
 
 const EXIT_STATUS: &str = "Exit status:
   0  success (also when stdout closes early, as with | head)
-  1  an operational error: a missing key, checkpoint or store, a damaged store or
-     file, a locked store; one line on stderr says what and where
-  2  a usage error (bad arguments)";
+  1  the store is damaged (verify, gc, or a value that fails its check when read),
+     or diff --exit-code found differences
+  2  the command failed: bad arguments, a missing or locked store, a wrong auth key,
+     an input that is malformed or cannot be read, an i/o error
+  3  the key, checkpoint or memo namespace named does not exist
+  One line on stderr says what and where (none for diff --exit-code).";
+
+/// Exit status: the store is damaged, or `diff --exit-code` found differences.
+pub const EXIT_DAMAGED_OR_DIFFERENT: i32 = 1;
+/// Exit status: the command could not do its job (clap's status for usage errors too).
+pub const EXIT_FAILED: i32 = 2;
+/// Exit status: the key, checkpoint or memo namespace named does not exist.
+pub const EXIT_ABSENT: i32 = 3;
 
 /// An embedded, persistent object store for Python pickles.
 ///
@@ -54,8 +68,8 @@ const EXIT_STATUS: &str = "Exit status:
 /// imported or executed.
 ///
 /// Store subcommands take the store's path first. Commands that only read (ls,
-/// get, stats, verify, export, checkpoint ls and diff) open the store read-only
-/// and never create one.
+/// get, stats, verify, export, checkpoint ls and diff, memo ls) open the store
+/// read-only and never create one.
 #[derive(Parser)]
 #[command(verbatim_doc_comment)]
 #[command(name = "pickleshelf", version, about, propagate_version = true)]
@@ -87,6 +101,14 @@ enum Command {
     #[command(subcommand, verbatim_doc_comment)]
     #[command(after_help = examples(checkpoint::EXAMPLES), after_long_help = manual(checkpoint::EXAMPLES))]
     Checkpoint(checkpoint::CheckpointCommand),
+    /// List and clear a store's memo namespaces.
+    ///
+    /// A memo namespace holds the stored results of one memoized function
+    /// (Shelf::memo in Rust, pickleshelf.memoize in Python), keyed by the pickled
+    /// arguments. List them with their size, or forget their results.
+    #[command(subcommand, verbatim_doc_comment)]
+    #[command(after_help = examples(memo::EXAMPLES), after_long_help = manual(memo::EXAMPLES))]
+    Memo(memo::MemoCommand),
     /// Decode, encode and re-encode pickle files (no store needed).
     #[command(subcommand)]
     #[command(after_help = "Examples:\n  \
@@ -102,6 +124,35 @@ enum Command {
         pickleshelf serve state.db --bind 127.0.0.1:7000 --appendfsync always\n  \
         pickleshelf serve state.db --bind 0.0.0.0:6379 --requirepass-file secret.txt")]
     Serve(pickleshelf_server::cli::ServeArgs),
+    Completions(Completions),
+}
+
+const COMPLETIONS: &str = "  pickleshelf completions bash > ~/.local/share/bash-completion/completions/pickleshelf
+  pickleshelf completions zsh > ~/.zfunc/_pickleshelf     # with fpath+=~/.zfunc before compinit
+  pickleshelf completions fish > ~/.config/fish/completions/pickleshelf.fish";
+
+/// Print a shell completion script.
+///
+/// Writes the completion script of SHELL (bash, zsh, fish, elvish or powershell)
+/// to stdout: subcommands, options and their values. Put it where the shell
+/// looks for completions (see the examples), or source it from the shell's
+/// start-up file: `source <(pickleshelf completions bash)`.
+#[derive(Args)]
+#[command(verbatim_doc_comment)]
+#[command(after_help = examples(COMPLETIONS), after_long_help = manual(COMPLETIONS))]
+pub struct Completions {
+    /// The shell.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
+}
+
+impl Completions {
+    fn run(self) -> anyhow::Result<()> {
+        use clap::CommandFactory;
+        let mut script = Vec::new();
+        clap_complete::generate(self.shell, &mut Cli::command(), "pickleshelf", &mut script);
+        write_stdout(&script)
+    }
 }
 
 fn main() {
@@ -125,20 +176,81 @@ fn run() -> i32 {
         Command::Import(c) => c.run(),
         Command::Export(c) => c.run(),
         Command::Checkpoint(cmd) => checkpoint::run(cmd),
+        Command::Memo(cmd) => memo::run(cmd),
         Command::Pickle(cmd) => pickle::run(cmd),
         Command::Serve(args) => pickleshelf_server::cli::run(args),
+        Command::Completions(c) => c.run(),
     };
     match result {
         Ok(()) => 0,
         Err(e) if is_broken_pipe(&e) => 0,
         Err(e) => {
-            // One line, whatever the messages hold.
-            let line = format!("{e:#}").replace(['\n', '\r'], " ");
-            let _ = writeln!(io::stderr().lock(), "pickleshelf: {line}");
-            1
+            if e.downcast_ref::<Differs>().is_none() {
+                // One line, whatever the messages hold.
+                let line = format!("{e:#}").replace(['\n', '\r'], " ");
+                let _ = writeln!(io::stderr().lock(), "pickleshelf: {line}");
+            }
+            exit_status(&e)
         }
     }
 }
+
+/// The exit status an error means (see [`EXIT_STATUS`]).
+fn exit_status(e: &anyhow::Error) -> i32 {
+    use pickleshelf::{CheckpointProblem, Error};
+    for cause in e.chain() {
+        if cause.is::<Absent>() {
+            return EXIT_ABSENT;
+        }
+        if cause.is::<Damaged>() || cause.is::<Differs>() {
+            return EXIT_DAMAGED_OR_DIFFERENT;
+        }
+        match cause.downcast_ref::<Error>() {
+            Some(Error::Checkpoint { problem: CheckpointProblem::NotFound, .. }) => return EXIT_ABSENT,
+            Some(Error::Corrupted { .. } | Error::CorruptedObject { .. } | Error::RolledBack { .. }) => {
+                return EXIT_DAMAGED_OR_DIFFERENT;
+            }
+            _ => {}
+        }
+    }
+    EXIT_FAILED
+}
+
+/// The error of a key, checkpoint or memo namespace that is not there (exit status 3):
+/// `state.db: no key "user:3"`.
+#[derive(Debug)]
+pub struct Absent(pub String);
+
+/// The error of a command that found the store damaged (exit status 1):
+/// `state.db: verify found 2 problems`.
+#[derive(Debug)]
+pub struct Damaged(pub String);
+
+/// `diff --exit-code` found differences (exit status 1, nothing on stderr).
+#[derive(Debug)]
+pub struct Differs;
+
+impl std::fmt::Display for Absent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Display for Damaged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Display for Differs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("differences found")
+    }
+}
+
+impl std::error::Error for Absent {}
+impl std::error::Error for Damaged {}
+impl std::error::Error for Differs {}
 
 /// True when the error is stdout closing early (`pickleshelf ... | head`).
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -156,9 +268,9 @@ pub struct StoreArgs {
     #[arg(long, value_name = "FILE")]
     pub auth_key_file: Option<PathBuf>,
     /// Never change the store. Reading commands (ls, get, stats, verify, export,
-    /// checkpoint ls and diff) always open it read-only; with this flag the writing ones
-    /// (put, rm, gc, import, checkpoint create, restore and rm) stop with an error before
-    /// changing anything.
+    /// checkpoint ls and diff, memo ls) always open it read-only; with this flag the
+    /// writing ones (put, rm, gc, import, checkpoint create, restore and rm, memo clear)
+    /// stop with an error before changing anything.
     #[arg(long)]
     pub read_only: bool,
     /// Open a store whose page directory (sled/) came back older than its last sync, or
@@ -271,6 +383,35 @@ impl Input {
 impl From<PathBuf> for Input {
     fn from(p: PathBuf) -> Self {
         Input(p)
+    }
+}
+
+/// Writes one JSON array as its items come, one item per line (`[`, the items separated
+/// by `,`, `]`), so that a long listing streams and still parses as one document.
+pub struct JsonArray<'w, W: Write> {
+    out: &'w mut W,
+    empty: bool,
+}
+
+impl<'w, W: Write> JsonArray<'w, W> {
+    /// Starts the array.
+    pub fn new(out: &'w mut W) -> io::Result<Self> {
+        out.write_all(b"[")?;
+        Ok(JsonArray { out, empty: true })
+    }
+
+    /// Writes one item.
+    pub fn item(&mut self, v: &serde_json::Value) -> io::Result<()> {
+        self.out.write_all(if self.empty { b"\n" } else { b",\n" })?;
+        self.empty = false;
+        serde_json::to_writer(&mut *self.out, v)?;
+        Ok(())
+    }
+
+    /// Ends the array (and its line) and flushes.
+    pub fn finish(self) -> io::Result<()> {
+        self.out.write_all(if self.empty { b"]\n" } else { b"\n]\n" })?;
+        self.out.flush()
     }
 }
 

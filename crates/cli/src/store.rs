@@ -4,18 +4,21 @@
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
-use anyhow::{Context, anyhow, bail};
-use clap::{ArgGroup, Args};
+use anyhow::{Context, anyhow};
+use clap::{ArgGroup, Args, ValueEnum};
 use pickleshelf::pickle::{self, PyStr};
 use pickleshelf::{Batch, Shelf};
 
 use super::bar::Bar;
 use super::{
-    Access, Input, StoreArgs, checkpoint_error, examples, human_bytes, manual, stdout_is_terminal, write_stdout,
+    Absent, Access, Damaged, Input, JsonArray, StoreArgs, checkpoint_error, examples, human_bytes, manual,
+    stdout_is_terminal, write_stdout,
 };
 
 const LS: &str = "  pickleshelf ls state.db
   pickleshelf ls state.db --prefix user: --long
+  pickleshelf ls state.db --json | jq -r '.[]'
+  pickleshelf ls state.db --json --long | jq '[.[] | .size] | add'
   pickleshelf ls state.db -0 | xargs -0 -n1 pickleshelf get state.db --json";
 
 /// List the keys of a store.
@@ -32,8 +35,12 @@ const LS: &str = "  pickleshelf ls state.db
 /// a small value kept inline with its key) — its digest (blake3 of the pickle, keyed
 /// in an authenticated store), then the key. Sizes come from frame headers: values
 /// are not decompressed or verified (use verify for that).
+///
+/// With --json the output is one JSON array, one item per line: the keys as
+/// strings, or with --long objects with the fields key, size, stored,
+/// compression, refs and digest (see docs/CLI.md).
 #[derive(Args)]
-#[command(verbatim_doc_comment, override_usage = "pickleshelf ls STORE [--prefix P] [--long] [-0] [OPTIONS]")]
+#[command(verbatim_doc_comment, override_usage = "pickleshelf ls STORE [--prefix P] [--long] [-0 | --json] [OPTIONS]")]
 #[command(after_help = examples(LS), after_long_help = manual(LS))]
 pub struct Ls {
     #[command(flatten)]
@@ -47,6 +54,9 @@ pub struct Ls {
     /// End each key with a NUL byte instead of a newline (for xargs -0).
     #[arg(long = "null", short = '0')]
     null: bool,
+    /// Print one JSON array.
+    #[arg(long, conflicts_with = "null")]
+    json: bool,
 }
 
 /// How a key is printed: a repr on a terminal when it holds control characters.
@@ -60,7 +70,27 @@ impl Ls {
         let terminal = stdout_is_terminal() && !self.null;
         let end: &[u8] = if self.null { b"\0" } else { b"\n" };
         let mut out = BufWriter::new(io::stdout().lock());
-        if self.long {
+        if self.json {
+            let mut array = JsonArray::new(&mut out)?;
+            if self.long {
+                for info in shelf.key_info(&self.prefix) {
+                    let info = info?;
+                    array.item(&serde_json::json!({
+                        "key": info.key,
+                        "size": info.size,
+                        "stored": info.stored,
+                        "compression": info.compression.map(|c| c.to_string()),
+                        "refs": info.shared_by,
+                        "digest": info.digest.to_string(),
+                    }))?;
+                }
+            } else {
+                for key in shelf.keys_with_prefix(&self.prefix) {
+                    array.item(&serde_json::Value::String(key?))?;
+                }
+            }
+            array.finish()?;
+        } else if self.long {
             for info in shelf.key_info(&self.prefix) {
                 let info = info?;
                 let size = info.size.map_or("?".into(), |n| n.to_string());
@@ -82,37 +112,65 @@ impl Ls {
 }
 
 const GET: &str = "  pickleshelf get state.db user:1                   # Python-like, on a terminal
-  pickleshelf get state.db user:1 --json | jq .
+  pickleshelf get state.db user:1 --json | jq .name   # plain JSON
+  pickleshelf get state.db user:1 --tagged > u1.json  # lossless: put --tagged reads it back
   pickleshelf get state.db user:1 --raw > user1.pkl   # Python: pickle.load(open('user1.pkl', 'rb'))
   pickleshelf get state.db user:1 --at v1             # its value in checkpoint v1";
 
+/// How a value is printed or read: `--format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A Python-like repr, for people (get only).
+    Repr,
+    /// Plain JSON, as Python's json.dumps writes it: what scripts and jq expect; lossy
+    /// (a tuple is an array) and refused for values JSON cannot hold (bytes, objects).
+    Json,
+    /// Tagged JSON: every Python type and shared reference kept (docs/PICKLE.md).
+    Tagged,
+    /// The pickle bytes exactly.
+    #[value(alias = "raw")]
+    Pickle,
+}
+
 /// Print the value of a key.
 ///
-/// The value is read, checked against its digest, and printed in one of three
-/// forms: --repr, a Python-like repr for people (the default when stdout is a
-/// terminal); --json, tagged JSON (the default otherwise; see docs/PICKLE.md);
-/// --raw, the pickle bytes exactly as stored. Objects of other classes (datetime,
-/// your own classes) are shown as data: nothing is imported or executed. With
-/// --at NAME, the value is the one the key had when checkpoint NAME was taken.
+/// The value is read, checked against its digest, and printed as --format says:
+///   repr    a Python-like repr for people (the default when stdout is a terminal)
+///   json    plain JSON, as Python's json.dumps writes it: {"name": "Ada"} is
+///           {"name":"Ada"}; tuples and sets become arrays; a value JSON cannot
+///           hold (bytes, NaN, a datetime or other object) is an error
+///   tagged  tagged JSON, lossless: every Python type, shared and cyclic values
+///           (the default when stdout is not a terminal; see docs/PICKLE.md)
+///   pickle  the pickle bytes exactly as stored
+/// --json, --tagged, --repr and --raw are short for them. Objects of other classes
+/// (datetime, your own classes) are shown as data: nothing is imported or
+/// executed. With --at NAME, the value is the one the key had when checkpoint NAME
+/// was taken. A key that is not there exits with status 3.
 #[derive(Args)]
 #[command(
     verbatim_doc_comment,
-    override_usage = "pickleshelf get STORE KEY [--at NAME] [--json | --repr | --raw] [OPTIONS]"
+    override_usage = "pickleshelf get STORE KEY [--at NAME] [--format F | --json | --tagged | --repr | --raw] [OPTIONS]"
 )]
 #[command(after_help = examples(GET), after_long_help = manual(GET))]
-#[command(group(ArgGroup::new("form").args(["json", "repr", "raw"])))]
+#[command(group(ArgGroup::new("form").args(["format", "json", "tagged", "repr", "raw"])))]
 pub struct Get {
     #[command(flatten)]
     store: StoreArgs,
     /// The key.
     key: String,
-    /// Print tagged JSON.
+    /// How to print the value [default: repr on a terminal, tagged otherwise].
+    #[arg(long, short = 'f', value_enum, value_name = "F")]
+    format: Option<Format>,
+    /// Print plain JSON (--format json).
     #[arg(long)]
     json: bool,
-    /// Print a Python-like repr.
+    /// Print tagged JSON (--format tagged).
+    #[arg(long)]
+    tagged: bool,
+    /// Print a Python-like repr (--format repr).
     #[arg(long)]
     repr: bool,
-    /// Print the pickle bytes.
+    /// Print the pickle bytes (--format pickle).
     #[arg(long)]
     raw: bool,
     /// Read the value from checkpoint NAME instead of the store now.
@@ -121,88 +179,145 @@ pub struct Get {
 }
 
 impl Get {
+    fn format(&self) -> Format {
+        match (self.format, self.json, self.tagged, self.repr, self.raw) {
+            (Some(f), ..) => f,
+            (_, true, ..) => Format::Json,
+            (_, _, true, ..) => Format::Tagged,
+            (_, _, _, true, _) => Format::Repr,
+            (_, _, _, _, true) => Format::Pickle,
+            _ if stdout_is_terminal() => Format::Repr,
+            _ => Format::Tagged,
+        }
+    }
+
     pub fn run(self) -> anyhow::Result<()> {
         let shelf = self.store.open(Access::Read)?;
         let key = &self.key;
         let store = self.store.store.display();
         let bytes = match &self.at {
-            None => shelf.get_pickle(key)?.ok_or_else(|| anyhow!("{store}: no key {key:?}"))?,
+            None => shelf.get_pickle(key)?.ok_or_else(|| Absent(format!("{store}: no key {key:?}")))?,
             Some(name) => shelf
                 .get_pickle_at(name, key)
                 .map_err(checkpoint_error(&self.store.store))?
-                .ok_or_else(|| anyhow!("{store}: no key {key:?} in checkpoint {name:?}"))?,
+                .ok_or_else(|| Absent(format!("{store}: no key {key:?} in checkpoint {name:?}")))?,
         };
-        if self.raw {
+        let format = self.format();
+        if format == Format::Pickle {
             return write_stdout(&bytes);
         }
-        let value = pickle::decode(&bytes).with_context(|| format!("key {key:?}"))?;
-        let mut text = if self.json || (!self.repr && !stdout_is_terminal()) {
-            pickle::to_tagged_json(&value)
-        } else {
-            value.to_string()
+        let value = pickle::decode(&bytes).with_context(|| format!("{store}: key {key:?}"))?;
+        let mut text = match format {
+            Format::Json => pickle::to_plain_json(&value).with_context(|| format!("{store}: key {key:?}"))?,
+            Format::Tagged => pickle::to_tagged_json(&value),
+            _ => value.to_string(),
         };
         text.push('\n');
         write_stdout(text.as_bytes())
     }
 }
 
-const PUT: &str = "  pickleshelf put state.db user:1 --json user1.json
-  pickleshelf put state.db user:1 --pickle user1.pkl
-  pickleshelf put state.db cfg - < cfg.pkl
-  echo '{\"list\":[{\"int\":\"1\"},{\"str\":\"a\"}]}' | pickleshelf put state.db xs -";
+const PUT: &str = "  echo '{\"name\": \"Ada\", \"langs\": [\"en\", \"fr\"]}' | pickleshelf put state.db user:1 -
+  pickleshelf put state.db user:1 user1.json                # plain JSON, from a file
+  pickleshelf put state.db user:1 --pickle user1.pkl        # a pickle, byte for byte
+  pickleshelf put state.db user:1 --tagged u1.json          # what get --tagged printed
+  pickleshelf put state.db cfg - < cfg.pkl";
+
+/// How a value to store is written: `put --format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InputFormat {
+    /// Plain JSON, read as Python's json.loads reads it.
+    Json,
+    /// Tagged JSON (what get --tagged prints).
+    Tagged,
+    /// A pickle, stored byte for byte.
+    #[value(alias = "raw")]
+    Pickle,
+}
 
 /// Store a value under a key.
 ///
-/// The value comes from a pickle file (--pickle FILE: stored byte for byte, after
-/// checking that it decodes), a tagged JSON file (--json FILE: encoded as a
-/// pickle of --protocol), or stdin (-: tagged JSON when its first non-blank
-/// character is '{', which no pickle starts with, else a pickle). FILE may also
-/// be - for stdin. An existing value is replaced. The store is created when it
-/// does not exist.
+/// The value comes from INPUT, a file or - for stdin, read as --format says:
+///   json    plain JSON, read as Python's json.loads reads it (an object is a dict,
+///           an array a list, a number without '.' or exponent an int), then
+///           encoded as a pickle of --protocol
+///   tagged  tagged JSON (what get --tagged prints), encoded likewise
+///   pickle  a pickle, stored byte for byte after checking that it decodes
+/// Without --format, INPUT is plain JSON when its first non-blank character is
+/// one a JSON text starts with ({ [ " - 0-9 t f n), which no pickle starts with;
+/// otherwise a pickle. --json FILE, --tagged FILE and --pickle FILE are short for
+/// FILE --format F. Nothing is stored when the input is not valid. An existing
+/// value is replaced. The store is created when it does not exist.
 #[derive(Args)]
 #[command(
     verbatim_doc_comment,
-    override_usage = "pickleshelf put STORE KEY (--json FILE | --pickle FILE | -) [--protocol N] [OPTIONS]"
+    override_usage = "pickleshelf put STORE KEY (INPUT [--format json|tagged|pickle] | --json FILE | --tagged FILE | --pickle FILE) [--protocol N] [OPTIONS]"
 )]
 #[command(after_help = examples(PUT), after_long_help = manual(PUT))]
-#[command(group(ArgGroup::new("source").required(true).args(["json", "pickle", "stdin"])))]
+#[command(group(ArgGroup::new("source").required(true).args(["input", "json", "tagged", "pickle"])))]
 pub struct Put {
     #[command(flatten)]
     store: StoreArgs,
     /// The key (UTF-8, at most 1024 bytes).
     key: String,
-    /// Read the value as tagged JSON from FILE.
+    /// The file holding the value, or - for stdin.
+    #[arg(value_name = "INPUT")]
+    input: Option<PathBuf>,
+    /// How INPUT is written: json, tagged or pickle [default: detected].
+    #[arg(long, short = 'f', value_enum, value_name = "F", requires = "input")]
+    format: Option<InputFormat>,
+    /// Read the value as plain JSON from FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Read the value as tagged JSON from FILE.
+    #[arg(long, value_name = "FILE")]
+    tagged: Option<PathBuf>,
     /// Read the value as pickle bytes from FILE.
     #[arg(long, value_name = "FILE")]
     pickle: Option<PathBuf>,
-    /// Read the value from stdin (tagged JSON or pickle).
-    #[arg(value_name = "-", value_parser = ["-"], hide_possible_values = true)]
-    stdin: Option<String>,
     /// The pickle protocol JSON is encoded with (2-5).
     #[arg(long, short = 'p', value_name = "N", default_value_t = pickle::DEFAULT_PROTOCOL,
           value_parser = clap::value_parser!(u8).range(2..=5))]
     protocol: u8,
 }
 
+/// The format of a value given without --format: plain JSON when it starts (after
+/// blanks) with a character a JSON text starts with — none of which is a pickle opcode
+/// that can start a pickle — otherwise a pickle.
+fn detect_format(bytes: &[u8]) -> InputFormat {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{' | b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => InputFormat::Json,
+        _ => InputFormat::Pickle,
+    }
+}
+
 impl Put {
     pub fn run(self) -> anyhow::Result<()> {
-        let (input, json) = match (&self.json, &self.pickle) {
-            (Some(f), _) => (Input::from(f.clone()), Some(true)),
-            (None, Some(f)) => (Input::from(f.clone()), Some(false)),
-            (None, None) => (Input::from(PathBuf::from("-")), None),
+        let (input, format) = match (&self.input, &self.json, &self.tagged, &self.pickle) {
+            (Some(f), ..) => (Input::from(f.clone()), self.format),
+            (_, Some(f), ..) => (Input::from(f.clone()), Some(InputFormat::Json)),
+            (_, _, Some(f), _) => (Input::from(f.clone()), Some(InputFormat::Tagged)),
+            (_, _, _, Some(f)) => (Input::from(f.clone()), Some(InputFormat::Pickle)),
+            _ => (Input::from(PathBuf::from("-")), None),
         };
         let bytes = input.read()?;
-        let json = json.unwrap_or_else(|| bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'));
-        let pickled = if json {
-            let text = std::str::from_utf8(&bytes)
-                .map_err(|e| pickle::Error::Json { offset: e.valid_up_to(), message: "the text is not UTF-8".into() });
-            let value = text.and_then(pickle::from_tagged_json).with_context(|| input.name())?;
-            pickle::encode(&value, self.protocol).with_context(|| input.name())?
-        } else {
-            pickle::check(&bytes).with_context(|| input.name())?;
-            bytes
+        let name = input.name();
+        let pickled = match format.unwrap_or_else(|| detect_format(&bytes)) {
+            InputFormat::Pickle => {
+                pickle::check(&bytes).with_context(|| name.clone())?;
+                bytes
+            }
+            f => {
+                let text = std::str::from_utf8(&bytes).map_err(|e| {
+                    anyhow!("{name}: the text is not UTF-8 (invalid byte at offset {})", e.valid_up_to())
+                })?;
+                let value = match f {
+                    InputFormat::Json => pickle::from_plain_json(text),
+                    _ => pickle::from_tagged_json(text),
+                };
+                let value = value.with_context(|| name.clone())?;
+                pickle::encode(&value, self.protocol).with_context(|| name.clone())?
+            }
         };
         let shelf = self.store.open(Access::Create)?;
         shelf.insert_pickle(&self.key, &pickled)?;
@@ -241,7 +356,8 @@ impl Rm {
             if shelf.contains_key(key)? {
                 batch.remove(key);
             } else if !self.force {
-                bail!("{}: no key {key:?} (nothing removed)", self.store.store.display());
+                let store = self.store.store.display();
+                return Err(Absent(format!("{store}: no key {key:?} (nothing removed)")).into());
             }
         }
         shelf.apply(batch)?;
@@ -263,7 +379,8 @@ const STATS: &str = "  pickleshelf stats state.db
 ///   stored bytes    what those take compressed
 ///   dedup ratio     logical / unique
 ///   compression     unique / stored
-///   on disk         every file of the store, storage engine included
+///   on disk         every file of the store, storage engine included: what the
+///                   file system allocates (what du says), then the files' lengths
 /// With --json the same numbers are one JSON object (names as in pickleshelf::Stats).
 #[derive(Args)]
 #[command(verbatim_doc_comment, override_usage = "pickleshelf stats STORE [--json] [OPTIONS]")]
@@ -315,6 +432,7 @@ impl Stats {
                 "page_bytes": s.page_bytes,
                 "pack_bytes": s.pack_bytes,
                 "disk_bytes": s.disk_bytes,
+                "allocated_bytes": s.allocated_bytes,
                 "dedup_ratio": s.dedup_ratio(),
                 "compression_ratio": s.compression_ratio(),
                 "dictionary": s.dictionary,
@@ -351,7 +469,10 @@ impl Stats {
                     human_bytes(s.pack_bytes)
                 ),
             );
-            line("on disk", bytes(s.disk_bytes));
+            line(
+                "on disk",
+                format!("{} allocated (du); {} apparent", bytes(s.allocated_bytes), human_bytes(s.disk_bytes)),
+            );
             line("dictionary", s.dictionary.map_or("none".into(), |d| format!("#{d}")));
             if s.unreadable > 0 {
                 line("unreadable values", format!("{} (run verify)", grouped(s.unreadable)));
@@ -407,14 +528,15 @@ impl Verify {
             let n = report.problems.len();
             let st = self.store.store.display();
             if !report.is_complete() {
-                bail!(
+                return Err(Damaged(format!(
                     "{st}: verify found {n} problem{}, {} of them pages or records that cannot be read (run \
                      `pickleshelf salvage {st} --into NEW` to copy out what is readable)",
                     plural(n),
                     report.unreadable
-                );
+                ))
+                .into());
             }
-            bail!("{st}: verify found {n} problem{}", plural(n));
+            return Err(Damaged(format!("{st}: verify found {n} problem{}", plural(n))).into());
         }
         Ok(())
     }
@@ -480,7 +602,7 @@ impl Gc {
         write_stdout(text.as_bytes())?;
         if !report.is_ok() {
             let n = report.problems.len();
-            bail!("{st}: {n} problem{} gc cannot repair", plural(n));
+            return Err(Damaged(format!("{st}: {n} problem{} gc cannot repair", plural(n))).into());
         }
         Ok(())
     }
@@ -539,7 +661,7 @@ impl Salvage {
         write_stdout(text.as_bytes())?;
         if !report.is_complete() {
             let n = report.lost.len();
-            bail!("{st}: {n} thing{} could not be salvaged (listed above)", plural(n));
+            return Err(Damaged(format!("{st}: {n} thing{} could not be salvaged (listed above)", plural(n))).into());
         }
         Ok(())
     }
@@ -605,10 +727,10 @@ impl Repair {
         }
         write_stdout(text.as_bytes())?;
         if let Some(why) = &report.unopened {
-            bail!("{st}: {why} (run `pickleshelf salvage {st} --into NEW` to copy out what can be read)");
+            return Err(Damaged(format!("{st}: {why} (run `pickleshelf salvage {st} --into NEW` to copy out what can be read)")).into());
         }
         if !report.is_ok() {
-            bail!("{st}: problems remain (run `pickleshelf salvage {st} --into NEW` to copy out what can be read)");
+            return Err(Damaged(format!("{st}: problems remain (run `pickleshelf salvage {st} --into NEW` to copy out what can be read)")).into());
         }
         Ok(())
     }

@@ -17,6 +17,10 @@ enum Dbm {
     Dumb,
     /// dbm.sqlite3: one SQLite file PATH; shelve's default from Python 3.13.
     Sqlite3,
+    /// dbm.gnu: one gdbm file PATH; shelve's choice where Python has gdbm (import only).
+    Gnu,
+    /// dbm.ndbm: PATH.db or PATH.pag + PATH.dir (import only).
+    Ndbm,
 }
 
 impl From<Dbm> for ShelveFormat {
@@ -24,12 +28,15 @@ impl From<Dbm> for ShelveFormat {
         match d {
             Dbm::Dumb => ShelveFormat::Dumb,
             Dbm::Sqlite3 => ShelveFormat::Sqlite3,
+            Dbm::Gnu => ShelveFormat::Gnu,
+            Dbm::Ndbm => ShelveFormat::Ndbm,
         }
     }
 }
 
-const IMPORT: &str = "  pickleshelf import state.db --shelve ~/app/state          # state.dat + state.dir, or SQLite
+const IMPORT: &str = "  pickleshelf import state.db --shelve ~/app/state          # any shelve.open made
   pickleshelf import state.db --shelve app.sqlite --dbm sqlite3
+  pickleshelf import state.db --shelve app-gdbm --python /usr/bin/python3
   pickleshelf import state.db --dir state-export
 
   # A shelve written by Python:
@@ -38,13 +45,19 @@ const IMPORT: &str = "  pickleshelf import state.db --shelve ~/app/state        
 
 /// Copy a Python shelve or an export directory into a store.
 ///
-/// --shelve PATH reads the shelve Python opens with shelve.open(PATH): the
-/// dbm.dumb format (PATH.dat and PATH.dir, what shelve writes on a machine
-/// without gdbm) or the dbm.sqlite3 format (one SQLite file PATH, shelve's
-/// default from Python 3.13). The format is detected as dbm.whichdb does unless
-/// --dbm names it; dbm.gnu and dbm.ndbm files are recognised and refused with a
-/// hint. --dir DIR reads a directory written by export --dir (or by hand: .pkl
-/// files and a manifest.json, see docs/CLI.md).
+/// --shelve PATH reads the shelve Python opens with shelve.open(PATH), in any of
+/// its formats, detected as dbm.whichdb does unless --dbm names it:
+///   dumb     PATH.dat and PATH.dir, what shelve writes without gdbm
+///   sqlite3  one SQLite file PATH, shelve's default from Python 3.13; read
+///            read-only and immutable: nothing is written beside it
+///   gnu      one gdbm file PATH, what shelve writes on most Linux machines
+///   ndbm     PATH.db, or PATH.pag and PATH.dir
+/// gnu and ndbm files belong to C libraries, so a Python reads them: the first
+/// of python3 and /usr/bin/python3 that has the module (dbm.gnu comes with
+/// python3-gdbm on Debian and Ubuntu), or the one --python or PICKLESHELF_PYTHON
+/// names; it opens the file read-only and streams the items to pickleshelf.
+/// --dir DIR reads a directory written by export --dir (or by hand: .pkl files
+/// and a manifest.json, see docs/CLI.md).
 ///
 /// Every pickle is stored byte for byte. Nothing is written until every record
 /// has been read and checked (UTF-8 key of at most 1024 bytes; a pickle that
@@ -55,7 +68,7 @@ const IMPORT: &str = "  pickleshelf import state.db --shelve ~/app/state        
 #[derive(Args)]
 #[command(
     verbatim_doc_comment,
-    override_usage = "pickleshelf import STORE (--shelve PATH [--dbm dumb|sqlite3] | --dir DIR) [OPTIONS]"
+    override_usage = "pickleshelf import STORE (--shelve PATH [--dbm dumb|sqlite3|gnu|ndbm] [--python P] | --dir DIR) [OPTIONS]"
 )]
 #[command(after_help = examples(IMPORT), after_long_help = manual(IMPORT))]
 #[command(group(ArgGroup::new("from").required(true).args(["shelve", "dir"])))]
@@ -68,6 +81,10 @@ pub struct Import {
     /// The shelve's dbm format (default: detected).
     #[arg(long, value_enum, requires = "shelve", conflicts_with = "dir")]
     dbm: Option<Dbm>,
+    /// The Python that reads a dbm.gnu or dbm.ndbm shelve [default: python3, then
+    /// /usr/bin/python3].
+    #[arg(long, value_name = "P", env = "PICKLESHELF_PYTHON", requires = "shelve")]
+    python: Option<PathBuf>,
     /// Read the export directory DIR.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
@@ -76,7 +93,13 @@ pub struct Import {
 impl Import {
     pub fn run(self) -> anyhow::Result<()> {
         let source = match (&self.shelve, &self.dir) {
-            (Some(path), _) => interop::open_shelve(path, self.dbm.map(ShelveFormat::from))?,
+            (Some(path), _) => {
+                let pythons = match &self.python {
+                    Some(p) => vec![p.clone()],
+                    None => interop::python::DEFAULT_PYTHONS.iter().map(PathBuf::from).collect(),
+                };
+                interop::open_shelve_with(path, self.dbm.map(ShelveFormat::from), &pythons)?
+            }
             (None, Some(dir)) => interop::open_dir(dir)?,
             (None, None) => bail!("give --shelve PATH or --dir DIR"),
         };
@@ -155,6 +178,13 @@ impl Export {
         let (target, to) = match (&self.shelve, &self.dir) {
             (Some(path), _) => {
                 let format = self.dbm.map_or(ShelveFormat::Dumb, ShelveFormat::from);
+                if matches!(format, ShelveFormat::Gnu | ShelveFormat::Ndbm) {
+                    bail!(
+                        "export writes dbm.dumb (--dbm dumb, which every Python's shelve.open reads) or \
+                         dbm.sqlite3 shelves, not {}",
+                        format.module()
+                    );
+                }
                 let to = format!("{} ({} shelve)", path.display(), format.module());
                 (Target::Shelve { path: path.clone(), format }, to)
             }

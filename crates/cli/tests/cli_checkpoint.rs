@@ -171,7 +171,7 @@ fn failures_name_what_is_wrong_and_change_nothing() {
         vec!["checkpoint", "restore", &st, "ghost", "--dry-run"],
         vec!["checkpoint", "restore", &st, ""],
     ] {
-        let err = fails_quietly(&args);
+        let err = absent(&args);
         let name = if args.contains(&"") { "" } else { "ghost" };
         assert!(err.ends_with(&format!("{st}: checkpoint {name:?}: no such checkpoint\n")), "{args:?}: {err}");
     }
@@ -323,7 +323,7 @@ fn rm_deletes_all_named_or_none_and_frees_their_values() {
     assert!(ok_text(&["stats", &st]).contains("\ncheckpoints        3\n"));
     let before = state(&store);
 
-    let err = fails_quietly(&["checkpoint", "rm", &st, "v1", "ghost", "v2"]);
+    let err = absent(&["checkpoint", "rm", &st, "v1", "ghost", "v2"]);
     assert!(err.ends_with(&format!("{st}: no checkpoint \"ghost\" (nothing deleted)\n")), "{err}");
     assert_eq!(state(&store), before);
 
@@ -333,7 +333,7 @@ fn rm_deletes_all_named_or_none_and_frees_their_values() {
     assert_eq!((stats(&store, "objects"), object_files(&store)), (1, 1));
     assert_eq!(ok_text(&["verify", &st]), "ok: 5 keys, 1 objects, 1 object files checked\n");
     assert_eq!(ok_text(&["gc", &st]), "gc: 5 keys checked, 0 repaired, 0 problems left\n");
-    assert!(fails_quietly(&["checkpoint", "diff", &st, "v1"]).contains("checkpoint \"v1\": no such checkpoint"));
+    assert!(absent(&["checkpoint", "diff", &st, "v1"]).contains("checkpoint \"v1\": no such checkpoint"));
     assert_eq!(ok_text(&["checkpoint", "diff", &st, "v2", "v3"]), "");
 
     // --force ignores names that are not checkpoints.
@@ -342,7 +342,7 @@ fn rm_deletes_all_named_or_none_and_frees_their_values() {
     assert_eq!(stats(&store, "checkpoints"), 0);
     assert!(!ok_text(&["stats", &st]).contains("checkpoints"));
     assert_eq!(ok_text(&["checkpoint", "rm", &st, "-f", "v2"]), "");
-    assert!(fails_quietly(&["checkpoint", "rm", &st, "v2"]).ends_with("no checkpoint \"v2\" (nothing deleted)\n"));
+    assert!(absent(&["checkpoint", "rm", &st, "v2"]).ends_with("no checkpoint \"v2\" (nothing deleted)\n"));
     // The keys' values stay: the large one is the key's own now.
     assert_eq!((stats(&store, "objects"), object_files(&store)), (1, 1));
     assert_eq!(ok(&["get", &st, "big", "--raw"]), bytes_pickle(&noise(30_000, 8)));
@@ -365,9 +365,9 @@ fn get_at_reads_a_value_as_a_checkpoint_recorded_it() {
     assert_eq!(ok_text(&["get", &st, "user:1", "--at", "v1", "--repr"]), "('Ada', 36)\n");
     assert_eq!(ok_text(&["get", &st, "user:1", "--repr"]), "('Ada', 37)\n");
     // "c" was added since; "ghost" is no checkpoint.
-    let err = fails_quietly(&["get", &st, "c", "--at", "v1"]);
+    let err = absent(&["get", &st, "c", "--at", "v1"]);
     assert!(err.ends_with(&format!("{st}: no key \"c\" in checkpoint \"v1\"\n")), "{err}");
-    let err = fails_quietly(&["get", &st, "a", "--at", "ghost"]);
+    let err = absent(&["get", &st, "a", "--at", "ghost"]);
     assert!(err.ends_with(&format!("{st}: checkpoint \"ghost\": no such checkpoint\n")), "{err}");
     assert_eq!(state(&store), now, "reading changes nothing");
 }

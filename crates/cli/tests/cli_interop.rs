@@ -1,6 +1,6 @@
 //! Interop with real CPython: Python writes a `shelve` holding every value of the shared
 //! conformance corpus (`../shared/conformance`, protocols 2–5), `pickleshelf import`
-//! adopts it, `get --json` equals each case's tagged JSON, `pickleshelf export` hands it
+//! adopts it, `get --tagged` equals each case's tagged JSON, `pickleshelf export` hands it
 //! back, and Python's `shelve.open` reads the same values (and the same bytes). The same
 //! through `--dir`, and through the `dbm.sqlite3` format.
 //!
@@ -250,12 +250,12 @@ fn run_ok(args: &[&str]) -> String {
     String::from_utf8(out).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// `get --json` of every key against its case's JSON; every difference is collected.
+/// `get --tagged` of every key against its case's JSON; every difference is collected.
 fn check_json(store: &Path, entries: &[Entry]) {
     let st = s(store);
     let mut failures = Vec::new();
     for e in entries {
-        let out = bin().args(["get", &st, &e.key, "--json"]).output().unwrap_or_else(|err| panic!("{err}"));
+        let out = bin().args(["get", &st, &e.key, "--tagged"]).output().unwrap_or_else(|err| panic!("{err}"));
         if !out.status.success() {
             failures.push(format!("{:?}: exit {:?}: {}", e.key, out.status, String::from_utf8_lossy(&out.stderr)));
             continue;

@@ -28,14 +28,14 @@ fn run_ok(args: &[&str], stdin: Option<Vec<u8>>) -> Vec<u8> {
     cmd.assert().success().stderr("").get_output().stdout.clone()
 }
 
-/// Runs the binary expecting a failure with exit status 1 and one stderr line.
+/// Runs the binary expecting a failure with exit status 2 and one stderr line.
 fn run_fail(args: &[&str], stdin: Option<Vec<u8>>) -> String {
     let mut cmd = bin();
     cmd.args(args);
     if let Some(input) = stdin {
         cmd.write_stdin(input);
     }
-    let out = cmd.assert().code(1).stdout("").get_output().clone();
+    let out = cmd.assert().code(2).stdout("").get_output().clone();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(err.lines().count(), 1, "stderr should be one line: {err:?}");
     assert!(err.ends_with('\n'), "{err:?}");

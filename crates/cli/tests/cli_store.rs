@@ -1,7 +1,7 @@
 //! The store subcommands (`ls`, `get`, `put`, `rm`, `stats`, `verify`, `gc`, `import`,
-//! `export`) run as a user runs them: output, exit status (0 success, 1 operational
-//! error with one line on stderr, 2 usage error), nothing on stderr when it is not a
-//! terminal, progress bars when it is (under `script`), and a store left unchanged by
+//! `export`) run as a user runs them: output, exit status (0 success, 1 a damaged
+//! store, 2 a failure with one line on stderr or a usage error, 3 a key that is not
+//! there), nothing on stderr when it is not a terminal, progress bars when it is (under `script`), and a store left unchanged by
 //! every failure.
 
 mod common;
@@ -24,8 +24,8 @@ fn listing(store: &Path) -> String {
     ok_text(&["ls", &s(store), "--long"])
 }
 
-const SUBCOMMANDS: [&str; 12] =
-    ["ls", "get", "put", "rm", "stats", "verify", "gc", "salvage", "repair", "import", "export", "pickle"];
+const SUBCOMMANDS: [&str; 14] =
+    ["ls", "get", "put", "rm", "stats", "verify", "gc", "salvage", "repair", "import", "export", "pickle", "memo", "completions"];
 
 #[test]
 fn every_subcommand_has_a_manual_with_an_example() {
@@ -50,9 +50,13 @@ fn usage_errors_exit_2() {
         &["ls"],
         &["get", "s.db"],
         &["get", "s.db", "k", "--json", "--raw"],
+        &["get", "s.db", "k", "--tagged", "--format", "json"],
+        &["get", "s.db", "k", "--format", "yaml"],
         &["put", "s.db", "k"],
         &["put", "s.db", "k", "--json", "a", "--pickle", "b"],
-        &["put", "s.db", "k", "notdash"],
+        &["put", "s.db", "k", "--json", "a", "-"],
+        &["put", "s.db", "k", "-", "--format", "repr"],
+        &["put", "s.db", "k", "--tagged", "a", "--format", "json"],
         &["put", "s.db", "k", "-", "--protocol", "6"],
         &["rm", "s.db"],
         &["import", "s.db"],
@@ -136,16 +140,22 @@ fn get_prints_json_repr_or_raw() {
     assert_eq!(ok(&["get", &st, "user:1", "--raw"]), raw);
     let value = pickle::decode(&raw).unwrap_or_else(|e| panic!("{e}"));
     let json = format!("{}\n", pickle::to_tagged_json(&value));
-    assert_eq!(ok_text(&["get", &st, "user:1", "--json"]), json);
-    assert_eq!(ok_text(&["get", &st, "user:1"]), json, "JSON is the default when stdout is not a terminal");
+    assert_eq!(ok_text(&["get", &st, "user:1", "--tagged"]), json);
+    assert_eq!(ok_text(&["get", &st, "user:1", "--format", "tagged"]), json);
+    assert_eq!(ok_text(&["get", &st, "user:1"]), json, "tagged JSON is the default when stdout is not a terminal");
     assert_eq!(ok_text(&["get", &st, "user:1", "--repr"]), "('Ada', 36)\n");
+    assert_eq!(ok_text(&["get", &st, "user:1", "-f", "repr"]), "('Ada', 36)\n");
+    // Plain JSON: a tuple is an array.
+    assert_eq!(ok_text(&["get", &st, "user:1", "--json"]), "[\"Ada\",36]\n");
+    assert_eq!(ok_text(&["get", &st, "user:1", "--format", "json"]), "[\"Ada\",36]\n");
+    assert_eq!(ok(&["get", &st, "user:1", "--format", "pickle"]), raw);
     let big = ok(&["get", &st, "big", "--raw"]);
     assert_eq!(big, bytes_pickle(&noise(20_000, 7)));
 
-    let err = fails(&["get", &st, "user:3"]);
+    let err = absent(&["get", &st, "user:3"]);
     assert!(err.ends_with("state.db: no key \"user:3\"\n"), "{err}");
     // A key that looks like an option, after --.
-    assert!(fails(&["get", &st, "--", "-x"]).contains("no key \"-x\""));
+    assert!(absent(&["get", &st, "--", "-x"]).contains("no key \"-x\""));
 }
 
 #[test]
@@ -157,11 +167,11 @@ fn put_stores_json_pickles_and_stdin() {
     let json_file = dir.path().join("v.json");
     fs::write(&json_file, r#"{"dict":[[{"str":"a"},{"list":[{"int":"1"},{"float":"2.5"}]}]]}"#)
         .unwrap_or_else(|e| panic!("{e}"));
-    ok(&["put", &st, "cfg", "--json", &s(&json_file)]);
+    ok(&["put", &st, "cfg", "--tagged", &s(&json_file)]);
     assert_eq!(ok_text(&["get", &st, "cfg", "--repr"]), "{'a': [1, 2.5]}\n");
     assert!(pickle_of(&store, "cfg").unwrap_or_default().starts_with(b"\x80\x04"));
     // ...with another protocol.
-    ok(&["put", &st, "cfg2", "--json", &s(&json_file), "--protocol", "2"]);
+    ok(&["put", &st, "cfg2", "--tagged", &s(&json_file), "--protocol", "2"]);
     assert!(pickle_of(&store, "cfg2").unwrap_or_default().starts_with(b"\x80\x02"));
     // A pickle, byte for byte (protocol 0, which the encoder never writes).
     let p0 = b"(lp0\nI1\naI2\na.".to_vec();
@@ -169,16 +179,67 @@ fn put_stores_json_pickles_and_stdin() {
     fs::write(&pkl, &p0).unwrap_or_else(|e| panic!("{e}"));
     ok(&["put", &st, "p0", "--pickle", &s(&pkl)]);
     assert_eq!(pickle_of(&store, "p0"), Some(p0.clone()));
-    // stdin: a pickle, or JSON when it starts with '{'.
+    // stdin (or a file): a pickle, or plain JSON when it starts as JSON does.
     ok_in(&["put", &st, "from-stdin", "-"], Some(p0.clone()));
-    assert_eq!(pickle_of(&store, "from-stdin"), Some(p0));
-    ok_in(&["put", &st, "json-stdin", "-"], Some(b"  \n{\"str\":\"hi\"}".to_vec()));
-    assert_eq!(ok_text(&["get", &st, "json-stdin", "--repr"]), "'hi'\n");
-    ok_in(&["put", &st, "json-dash", "--json", "-"], Some(b"{\"none\":null}".to_vec()));
+    assert_eq!(pickle_of(&store, "from-stdin"), Some(p0.clone()));
+    ok(&["put", &st, "from-file", &s(&pkl)]);
+    assert_eq!(pickle_of(&store, "from-file"), Some(p0));
+    ok_in(&["put", &st, "json-stdin", "-"], Some(b"  \n{\"a\": 1, \"b\": [true, null, 2.5]}".to_vec()));
+    assert_eq!(ok_text(&["get", &st, "json-stdin", "--repr"]), "{'a': 1, 'b': [True, None, 2.5]}\n");
+    // What Python's pickle.dumps({'a': 1, 'b': [True, None, 2.5]}, 4) writes.
+    let python = b"\x80\x04\x95\x1e\x00\x00\x00\x00\x00\x00\x00}\x94(\x8c\x01a\x94K\x01\x8c\x01b\x94]\x94(\x88NG@\x04\x00\x00\x00\x00\x00\x00eu.";
+    assert_eq!(pickle_of(&store, "json-stdin").as_deref(), Some(&python[..]));
+    for (text, repr) in [
+        ("[1, 2]", "[1, 2]"),
+        ("\"s\"", "'s'"),
+        ("-7", "-7"),
+        ("3.5", "3.5"),
+        ("true", "True"),
+        ("false", "False"),
+        ("null", "None"),
+    ] {
+        ok_in(&["put", &st, "plain", "-"], Some(text.as_bytes().to_vec()));
+        assert_eq!(ok_text(&["get", &st, "plain", "--repr"]), format!("{repr}\n"), "{text}");
+        assert_eq!(ok_text(&["get", &st, "plain", "--json"]), format!("{}\n", text.replace(' ', "")), "{text}");
+    }
+    let plain_file = dir.path().join("plain.json");
+    fs::write(&plain_file, "{\"x\": [1]}").unwrap_or_else(|e| panic!("{e}"));
+    ok(&["put", &st, "pf", &s(&plain_file)]);
+    ok(&["put", &st, "pf2", "--json", &s(&plain_file)]);
+    ok(&["put", &st, "pf3", &s(&plain_file), "--format", "json"]);
+    for k in ["pf", "pf2", "pf3"] {
+        assert_eq!(ok_text(&["get", &st, k, "--json"]), "{\"x\":[1]}\n");
+    }
+    // Tagged JSON only when asked for: the same text read as plain JSON is a dict.
+    ok_in(&["put", &st, "json-dash", "--tagged", "-"], Some(b"{\"none\":null}".to_vec()));
     assert_eq!(ok_text(&["get", &st, "json-dash", "--repr"]), "None\n");
-    // Replacing.
-    ok_in(&["put", &st, "json-dash", "-"], Some(b"{\"bool\":true}".to_vec()));
+    ok_in(&["put", &st, "json-dash", "-", "--format", "tagged"], Some(b"{\"bool\":true}".to_vec()));
     assert_eq!(ok_text(&["get", &st, "json-dash", "--repr"]), "True\n");
+    ok_in(&["put", &st, "json-dash", "-"], Some(b"{\"bool\":true}".to_vec()));
+    assert_eq!(ok_text(&["get", &st, "json-dash", "--repr"]), "{'bool': True}\n");
+    // A pickle given as --format pickle, and a tagged round trip of get --tagged.
+    ok_in(&["put", &st, "fp", "-", "-f", "pickle"], Some(b"\x80\x04K\x07.".to_vec()));
+    assert_eq!(ok_text(&["get", &st, "fp", "--json"]), "7\n");
+    let tagged = ok(&["get", &st, "json-stdin", "--tagged"]);
+    ok_in(&["put", &st, "copy", "--tagged", "-"], Some(tagged));
+    assert_eq!(pickle_of(&store, "copy").as_deref(), Some(&python[..]));
+}
+
+#[test]
+fn get_json_refuses_what_json_cannot_hold() {
+    let dir = tmp();
+    let store = sample_store(dir.path());
+    let st = s(&store);
+    // "big" holds bytes: plain JSON has no form for them; tagged JSON does.
+    let (stdout, err) = fails_with(FAILED, &["get", &st, "big", "--json"], None);
+    assert!(stdout.is_empty());
+    assert!(
+        err.ends_with(
+            "state.db: key \"big\": plain JSON: a bytes value has no JSON form, at $ (tagged JSON keeps it)\n"
+        ),
+        "{err}"
+    );
+    assert!(ok_text(&["get", &st, "big", "--tagged"]).starts_with("{\"bytes\":\""));
 }
 
 #[test]
@@ -192,10 +253,41 @@ fn put_rejects_bad_input_and_changes_nothing() {
     assert!(!store.exists());
     ok_in(&["put", &st, "k", "-"], Some(b"\x80\x04K\x01.".to_vec()));
     let before = listing(&store);
-    let err = fails_in(&["put", &st, "k", "-"], Some(b"{\"int\": oops}".to_vec()));
-    assert!(err.contains("<stdin>: tagged JSON invalid at byte"), "{err}");
-    let err = fails_in(&["put", &st, "k", "-"], Some(br#"{"object":{"module":"m","name":"n"}}"#.to_vec()));
-    assert!(err.contains("object"), "{err}");
+    // Plain JSON (detected, or asked for), tagged JSON, a pickle: each way in refuses
+    // bad input with one line naming the input, the offset and the problem.
+    let bad: &[(&[&str], &[u8], &str)] = &[
+        (&["-"], b"{\"int\": oops}", "<stdin>: plain JSON: invalid at byte 8: expected a JSON value, found 'o'"),
+        (&["-"], b"[1, 2", "<stdin>: plain JSON: invalid at byte 5: expected ',' or ']' in an array, found the end"),
+        (&["-"], b"1e999", "<stdin>: plain JSON: invalid at byte 0: number 1e999 is out of the range of a float"),
+        (&["-"], b"{\"a\": \"\xff\"}", "<stdin>: the text is not UTF-8 (invalid byte at offset 7)"),
+        (&["-", "--format", "json"], b"\x80\x04K\x01.", "<stdin>: the text is not UTF-8 (invalid byte at offset 0)"),
+        (
+            &["-", "--format", "json"],
+            b"NaN",
+            "<stdin>: plain JSON: invalid at byte 0: expected a JSON value, found 'N'",
+        ),
+        (&["-", "--format", "tagged"], b"{\"a\": 1}", "<stdin>: tagged JSON invalid at byte 1: unknown tag \"a\""),
+        (&["--tagged", "-"], br#"{"object":{"module":"m","name":"n"}}"#, "object nodes cannot be built"),
+        (&["-", "--format", "pickle"], b"{\"a\": 1}", "<stdin>: pickle decode failed at byte 0"),
+        (&["-"], b"", "<stdin>: pickle decode failed at byte 0"),
+    ];
+    for (args, input, want) in bad {
+        let mut all = vec!["put", st.as_str(), "k"];
+        all.extend_from_slice(args);
+        let err = fails_in(&all, Some(input.to_vec()));
+        assert!(err.contains(want), "{args:?} {:?}: {err}", String::from_utf8_lossy(input));
+    }
+    let digits = format!("[{}]", "1".repeat(4301));
+    let err = fails_in(&["put", &st, "k", "-"], Some(digits.into_bytes()));
+    assert!(err.contains("int has 4301 digits, over the limit of 4300"), "{err}");
+    let bad_file = dir.path().join("bad.json");
+    fs::write(&bad_file, "{\"a\": [1,}").unwrap_or_else(|e| panic!("{e}"));
+    let err = fails(&["put", &st, "k", &s(&bad_file)]);
+    assert!(err.contains("bad.json: plain JSON: invalid at byte 9: expected a JSON value, found '}'"), "{err}");
+    let err = fails(&["put", &st, "k", "--json", &s(&bad_file)]);
+    assert!(err.contains("bad.json: plain JSON: invalid at byte 9"), "{err}");
+    let err = fails(&["put", &st, "k", &s(&dir.path().join("absent.json"))]);
+    assert!(err.contains("cannot read") && err.contains("absent.json"), "{err}");
     let err = fails(&["put", &st, "k", "--pickle", &s(&dir.path().join("absent.pkl"))]);
     assert!(err.contains("cannot read") && err.contains("absent.pkl"), "{err}");
     let long_key = "k".repeat(1025);
@@ -211,7 +303,7 @@ fn rm_removes_all_keys_or_none() {
     let st = s(&store);
     ok(&["rm", &st, "a", "b"]);
     assert_eq!(ok_text(&["ls", &st]), "big\nbig2\nuser:1\nuser:2\n");
-    let err = fails(&["rm", &st, "user:1", "ghost"]);
+    let err = absent(&["rm", &st, "user:1", "ghost"]);
     assert!(err.ends_with("state.db: no key \"ghost\" (nothing removed)\n"), "{err}");
     assert_eq!(ok_text(&["ls", &st]), "big\nbig2\nuser:1\nuser:2\n");
     ok(&["rm", &st, "--force", "user:1", "ghost"]);
@@ -242,25 +334,6 @@ fn stats_in_text_and_json() {
     assert!(dedup > 1.8, "{json}");
 }
 
-/// Flips the last byte of the store's only object file.
-fn damage_object(store: &Path) {
-    let objects = store.join("objects");
-    for sub in fs::read_dir(&objects).unwrap_or_else(|e| panic!("{e}")).flatten() {
-        if sub.file_name() == "tmp" {
-            continue;
-        }
-        if let Some(f) = fs::read_dir(sub.path()).unwrap_or_else(|e| panic!("{e}")).flatten().next() {
-            let mut bytes = fs::read(f.path()).unwrap_or_else(|e| panic!("{e}"));
-            if let Some(last) = bytes.last_mut() {
-                *last ^= 0xff;
-            }
-            fs::write(f.path(), bytes).unwrap_or_else(|e| panic!("{e}"));
-            return;
-        }
-    }
-    panic!("no object file");
-}
-
 #[test]
 fn verify_and_gc_report_and_exit_1_on_damage() {
     let dir = tmp();
@@ -278,8 +351,9 @@ fn verify_and_gc_report_and_exit_1_on_damage() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.ends_with("gc: 6 keys checked, 0 repaired, 2 problems left\n"), "{stdout}");
     assert_eq!(String::from_utf8_lossy(&out.stderr), format!("pickleshelf: {st}: 2 problems gc cannot repair\n"));
-    // Reading the damaged key is an error naming it; the others still read.
-    let err = fails(&["get", &st, "big"]);
+    // Reading the damaged key is an error naming it (status 1: damaged); the others
+    // still read.
+    let err = fails_quietly_with(DAMAGED, &["get", &st, "big"]);
     assert!(err.contains("corrupted object") && err.contains("of key \"big\""), "{err}");
     ok(&["get", &st, "a"]);
 }

@@ -37,6 +37,11 @@ pub enum Error {
         /// What was wrong.
         message: String,
     },
+    /// Plain JSON ([`crate::to_plain_json`], [`crate::from_plain_json`]): a value that
+    /// has no JSON form (the message names its type and where it is, `at $['a'][2]`), or
+    /// text that is not JSON (the message names the byte offset).
+    #[error("plain JSON: {0}")]
+    PlainJson(String),
 }
 
 /// What went wrong while decoding a pickle; carried by [`Error::Decode`].

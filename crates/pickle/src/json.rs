@@ -315,7 +315,7 @@ impl<'a> Writer<'a> {
 /// Writes a JSON string literal as Python's `json.dumps(s, ensure_ascii=False)` does:
 /// `"` `\` and control characters escaped (`\n`, `\r`, `\t`, `\b`, `\f`, else `\u00xx`),
 /// everything else raw.
-fn write_json_str(out: &mut String, s: &str) {
+pub(crate) fn write_json_str(out: &mut String, s: &str) {
     out.push('"');
     let mut start = 0;
     for (i, c) in s.char_indices() {
@@ -391,18 +391,18 @@ fn json_err(offset: usize, message: impl Into<String>) -> Error {
 
 /// A parsed JSON document: a flat arena, children before their parents, so nothing
 /// about it (parsing, walking, dropping) recurses.
-struct Doc {
-    nodes: Vec<JNode>,
-    root: usize,
+pub(crate) struct Doc {
+    pub(crate) nodes: Vec<JNode>,
+    pub(crate) root: usize,
 }
 
-struct JNode {
+pub(crate) struct JNode {
     /// Byte offset of the node's first character.
-    offset: usize,
-    kind: J,
+    pub(crate) offset: usize,
+    pub(crate) kind: J,
 }
 
-enum J {
+pub(crate) enum J {
     Null,
     Bool(bool),
     Number,
@@ -412,10 +412,10 @@ enum J {
     Obj(Vec<Member>),
 }
 
-struct Member {
-    key: Vec<u8>,
-    key_offset: usize,
-    value: usize,
+pub(crate) struct Member {
+    pub(crate) key: Vec<u8>,
+    pub(crate) key_offset: usize,
+    pub(crate) value: usize,
 }
 
 impl J {
@@ -444,7 +444,7 @@ struct Parser<'t> {
 }
 
 impl Doc {
-    fn parse(text: &str) -> Result<Doc> {
+    pub(crate) fn parse(text: &str) -> Result<Doc> {
         let mut p = Parser { text: text.as_bytes(), pos: 0, nodes: Vec::new() };
         let root = p.document()?;
         Ok(Doc { nodes: p.nodes, root })

@@ -44,6 +44,8 @@
 //!   straight from the opcodes, without building a graph; the mapping is in [`ser`] and
 //!   [`de`]. [`to_value`] / [`from_value`] go through a [`Value`].
 //! - [`to_tagged_json`] / [`from_tagged_json`]: a language-neutral JSON view.
+//! - [`to_plain_json`] / [`from_plain_json`]: the JSON Python's `json` module writes and
+//!   reads, for values JSON can hold.
 //! - [`canonical_pickle`] / [`canonical_pickle_of`]: bytes that depend only on a value's
 //!   logical content (dicts and sets sorted), for keys of memoized calls.
 //! - [`str_repr`], [`float_repr`], [`bytes_repr`] and `Display` on [`Value`]: Python's
@@ -74,7 +76,7 @@
 //! Every fallible function returns [`Result`], whose [`Error`] says what failed and
 //! where: [`Error::Decode`] with the byte offset and a [`DecodeErrorKind`],
 //! [`Error::Serde`] with the path in the value (`$['scores'][3]`), [`Error::Json`] with
-//! the offset in the text, [`Error::Encode`].
+//! the offset in the text, [`Error::PlainJson`], [`Error::Encode`].
 #![deny(unsafe_code, missing_docs)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
@@ -91,6 +93,7 @@ mod error;
 mod int;
 mod json;
 pub mod opcodes;
+mod plain;
 mod repr;
 pub mod ser;
 mod value;
@@ -104,6 +107,7 @@ pub use encode::{DEFAULT_PROTOCOL, encode};
 pub use error::{DecodeErrorKind, Error, Result};
 pub use int::{BigInt, DECIMAL_MAX_BITS, Int};
 pub use json::{from_tagged_json, to_tagged_json};
+pub use plain::{from_plain_json, to_plain_json};
 pub use repr::{bytes_repr, float_repr, str_repr};
 pub use ser::{to_value, to_vec, to_vec_with_protocol};
 pub use value::{Construct, Global, Node, NodeId, Object, ObjectOp, PyStr, Value};

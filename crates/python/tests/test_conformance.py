@@ -74,7 +74,7 @@ def test_python_writes_rust_cli_reads(tmp_path):
         for name, _, files, _ in VALUES:
             s[name] = pickle.loads(read(files[-1][1]))
     for name, _, _, json_path in VALUES:
-        got = json.loads(cli("get", db, name, "--json").stdout)
+        got = json.loads(cli("get", db, name, "--tagged").stdout)
         with open(json_path, encoding="utf-8") as f:
             expected = json.load(f)
         assert _normalize(got) == _normalize(expected), name
@@ -84,7 +84,7 @@ def test_python_writes_rust_cli_reads(tmp_path):
 def test_rust_cli_writes_python_reads(tmp_path):
     db = str(tmp_path / "rust.db")
     for name, _, _, json_path in VALUES:
-        cli("put", db, name, "--json", json_path)
+        cli("put", db, name, "--tagged", json_path)
     with pickleshelf.open(db, "r") as s:
         assert len(s) == len(VALUES)
         for name, _, files, _ in VALUES:

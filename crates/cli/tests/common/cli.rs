@@ -2,14 +2,19 @@
 //! a pseudo-terminal through `script`. Each test file uses the part it needs.
 #![allow(dead_code)]
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Stdio};
 
 use assert_cmd::Command;
 use pickleshelf::Shelf;
 
+/// The binary, with `PICKLESHELF_PYTHON` cleared (a test that wants an interpreter
+/// names it).
 pub fn bin() -> Command {
-    Command::cargo_bin("pickleshelf").unwrap_or_else(|e| panic!("{e}"))
+    let mut cmd = Command::cargo_bin("pickleshelf").unwrap_or_else(|e| panic!("{e}"));
+    cmd.env_remove("PICKLESHELF_PYTHON");
+    cmd
 }
 
 pub fn bin_path() -> PathBuf {
@@ -42,35 +47,60 @@ pub fn ok_text(args: &[&str]) -> String {
     String::from_utf8(ok(args)).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Runs the binary expecting exit status 1 and one line on stderr; returns stdout and
-/// that line.
-fn failure(args: &[&str], stdin: Option<Vec<u8>>) -> (Vec<u8>, String) {
+/// Exit statuses (docs/CLI.md): the store is damaged or differs, the command failed, the
+/// thing named is absent.
+pub const DAMAGED: i32 = 1;
+pub const FAILED: i32 = 2;
+pub const ABSENT: i32 = 3;
+
+/// Runs the binary expecting exit status `code` and one line on stderr; returns stdout
+/// and that line.
+fn failure(code: i32, args: &[&str], stdin: Option<Vec<u8>>) -> (Vec<u8>, String) {
     let mut cmd = bin();
     cmd.args(args);
     if let Some(input) = stdin {
         cmd.write_stdin(input);
     }
-    let out = cmd.assert().code(1).get_output().clone();
+    let out = cmd.assert().code(code).get_output().clone();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(err.lines().count(), 1, "stderr should be one line: {err:?}");
     assert!(err.starts_with("pickleshelf: ") && err.ends_with('\n'), "{err:?}");
     (out.stdout, err)
 }
 
-/// Runs the binary expecting exit status 1 and one line on stderr; returns that line.
+/// Runs the binary expecting exit status 2 (the command failed) and one line on stderr;
+/// returns that line.
 pub fn fails(args: &[&str]) -> String {
     fails_in(args, None)
 }
 
 pub fn fails_in(args: &[&str], stdin: Option<Vec<u8>>) -> String {
-    failure(args, stdin).1
+    failure(FAILED, args, stdin).1
 }
 
 /// [`fails`], also asserting that nothing was printed on stdout.
 pub fn fails_quietly(args: &[&str]) -> String {
-    let (stdout, err) = failure(args, None);
+    fails_quietly_with(FAILED, args)
+}
+
+/// Runs the binary expecting exit status `code`, one line on stderr and nothing on
+/// stdout; returns the stderr line.
+pub fn fails_quietly_with(code: i32, args: &[&str]) -> String {
+    let (stdout, err) = failure(code, args, None);
     assert!(stdout.is_empty(), "{args:?}: {}", String::from_utf8_lossy(&stdout));
     err
+}
+
+/// Runs the binary expecting exit status 3 (absent), one line on stderr and nothing on
+/// stdout; returns the stderr line.
+pub fn absent(args: &[&str]) -> String {
+    fails_quietly_with(ABSENT, args)
+}
+
+/// Runs the binary expecting exit status `code` and one line on stderr; returns stdout
+/// and that line.
+pub fn fails_with(code: i32, args: &[&str], stdin: Option<Vec<u8>>) -> (Vec<u8>, String) {
+    failure(code, args, stdin)
 }
 
 /// Incompressible bytes: stored in an object file, not inline.
@@ -108,6 +138,25 @@ pub fn sample_store(dir: &Path) -> PathBuf {
     shelf.insert_pickle("big2", &big).unwrap_or_else(|e| panic!("{e}"));
     shelf.close().unwrap_or_else(|e| panic!("{e}"));
     path
+}
+
+/// Flips the last byte of the store's only object file.
+pub fn damage_object(store: &Path) {
+    let objects = store.join("objects");
+    for sub in fs::read_dir(&objects).unwrap_or_else(|e| panic!("{e}")).flatten() {
+        if sub.file_name() == "tmp" {
+            continue;
+        }
+        if let Some(f) = fs::read_dir(sub.path()).unwrap_or_else(|e| panic!("{e}")).flatten().next() {
+            let mut bytes = fs::read(f.path()).unwrap_or_else(|e| panic!("{e}"));
+            if let Some(last) = bytes.last_mut() {
+                *last ^= 0xff;
+            }
+            fs::write(f.path(), bytes).unwrap_or_else(|e| panic!("{e}"));
+            return;
+        }
+    }
+    panic!("no object file");
 }
 
 /// `script` runs a command on a pseudo-terminal (100 columns) and copies what it shows to

@@ -587,11 +587,12 @@ impl Gc {
                 report.keys, report.unreadable
             ));
             write_stdout(text.as_bytes())?;
-            bail!(
+            return Err(Damaged(format!(
                 "{st}: {} pages or records cannot be read, so gc changed nothing (run `pickleshelf salvage {st} \
                  --into NEW` to copy out everything readable)",
                 report.unreadable
-            );
+            ))
+            .into());
         }
         text.push_str(&format!(
             "gc: {} keys checked, {} repaired, {} problems left\n",
@@ -636,7 +637,7 @@ impl Salvage {
     pub fn run(self) -> anyhow::Result<()> {
         let st = self.store.store.display();
         if !self.store.store.join("pages").is_dir() && !self.store.store.join("sled").is_dir() {
-            bail!("{st}: no such store");
+            return Err(anyhow!("{st}: no such store"));
         }
         let report = self.store.builder()?.salvage(&self.into)?;
         let mut text = String::new();
@@ -700,7 +701,7 @@ impl Repair {
             return Err(pickleshelf::Error::ReadOnly { path: self.store.store.clone() }.into());
         }
         if !self.store.store.join("pages").is_dir() && !self.store.store.join("sled").is_dir() {
-            bail!("{st}: no such store");
+            return Err(anyhow!("{st}: no such store"));
         }
         let builder = self.store.builder()?;
         let report = if self.rebuild { builder.rebuild()? } else { builder.repair()? };

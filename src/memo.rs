@@ -287,7 +287,7 @@ impl Shelf {
     pub fn memo_namespaces(&self) -> Result<Vec<MemoNamespace>> {
         let index = self.index();
         let mut out = Vec::new();
-        for (meta_name, version) in index.meta_scan("memo/")? {
+        for (meta_name, version) in index.settings("memo/")? {
             let Some(name) = meta_name.strip_prefix("memo/") else { continue };
             let mut ns = MemoNamespace {
                 name: name.to_owned(),

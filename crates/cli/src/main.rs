@@ -207,7 +207,13 @@ fn exit_status(e: &anyhow::Error) -> i32 {
         }
         match cause.downcast_ref::<Error>() {
             Some(Error::Checkpoint { problem: CheckpointProblem::NotFound, .. }) => return EXIT_ABSENT,
-            Some(Error::Corrupted { .. } | Error::CorruptedObject { .. } | Error::RolledBack { .. }) => {
+            Some(
+                Error::Corrupted { .. }
+                | Error::CorruptedObject { .. }
+                | Error::RolledBack { .. }
+                // sled could not read its files (an i/o error is `Error::Io`).
+                | Error::Engine { .. },
+            ) => {
                 return EXIT_DAMAGED_OR_DIFFERENT;
             }
             _ => {}

@@ -728,10 +728,16 @@ impl Repair {
         }
         write_stdout(text.as_bytes())?;
         if let Some(why) = &report.unopened {
-            return Err(Damaged(format!("{st}: {why} (run `pickleshelf salvage {st} --into NEW` to copy out what can be read)")).into());
+            return Err(Damaged(format!(
+                "{st}: {why} (run `pickleshelf salvage {st} --into NEW` to copy out what can be read)"
+            ))
+            .into());
         }
         if !report.is_ok() {
-            return Err(Damaged(format!("{st}: problems remain (run `pickleshelf salvage {st} --into NEW` to copy out what can be read)")).into());
+            return Err(Damaged(format!(
+                "{st}: problems remain (run `pickleshelf salvage {st} --into NEW` to copy out what can be read)"
+            ))
+            .into());
         }
         Ok(())
     }

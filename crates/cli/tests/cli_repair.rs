@@ -434,12 +434,12 @@ fn a_rolled_back_store_names_the_flag_and_repair() {
     assert!(newer > 0);
     fs::remove_dir_all(store.join("sled")).unwrap_or_else(|e| panic!("{e}"));
     copy_tree(&old, &store.join("sled"));
-    let err = fails(&["ls", &st]);
+    let err = fails_with(DAMAGED, &["ls", &st], None).1;
     assert!(err.contains("--allow-rollback") && err.contains(&format!("pickleshelf repair {st}")), "{err}");
     // A reader accepts the older state and changes nothing.
     let listed = ok_text(&["ls", &st, "--allow-rollback"]);
     assert!(!listed.contains("newer"), "{listed}");
-    fails(&["ls", &st]);
+    fails_with(DAMAGED, &["ls", &st], None);
     // repair brings back the newer state from the packs.
     let out = ok_text(&["repair", &st]);
     assert!(out.contains("directory rebuilt from the packs"), "{out}");

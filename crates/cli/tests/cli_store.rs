@@ -24,8 +24,22 @@ fn listing(store: &Path) -> String {
     ok_text(&["ls", &s(store), "--long"])
 }
 
-const SUBCOMMANDS: [&str; 14] =
-    ["ls", "get", "put", "rm", "stats", "verify", "gc", "salvage", "repair", "import", "export", "pickle", "memo", "completions"];
+const SUBCOMMANDS: [&str; 14] = [
+    "ls",
+    "get",
+    "put",
+    "rm",
+    "stats",
+    "verify",
+    "gc",
+    "salvage",
+    "repair",
+    "import",
+    "export",
+    "pickle",
+    "memo",
+    "completions",
+];
 
 #[test]
 fn every_subcommand_has_a_manual_with_an_example() {

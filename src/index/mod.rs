@@ -329,7 +329,11 @@ pub(crate) struct Index {
     db: sled::Db,
     /// Every other record: keys, memo results, objects, frames, checkpoints.
     tree: Arc<Tree>,
-    objects: Objects,
+    /// Shared with the committer, which fsyncs new object files before a commit that may
+    /// name them (durability `PowerLoss`).
+    objects: Arc<Objects>,
+    /// Object files are fsynced before every commit (durability `PowerLoss`).
+    power_loss: bool,
     writer: Arc<Mutex<()>>,
     /// Objects whose records were removed since the last sync: their files go at sync.
     doomed: Mutex<Vec<Digest>>,
@@ -380,7 +384,10 @@ struct Committer {
 }
 
 impl Committer {
-    fn start(tree: Weak<Tree>, writer: Arc<Mutex<()>>) -> std::io::Result<Committer> {
+    /// `objects`, when given, are fsynced before each commit: the records a commit writes
+    /// may reach disk before the next sync (sled fsyncs its log by itself when it
+    /// truncates it), and the object files they name must be there too.
+    fn start(tree: Weak<Tree>, writer: Arc<Mutex<()>>, objects: Option<Arc<Objects>>) -> std::io::Result<Committer> {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new().name("pickleshelf-commit".into()).spawn(move || {
@@ -395,7 +402,9 @@ impl Committer {
                 let _w = writer.lock().unwrap_or_else(PoisonError::into_inner);
                 // A failure leaves the buffer as it is: the next commit (at the latest the
                 // next sync, which reports it) tries again.
-                let _ = tree.commit();
+                if objects.as_ref().is_none_or(|o| o.sync().is_ok()) {
+                    let _ = tree.commit();
+                }
             }
         })?;
         Ok(Committer { stop, thread: Some(thread) })
@@ -421,6 +430,10 @@ impl Drop for Index {
             return;
         }
         let _w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        // sled fsyncs its log when dropped: the files the records name go first.
+        if self.power_loss && self.objects.sync().is_err() {
+            return;
+        }
         if self.tree.commit().is_ok() {
             let _ = self.engine(|| self.db.flush());
         }
@@ -482,7 +495,7 @@ impl Index {
             }
         };
         let db_file = sled_dir.join("db");
-        let objects = Objects::open(&dir.join("objects"))?;
+        let objects = Arc::new(Objects::open(&dir.join("objects"))?);
         let db = sled_files::open(dir, &sled_dir)?;
         let tree = Arc::new(Tree::open(dir, db.clone(), hasher, level, power_loss, read_only, auth)?);
         let writer = Arc::new(Mutex::new(()));
@@ -490,7 +503,7 @@ impl Index {
             None
         } else {
             Some(
-                Committer::start(Arc::downgrade(&tree), writer.clone())
+                Committer::start(Arc::downgrade(&tree), writer.clone(), power_loss.then(|| objects.clone()))
                     .map_err(|e| Error::Io { path: dir.to_path_buf(), source: e })?,
             )
         };
@@ -501,6 +514,7 @@ impl Index {
             tree,
             _committer: committer,
             objects,
+            power_loss,
             writer,
             doomed: Mutex::new(Vec::new()),
             files_in_use: RwLock::new(()),
@@ -825,6 +839,7 @@ impl Index {
     /// [`Index::make_durable`] under the write lock, writing `generation` (when given)
     /// after the commit and before the flush.
     fn durable_locked(&self, generation: Option<u64>) -> Result<()> {
+        self.objects.sync()?;
         self.tree.commit()?;
         self.tree.sync_packs()?;
         if let Some(g) = generation {
@@ -1204,6 +1219,10 @@ impl Writer<'_> {
         let tree = &self.index.tree;
         tree.apply(batch);
         if tree.buffered().0 > tree::BUFFER_MAX {
+            if self.index.power_loss {
+                // The records may reach disk before the next sync: their files first.
+                self.index.objects.sync()?;
+            }
             tree.commit()?;
         }
         Ok(())

@@ -955,6 +955,24 @@ impl Shelf {
         self.inner.index.scan(prefix).map(|r| r.map(|(k, _)| k))
     }
 
+    /// The keys that start with `prefix` and are at least `from`, in byte order: a scan
+    /// that resumes where an earlier one stopped (pass the key after the last one seen,
+    /// e.g. the last one with a NUL appended) without walking the keys before it.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// for k in ["a:1", "a:2", "a:3", "b:1"] {
+    ///     shelf.insert(k, &0)?;
+    /// }
+    /// let rest: Vec<String> = shelf.keys_with_prefix_from("a:", "a:1\0").collect::<Result<_, _>>()?;
+    /// assert_eq!(rest, ["a:2", "a:3"]);
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    pub fn keys_with_prefix_from<'a>(&'a self, prefix: &str, from: &str) -> impl Iterator<Item = Result<String>> + 'a {
+        self.inner.index.scan_keys_from(prefix, from)
+    }
+
     /// All keys with their pickle bytes (verified), in key order.
     pub fn iter(&self) -> impl Iterator<Item = Result<(String, Vec<u8>)>> + '_ {
         self.scan_prefix("")
@@ -1140,6 +1158,21 @@ impl Batch {
     /// Number of changes.
     pub fn len(&self) -> usize {
         self.ops.len()
+    }
+
+    /// The changes in the order they were added: `(key, Some(pickle bytes))` for an
+    /// insert, `(key, None)` for a removal (e.g. to send them to a served store).
+    ///
+    /// ```
+    /// let mut batch = pickleshelf::Batch::new();
+    /// batch.insert("a", &1)?;
+    /// batch.remove("b");
+    /// let keys: Vec<(&str, bool)> = batch.iter().map(|(k, v)| (k, v.is_some())).collect();
+    /// assert_eq!(keys, [("a", true), ("b", false)]);
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> + '_ {
+        self.ops.iter().map(|(k, v)| (k.as_str(), v.as_deref()))
     }
 
     /// True when there are no changes.

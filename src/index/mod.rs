@@ -556,6 +556,16 @@ impl Index {
         self.scan_in(Space::Keys, prefix).map(|r| r.map(|(k, _, s)| (k, s)))
     }
 
+    /// Keys starting with `prefix` that are at least `from`, in byte order.
+    pub(crate) fn scan_keys_from(&self, prefix: &str, from: &str) -> impl Iterator<Item = Result<String>> + '_ {
+        self.tree.scan_from(&key_in(Space::Keys, prefix), &key_in(Space::Keys, from)).map(move |item| {
+            let (k, _) = item?;
+            std::str::from_utf8(&k[1..])
+                .map(str::to_owned)
+                .map_err(|_| self.corrupted("a key record".into(), "key is not UTF-8"))
+        })
+    }
+
     /// Keys of `space` starting with `prefix`, with their headers and records.
     pub(crate) fn scan_in(
         &self,

@@ -381,6 +381,13 @@ impl Tree {
         Scan { tree: self, prefix: prefix.to_vec(), cursor: Some(prefix.to_vec()), out: Vec::new().into_iter() }
     }
 
+    /// Records whose keys start with `prefix` and are at least `from`, in key order (as
+    /// [`Tree::scan`]).
+    pub(crate) fn scan_from(&self, prefix: &[u8], from: &[u8]) -> Scan<'_> {
+        let start = prefix.max(from).to_vec();
+        Scan { tree: self, prefix: prefix.to_vec(), cursor: Some(start), out: Vec::new().into_iter() }
+    }
+
     /// The records of `[from, to)` (`to` at most the end of the page holding `from`), and
     /// where the next chunk starts.
     /// A page that cannot be read is an error, and the scan goes on after it.

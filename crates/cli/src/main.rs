@@ -93,6 +93,13 @@ enum Command {
         pickleshelf pickle encode --protocol 5 sample.json > sample.p5.pkl\n  \
         pickleshelf pickle roundtrip --protocol 2 examples/data/sample.pkl > sample.p2.pkl")]
     Pickle(pickle::PickleCommand),
+    /// Serve a store over the Redis protocol (RESP2 and RESP3), so that redis-cli,
+    /// redis-py, redis-rs and other processes use it at once (see docs/SERVER.md).
+    #[command(after_help = "Examples:\n  \
+        pickleshelf serve state.db                          # 127.0.0.1:6379\n  \
+        pickleshelf serve state.db --bind 127.0.0.1:7000 --appendfsync always\n  \
+        pickleshelf serve state.db --bind 0.0.0.0:6379 --requirepass-file secret.txt")]
+    Serve(pickleshelf_server::cli::ServeArgs),
 }
 
 fn main() {
@@ -115,6 +122,7 @@ fn run() -> i32 {
         Command::Export(c) => c.run(),
         Command::Checkpoint(cmd) => checkpoint::run(cmd),
         Command::Pickle(cmd) => pickle::run(cmd),
+        Command::Serve(args) => pickleshelf_server::cli::run(args),
     };
     match result {
         Ok(()) => 0,

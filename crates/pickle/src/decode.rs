@@ -14,7 +14,9 @@ use std::collections::HashMap;
 
 use super::compat;
 use super::int::{BigInt, Int};
+use super::native::{self, How, Made};
 use super::opcodes as op;
+use super::pyhash::{self, Hashable};
 use super::value::{Construct, Global, INLINE_STR, Node, NodeId, Object, ObjectOp, PyStr, Value, push_code_point};
 use crate::error::{DecodeErrorKind as Kind, Error, Result};
 
@@ -120,18 +122,58 @@ pub fn check_with(bytes: &[u8], limits: &Limits) -> Result<()> {
 fn run<const CHECK: bool>(bytes: &[u8], limits: &Limits) -> Result<Value> {
     let mut d = Decoder::<CHECK>::new(bytes, limits, Scratch::take());
     let root = d.run();
-    let Decoder { mut nodes, stack, marks, memo, op_start, pos, containers, .. } = d;
-    Scratch { stack, marks, memo: memo.dense }.keep();
-    let root = root.map_err(|kind| Error::Decode { offset: op_start, kind })?;
-    trim(&mut nodes);
-    let value = Value::from_parts_unchecked(nodes, root);
-    if containers >= limits.max_depth && depth_exceeds(&value, limits.max_depth) {
-        return Err(Error::Decode {
-            offset: pos,
-            kind: Kind::Limit { limit: "max_depth", value: limits.max_depth as u64 },
-        });
+    let Decoder { mut nodes, stack, marks, memo, op_start, pos, containers, mut keyed, .. } = d;
+    let out = (|| {
+        let root = root.map_err(|kind| Error::Decode { offset: op_start, kind })?;
+        trim(&mut nodes);
+        let mut value = Value::from_parts_unchecked(nodes, root);
+        if containers >= limits.max_depth && depth_exceeds(&value, limits.max_depth) {
+            return Err(Error::Decode {
+                offset: pos,
+                kind: Kind::Limit { limit: "max_depth", value: limits.max_depth as u64 },
+            });
+        }
+        if !CHECK && !keyed.is_empty() {
+            keyed.sort_unstable();
+            keyed.dedup();
+            remove_repeated_keys(&mut value, &keyed);
+        }
+        Ok(value)
+    })();
+    Scratch { stack, marks, memo: memo.dense, keyed }.keep();
+    out
+}
+
+/// Gives the dicts and sets that received two or more keys CPython's content: a key
+/// set again (or one equal to it, `1 == 1.0 == True`) keeps its first key object and
+/// place and takes the value set last; a repeated set element is dropped. This is done
+/// once all nodes exist, which gives what doing it at each opcode would: nothing during
+/// decoding depends on a dict's or set's size, and equality of the keys (tuples,
+/// frozensets, numbers, strs) cannot change after they are made.
+pub(crate) fn remove_repeated_keys(value: &mut Value, keyed: &[u32]) {
+    for &id in keyed {
+        let id = NodeId(id);
+        // Most dicts and sets repeat nothing: that is seen from the nodes as they are.
+        let repeats = match value.get(id) {
+            Some(Node::Dict(pairs)) => pyhash::may_repeat(value.nodes(), pairs.iter().map(|p| p.0)),
+            Some(Node::Set(items) | Node::FrozenSet(items)) => pyhash::may_repeat(value.nodes(), items.iter().copied()),
+            _ => false,
+        };
+        if !repeats {
+            continue;
+        }
+        let mut node = std::mem::replace(value.node_mut(id), Node::None);
+        match &mut node {
+            Node::Dict(pairs) => {
+                pyhash::dedup_pairs(value.nodes(), pairs);
+            }
+            Node::Set(items) | Node::FrozenSet(items) => {
+                pyhash::dedup_items(value.nodes(), items);
+            }
+            _ => {}
+        }
+        *value.node_mut(id) = node;
     }
-    Ok(value)
 }
 
 /// The decoder's working buffers (stack, MARKs, memo), kept per thread from one
@@ -142,6 +184,7 @@ struct Scratch {
     stack: Vec<NodeId>,
     marks: Vec<usize>,
     memo: Vec<u32>,
+    keyed: Vec<u32>,
 }
 
 thread_local! {
@@ -166,7 +209,12 @@ impl Scratch {
             v.clear();
             v
         }
-        let kept = Scratch { stack: cleared(self.stack), marks: cleared(self.marks), memo: cleared(self.memo) };
+        let kept = Scratch {
+            stack: cleared(self.stack),
+            marks: cleared(self.marks),
+            memo: cleared(self.memo),
+            keyed: cleared(self.keyed),
+        };
         let _ = SCRATCH.try_with(|c| c.set(Some(kept)));
     }
 }
@@ -267,10 +315,21 @@ struct Decoder<'a, const CHECK: bool = false> {
     /// Out-of-band buffers referenced so far.
     buffers: u32,
     interned: [Option<NodeId>; 6],
-    /// Items and bytes that REDUCE of a built-in type copied out of its argument so far
-    /// (at most twice the input's length; see [`Decoder::reduce`]).
+    /// Items and bytes that calls of built-in types copied out of their arguments so
+    /// far (at most twice the input's length; see [`Decoder::reduce`]).
     copied: usize,
+    /// Tuples and frozensets known to be hashable.
+    hashable: Hashable,
+    /// Dicts, sets and frozensets that may repeat a key (see [`Decoder::keyed`]): the
+    /// ones [`remove_repeated_keys`] looks at, perhaps more than once each.
+    keyed: Vec<u32>,
+    /// The keys of the last small dict found to repeat none (the first `.1` of them).
+    distinct_keys: ([NodeId; DISTINCT_KEYS], u8),
 }
+
+/// Dicts of up to this many keys have their keys remembered (see
+/// [`Decoder::distinct_keys`]).
+const DISTINCT_KEYS: usize = 8;
 
 const NONE_SLOT: usize = 0;
 const TRUE_SLOT: usize = 1;
@@ -308,6 +367,9 @@ impl<'a, const CHECK: bool> Decoder<'a, CHECK> {
             buffers: 0,
             interned: [None; 6],
             copied: 0,
+            hashable: Hashable::default(),
+            keyed: scratch.keyed,
+            distinct_keys: ([NodeId(0); DISTINCT_KEYS], 0),
         }
     }
 
@@ -817,8 +879,10 @@ impl<'a, const CHECK: bool> Decoder<'a, CHECK> {
                     if items.len() % 2 != 0 {
                         return Err(bad(code, "odd number of items"));
                     }
-                    let pairs = items.chunks_exact(2).map(|p| (p[0], p[1])).collect();
+                    let pairs: Vec<(NodeId, NodeId)> = items.chunks_exact(2).map(|p| (p[0], p[1])).collect();
+                    let len = pairs.len();
                     let id = self.add_container(|| Node::Dict(pairs));
+                    self.keys_added(code, id, len)?;
                     self.push(id);
                 }
                 op::EMPTY_SET => {
@@ -827,7 +891,9 @@ impl<'a, const CHECK: bool> Decoder<'a, CHECK> {
                 }
                 op::FROZENSET => {
                     let items = self.pop_mark(code)?;
+                    let len = items.len();
                     let id = self.add_container(|| Node::FrozenSet(items));
+                    self.keys_added(code, id, len)?;
                     self.push(id);
                 }
                 op::APPEND => {
@@ -847,20 +913,25 @@ impl<'a, const CHECK: bool> Decoder<'a, CHECK> {
                     let k = self.pop(code)?;
                     let target = self.target(code)?;
                     set_items(code, &mut self.nodes[target.index()], &[k, v])?;
+                    self.keys_added(code, target, 1)?;
                 }
                 op::SETITEMS => {
                     let (m, target) = self.mark_and_target(code, true)?;
+                    let added = (self.stack.len() - m) / 2;
                     set_items(code, &mut self.nodes[target.index()], &self.stack[m..])?;
+                    self.keys_added(code, target, added)?;
                     self.stack.truncate(m);
                 }
                 op::ADDITEMS => {
                     let (m, target) = self.mark_and_target(code, false)?;
                     let items = &self.stack[m..];
+                    let added = items.len();
                     match &mut self.nodes[target.index()] {
                         Node::Set(v) => v.extend_from_slice(items),
                         Node::Object(o) => o.ops.extend(items.iter().map(|&x| ObjectOp::AddItem(x))),
                         other => return Err(bad(code, format!("cannot add items to a {}", other.type_name()))),
                     }
+                    self.keys_added(code, target, added)?;
                     self.stack.truncate(m);
                 }
                 op::BUILD => {
@@ -935,7 +1006,10 @@ impl<'a, const CHECK: bool> Decoder<'a, CHECK> {
                             format!("arguments must be a tuple, not a {}", self.node(args).type_name()),
                         ));
                     }
-                    let id = self.reduce(callable, args);
+                    if let Some(what) = not_callable(self.node(callable)) {
+                        return Err(bad(code, format!("'{what}' object is not callable")));
+                    }
+                    let id = self.reduce(code, callable, args)?;
                     self.push(id);
                 }
                 op::NEWOBJ => {
@@ -944,13 +1018,22 @@ impl<'a, const CHECK: bool> Decoder<'a, CHECK> {
                     if !matches!(self.node(args), Node::Tuple(_)) {
                         return Err(bad(code, "expected an argument tuple"));
                     }
-                    let id = self.object(Construct::NewObj { cls, args });
+                    if let Some(what) = not_callable(self.node(cls)) {
+                        return Err(bad(code, format!("class argument must be a type, not {what}")));
+                    }
+                    let id = match self.native(code, cls, Some(args), &[], How::New)? {
+                        Some(id) => id,
+                        None => self.object(Construct::NewObj { cls, args }),
+                    };
                     self.push(id);
                 }
                 op::NEWOBJ_EX => {
                     let kwargs = self.pop(code)?;
                     let args = self.pop(code)?;
                     let cls = self.pop(code)?;
+                    if let Some(what) = not_callable(self.node(cls)) {
+                        return Err(bad(code, format!("class argument must be a type, not {what}")));
+                    }
                     if !matches!(self.node(args), Node::Tuple(_)) {
                         return Err(bad(code, "expected an argument tuple"));
                     }
@@ -967,7 +1050,10 @@ impl<'a, const CHECK: bool> Decoder<'a, CHECK> {
                     let name = std::str::from_utf8(name).map_err(|_| bad_text(code, "class name is not UTF-8"))?;
                     let args = self.pop_mark(code)?;
                     let cls = self.global(module, name);
-                    let id = self.object(Construct::Instantiate { cls, args });
+                    let id = match self.native(code, cls, None, &args, How::Call)? {
+                        Some(id) => id,
+                        None => self.object(Construct::Instantiate { cls, args }),
+                    };
                     self.push(id);
                 }
                 op::OBJ => {
@@ -976,7 +1062,13 @@ impl<'a, const CHECK: bool> Decoder<'a, CHECK> {
                         return Err(Kind::StackUnderflow { opcode: "OBJ" });
                     }
                     let cls = items.remove(0);
-                    let id = self.object(Construct::Instantiate { cls, args: items });
+                    if let Some(what) = not_callable(self.node(cls)) {
+                        return Err(bad(code, format!("'{what}' object is not callable")));
+                    }
+                    let id = match self.native(code, cls, None, &items, How::Call)? {
+                        Some(id) => id,
+                        None => self.object(Construct::Instantiate { cls, args: items }),
+                    };
                     self.push(id);
                 }
                 op::PERSID => {
@@ -1067,8 +1159,18 @@ impl<'a, const CHECK: bool> Decoder<'a, CHECK> {
         self.add_container(|| Node::Object(Box::new(Object { construct, ops: Vec::new() })))
     }
 
-    /// REDUCE: the built-in types CPython writes as calls before protocol 3–5 become
-    /// native nodes; every other call is kept as an object.
+    /// REDUCE: calls of built-in types become native nodes (the types CPython writes
+    /// as calls before protocols 3–5 among them); every other call is kept as an object.
+    fn reduce(&mut self, code: u8, callable: NodeId, args: NodeId) -> R<NodeId> {
+        match self.native(code, callable, Some(args), &[], How::Call)? {
+            Some(id) => Ok(id),
+            None => Ok(self.object(Construct::Reduce { callable, args })),
+        }
+    }
+
+    /// The native node for a call (or `__new__`) of a built-in type, when
+    /// [`native::call`] models it; `None` to keep an object. The arguments are the tuple
+    /// node `args_tuple`, or `args_list`.
     ///
     /// Making a native node copies the argument (a list's items, a str's or bytes'
     /// bytes). The copies together may not exceed twice the input's length, which a
@@ -1077,69 +1179,151 @@ impl<'a, const CHECK: bool> Decoder<'a, CHECK> {
     /// (`bytearray(_codecs.encode(s, "latin1"))` before protocol 3). Past the limit a
     /// call is kept as an object. Without it, calling `set` on one memoized list over
     /// and over would take memory quadratic in the input.
-    fn reduce(&mut self, callable: NodeId, args: NodeId) -> NodeId {
+    ///
+    /// A set, frozenset or dict made from an iterable checks that its elements or keys
+    /// are hashable, as CPython does.
+    fn native(
+        &mut self,
+        code: u8,
+        cls: NodeId,
+        args_tuple: Option<NodeId>,
+        args_list: &[NodeId],
+        how: How,
+    ) -> R<Option<NodeId>> {
         let budget = self.input.len().saturating_mul(2).saturating_sub(self.copied);
-        if let Some(node) = self.native_call(callable, args, budget) {
-            self.copied += match &node {
-                Node::Bytes(b) | Node::ByteArray(b) => b.len(),
-                Node::Set(v) | Node::FrozenSet(v) => v.len(),
-                _ => 0,
+        let made = {
+            let nodes = &self.nodes;
+            let Some(Node::Global(g)) = nodes.get(cls.index()) else { return Ok(None) };
+            let args: &[NodeId] = match args_tuple {
+                Some(t) => match nodes.get(t.index()) {
+                    Some(Node::Tuple(a)) => a,
+                    _ => return Ok(None),
+                },
+                None => args_list,
             };
-            return self.add_container(|| node);
-        }
-        self.object(Construct::Reduce { callable, args })
+            native::call(nodes, g, args, how, budget)
+        };
+        Ok(match made {
+            None => None,
+            Some(Made::Same(id)) => Some(id),
+            Some(Made::Bool(b)) => Some(self.interned(if b { TRUE_SLOT } else { FALSE_SLOT })),
+            Some(made) => {
+                self.copied += made.copied();
+                let node = match made {
+                    Made::New(node) => node,
+                    Made::DictKeys(mut node) => {
+                        // Not when checking, whose numbers are placeholders: only the
+                        // kind of node matters there, and it is the same.
+                        if let (false, Node::List(items) | Node::Tuple(items)) = (CHECK, &mut node) {
+                            pyhash::dedup_items(&self.nodes, items);
+                        }
+                        node
+                    }
+                    Made::Same(_) | Made::Bool(_) => return Ok(None),
+                };
+                let keys = match &node {
+                    Node::Set(items) | Node::FrozenSet(items) => items.len(),
+                    Node::Dict(pairs) => pairs.len(),
+                    _ => 0,
+                };
+                let container = matches!(
+                    node,
+                    Node::List(_)
+                        | Node::Tuple(_)
+                        | Node::Dict(_)
+                        | Node::Set(_)
+                        | Node::FrozenSet(_)
+                        | Node::ByteArray(_)
+                );
+                let id = if container { self.add_container(|| node) } else { self.add(|| node) };
+                self.keys_added(code, id, keys)?;
+                Some(id)
+            }
+        })
     }
 
-    /// The native node for a call of a built-in type, when it copies at most `budget`
-    /// items or bytes.
-    fn native_call(&self, callable: NodeId, args: NodeId, budget: usize) -> Option<Node> {
-        let Node::Global(g) = self.node(callable) else {
-            return None;
+    /// After `added` keys (or elements) went into the dict, set or frozenset `id` at
+    /// opcode `code`: checks that CPython could hash them (`TypeError: unhashable type`,
+    /// raised as it inserts one), and notes the container if it may now repeat a key.
+    ///
+    /// A container that got all its keys at once (the one `SETITEMS`, `ADDITEMS` or
+    /// `FROZENSET` of everything CPython writes below 1,000 items) is compared here, and
+    /// noted only if two keys may be equal; one that got keys before is noted for
+    /// [`remove_repeated_keys`] (perhaps more than once). Anything else is no container
+    /// of keys (an object's `SETITEM`s are kept as data).
+    #[inline]
+    fn keys_added(&mut self, code: u8, id: NodeId, added: usize) -> R<()> {
+        let nodes = &self.nodes;
+        let simple = |k: &NodeId| pyhash::is_atom(nodes, *k);
+        let (len, all_simple) = match nodes.get(id.index()) {
+            Some(Node::Dict(p)) => (p.len(), p[p.len().saturating_sub(added)..].iter().all(|(k, _)| simple(k))),
+            Some(Node::Set(v) | Node::FrozenSet(v)) => (v.len(), v[v.len().saturating_sub(added)..].iter().all(simple)),
+            _ => return Ok(()),
         };
-        let Node::Tuple(a) = self.node(args) else {
-            return None;
-        };
-        let latin1 = |id: NodeId| -> Option<Vec<u8>> {
-            match self.node(id) {
-                // One byte per code point; more than `budget` is refused.
-                Node::Str(s) => s
-                    .code_points()
-                    .take(budget.saturating_add(1))
-                    .map(|c| u8::try_from(c).ok())
-                    .collect::<Option<Vec<u8>>>()
-                    .filter(|b| b.len() <= budget),
-                _ => None,
-            }
-        };
-        let is_latin1_name = |id: NodeId| {
-            self.str_of(id).is_some_and(|e| {
-                matches!(
-                    e.to_ascii_lowercase().replace('_', "-").as_str(),
-                    "latin1" | "latin-1" | "iso-8859-1" | "iso8859-1" | "l1"
-                )
-            })
-        };
-        let items = |id: NodeId| -> Option<Vec<NodeId>> {
-            match self.node(id) {
-                Node::List(v) | Node::Tuple(v) if v.len() <= budget => Some(v.clone()),
-                _ => None,
-            }
-        };
-        match (g.module.as_str(), g.name.as_str(), a.as_slice()) {
-            ("_codecs", "encode", &[s, e]) if is_latin1_name(e) => latin1(s).map(Node::Bytes),
-            ("builtins", "bytes", &[]) => Some(Node::Bytes(Vec::new())),
-            ("builtins", "bytearray", &[]) => Some(Node::ByteArray(Vec::new())),
-            ("builtins", "bytearray", &[b]) => match self.node(b) {
-                Node::Bytes(b) if b.len() <= budget => Some(Node::ByteArray(b.clone())),
-                _ => None,
-            },
-            ("builtins", "bytearray", &[s, e]) if is_latin1_name(e) => latin1(s).map(Node::ByteArray),
-            ("builtins", "set", &[]) => Some(Node::Set(Vec::new())),
-            ("builtins", "set", &[l]) => items(l).map(Node::Set),
-            ("builtins", "frozenset", &[]) => Some(Node::FrozenSet(Vec::new())),
-            ("builtins", "frozenset", &[l]) => items(l).map(Node::FrozenSet),
-            _ => None,
+        if !all_simple {
+            self.check_new_keys(code, id, added)?;
         }
+        if CHECK || len < 2 {
+            return Ok(());
+        }
+        if len == added && !self.may_repeat(id) {
+            return Ok(());
+        }
+        self.keyed.push(id.0);
+        Ok(())
+    }
+
+    /// [`Decoder::keys_added`] for keys other than atoms: each must be hashable.
+    #[cold]
+    #[inline(never)]
+    fn check_new_keys(&mut self, code: u8, id: NodeId, added: usize) -> R<()> {
+        let (keys, role): (Vec<NodeId>, &'static str) = match self.nodes.get(id.index()) {
+            Some(Node::Dict(p)) => (p[p.len().saturating_sub(added)..].iter().map(|p| p.0).collect(), "dict key"),
+            Some(Node::Set(v) | Node::FrozenSet(v)) => (v[v.len().saturating_sub(added)..].to_vec(), "set element"),
+            _ => return Ok(()),
+        };
+        for k in keys {
+            if let Err(type_name) = self.hashable.check(&self.nodes, k) {
+                return Err(Kind::Unhashable { opcode: op::name(code), type_name, role });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether two keys of the container `id`, which got all its keys at once, may be
+    /// equal ([`pyhash::may_repeat`]).
+    fn may_repeat(&mut self, id: NodeId) -> bool {
+        match self.nodes.get(id.index()) {
+            Some(Node::Dict(pairs)) => {
+                // Dicts of one shape share their key objects (the memo's strs): the keys
+                // of the last one found distinct need no look again.
+                let (known, n) = &self.distinct_keys;
+                if pairs.len() == usize::from(*n) && pairs.iter().zip(known).all(|(p, k)| p.0 == *k) {
+                    return false;
+                }
+                let repeats = pyhash::may_repeat(&self.nodes, pairs.iter().map(|p| p.0));
+                if !repeats && pairs.len() <= DISTINCT_KEYS {
+                    let (known, n) = &mut self.distinct_keys;
+                    for (slot, p) in known.iter_mut().zip(pairs) {
+                        *slot = p.0;
+                    }
+                    *n = pairs.len() as u8;
+                }
+                repeats
+            }
+            Some(Node::Set(items) | Node::FrozenSet(items)) => pyhash::may_repeat(&self.nodes, items.iter().copied()),
+            _ => false,
+        }
+    }
+}
+
+/// The Python type of a node that cannot be called nor be a class (the native data
+/// kinds), for CPython's `'int' object is not callable`; `None` for globals, objects
+/// and the rest, which may be.
+fn not_callable(node: &Node) -> Option<&'static str> {
+    match node {
+        Node::Global(_) | Node::Object(_) | Node::PersistentId(_) | Node::Buffer { .. } | Node::Extension(_) => None,
+        other => Some(other.type_name()),
     }
 }
 

@@ -108,6 +108,13 @@ enum Step {
     /// The end of the item list of a set/frozenset written as `REDUCE` before
     /// protocol 4: close the list, the argument tuple and the call.
     ReducedSetDone(NodeId),
+    /// Save the global [`Encoder::globals`]`[i]`, one the encoder writes itself.
+    Global(u32),
+    /// Close a tuple of this many items that the encoder writes itself (no node), and
+    /// memoize it.
+    Tuple(u32),
+    /// Memoize the object on top of the stack (one the encoder makes itself).
+    Memoize,
 }
 
 /// The state of one `encode` walk; see the module docs.
@@ -122,6 +129,8 @@ pub(crate) struct Encoder<'e, 'v> {
     /// a tuple reached again with no such frame above its first visit is a cycle that
     /// CPython could not pickle either.
     memo_frames: u32,
+    /// Globals the encoder writes that are not nodes of the value (module, name).
+    globals: Vec<(String, String)>,
 }
 
 fn bad_id(id: NodeId, n: usize) -> Error {
@@ -131,7 +140,15 @@ fn bad_id(id: NodeId, n: usize) -> Error {
 impl<'e, 'v> Encoder<'e, 'v> {
     /// A walk over `nodes` that writes to `em`.
     pub(crate) fn new(em: &'e mut Emitter, nodes: &'v [Node]) -> Self {
-        Encoder { em, nodes, state: vec![UNSEEN; nodes.len()], stack: Vec::new(), script: Vec::new(), memo_frames: 0 }
+        Encoder {
+            em,
+            nodes,
+            state: vec![UNSEEN; nodes.len()],
+            stack: Vec::new(),
+            script: Vec::new(),
+            memo_frames: 0,
+            globals: Vec::new(),
+        }
     }
 
     /// Declares a node as already written with this memo index.
@@ -352,15 +369,12 @@ impl<'e, 'v> Encoder<'e, 'v> {
                     Construct::NewObj { cls, args } => {
                         s.extend([Step::Save(*cls), Step::Save(*args), Step::Op(op::NEWOBJ)]);
                     }
-                    Construct::NewObjEx { cls, args, kwargs } => {
-                        if self.em.proto() < 4 {
-                            return Err(Error::Encode(format!(
-                                "node {} is built with NEWOBJ_EX (keyword arguments to __new__), \
-                                 which needs protocol 4 or higher",
-                                id.index()
-                            )));
-                        }
+                    Construct::NewObjEx { cls, args, kwargs } if self.em.proto() >= 4 => {
                         s.extend([Step::Save(*cls), Step::Save(*args), Step::Save(*kwargs), Step::Op(op::NEWOBJ_EX)]);
+                    }
+                    Construct::NewObjEx { cls, args, kwargs } => {
+                        let (cls, args, kwargs) = (*cls, *args, *kwargs);
+                        self.new_obj_ex_before_4(id, cls, args, kwargs)?;
                     }
                     Construct::Instantiate { cls, args } => {
                         s.extend([Step::Op(op::MARK), Step::Save(*cls)]);
@@ -368,6 +382,7 @@ impl<'e, 'v> Encoder<'e, 'v> {
                         s.push(Step::Op(op::OBJ));
                     }
                 }
+                let s = &mut self.script;
                 s.push(Step::Constructed(id));
                 push_ops(s, &o.ops);
                 s.push(Step::ObjectDone);
@@ -407,6 +422,56 @@ impl<'e, 'v> Encoder<'e, 'v> {
             Node::None | Node::Bool(_) | Node::Int(_) | Node::BigInt(_) | Node::Float(_) => {}
         }
         Ok(None)
+    }
+
+    /// `cls.__new__(cls, *args, **kwargs)` before protocol 4, which has no `NEWOBJ_EX`:
+    /// as CPython's pickler writes `copyreg.__newobj_ex__` then, the call of
+    /// `functools.partial(cls.__new__, cls, *args, **kwargs)` with no arguments (the
+    /// partial object built by `REDUCE` and given its state by `BUILD`). `cls.__new__`
+    /// is written as the global `cls.__new__`, which protocols 2 and 3 spell
+    /// `getattr(cls, '__new__')`: CPython writes exactly that for a class that defines
+    /// `__new__`, and `getattr(object, '__new__')`, the same function, for one that
+    /// inherits it. Without keyword arguments it is `NEWOBJ`, as CPython writes it.
+    fn new_obj_ex_before_4(&mut self, id: NodeId, cls: NodeId, args: NodeId, kwargs: NodeId) -> Result<()> {
+        let positional = match self.node(args)? {
+            Node::Tuple(items) => items,
+            other => {
+                return Err(Error::Encode(format!(
+                    "node {}: NEWOBJ_EX arguments must be a tuple, not a {}",
+                    id.index(),
+                    other.type_name()
+                )));
+            }
+        };
+        if matches!(self.node(kwargs)?, Node::Dict(pairs) if pairs.is_empty()) {
+            self.script.extend([Step::Save(cls), Step::Save(args), Step::Op(op::NEWOBJ)]);
+            return Ok(());
+        }
+        let Node::Global(g) = self.node(cls)? else {
+            return Err(Error::Encode(format!(
+                "node {} is built with NEWOBJ_EX (keyword arguments to __new__) of a class that is not a \
+                 global, which only protocol 4 or higher can write",
+                id.index()
+            )));
+        };
+        let partial = self.globals.len() as u32;
+        self.globals.push(("functools".into(), "partial".into()));
+        self.globals.push((g.module.clone(), format!("{}.__new__", g.name)));
+        let new = partial + 1;
+        let n = positional.len() as u32 + 1;
+        let s = &mut self.script;
+        // partial(cls.__new__), memoized, then its state:
+        // (cls.__new__, (cls, *args), kwargs, None), then the call with no arguments.
+        s.extend([Step::Global(partial), Step::Global(new), Step::Op(op::TUPLE1), Step::Memoize]);
+        s.extend([Step::Op(op::REDUCE), Step::Memoize, Step::Op(op::MARK), Step::Global(new)]);
+        if n > 3 {
+            s.push(Step::Op(op::MARK));
+        }
+        s.push(Step::Save(cls));
+        s.extend(positional.iter().map(|&a| Step::Save(a)));
+        s.extend([Step::Tuple(n), Step::Save(kwargs), Step::Op(op::NONE), Step::Op(op::TUPLE), Step::Memoize]);
+        s.extend([Step::Op(op::BUILD), Step::Op(op::EMPTY_TUPLE), Step::Op(op::REDUCE)]);
+        Ok(())
     }
 
     fn script_frame(&self, start: u32) -> Frame {
@@ -552,6 +617,22 @@ impl<'e, 'v> Encoder<'e, 'v> {
                     self.memo_frames += 1;
                 }
                 Step::ObjectDone => self.memo_frames -= 1,
+                Step::Global(i) => {
+                    let (module, name) = self.globals.get(i as usize).cloned().unwrap_or_default();
+                    self.em.save_global(&module, &name)?;
+                }
+                Step::Tuple(n) => {
+                    self.em.op(match n {
+                        1 => op::TUPLE1,
+                        2 => op::TUPLE2,
+                        3 => op::TUPLE3,
+                        _ => op::TUPLE,
+                    });
+                    self.em.memoize()?;
+                }
+                Step::Memoize => {
+                    self.em.memoize()?;
+                }
                 Step::PersDone(id, earlier) => self.set_state(id, earlier),
                 Step::ReducedSetDone(id) => {
                     self.em.op(op::TUPLE1);
@@ -710,6 +791,19 @@ mod tests {
             Node::Global(Box::new(Global { module: "m".into(), name: "C".into() })),
             Node::Tuple(vec![]),
             Node::Dict(vec![]),
+        ];
+        let v = Value::from_parts_unchecked(nodes, NodeId(0));
+        // No keyword arguments: NEWOBJ before protocol 4, as CPython writes it.
+        assert_eq!(enc(&v, 3).unwrap_or_default(), b"\x80\x03cm\nC\nq\x00)\x81q\x01.");
+        assert!(enc(&v, 4).is_ok());
+        // Keyword arguments to a class that is not a global: only protocol 4 says it.
+        let nodes = vec![
+            obj(Construct::NewObjEx { cls: NodeId(1), args: NodeId(2), kwargs: NodeId(3) }),
+            obj(Construct::Reduce { callable: NodeId(4), args: NodeId(2) }),
+            Node::Tuple(vec![]),
+            Node::Dict(vec![(NodeId(5), NodeId(5))]),
+            Node::Global(Box::new(Global { module: "m".into(), name: "f".into() })),
+            Node::Str("k".into()),
         ];
         let v = Value::from_parts_unchecked(nodes, NodeId(0));
         assert!(encode_error(&v, 3).contains("NEWOBJ_EX"));

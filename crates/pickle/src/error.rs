@@ -81,6 +81,16 @@ pub enum DecodeErrorKind {
         /// What was wrong.
         detail: String,
     },
+    /// A dict key or set element that Python cannot hash (a list, dict, set, bytearray,
+    /// or a tuple holding one), as CPython's `TypeError: unhashable type: 'list'`.
+    Unhashable {
+        /// The opcode's name.
+        opcode: &'static str,
+        /// The Python type that cannot be hashed.
+        type_name: &'static str,
+        /// `"dict key"` or `"set element"`.
+        role: &'static str,
+    },
     /// Framing rules of protocol 4 were broken.
     Frame(&'static str),
     /// A configured limit was hit.
@@ -104,6 +114,9 @@ impl fmt::Display for DecodeErrorKind {
             Self::MemoMissing(i) => write!(f, "memo index {i} was never stored"),
             Self::BadOperand { opcode, detail } => write!(f, "{opcode}: {detail}"),
             Self::BadText { opcode, detail } => write!(f, "{opcode}: {detail}"),
+            Self::Unhashable { opcode, type_name, role } => {
+                write!(f, "{opcode}: unhashable type: '{type_name}' as a {role}")
+            }
             Self::Frame(what) => write!(f, "frame error: {what}"),
             Self::Limit { limit, value } => write!(f, "limit {limit} = {value} exceeded"),
             Self::UnsupportedProtocol(p) => write!(f, "unsupported pickle protocol {p}"),

@@ -32,8 +32,9 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use super::decode::DEFAULT_LIMITS;
+use super::decode::{DEFAULT_LIMITS, remove_repeated_keys};
 use super::int::Int;
+use super::pyhash::Hashable;
 use super::repr::float_repr;
 use super::value::{Construct, Node, NodeId, PyStr, Value, push_code_point};
 use crate::{Error, Result};
@@ -363,7 +364,10 @@ fn write_hex(out: &mut String, bytes: &[u8]) {
 /// back as shared node ids. Strings may carry lone surrogates either as
 /// `str_utf8_surrogatepass_hex` or as `\udxxx` escapes in a `str`. Hex may be upper or
 /// lower case. Floats are read with Rust's parser (`nan`, `inf`, `-inf`, `-0.0` work).
-/// Set elements and dict keys are not checked for hashability.
+/// Dict keys and set elements are taken as CPython's `pickle.loads` would take them: an
+/// unhashable one (a list, dict, set, bytearray, or a tuple holding one) is an error, and
+/// keys Python finds equal (`1`, `1.0`, `true`) are merged, the first key kept with the
+/// last value.
 ///
 /// ```
 /// use pickleshelf_pickle as pickle;
@@ -796,6 +800,9 @@ struct Builder<'d> {
     ids: HashMap<&'d [u8], NodeId>,
     /// The same nodes by the index of the JSON `{"id":..,"value":..}` node.
     defs: HashMap<usize, NodeId>,
+    /// Dicts, sets and frozensets with their offsets in the text: their keys are checked
+    /// once the graph is complete.
+    keyed: Vec<(NodeId, usize)>,
 }
 
 fn key_text(key: &[u8]) -> String {
@@ -804,7 +811,7 @@ fn key_text(key: &[u8]) -> String {
 
 impl<'d> Builder<'d> {
     fn new(doc: &'d Doc) -> Self {
-        Builder { doc, nodes: Vec::new(), ids: HashMap::new(), defs: HashMap::new() }
+        Builder { doc, nodes: Vec::new(), ids: HashMap::new(), defs: HashMap::new(), keyed: Vec::new() }
     }
 
     fn jnode(&self, at: usize) -> Result<&'d JNode> {
@@ -930,7 +937,24 @@ impl<'d> Builder<'d> {
             };
             self.fill(slot, id, &mut root);
         }
-        Value::from_nodes(self.nodes, root).map_err(|e| json_err(0, format!("internal: {e}")))
+        let mut value = Value::from_nodes(self.nodes, root).map_err(|e| json_err(0, format!("internal: {e}")))?;
+        // Keys as CPython takes them: hashable, and equal ones merged.
+        let mut hashable = Hashable::default();
+        for &(id, offset) in &self.keyed {
+            let (keys, role): (Vec<NodeId>, &str) = match value.get(id) {
+                Some(Node::Dict(pairs)) => (pairs.iter().map(|p| p.0).collect(), "dict key"),
+                Some(Node::Set(items) | Node::FrozenSet(items)) => (items.clone(), "set element"),
+                _ => continue,
+            };
+            for k in keys {
+                if let Err(type_name) = hashable.check(value.nodes(), k) {
+                    return Err(json_err(offset, format!("unhashable type: '{type_name}' as a {role}")));
+                }
+            }
+        }
+        let keyed: Vec<u32> = self.keyed.iter().map(|&(id, _)| id.0).collect();
+        remove_repeated_keys(&mut value, &keyed);
+        Ok(value)
     }
 
     /// Stores a finished node's id in its slot.
@@ -1043,6 +1067,9 @@ impl<'d> Builder<'d> {
             Tag::List | Tag::Tuple | Tag::Set | Tag::FrozenSet => {
                 let items = self.array(arg, &format!("\"{tag_name}\""))?;
                 children = Some(items);
+                if matches!(tag, Tag::Set | Tag::FrozenSet) {
+                    self.keyed.push((id, offset));
+                }
                 let placeholders = vec![id; items.len()];
                 match tag {
                     Tag::List => Node::List(placeholders),
@@ -1054,6 +1081,7 @@ impl<'d> Builder<'d> {
             Tag::Dict => {
                 let entries = self.array(arg, "\"dict\"")?;
                 children = Some(entries);
+                self.keyed.push((id, offset));
                 Node::Dict(vec![(id, id); entries.len()])
             }
             Tag::Object => {
@@ -1236,16 +1264,18 @@ mod tests {
 
     #[test]
     fn numbering_follows_document_order_keys_before_values() {
-        // {k: x, "v": k} where k is a tuple shared as key and value, x a shared list.
+        // {k: x, "v": k} where k = (x,) is a tuple shared as key and value, and x a
+        // frozenset shared inside the key and as a value.
         let mut v = Value::new(Node::None);
-        let x = list(&mut v, Vec::new());
+        let one = v.push(Node::Int(1));
+        let x = v.push(Node::FrozenSet(vec![one]));
         let k = v.push(Node::Tuple(vec![x]));
         let s = v.push(Node::Str("v".into()));
         let root = v.push(Node::Dict(vec![(k, x), (s, k)]));
         v.set_root(root);
         assert_eq!(
             round_trip(&v),
-            r#"{"dict":[[{"id":"1","value":{"tuple":[{"id":"2","value":{"list":[]}}]}},{"ref":"2"}],[{"str":"v"},{"ref":"1"}]]}"#
+            r#"{"dict":[[{"id":"1","value":{"tuple":[{"id":"2","value":{"frozenset":[{"int":"1"}]}}]}},{"ref":"2"}],[{"str":"v"},{"ref":"1"}]]}"#
         );
     }
 
@@ -1356,6 +1386,22 @@ mod tests {
         }
         let e = from_tagged_json("{\"nope\":1}").err().map(|e| e.to_string()).unwrap_or_default();
         assert_eq!(e, "tagged JSON invalid at byte 1: unknown tag \"nope\"");
+    }
+
+    #[test]
+    fn keys_are_taken_as_cpython_takes_them() {
+        let v =
+            read(r#"{"dict":[[{"int":"1"},{"str":"a"}],[{"float":"1.0"},{"str":"b"}],[{"bool":true},{"str":"c"}]]}"#);
+        assert_eq!(v.to_string(), "{1: 'c'}");
+        let v = read(r#"{"set":[{"int":"0"},{"float":"-0.0"},{"tuple":[{"int":"1"}]},{"tuple":[{"bool":true}]}]}"#);
+        assert_eq!(v.to_string(), "{0, (1,)}");
+        for (text, offset, what) in [
+            (r#"{"dict":[[{"list":[]},{"none":null}]]}"#, 8, "unhashable type: 'list' as a dict key"),
+            (r#"{"set":[{"tuple":[{"dict":[]}]}]}"#, 7, "unhashable type: 'dict' as a set element"),
+            (r#"{"frozenset":[{"bytearray":""}]}"#, 13, "unhashable type: 'bytearray' as a set element"),
+        ] {
+            assert_eq!(err(text), (offset, what.to_string()), "{text}");
+        }
     }
 
     #[test]

@@ -53,14 +53,47 @@
 //!
 //! A decoded pickle is a **graph**: a [`Value`] is an arena of [`Node`]s addressed by
 //! [`NodeId`], and a memo fetch gives the same id again, never a copy. So shared
-//! references stay shared, cycles are representable, dicts keep their insertion order
-//! (a key set twice appears twice), and memory stays linear in the input (a 60-level
+//! references stay shared, cycles are representable, dicts keep their insertion order,
+//! and memory stays linear in the input (a 60-level
 //! chain of tuples holding the previous one twice is 61 nodes, not 2^60 leaves). No
 //! part of the codec recurses in proportion to nesting depth, except the serde bridges,
 //! which stop at a depth limit. Objects the codec does not know natively (class
 //! instances, `datetime`, `Decimal`, ...) are [`Node::Object`]s: the global that built
 //! them and the calls and state the pickle applied, so they can be inspected and
 //! written back unchanged.
+//!
+//! ## Dict keys and set elements
+//!
+//! A decoded dict or set holds what CPython's `pickle.loads` holds. Keys Python finds
+//! equal are one entry — set twice, or equal across types (`1 == 1.0 == True == 1+0j`,
+//! `0 == -0.0 == False`, `(1, 2) == (1.0, 2)`, frozensets compared as sets, a NaN equal
+//! only to the same object): the first key object stays in its place and takes the
+//! value set last; a repeated set element is dropped. A key CPython cannot hash is an
+//! error naming the opcode and offset ([`DecodeErrorKind::Unhashable`]): a list, dict,
+//! set or bytearray, a `collections.OrderedDict`, `defaultdict`, `deque` or `Counter`,
+//! or a tuple or frozenset holding one.
+//!
+//! The codec knows the hash and `==` of the native kinds only (`None`, numbers, `str`,
+//! `bytes`, tuples and frozensets of those, globals by module and name). An object kept
+//! as data — a class instance, a `datetime`, a persistent id — is accepted as a key and
+//! compared by identity: whether its class is hashable, and which other keys its
+//! `__eq__` would call equal, cannot be known without running it. So a pickle whose keys
+//! are two equal `datetime`s made separately decodes to two entries where CPython has
+//! one. (Pickles CPython writes never repeat a key, so this only matters for pickles
+//! made by hand or by other writers.)
+//!
+//! ```
+//! use pickleshelf_pickle as pickle;
+//!
+//! // {1: 'a', 1.0: 'b', True: 'c'}, written entry by entry
+//! let v = pickle::decode(b"\x80\x02}(K\x01X\x01\x00\x00\x00aG?\xf0\x00\x00\x00\x00\x00\x00X\x01\x00\x00\x00b\x88X\x01\x00\x00\x00cu.")?;
+//! assert_eq!(v.to_string(), "{1: 'c'}");                // as CPython: one entry
+//!
+//! // {[]: 1}: CPython raises TypeError: unhashable type: 'list'
+//! let err = pickle::decode(b"\x80\x02}(]K\x01u.").unwrap_err();
+//! assert_eq!(err.to_string(), "pickle decode failed at byte 7: SETITEMS: unhashable type: 'list' as a dict key");
+//! # Ok::<(), pickleshelf_pickle::Error>(())
+//! ```
 //!
 //! ## What it is not
 //!
@@ -92,8 +125,10 @@ mod encode;
 mod error;
 mod int;
 mod json;
+mod native;
 pub mod opcodes;
 mod plain;
+mod pyhash;
 mod repr;
 pub mod ser;
 mod value;

@@ -21,9 +21,12 @@
 //! `expected` applies just those rules to `v`, so the comparison still checks sharing and
 //! cycles in full, and checks the atom identity rules themselves.
 //!
-//! Graphs are generated so that every cycle passes through a list or dict (or a set at
-//! protocol 4+), the objects a pickler memoizes before their items; a cycle through
-//! tuples only cannot be pickled (the encoder's error for it has its own unit test).
+//! Graphs are generated so that every cycle passes through a list or dict, the objects
+//! a pickler memoizes before their items (a cycle through tuples only cannot be
+//! pickled; the encoder's error for it has its own unit test), and so that dict keys and
+//! set elements are hashable and distinct by Python's equality, as CPython's are (the
+//! decoder refuses unhashable keys and merges equal ones; `tests/cpython_keys.rs`
+//! checks that against CPython).
 //! `encode(decode(b)) == b` for the corpus is `tests/encode_cpython.rs`'s.
 
 use std::collections::HashMap;
@@ -158,9 +161,44 @@ fn atom_node(a: &Atom) -> Node {
     }
 }
 
-/// Builds the value; `cyclic_sets` lets sets point at any node (protocol 4+, where a
-/// set is memoized before its items).
-fn build(g: &Graph, cyclic_sets: bool) -> Value {
+/// A key's value as Python compares it (`1 == 1.0 == True`, `-0.0 == 0`, a NaN equal
+/// only to itself, tuples item by item, frozensets as sets), written as text; `None`
+/// for an unhashable node (a list, dict, set, bytearray, or a tuple or frozenset holding
+/// one). A model independent of the codec's, for building dicts and sets whose keys are
+/// distinct and hashable, as CPython's are. Tuples and frozensets only hold earlier
+/// nodes here, so the walk ends.
+fn key_text(v: &Value, id: NodeId) -> Option<String> {
+    Some(match &v[id] {
+        Node::None => "N".into(),
+        Node::Bool(b) => u8::from(*b).to_string(),
+        Node::Int(i) => i.to_string(),
+        Node::BigInt(b) => b.to_decimal(),
+        Node::Float(x) if x.is_nan() => format!("nan#{}", id.index()),
+        Node::Float(x) if x.is_finite() && x.fract() == 0.0 => {
+            let t = format!("{x:.0}");
+            if t == "-0" { "0".into() } else { t }
+        }
+        Node::Float(x) => format!("f{}", x.to_bits()),
+        Node::Str(s) => format!("s{:?}", s.as_surrogatepass()),
+        Node::Bytes(b) => format!("b{b:?}"),
+        Node::Tuple(items) => {
+            let parts: Option<Vec<String>> = items.iter().map(|&c| key_text(v, c)).collect();
+            format!("({})", parts?.join(","))
+        }
+        Node::FrozenSet(items) => {
+            let mut parts: Vec<String> = items.iter().map(|&c| key_text(v, c)).collect::<Option<_>>()?;
+            parts.sort();
+            parts.dedup();
+            format!("{{{}}}", parts.join(","))
+        }
+        _ => return None,
+    })
+}
+
+/// Builds the value. Dict keys and set elements are earlier nodes that Python can hash,
+/// each distinct (picks that would repeat one or be unhashable are left out); dict
+/// values and list items may be any node, so cycles pass through lists and dicts.
+fn build(g: &Graph) -> Value {
     let mut v = Value::new(atom_node(&g.atoms[0]));
     let mut ids = vec![v.root()];
     for a in &g.atoms[1..] {
@@ -185,15 +223,22 @@ fn build(g: &Graph, cyclic_sets: bool) -> Value {
     }
     for (j, (s, picks)) in shapes.iter().zip(&children).enumerate() {
         let me = g.atoms.len() + j;
-        let any = matches!(s, Shape::List | Shape::Dict) || (cyclic_sets && matches!(s, Shape::Set));
-        let modulus = if any { total } else { me as u32 };
-        let kids: Vec<NodeId> = picks.iter().map(|p| ids[(p % modulus) as usize]).collect();
-        let node = v.node_mut(ids[me]);
-        match node {
-            Node::Dict(pairs) => pairs.extend(kids.chunks_exact(2).map(|p| (p[0], p[1]))),
-            Node::List(items) | Node::Tuple(items) | Node::Set(items) | Node::FrozenSet(items) => items.extend(kids),
-            _ => unreachable!("containers only"),
-        }
+        let earlier = |p: &u32| ids[(p % me as u32) as usize];
+        let anywhere = |p: &u32| ids[(p % total) as usize];
+        let mut seen = std::collections::HashSet::new();
+        let mut key = |v: &Value, k: NodeId| key_text(v, k).is_some_and(|t| seen.insert(t));
+        let node = match s {
+            Shape::List => Node::List(picks.iter().map(anywhere).collect()),
+            Shape::Tuple => Node::Tuple(picks.iter().map(earlier).collect()),
+            Shape::Dict => Node::Dict(
+                picks.chunks_exact(2).map(|p| (earlier(&p[0]), anywhere(&p[1]))).filter(|&(k, _)| key(&v, k)).collect(),
+            ),
+            Shape::Set | Shape::FrozenSet => {
+                let items: Vec<NodeId> = picks.iter().map(earlier).filter(|&k| key(&v, k)).collect();
+                if matches!(s, Shape::Set) { Node::Set(items) } else { Node::FrozenSet(items) }
+            }
+        };
+        *v.node_mut(ids[me]) = node;
     }
     v.set_root(ids[(g.root % total) as usize]);
     v
@@ -274,7 +319,7 @@ fn expected(v: &Value, protocol: u8) -> Value {
 
 fn check_graph(g: &Graph) -> Result<(), TestCaseError> {
     for protocol in 2..=5u8 {
-        let v = build(g, protocol >= 4);
+        let v = build(g);
         let bytes = encode(&v, protocol).map_err(|e| TestCaseError::fail(format!("p{protocol}: {e}")))?;
         let back = decode(&bytes).map_err(|e| TestCaseError::fail(format!("p{protocol}: {e}")))?;
         let want = expected(&v, protocol);

@@ -357,7 +357,79 @@ fn leaf() -> impl Strategy<Value = Tree> {
     ]
 }
 
+/// A key's value as Python compares it (`1 == 1.0 == True`, tuples item by item,
+/// frozensets as sets), as text; `None` for what may not be a key here: an unhashable
+/// value (a list, dict, set, bytearray, or a container holding one), or a NaN (equal
+/// only to the same object, which a pickler may or may not share).
+fn key_text(t: &Tree) -> Option<String> {
+    Some(match t {
+        Tree::None => "N".into(),
+        Tree::Bool(b) => u8::from(*b).to_string(),
+        Tree::Int(i) => i.to_string(),
+        Tree::Big(neg, mag) => match BigInt::from_sign_magnitude(*neg, mag.clone()) {
+            Int::Small(i) => i.to_string(),
+            Int::Big(b) => b.to_decimal(),
+        },
+        Tree::Float(bits) => {
+            let x = f64::from_bits(*bits);
+            if x.is_nan() {
+                return None;
+            }
+            if x.is_finite() && x.fract() == 0.0 {
+                let t = format!("{x:.0}");
+                if t == "-0" { "0".into() } else { t }
+            } else {
+                format!("f{bits}")
+            }
+        }
+        Tree::Str(cps) => format!("s{cps:?}"),
+        Tree::Bytes(b) => format!("b{b:?}"),
+        Tree::Tuple(items) => format!("({})", items.iter().map(key_text).collect::<Option<Vec<_>>>()?.join(",")),
+        Tree::FrozenSet(items) => {
+            let mut parts = items.iter().map(key_text).collect::<Option<Vec<_>>>()?;
+            parts.sort();
+            parts.dedup();
+            format!("{{{}}}", parts.join(","))
+        }
+        Tree::ByteArray(_) | Tree::List(_) | Tree::Dict(_) | Tree::Set(_) => return None,
+    })
+}
+
+/// The tree with what CPython would refuse or merge left out: dict keys and set
+/// elements are hashable and distinct (the decoder refuses unhashable ones and merges
+/// equal ones, which the direct path then leaves to it; `tests/cpython_keys.rs` covers
+/// those).
+fn python_clean(t: Tree) -> Tree {
+    let distinct = |seen: &mut std::collections::HashSet<String>, k: &Tree| key_text(k).is_some_and(|x| seen.insert(x));
+    match t {
+        Tree::List(v) => Tree::List(v.into_iter().map(python_clean).collect()),
+        Tree::Tuple(v) => Tree::Tuple(v.into_iter().map(python_clean).collect()),
+        Tree::Dict(p) => {
+            let mut seen = std::collections::HashSet::new();
+            Tree::Dict(
+                p.into_iter()
+                    .map(|(k, v)| (python_clean(k), python_clean(v)))
+                    .filter(|(k, _)| distinct(&mut seen, k))
+                    .collect(),
+            )
+        }
+        Tree::Set(v) => {
+            let mut seen = std::collections::HashSet::new();
+            Tree::Set(v.into_iter().map(python_clean).filter(|k| distinct(&mut seen, k)).collect())
+        }
+        Tree::FrozenSet(v) => {
+            let mut seen = std::collections::HashSet::new();
+            Tree::FrozenSet(v.into_iter().map(python_clean).filter(|k| distinct(&mut seen, k)).collect())
+        }
+        leaf => leaf,
+    }
+}
+
 fn tree() -> impl Strategy<Value = Tree> {
+    raw_tree().prop_map(python_clean)
+}
+
+fn raw_tree() -> impl Strategy<Value = Tree> {
     leaf().prop_recursive(5, 64, 8, |inner| {
         prop_oneof![
             3 => vec(inner.clone(), 0..8).prop_map(Tree::List),

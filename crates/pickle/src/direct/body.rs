@@ -24,6 +24,7 @@ impl Body {
             n,
             count: 0,
             item_at: NO_ITEM,
+            key_at: NO_ITEM,
             fast: FAST_NONE,
         }
     }

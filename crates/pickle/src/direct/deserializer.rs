@@ -6,7 +6,7 @@
 
 use serde::de::{self, DeserializeSeed, Visitor};
 
-use super::stream::{Bail, Body, Head, R, Step, Stream};
+use super::stream::{Bail, Body, Head, KeyLog, Kind, R, Step, Stream};
 use crate::int::Int128;
 use crate::opcodes as op;
 
@@ -17,9 +17,21 @@ pub(super) struct Seq<'s, 'a> {
     /// The length `deserialize_tuple` demands.
     pub(super) len: Option<usize>,
     pub(super) count: usize,
+    /// A set's or frozenset's elements so far.
+    pub(super) keys: Option<KeyLog>,
 }
 
-impl Seq<'_, '_> {
+impl<'a> Seq<'_, 'a> {
+    /// Notes the hash of a set's or frozenset's element that started at `at` (out of
+    /// line: lists, the common case, do not pay for it).
+    #[inline(never)]
+    fn note_element(&mut self, at: usize) -> R<()> {
+        match &mut self.keys {
+            Some(keys) => keys.add(self.st, at, self.st.pos),
+            None => Ok(()),
+        }
+    }
+
     /// After the visitor: every item was read, and there were `len` of them.
     pub(super) fn finish(&mut self) -> R<()> {
         if self.body.step(self.st)? != Step::End || self.len.is_some_and(|n| n != self.count) {
@@ -48,7 +60,13 @@ impl<'a> de::SeqAccess<'a> for Seq<'_, 'a> {
                     }
                     self.count += 1;
                 }
-                seed.deserialize(&mut *self.st).map(Some)
+                // One call of `deserialize` only, so that it is inlined for lists.
+                let at = self.body.item_at;
+                let out = seed.deserialize(&mut *self.st)?;
+                if self.keys.is_some() {
+                    self.note_element(at)?;
+                }
+                Ok(Some(out))
             }
         }
     }
@@ -62,6 +80,8 @@ impl<'a> de::SeqAccess<'a> for Seq<'_, 'a> {
 pub(super) struct Map<'s, 'a> {
     pub(super) st: &'s mut Stream<'a>,
     pub(super) body: Body,
+    /// Its keys so far; `None` for a struct (see [`Stream::visit_map`]).
+    pub(super) keys: Option<KeyLog>,
 }
 
 impl<'a> de::MapAccess<'a> for Map<'_, 'a> {
@@ -74,7 +94,14 @@ impl<'a> de::MapAccess<'a> for Map<'_, 'a> {
         }
         match self.body.step(self.st)? {
             Step::End => Ok(None),
-            Step::Item => seed.deserialize(&mut *self.st).map(Some),
+            Step::Item => {
+                let at = self.body.item_at;
+                let key = seed.deserialize(&mut *self.st)?;
+                if let Some(keys) = &mut self.keys {
+                    keys.add(self.st, at, self.st.pos)?;
+                }
+                Ok(Some(key))
+            }
         }
     }
 
@@ -220,7 +247,7 @@ impl<'a> de::Deserializer<'a> for &mut Stream<'a> {
             Head::Surrogates => Err(Bail),
             Head::Bytes(b) => visitor.visit_borrowed_bytes(b),
             Head::Seq(kind, n) => self.visit_seq(Body::new(kind, n), None, visitor),
-            Head::Map(kind) => self.visit_map(Body::new(kind, 0), visitor),
+            Head::Map(kind) => self.visit_map(Body::new(kind, 0), true, visitor),
         }
     }
 
@@ -402,18 +429,24 @@ impl<'a> de::Deserializer<'a> for &mut Stream<'a> {
         let h = self.head()?;
         self.visits += 1;
         match h {
-            Head::Map(kind) => self.visit_map(Body::new(kind, 0), visitor),
+            Head::Map(kind) => self.visit_map(Body::new(kind, 0), true, visitor),
             _ => Err(Bail),
         }
     }
 
+    #[inline(always)]
     fn deserialize_struct<V: Visitor<'a>>(
         self,
         _name: &'static str,
         _fields: &'static [&'static str],
         visitor: V,
     ) -> R<V::Value> {
-        self.deserialize_map(visitor)
+        let h = self.head()?;
+        self.visits += 1;
+        match h {
+            Head::Map(kind) => self.visit_map(Body::new(kind, 0), false, visitor),
+            _ => Err(Bail),
+        }
     }
 
     fn deserialize_enum<V: Visitor<'a>>(
@@ -466,19 +499,36 @@ impl<'a> de::Deserializer<'a> for &mut Stream<'a> {
 impl<'a> Stream<'a> {
     pub(super) fn visit_seq<V: Visitor<'a>>(&mut self, body: Body, len: Option<usize>, visitor: V) -> R<V::Value> {
         self.enter()?;
-        let mut seq = Seq { st: &mut *self, body, len, count: 0 };
+        let keys = matches!(body.kind, Kind::Set | Kind::MarkFrozenSet).then(|| KeyLog::new(self));
+        let mut seq = Seq { st: &mut *self, body, len, count: 0, keys };
         let out = visitor.visit_seq(&mut seq)?;
         seq.finish()?;
+        if let Some(keys) = seq.keys.take() {
+            keys.end(self);
+        }
         self.depth -= 1;
         Ok(out)
     }
 
-    pub(super) fn visit_map<V: Visitor<'a>>(&mut self, body: Body, visitor: V) -> R<V::Value> {
+    /// A dict read as a map, or (`logged` false) as a struct. A map's keys are logged, so
+    /// that a repeated one (which the `Value` path merges) gives up. A struct's are not:
+    /// its keys are strs read as field names, and serde's derived visitors refuse a
+    /// field named twice (which gives up) and ignore an unknown one however often it
+    /// comes, so that a repeat changes nothing there; this saves a fifth of the time of
+    /// reading W1's records. Only a hand-written visitor behind `deserialize_struct` that
+    /// keeps the first of two values for one field could read a pickle that repeats a
+    /// key (which CPython never writes) differently from the `Value` path.
+    #[inline(always)]
+    pub(super) fn visit_map<V: Visitor<'a>>(&mut self, body: Body, logged: bool, visitor: V) -> R<V::Value> {
         self.enter()?;
-        let mut map = Map { st: &mut *self, body };
+        let keys = logged.then(|| KeyLog::new(self));
+        let mut map = Map { st: &mut *self, body, keys };
         let out = visitor.visit_map(&mut map)?;
         if map.body.step(map.st)? != Step::End {
             return Err(Bail);
+        }
+        if let Some(keys) = map.keys.take() {
+            keys.end(self);
         }
         self.depth -= 1;
         Ok(out)

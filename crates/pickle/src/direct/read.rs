@@ -9,7 +9,8 @@ use super::plan::{
     FIXED_ARG, H_MARK_DICT, H_MARK_FROZENSET, H_MARK_LIST, H_MARK_TUPLE, H_TUPLE1, H_TUPLE3, NOT_FIXED, hint_start,
 };
 use super::stream::{
-    Bail, Body, CACHED, Head, Kind, R, SCAN_ITEMS, SHORT_OP, Step, Stream, Wide, is_memo, scalar_at, surrogates, utf8,
+    Bail, Body, CACHED, Head, Kind, NO_ITEM, R, SCAN_ITEMS, SHORT_OP, Step, Stream, Wide, is_memo, scalar_at,
+    surrogates, utf8,
 };
 use crate::int::{BigInt, Int};
 use crate::opcodes as op;
@@ -368,13 +369,36 @@ impl<'a> Stream<'a> {
         while let Some(top) = stack.last_mut() {
             match top.step(self)? {
                 Step::End => {
+                    let key_at = top.key_at;
                     stack.pop();
+                    if key_at != NO_ITEM {
+                        self.key_hash(key_at, self.pos)?;
+                    }
                 }
-                Step::Item => match self.head()? {
-                    Head::Seq(kind, n) => stack.push(Body::new(kind, n)),
-                    Head::Map(kind) => stack.push(Body::new(kind, 0)),
-                    _ => {}
-                },
+                Step::Item => {
+                    // A key or set element must be one CPython can hash (the `Value`
+                    // path refuses the others, even in a part nothing reads).
+                    let key = match top.kind {
+                        Kind::Dict | Kind::MarkDict => top.value_next,
+                        Kind::Set | Kind::MarkFrozenSet => true,
+                        _ => false,
+                    };
+                    let at = top.item_at;
+                    let mut body = match self.head()? {
+                        Head::Seq(kind, n) => Body::new(kind, n),
+                        Head::Map(kind) => Body::new(kind, 0),
+                        _ => {
+                            if key {
+                                self.key_hash(at, self.pos)?;
+                            }
+                            continue;
+                        }
+                    };
+                    if key {
+                        body.key_at = at;
+                    }
+                    stack.push(body);
+                }
             }
         }
         Ok(())

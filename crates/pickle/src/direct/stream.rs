@@ -6,6 +6,7 @@
 //! the node budget) is counted here; any breach is a [`Bail`].
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::de;
@@ -15,6 +16,9 @@ use crate::de::{DEFAULT_MAX_DEPTH, MIN_NODE_BUDGET};
 use crate::decode::DEFAULT_LIMITS;
 use crate::int::{BigInt, Int, Int128, big_to_128, big_to_float_exact};
 use crate::opcodes as op;
+use crate::pyhash::{
+    Num, Scalar, big_num, float_real, frozenset_hash, identity_hash, int_real, scalar_hash, tuple_hash,
+};
 use crate::value::PyStr;
 
 // A memo entry is the offset of the memoized scalar's opcode, read again at each `GET`
@@ -80,8 +84,8 @@ pub(super) struct Stream<'a> {
     /// The next hint not yet met.
     pub(super) cursor: usize,
     pub(super) memo: Vec<u32>,
-    /// Memoized values that are long to read again.
-    pub(super) cache: Vec<Head<'a>>,
+    /// Memoized values that are long to read again, and where their opcode is.
+    pub(super) cache: Vec<(Head<'a>, usize)>,
     pub(super) bigs: Vec<Wide>,
     pub(super) skip_stack: Vec<Body>,
     /// A value's head read but not used yet: `Option`, bytes and enums look first. It
@@ -98,6 +102,9 @@ pub(super) struct Stream<'a> {
     pub(super) visits: usize,
     /// Nodes the decoder would make, at least (its interned atoms are not counted).
     pub(super) created: usize,
+    /// The hashes of the keys (or set elements) read so far of the dicts and sets being
+    /// read, one segment per container (see [`KeyLog`]).
+    pub(super) keys: Vec<u64>,
 }
 
 impl<'a> Stream<'a> {
@@ -119,6 +126,7 @@ impl<'a> Stream<'a> {
             marks: 0,
             visits: 0,
             created: 0,
+            keys: std::mem::take(&mut s.keys),
         }
     }
 
@@ -126,6 +134,7 @@ impl<'a> Stream<'a> {
         s.plan.hints = self.hints;
         s.memo = self.memo;
         s.skip = self.skip_stack;
+        s.keys = self.keys;
     }
 
     /// After `T` was read: it took the whole value, `STOP` follows, and the visits fit
@@ -413,8 +422,12 @@ impl<'a> Stream<'a> {
             return Ok(());
         }
         let long = len > SHORT_OP || matches!(h, Head::Surrogates | Head::Big(_));
-        let entry = if long {
-            self.cache.push(*h);
+        let entry = if long && self.input.get(start) == Some(&op::BYTEARRAY8) {
+            // A cached head does not say bytes from bytearray, which a dict key must
+            // (only bytes are hashable): fetching it again gives up instead.
+            MEMO_CONTAINER
+        } else if long {
+            self.cache.push((*h, start));
             CACHED | (self.cache.len() - 1) as u32
         } else {
             start as u32
@@ -437,11 +450,242 @@ impl<'a> Stream<'a> {
         let entry = *self.memo.get(idx as usize).ok_or(Bail)?;
         let h = match entry {
             MEMO_CONTAINER => return Err(Bail),
-            e if e & CACHED != 0 => *self.cache.get((e & !CACHED) as usize).ok_or(Bail)?,
+            e if e & CACHED != 0 => self.cache.get((e & !CACHED) as usize).ok_or(Bail)?.0,
             e => scalar_at(self.input, e as usize).ok_or(Bail)?,
         };
         self.memoize_entry(entry)?;
         Ok(h)
+    }
+
+    // ----- dict keys and set elements -----
+
+    /// Where the memo entry `idx` was read from: the offset of its opcode; `Bail` for a
+    /// container.
+    fn memo_origin(&self, idx: usize) -> R<usize> {
+        match *self.memo.get(idx).ok_or(Bail)? {
+            MEMO_CONTAINER => Err(Bail),
+            e if e & CACHED != 0 => Ok(self.cache.get((e & !CACHED) as usize).ok_or(Bail)?.1),
+            e => Ok(e as usize),
+        }
+    }
+
+    /// The hash of the scalar whose opcode is at `q`, as [`crate::pyhash`] compares it
+    /// (`1 == 1.0 == True`; a NaN is equal only to the same object, which is the same
+    /// opcode), and the offset after it; `Bail` for a bytearray (unhashable) or anything
+    /// but a scalar.
+    fn scalar_key(&self, q: usize) -> R<(u64, usize)> {
+        let b = self.input;
+        let code = *b.get(q).ok_or(Bail)?;
+        let arg = |k: usize| b.get(q + 1..q + 1 + k).ok_or(Bail);
+        let sized = |k: usize| -> R<(&[u8], usize)> {
+            let mut at = q + 1;
+            let n = match k {
+                1 => le_len::<1>(b, &mut at),
+                4 => le_len::<4>(b, &mut at),
+                _ => le_len::<8>(b, &mut at),
+            }
+            .ok_or(Bail)?;
+            let end = at.checked_add(usize::try_from(n).map_err(|_| Bail)?).ok_or(Bail)?;
+            Ok((b.get(at..end).ok_or(Bail)?, end))
+        };
+        let num = |i: i64| Scalar::Num(Num::Real(int_real(i)));
+        let (scalar, end) = match code {
+            op::NONE => (Scalar::None, q + 1),
+            op::NEWTRUE | op::NEWFALSE => (num(i64::from(code == op::NEWTRUE)), q + 1),
+            op::BININT1 => (num(i64::from(arg(1)?[0])), q + 2),
+            op::BININT2 => {
+                let a = arg(2)?;
+                (num(i64::from(u16::from_le_bytes([a[0], a[1]]))), q + 3)
+            }
+            op::BININT => {
+                let a = arg(4)?;
+                (num(i64::from(i32::from_le_bytes([a[0], a[1], a[2], a[3]]))), q + 5)
+            }
+            op::BINFLOAT => {
+                let a = arg(8)?;
+                let x = f64::from_be_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]);
+                match float_real(x) {
+                    Some(r) => (Scalar::Num(Num::Real(r)), q + 9),
+                    // A NaN: this object only, named by its opcode's offset.
+                    None => return Ok((identity_hash(0, q as u64), q + 9)),
+                }
+            }
+            op::LONG1 | op::LONG4 => {
+                let (data, end) = sized(if code == op::LONG1 { 1 } else { 4 })?;
+                let h = match BigInt::from_le_twos_complement(data) {
+                    Int::Small(i) => scalar_hash(0, &num(i)),
+                    Int::Big(big) => scalar_hash(0, &Scalar::Num(big_num(&big))),
+                };
+                return Ok((h, end));
+            }
+            op::SHORT_BINUNICODE | op::SHORT_BINSTRING => {
+                let (t, end) = sized(1)?;
+                (Scalar::Str(t), end)
+            }
+            op::BINUNICODE | op::BINSTRING => {
+                let (t, end) = sized(4)?;
+                (Scalar::Str(t), end)
+            }
+            op::BINUNICODE8 => {
+                let (t, end) = sized(8)?;
+                (Scalar::Str(t), end)
+            }
+            op::SHORT_BINBYTES => {
+                let (t, end) = sized(1)?;
+                (Scalar::Bytes(t), end)
+            }
+            op::BINBYTES => {
+                let (t, end) = sized(4)?;
+                (Scalar::Bytes(t), end)
+            }
+            op::BINBYTES8 => {
+                let (t, end) = sized(8)?;
+                (Scalar::Bytes(t), end)
+            }
+            _ => return Err(Bail),
+        };
+        Ok((scalar_hash(0, &scalar), end))
+    }
+
+    /// The hash of the dict key or set element made by the opcodes `input[at..end]`
+    /// (read already): a scalar, a memo fetch of one, or tuples and frozensets of those,
+    /// hashed so that keys CPython finds equal (`1 == 1.0 == True`, `(1, 2) == (1.0,
+    /// 2)`, frozensets as sets) hash alike. Anything else gives up: an unhashable key
+    /// (a list, a bytearray), which the `Value` path refuses, or a container fetched
+    /// from the memo.
+    #[inline]
+    pub(super) fn key_hash(&self, at: usize, end: usize) -> R<u64> {
+        // The common case: one scalar, perhaps memoized.
+        let b = self.input;
+        if let Some(&code) = b.get(at)
+            && !matches!(code, op::BINGET | op::LONG_BINGET | op::MARK | op::EMPTY_TUPLE | op::FRAME)
+        {
+            let (h, mut p) = self.scalar_key(at)?;
+            loop {
+                match b.get(p) {
+                    _ if p >= end => return if p == end { Ok(h) } else { Err(Bail) },
+                    Some(&op::MEMOIZE) => p += 1,
+                    Some(&op::BINPUT) => p += 2,
+                    Some(&op::LONG_BINPUT) => p += 5,
+                    _ => return self.key_hash_general(at, end),
+                }
+            }
+        }
+        self.key_hash_general(at, end)
+    }
+
+    /// [`Stream::key_hash`] for memo fetches, tuples and frozensets.
+    #[inline(never)]
+    fn key_hash_general(&self, at: usize, end: usize) -> R<u64> {
+        let b = self.input;
+        let mut p = at;
+        let mut stack: Vec<u64> = Vec::new();
+        let mut marks: Vec<usize> = Vec::new();
+        while p < end {
+            let code = *b.get(p).ok_or(Bail)?;
+            match code {
+                op::BINPUT => p += 2,
+                op::LONG_BINPUT => p += 5,
+                op::MEMOIZE => p += 1,
+                op::FRAME => p += 9,
+                op::BINGET | op::LONG_BINGET => {
+                    let idx = if code == op::BINGET {
+                        usize::from(*b.get(p + 1).ok_or(Bail)?)
+                    } else {
+                        let a = b.get(p + 1..p + 5).ok_or(Bail)?;
+                        u32::from_le_bytes([a[0], a[1], a[2], a[3]]) as usize
+                    };
+                    stack.push(self.scalar_key(self.memo_origin(idx)?)?.0);
+                    p += if code == op::BINGET { 2 } else { 5 };
+                }
+                op::EMPTY_TUPLE => {
+                    stack.push(tuple_hash(0, &[]));
+                    p += 1;
+                }
+                op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
+                    let n = usize::from(code - op::TUPLE1 + 1);
+                    let from =
+                        stack.len().checked_sub(n).filter(|&f| f >= marks.last().copied().unwrap_or(0)).ok_or(Bail)?;
+                    let h = tuple_hash(0, &stack[from..]);
+                    stack.truncate(from);
+                    stack.push(h);
+                    p += 1;
+                }
+                op::MARK => {
+                    marks.push(stack.len());
+                    p += 1;
+                }
+                op::TUPLE | op::FROZENSET => {
+                    let from = marks.pop().ok_or(Bail)?;
+                    let h = if code == op::TUPLE {
+                        tuple_hash(0, &stack[from..])
+                    } else {
+                        frozenset_hash(0, &mut stack.split_off(from))
+                    };
+                    stack.truncate(from);
+                    stack.push(h);
+                    p += 1;
+                }
+                _ => {
+                    let (h, next) = self.scalar_key(p)?;
+                    stack.push(h);
+                    p = next;
+                }
+            }
+        }
+        match (stack.as_slice(), marks.is_empty(), p == end) {
+            (&[h], true, true) => Ok(h),
+            _ => Err(Bail),
+        }
+    }
+}
+
+/// The keys of one dict (or elements of one set) being read: their hashes, in a segment
+/// of [`Stream::keys`] while there are few, then in a set. A hash seen before gives up
+/// (a repeated key, which the `Value` path merges; or a collision, which costs only the
+/// fallback).
+pub(super) struct KeyLog {
+    start: usize,
+    /// Boxed: a `KeyLog` lives in every map and set being read, most never need it.
+    #[allow(clippy::box_collection)]
+    many: Option<Box<HashSet<u64>>>,
+}
+
+/// Keys kept in the linear segment before a set takes over.
+const FEW_KEYS: usize = 32;
+
+impl KeyLog {
+    #[inline(always)]
+    pub(super) fn new(st: &Stream<'_>) -> KeyLog {
+        KeyLog { start: st.keys.len(), many: None }
+    }
+
+    /// Notes the key made by the opcodes `at..end`.
+    #[inline]
+    pub(super) fn add(&mut self, st: &mut Stream<'_>, at: usize, end: usize) -> R<()> {
+        let h = st.key_hash(at, end)?;
+        if let Some(set) = &mut self.many {
+            return if set.insert(h) { Ok(()) } else { Err(Bail) };
+        }
+        let seen = st.keys.get(self.start..).unwrap_or_default();
+        if seen.contains(&h) {
+            return Err(Bail);
+        }
+        if seen.len() >= FEW_KEYS {
+            let mut set: HashSet<u64> = seen.iter().copied().collect();
+            set.insert(h);
+            st.keys.truncate(self.start);
+            self.many = Some(Box::new(set));
+        } else {
+            st.keys.push(h);
+        }
+        Ok(())
+    }
+
+    /// The container ended: its segment goes.
+    #[inline(always)]
+    pub(super) fn end(self, st: &mut Stream<'_>) {
+        st.keys.truncate(self.start);
     }
 }
 
@@ -495,6 +739,9 @@ pub(super) struct Body {
     pub(super) count: u32,
     /// Where the item being read started, or [`NO_ITEM`].
     pub(super) item_at: usize,
+    /// When skipping: where this container started, when it is a dict key or set
+    /// element (checked once it ends), else [`NO_ITEM`].
+    pub(super) key_at: usize,
     /// The state the inline [`Body::step`] handles, one of the `FAST_` values: inside a
     /// batch, nothing owed. Derived from the fields above.
     pub(super) fast: u8,
@@ -600,6 +847,8 @@ pub(super) struct Scratch {
     pub(super) memo: Vec<u32>,
     /// Stream: the containers being skipped.
     pub(super) skip: Vec<Body>,
+    /// Stream: the hashes of dict keys and set elements.
+    pub(super) keys: Vec<u64>,
 }
 
 thread_local! {
@@ -628,7 +877,7 @@ pub(super) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> Option<R> {
 
 impl Scratch {
     pub(super) const fn new() -> Scratch {
-        Scratch { plan: PlanBuffers::new(), memo: Vec::new(), skip: Vec::new() }
+        Scratch { plan: PlanBuffers::new(), memo: Vec::new(), skip: Vec::new(), keys: Vec::new() }
     }
 
     /// Empties the buffers for the next try; large ones are freed.
@@ -636,5 +885,6 @@ impl Scratch {
         self.plan.clear(SCRATCH_KEEP);
         cleared(&mut self.memo, SCRATCH_KEEP);
         cleared(&mut self.skip, SCRATCH_KEEP);
+        cleared(&mut self.keys, SCRATCH_KEEP);
     }
 }

@@ -109,3 +109,116 @@ impl Rng {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
+
+/// One pickle for [`cpython_compare`]: a name, the bytes, and what we decoded — the
+/// tagged JSON of the value, or `Err` with our error message.
+pub struct OracleCase {
+    pub name: String,
+    pub pickle: Vec<u8>,
+    pub ours: Result<String, String>,
+}
+
+/// Has CPython load each case (`pickle.loads`) and compare: when CPython raises, we must
+/// have failed too; when it loads, we must have decoded, and its value must match our
+/// tagged JSON (`compare()` of the corpus's `check_python_loads.py`: types, values, dict
+/// order, sets as multisets, sharing). Returns the mismatches, one line each. `None`
+/// (skip) when python3 or the corpus is missing, unless `CI` is set.
+pub fn cpython_compare(cases: &[OracleCase]) -> Option<Vec<String>> {
+    use std::io::Write;
+    let dir = corpus()?;
+    let py = python3()?;
+    const DRIVER: &str = r#"
+import sys, json, pickle
+sys.path.insert(0, sys.argv[1])
+sys.setrecursionlimit(100000)
+import check_python_loads as cpl
+from check_python_loads import compare
+
+# Our object nodes carry a python_repr only for the types the codec knows; compare the
+# others by type (and a global by the class it names).
+def _fill(node):
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, list):
+            stack.extend(n)
+        elif isinstance(n, dict):
+            ob = n.get("object")
+            if isinstance(ob, dict) and "python_repr" not in ob:
+                if ob.get("kind") == "global":
+                    m, _, q = ob["global"].rpartition(".")
+                    ob["python_repr"] = "<class '%s'>" % (q if m == "builtins" else ob["global"])
+                else:
+                    ob["python_repr"] = None
+            stack.extend(n.values())
+    return node
+
+_plain = cpl._Comparer.cmp_plain
+def _cmp_plain(self, o, node, path):
+    if cpl._tag(node) == "object" and node["object"].get("python_repr") is None:
+        t = type(o)
+        if (t.__module__, t.__qualname__) != (node["object"]["module"], node["object"]["name"]):
+            return self.err(path, "expected an object of type %s.%s, got %r" % (node["object"]["module"], node["object"]["name"], o))
+        return True
+    return _plain(self, o, node, path)
+cpl._Comparer.cmp_plain = _cmp_plain
+_json_key = cpl._Comparer.json_key
+def json_key(self, node, depth=0):
+    if cpl._tag(node) == "object" and node["object"].get("python_repr") is None:
+        return ("object", node["object"]["module"], node["object"]["name"])
+    return _json_key(self, node, depth)
+cpl._Comparer.json_key = json_key
+_py_key = cpl._Comparer.py_key
+def py_key(self, o):
+    k = _py_key(self, o)
+    if k[0] == "object" and not isinstance(o, type):
+        return k[:3]
+    return k
+cpl._Comparer.py_key = py_key
+out = []
+for line in sys.stdin:
+    c = json.loads(line)
+    try:
+        v = pickle.loads(bytes.fromhex(c["pickle"]))
+    except Exception as e:
+        if c["ours"] is not None:
+            out.append("%s: CPython raises %s: %s; we decoded %s" % (c["name"], type(e).__name__, e, c["ours"]))
+        continue
+    if c["ours"] is None:
+        out.append("%s: CPython loads %r; we fail: %s" % (c["name"], v, c["error"]))
+        continue
+    errs = compare(v, _fill(json.loads(c["ours"])))
+    if errs:
+        out.append("%s: %s; CPython gives %r; we give %s" % (c["name"], "; ".join(errs), v, c["ours"]))
+print(json.dumps(out))
+"#;
+    let mut input = String::new();
+    for c in cases {
+        let hex: String = c.pickle.iter().map(|b| format!("{b:02x}")).collect();
+        let line = serde_json::json!({
+            "name": c.name,
+            "pickle": hex,
+            "ours": c.ours.as_ref().ok(),
+            "error": c.ours.as_ref().err(),
+        });
+        input.push_str(&line.to_string());
+        input.push('\n');
+    }
+    let mut child = Command::new(py)
+        .arg("-c")
+        .arg(DRIVER)
+        .arg(&dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("python3: {e}"));
+    let mut stdin = child.stdin.take().unwrap_or_else(|| panic!("python3 stdin"));
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("python3: {e}"));
+    assert!(out.status.success(), "the CPython driver failed: {}", String::from_utf8_lossy(&out.stderr));
+    writer.join().unwrap_or_else(|_| panic!("writer")).unwrap_or_else(|e| panic!("python3 stdin: {e}"));
+    let list: Vec<String> = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("driver output {e}: {}", String::from_utf8_lossy(&out.stdout)));
+    Some(list)
+}

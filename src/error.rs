@@ -7,6 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::blob::Digest;
+use crate::lock::LockHolder;
 use crate::pickle;
 
 /// A `Result` whose error is the crate's [`Error`].
@@ -29,12 +30,36 @@ pub enum Error {
         /// The operating system's error.
         source: std::io::Error,
     },
-    /// Another handle (in this process or another) holds the store: a writer excludes
-    /// every other handle, a reader excludes writers.
-    #[error("store is locked: another open handle holds it (in this process or another): {path}")]
+    /// Another handle holds the store: a writer excludes every other handle, a reader
+    /// excludes writers. `holder` says whether it is this process (and what holds it) or
+    /// another (and its pid).
+    #[error("store is locked by {holder}: {path}")]
     Locked {
         /// The store's lock file.
         path: PathBuf,
+        /// Who holds it.
+        holder: LockHolder,
+    },
+    /// [`Shelf::close`](crate::Shelf::close) let go of its handle, but other handles of
+    /// this process still hold the store open: it closes when the last of them is
+    /// dropped. Everything written so far was synced.
+    #[error("store {path} is not closed: {} of this process still hold it; it closes when the last of them is dropped", handles(*shelves, *memos))]
+    StillOpen {
+        /// The store's directory.
+        path: PathBuf,
+        /// Other `Shelf` handles (clones) holding it.
+        shelves: usize,
+        /// Memos holding it.
+        memos: usize,
+    },
+    /// The path exists but is not a store, and opening it would turn it into one: nothing
+    /// was written.
+    #[error("{path}: exists and is not a pickleshelf store; not turning it into one ({reason})")]
+    NotAStore {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why, e.g. `it holds "notes.txt"`.
+        reason: String,
     },
     /// A write was attempted on a store opened read-only.
     #[error("store is open read-only: {path}")]
@@ -130,6 +155,12 @@ pub enum Error {
         /// What is wrong, e.g. `line 3: the entry is cut short`.
         reason: String,
     },
+}
+
+/// `2 handles (1 Shelf handle, 1 memo)`.
+pub(crate) fn handles(shelves: usize, memos: usize) -> String {
+    let n = |k: usize, what: &str| format!("{k} {what}{}", if k == 1 { "" } else { "s" });
+    format!("{} ({}, {})", n(shelves + memos, "handle"), n(shelves, "Shelf handle"), n(memos, "memo"))
 }
 
 /// What to do about a store of another format.

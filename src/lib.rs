@@ -85,6 +85,7 @@ pub mod checkpoint;
 mod error;
 mod index;
 pub mod interop;
+mod lock;
 pub mod memo;
 mod progress;
 mod repair;
@@ -97,6 +98,7 @@ pub use cache::CacheStats;
 pub use checkpoint::{Change, ChangeKind, CheckpointInfo};
 pub use error::{CheckpointProblem, Error, Result};
 pub use index::MAX_KEY_LEN;
+pub use lock::LockHolder;
 pub use memo::{Memo, MemoBuilder, MemoStats};
 /// The pickle codec, the `pickleshelf-pickle` crate: values, decoder, encoder, serde.
 pub use pickleshelf_pickle as pickle;

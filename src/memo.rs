@@ -84,7 +84,7 @@ use crate::blob::Digest;
 use crate::error::{Error, Result};
 use crate::index::{MEMO_HEADER, Op, Space, Stored};
 use crate::pickle;
-use crate::shelf::Shelf;
+use crate::shelf::{MemoShelf, Shelf};
 
 /// Counters of one memo.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -194,7 +194,7 @@ struct Flight {
 }
 
 struct Inner {
-    shelf: Shelf,
+    shelf: MemoShelf,
     namespace: String,
     version: String,
     ttl: Option<Duration>,
@@ -318,7 +318,7 @@ impl Memo {
         }
         Ok(Memo {
             inner: Arc::new(Inner {
-                shelf,
+                shelf: MemoShelf::new(shelf),
                 namespace: b.namespace,
                 version: b.version,
                 ttl: b.ttl,

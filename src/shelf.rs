@@ -8,7 +8,7 @@
 use std::any::{Any, TypeId};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
@@ -19,6 +19,7 @@ use crate::cache::{Cache, CacheStats};
 use crate::chain::{Chains, LoadError, Recent};
 use crate::error::{Error, Result};
 use crate::index::{Delta, Index, IndexOptions, MAX_KEY_LEN, Op, Space, Stored, Writer};
+use crate::lock::{Holder, StoreLock};
 use crate::pickle::{self, Value};
 use crate::progress::Progress;
 use crate::repair::VerifyReport;
@@ -148,9 +149,12 @@ impl ShelfBuilder {
     ///
     /// # Errors
     /// [`Error::Config`] for invalid options; [`Error::Locked`] when another handle holds
-    /// the store (after waiting up to half a second for it to let go: a handle just closed
-    /// can hold the lock a moment longer, in a child process started meanwhile, which has
-    /// a copy of every descriptor from its fork to its exec); [`Error::UnsupportedFormat`], [`Error::AuthKey`], [`Error::RolledBack`],
+    /// the store, naming it: at once for a handle of this process, after waiting up to half
+    /// a second for one elsewhere to let go (a handle just closed can hold the lock a moment
+    /// longer, in a child process started meanwhile, which has a copy of every descriptor
+    /// from its fork to its exec); [`Error::NotAStore`] for a path that exists and holds
+    /// something other than a store (nothing is written into it);
+    /// [`Error::UnsupportedFormat`], [`Error::AuthKey`], [`Error::RolledBack`],
     /// [`Error::Engine`] or [`Error::Io`] when it cannot be opened as asked.
     pub fn open(self) -> Result<Shelf> {
         if !(1..=19).contains(&self.zstd_level) {
@@ -244,9 +248,43 @@ struct Inner {
     trainer: Mutex<Option<std::thread::JoinHandle<Option<Vec<u8>>>>>,
     /// True while `trainer` holds a thread (checked without the lock on each write).
     training: AtomicBool,
+    /// Memos holding a handle (see [`MemoShelf`]).
+    memos: AtomicUsize,
     /// Held for the handle's lifetime: the lock on `LOCK` (exclusive for a writer, shared
     /// for a reader; none for a reader of a store without `LOCK`).
-    _lock: Option<fs::File>,
+    lock: StoreLock,
+}
+
+impl Holder for Inner {
+    fn describe(&self, handles: usize) -> String {
+        let memos = self.memos.load(Ordering::Acquire);
+        let kind = if self.read_only { "a read-only Shelf" } else { "an open Shelf" };
+        format!("{kind} held by {}", crate::error::handles(handles.saturating_sub(memos), memos))
+    }
+}
+
+/// The `Shelf` a memo holds, counted so that [`Shelf::close`] and [`Error::Locked`] can
+/// say that memos hold the store.
+pub(crate) struct MemoShelf(Shelf);
+
+impl MemoShelf {
+    pub(crate) fn new(shelf: Shelf) -> MemoShelf {
+        shelf.inner.memos.fetch_add(1, Ordering::AcqRel);
+        MemoShelf(shelf)
+    }
+}
+
+impl std::ops::Deref for MemoShelf {
+    type Target = Shelf;
+    fn deref(&self) -> &Shelf {
+        &self.0
+    }
+}
+
+impl Drop for MemoShelf {
+    fn drop(&mut self) {
+        self.0.inner.memos.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A persistent store of Python pickles, addressed by key.
@@ -317,10 +355,13 @@ impl Shelf {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no store at this path"),
             });
         }
+        if !path.join("sled").exists() && b.sled_from.is_none() {
+            refuse_foreign(&path)?;
+        }
         if !path.exists() {
             crate::index::create_dir_durable(&path)?;
         }
-        let lock = take_lock(&path, b.read_only)?;
+        let lock = crate::lock::take(&path, b.read_only, "a Shelf being opened")?;
         // A repair cut short: a writer finishes installing the rebuilt directory; a reader
         // cannot (it writes nothing).
         if crate::index::install_pending(&path) {
@@ -484,7 +525,7 @@ impl Shelf {
             let _ = index.remove_orphan_frames();
         }
         let samples = if current == 0 && !b.read_only && settings_read { Some((Vec::new(), 0)) } else { None };
-        Ok(Shelf {
+        let shelf = Shelf {
             inner: Arc::new(Inner {
                 path,
                 index,
@@ -499,9 +540,13 @@ impl Shelf {
                 dirty: AtomicBool::new(false),
                 trainer: Mutex::new(None),
                 training: AtomicBool::new(false),
-                _lock: lock,
+                memos: AtomicUsize::new(0),
+                lock,
             }),
-        })
+        };
+        let weak: std::sync::Weak<dyn Holder> = Arc::downgrade(&shelf.inner) as _;
+        shelf.inner.lock.attach(weak);
+        Ok(shelf)
     }
 
     /// The store's directory.
@@ -799,12 +844,45 @@ impl Shelf {
         sync_inner(&self.inner)
     }
 
-    /// Syncs and lets go of this handle. The store closes when its last clone goes.
+    /// Syncs and closes the store, releasing its lock, when this is its last handle. When
+    /// other handles of this process hold it (clones, memos), this one is let go and the
+    /// store stays open until the last of them is dropped: [`Error::StillOpen`] says how
+    /// many there are.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("s");
+    /// let shelf = pickleshelf::Shelf::open(&path)?;
+    /// let memo = shelf.memo("f")?;
+    /// let err = shelf.close().unwrap_err(); // the memo still holds the store
+    /// assert!(matches!(err, pickleshelf::Error::StillOpen { shelves: 0, memos: 1, .. }));
+    /// drop(memo); // the last handle: the store closes
+    /// pickleshelf::Shelf::open(&path)?.close()?;
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
     ///
     /// # Errors
-    /// As for [`Shelf::sync`].
+    /// As for [`Shelf::sync`]; [`Error::StillOpen`] when other handles hold the store.
     pub fn close(self) -> Result<()> {
-        self.sync()
+        match Arc::try_unwrap(self.inner) {
+            Ok(inner) => {
+                if !inner.read_only {
+                    install_dictionary(&inner, true)?;
+                    sync_inner(&inner)?;
+                }
+                // Dropping it closes sled and releases the lock (its sync finds nothing to do).
+                drop(inner);
+                Ok(())
+            }
+            Err(inner) => {
+                if !inner.read_only {
+                    sync_inner(&inner)?;
+                }
+                let memos = inner.memos.load(Ordering::Acquire);
+                let others = Arc::strong_count(&inner) - 1;
+                Err(Error::StillOpen { path: inner.path.clone(), shelves: others.saturating_sub(memos), memos })
+            }
+        }
     }
 
     // ----- reads -----
@@ -1325,23 +1403,39 @@ fn has_packs(dir: &Path) -> bool {
         .is_ok_and(|d| d.flatten().any(|e| e.file_name().to_string_lossy().ends_with(".pack")))
 }
 
-/// Locks the store: a writer takes the exclusive `flock` on `LOCK` (created when missing);
-/// a reader opens `LOCK` read-only and takes a shared one (so readers need no write
-/// access, share the store with other readers and exclude writers); a store without
-/// `LOCK` is not locked by a reader.
-pub(crate) fn take_lock(dir: &Path, read_only: bool) -> Result<Option<fs::File>> {
-    let lock_path = dir.join("LOCK");
-    let opened =
-        fs::OpenOptions::new().read(true).write(!read_only).create(!read_only).truncate(false).open(&lock_path);
-    let lock = match opened {
-        Ok(f) => f,
-        Err(e) if read_only && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::Io { path: lock_path, source: e }),
-    };
-    let taken = if read_only { crate::index::lock_shared_within(&lock) } else { crate::index::lock_within(&lock) };
-    match taken {
-        Ok(true) => Ok(Some(lock)),
-        Ok(false) => Err(Error::Locked { path: lock_path }),
-        Err(e) => Err(Error::Io { path: lock_path, source: e }),
+/// Refuses to turn `path` into a store when it is a file, or a directory holding anything
+/// a store never holds (called when `path` has no `sled/`): nothing is written then. A
+/// directory holding only a store's own entries (`LOCK`, `sled.new/` of a creation cut
+/// short, ...) is a store being created.
+fn refuse_foreign(path: &Path) -> Result<()> {
+    const STORE_ENTRIES: [&str; 10] = [
+        "LOCK",
+        "WITNESS",
+        "WITNESS.tmp",
+        "sled",
+        "sled.new",
+        "pages",
+        "objects",
+        "REPAIR",
+        "sled.rebuilt",
+        "sled.damaged",
+    ];
+    if path.exists() && !path.is_dir() {
+        return Err(Error::NotAStore { path: path.to_path_buf(), reason: "it is not a directory".into() });
     }
+    let entries = match fs::read_dir(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::Io { path: path.to_path_buf(), source: e }),
+    };
+    for entry in entries {
+        let name = entry.map_err(io(path))?.file_name();
+        if !STORE_ENTRIES.iter().any(|n| name == *n) {
+            return Err(Error::NotAStore {
+                path: path.to_path_buf(),
+                reason: format!("it holds {:?}, which a store never does", name.to_string_lossy()),
+            });
+        }
+    }
+    Ok(())
 }

@@ -56,7 +56,7 @@ pub(crate) fn run(b: ShelfBuilder, force: bool) -> Result<RepairReport> {
     }
     let mut report = RepairReport::default();
     {
-        let _lock = crate::shelf::take_lock(&path, false)?;
+        let _lock = crate::lock::take(&path, false, "a repair")?;
         if index::install_pending(&path) {
             index::finish_install(&path)?;
             report.notes.push("finished a repair that was interrupted".into());

@@ -7,7 +7,6 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::blob::Digest;
-use crate::lock::LockHolder;
 use crate::pickle;
 
 /// A `Result` whose error is the crate's [`Error`].
@@ -175,6 +174,34 @@ fn format_hint(found: u32, supported: u32, path: &std::path::Path) -> String {
         " (written by a newer pickleshelf)".into()
     } else {
         String::new()
+    }
+}
+
+/// Who holds a store that could not be locked; carried by [`Error::Locked`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LockHolder {
+    /// A handle of this process, described (e.g. `an open Shelf (2 handles: 1 Shelf, 1
+    /// memo)`).
+    ThisProcess(String),
+    /// Another process writes the store; its pid as its `LOCK` file records it (`None`
+    /// when not recorded, e.g. by an older pickleshelf).
+    Writer {
+        /// The writer's process id.
+        pid: Option<u32>,
+    },
+    /// Read-only handles of another process (readers record no pid).
+    Readers,
+}
+
+impl fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ThisProcess(what) => write!(f, "this process ({what})"),
+            Self::Writer { pid: Some(pid) } => write!(f, "another process (pid {pid}, writing it)"),
+            Self::Writer { pid: None } => f.write_str("another process (writing it; its pid is not recorded)"),
+            Self::Readers => f.write_str("another process (reading it; read-only handles record no pid)"),
+        }
     }
 }
 

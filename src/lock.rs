@@ -7,43 +7,14 @@
 //! a writer's pid is in `LOCK` while it holds the exclusive lock.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError, Weak};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, LockHolder, Result};
 use crate::index::{lock_shared_within, lock_within};
-
-/// Who holds a store that could not be locked; carried by [`Error::Locked`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum LockHolder {
-    /// A handle of this process, described (e.g. `an open Shelf (2 handles: 1 Shelf, 1
-    /// memo)`).
-    ThisProcess(String),
-    /// Another process writes the store; its pid as its `LOCK` file records it (`None`
-    /// when not recorded, e.g. by an older pickleshelf).
-    Writer {
-        /// The writer's process id.
-        pid: Option<u32>,
-    },
-    /// Read-only handles of another process (readers record no pid).
-    Readers,
-}
-
-impl fmt::Display for LockHolder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::ThisProcess(what) => write!(f, "this process ({what})"),
-            Self::Writer { pid: Some(pid) } => write!(f, "another process (pid {pid}, writing it)"),
-            Self::Writer { pid: None } => f.write_str("another process (writing it; its pid is not recorded)"),
-            Self::Readers => f.write_str("another process (reading it; read-only handles record no pid)"),
-        }
-    }
-}
 
 /// What a registered holder says about itself when a second open is refused.
 pub(crate) trait Holder: Send + Sync {

@@ -34,7 +34,7 @@
 //! again stores the new value inline as usual.
 //!
 //! Checkpoints cover the store's keys, not memoized results ([`crate::Memo`]). Taking,
-//! restoring and deleting a checkpoint are each one atomic write (one sled batch) that
+//! restoring and deleting a checkpoint are each one atomic commit (see [`crate::index`]) that
 //! builds in memory: their cost is linear in the number of keys. Together with delta
 //! storage ([`Shelf::insert`] stores a new version of a large value as a delta against a
 //! similar earlier one), a checkpoint after each save keeps a history of program state
@@ -167,10 +167,10 @@ impl Shelf {
     /// [`Error::Checkpoint`] when the name is invalid (1 to 255 bytes of UTF-8, no NUL) or
     /// taken; [`Error::ReadOnly`], [`Error::Engine`], [`Error::Io`], [`Error::Corrupted`].
     pub fn checkpoint(&self, name: &str) -> Result<CheckpointInfo> {
-        self.writable()?;
+        self.store().writable()?;
         check_checkpoint_name(name)?;
-        let h = self.index().writer().create_checkpoint(name, now_ms())?;
-        self.mark_dirty();
+        let h = self.store().index().writer().create_checkpoint(name, now_ms())?;
+        self.store().mark_dirty();
         Ok(CheckpointInfo {
             name: name.to_owned(),
             created: UNIX_EPOCH + Duration::from_millis(h.created_ms),
@@ -185,6 +185,7 @@ impl Shelf {
     /// [`Error::Engine`], [`Error::Corrupted`].
     pub fn checkpoints(&self) -> Result<Vec<CheckpointInfo>> {
         Ok(self
+            .store()
             .index()
             .checkpoints()?
             .into_iter()
@@ -203,7 +204,7 @@ impl Shelf {
     /// [`Error::Checkpoint`] when there is no such checkpoint; [`Error::Engine`],
     /// [`Error::Corrupted`].
     pub fn checkpoint_keys(&self, name: &str) -> Result<Vec<(String, Digest)>> {
-        let index = self.index();
+        let index = self.store().index();
         if index.checkpoint(name)?.is_none() {
             return Err(not_found(name));
         }
@@ -228,11 +229,11 @@ impl Shelf {
     /// [`Error::Checkpoint`] when there is no such checkpoint; otherwise as for
     /// [`Shelf::get_pickle`].
     pub fn get_pickle_at(&self, name: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        let index = self.index();
+        let index = self.store().index();
         // From reading the entry to reading its frames (see `Index::pin_files`).
         let _pin = index.pin_files();
         match index.checkpoint_entry(name, key)? {
-            Some(stored) => self.load(key, stored).map(Some),
+            Some(stored) => self.store().load(key, stored).map(Some),
             None if index.checkpoint(name)?.is_none() => Err(not_found(name)),
             None => Ok(None),
         }
@@ -260,8 +261,8 @@ impl Shelf {
     /// [`Error::Checkpoint`] when there is no such checkpoint; [`Error::ReadOnly`],
     /// [`Error::Engine`], [`Error::Io`], [`Error::Corrupted`]. Nothing changes then.
     pub fn restore(&self, name: &str) -> Result<Vec<Change>> {
-        self.writable()?;
-        let index = self.index();
+        self.store().writable()?;
+        let index = self.store().index();
         let writer = index.writer();
         if index.checkpoint(name)?.is_none() {
             return Err(not_found(name));
@@ -278,7 +279,7 @@ impl Shelf {
             Ok(())
         })?;
         if !ops.is_empty() {
-            self.commit(&writer, ops)?;
+            self.store().commit(&writer, ops)?;
         }
         Ok(changes)
     }
@@ -304,7 +305,7 @@ impl Shelf {
     /// [`Error::Checkpoint`] when either does not exist; [`Error::Engine`],
     /// [`Error::Corrupted`].
     pub fn diff(&self, from: &str, to: &str) -> Result<Vec<Change>> {
-        let index = self.index();
+        let index = self.store().index();
         for name in [from, to] {
             if index.checkpoint(name)?.is_none() {
                 return Err(not_found(name));
@@ -324,7 +325,7 @@ impl Shelf {
     /// # Errors
     /// As for [`Shelf::diff`].
     pub fn changes_since(&self, from: &str) -> Result<Vec<Change>> {
-        let index = self.index();
+        let index = self.store().index();
         // One state of the store: no write between the two scans' starts.
         let _writer = index.writer();
         if index.checkpoint(from)?.is_none() {
@@ -344,10 +345,10 @@ impl Shelf {
     /// # Errors
     /// [`Error::ReadOnly`], [`Error::Engine`], [`Error::Io`], [`Error::Corrupted`].
     pub fn delete_checkpoint(&self, name: &str) -> Result<bool> {
-        self.writable()?;
-        let existed = self.index().writer().delete_checkpoint(name)?;
+        self.store().writable()?;
+        let existed = self.store().index().writer().delete_checkpoint(name)?;
         if existed {
-            self.mark_dirty();
+            self.store().mark_dirty();
         }
         Ok(existed)
     }
@@ -370,10 +371,10 @@ impl Shelf {
     /// # Errors
     /// [`Error::ReadOnly`], [`Error::Engine`], [`Error::Io`], [`Error::Corrupted`].
     pub fn delete_checkpoints(&self, names: &[&str]) -> Result<Vec<bool>> {
-        self.writable()?;
-        let existed = self.index().writer().delete_checkpoints(names)?;
+        self.store().writable()?;
+        let existed = self.store().index().writer().delete_checkpoints(names)?;
         if existed.contains(&true) {
-            self.mark_dirty();
+            self.store().mark_dirty();
         }
         Ok(existed)
     }

@@ -29,12 +29,36 @@ pub enum Error {
         /// The operating system's error.
         source: std::io::Error,
     },
-    /// Another handle (in this process or another) holds the store: a writer excludes
-    /// every other handle, a reader excludes writers.
-    #[error("store is locked: another open handle holds it (in this process or another): {path}")]
+    /// Another handle holds the store: a writer excludes every other handle, a reader
+    /// excludes writers. `holder` says whether it is this process (and what holds it) or
+    /// another (and its pid).
+    #[error("store is locked by {holder}: {path}")]
     Locked {
         /// The store's lock file.
         path: PathBuf,
+        /// Who holds it.
+        holder: LockHolder,
+    },
+    /// [`Shelf::close`](crate::Shelf::close) let go of its handle, but other handles of
+    /// this process still hold the store open: it closes when the last of them is
+    /// dropped. Everything written so far was synced.
+    #[error("store {path} is not closed: {} of this process still hold it; it closes when the last of them is dropped", handles(*shelves, *memos))]
+    StillOpen {
+        /// The store's directory.
+        path: PathBuf,
+        /// Other `Shelf` handles (clones) holding it.
+        shelves: usize,
+        /// Memos holding it.
+        memos: usize,
+    },
+    /// The path exists but is not a store, and opening it would turn it into one: nothing
+    /// was written.
+    #[error("{path}: exists and is not a pickleshelf store; not turning it into one ({reason})")]
+    NotAStore {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why, e.g. `it holds "notes.txt"`.
+        reason: String,
     },
     /// A write was attempted on a store opened read-only.
     #[error("store is open read-only: {path}")]
@@ -132,6 +156,12 @@ pub enum Error {
     },
 }
 
+/// `2 handles (1 Shelf handle, 1 memo)`.
+pub(crate) fn handles(shelves: usize, memos: usize) -> String {
+    let n = |k: usize, what: &str| format!("{k} {what}{}", if k == 1 { "" } else { "s" });
+    format!("{} ({}, {})", n(shelves + memos, "handle"), n(shelves, "Shelf handle"), n(memos, "memo"))
+}
+
 /// What to do about a store of another format.
 fn format_hint(found: u32, supported: u32, path: &std::path::Path) -> String {
     if found == 2 && supported == 3 {
@@ -144,6 +174,34 @@ fn format_hint(found: u32, supported: u32, path: &std::path::Path) -> String {
         " (written by a newer pickleshelf)".into()
     } else {
         String::new()
+    }
+}
+
+/// Who holds a store that could not be locked; carried by [`Error::Locked`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LockHolder {
+    /// A handle of this process, described (e.g. `an open Shelf (2 handles: 1 Shelf, 1
+    /// memo)`).
+    ThisProcess(String),
+    /// Another process writes the store; its pid as its `LOCK` file records it (`None`
+    /// when not recorded, e.g. by an older pickleshelf).
+    Writer {
+        /// The writer's process id.
+        pid: Option<u32>,
+    },
+    /// Read-only handles of another process (readers record no pid).
+    Readers,
+}
+
+impl fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ThisProcess(what) => write!(f, "this process ({what})"),
+            Self::Writer { pid: Some(pid) } => write!(f, "another process (pid {pid}, writing it)"),
+            Self::Writer { pid: None } => f.write_str("another process (writing it; its pid is not recorded)"),
+            Self::Readers => f.write_str("another process (reading it; read-only handles record no pid)"),
+        }
     }
 }
 

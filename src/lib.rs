@@ -41,8 +41,8 @@
 //!
 //! Every write is atomic. Writes are buffered in memory (visible to reads at once) and
 //! committed together — at [`Shelf::sync`], when 8 MiB are buffered, 200 ms after the
-//! oldest buffered write, and at close — each commit one atomic sled batch. After a crash
-//! the store equals its state at some commit no older than the last `sync`: a killed
+//! oldest buffered write, and at close — each commit atomic (its pages appended to a
+//! pack file, then one sled batch installs them). After a crash the store equals its state at some commit no older than the last `sync`: a killed
 //! process loses at most what it wrote in the last 200 ms, and nothing it synced; with the
 //! default [`Durability::PowerLoss`], every commit fsyncs the pack files it wrote and
 //! `sync` fsyncs every file and directory (sled's own flush does not), so what `sync`
@@ -85,22 +85,25 @@ pub mod checkpoint;
 mod error;
 mod index;
 pub mod interop;
+mod lock;
 pub mod memo;
 mod progress;
 mod repair;
 mod shelf;
 mod stats;
+mod store;
 mod witness;
 
 pub use blob::{Compression, Digest};
 pub use cache::CacheStats;
 pub use checkpoint::{Change, ChangeKind, CheckpointInfo};
-pub use error::{CheckpointProblem, Error, Result};
+pub use error::{CheckpointProblem, Error, LockHolder, Result};
 pub use index::MAX_KEY_LEN;
 pub use memo::{Memo, MemoBuilder, MemoNamespace, MemoStats};
 /// The pickle codec, the `pickleshelf-pickle` crate: values, decoder, encoder, serde.
 pub use pickleshelf_pickle as pickle;
 pub use progress::Progress;
 pub use repair::{PARTIAL_SUFFIX, RECOVERED_PREFIX, RepairReport, SalvageReport, VerifyReport};
-pub use shelf::{Batch, Durability, FORMAT_VERSION, Shelf, ShelfBuilder};
+pub use shelf::{Batch, Shelf, ShelfBuilder};
 pub use stats::{KeyInfo, Stats};
+pub use store::{Durability, FORMAT_VERSION};

@@ -84,7 +84,7 @@ use crate::blob::Digest;
 use crate::error::{Error, Result};
 use crate::index::{MEMO_HEADER, Op, Space, Stored};
 use crate::pickle;
-use crate::shelf::Shelf;
+use crate::shelf::{MemoShelf, Shelf};
 
 /// Counters of one memo.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -194,7 +194,7 @@ struct Flight {
 }
 
 struct Inner {
-    shelf: Shelf,
+    shelf: MemoShelf,
     namespace: String,
     version: String,
     ttl: Option<Duration>,
@@ -337,7 +337,7 @@ impl Shelf {
 impl Memo {
     fn open(b: MemoBuilder) -> Result<Memo> {
         let shelf = b.shelf;
-        let index = shelf.index();
+        let index = shelf.store().index();
         let version_key = format!("memo/{}", b.namespace);
         let prefix = format!("{}\0", b.namespace);
         let stored_version = index.setting(&version_key)?.map(|v| String::from_utf8_lossy(&v).into_owned());
@@ -362,12 +362,12 @@ impl Memo {
             }
         }
         if !stale.is_empty() || stored_version.as_deref() != Some(b.version.as_str()) {
-            shelf.writable()?;
+            shelf.store().writable()?;
             let writer = index.writer();
             let ops = stale.into_iter().map(|key| Op::Remove { space: Space::Memo, key }).collect();
-            shelf.commit(&writer, ops)?;
+            shelf.store().commit(&writer, ops)?;
             writer.set_setting(&version_key, Some(b.version.as_bytes()))?;
-            shelf.mark_dirty();
+            shelf.store().mark_dirty();
         }
         entries.sort_by_key(|(_, e)| e.accessed);
         let mut lru = LruCache::unbounded();
@@ -378,7 +378,7 @@ impl Memo {
         }
         Ok(Memo {
             inner: Arc::new(Inner {
-                shelf,
+                shelf: MemoShelf::new(shelf),
                 namespace: b.namespace,
                 version: b.version,
                 ttl: b.ttl,
@@ -628,7 +628,7 @@ impl Memo {
         let Some(digest) = self.touch(key)? else {
             return Ok(None);
         };
-        let cache = self.inner.shelf.cache();
+        let cache = self.inner.shelf.store().cache();
         let ty = TypeId::of::<RawResult>();
         if let Some(hit) = cache.get(&digest, ty)
             && let Ok(v) = Arc::downcast::<RawResult>(hit)
@@ -636,12 +636,12 @@ impl Memo {
             return Ok(Some(Arc::clone(&v.0)));
         }
         let rkey = self.record_key(key);
-        let index = self.inner.shelf.index();
+        let index = self.inner.shelf.store().index();
         let _pin = index.pin_files();
         let Some((_, stored)) = index.get_in(Space::Memo, &rkey)? else {
             return Ok(None);
         };
-        let bytes: Arc<[u8]> = self.inner.shelf.load(&rkey, stored)?.into();
+        let bytes: Arc<[u8]> = self.inner.shelf.store().load(&rkey, stored)?.into();
         if cache.enabled() {
             let n = bytes.len();
             cache.insert(&digest, ty, Arc::new(RawResult(Arc::clone(&bytes))), n as u64 + 64);
@@ -685,7 +685,7 @@ impl Memo {
         let Some(digest) = self.touch(key)? else {
             return Ok(None);
         };
-        let cache = self.inner.shelf.cache();
+        let cache = self.inner.shelf.store().cache();
         let ty = TypeId::of::<R>();
         if let Some(hit) = cache.get(&digest, ty)
             && let Ok(v) = Arc::downcast::<R>(hit)
@@ -693,12 +693,12 @@ impl Memo {
             return Ok(Some(R::clone(&v)));
         }
         let rkey = self.record_key(key);
-        let index = self.inner.shelf.index();
+        let index = self.inner.shelf.store().index();
         let _pin = index.pin_files();
         let Some((_, stored)) = index.get_in(Space::Memo, &rkey)? else {
             return Ok(None);
         };
-        let bytes = self.inner.shelf.load(&rkey, stored)?;
+        let bytes = self.inner.shelf.store().load(&rkey, stored)?;
         let v: R = pickle::from_slice(&bytes)?;
         if cache.enabled() {
             cache.insert(&digest, ty, Arc::new(v.clone()), crate::cache::typed_bytes::<R>(bytes.len()));
@@ -710,7 +710,7 @@ impl Memo {
     where
         R: Serialize + Clone + Send + Sync + 'static,
     {
-        let bytes = pickle::to_vec_with_protocol(r, self.inner.shelf.protocol())?;
+        let bytes = pickle::to_vec_with_protocol(r, self.inner.shelf.store().protocol())?;
         let cost = crate::cache::typed_bytes::<R>(bytes.len());
         self.store_bytes(key, &bytes, TypeId::of::<R>(), Arc::new(r.clone()), cost)
     }
@@ -731,14 +731,14 @@ impl Memo {
         cost: u64,
     ) -> Result<()> {
         let shelf = &self.inner.shelf;
-        shelf.writable()?;
-        let (digest, frame) = shelf.frame(bytes)?;
+        shelf.store().writable()?;
+        let (digest, frame) = shelf.store().frame(bytes)?;
         let size = frame.len() as u64;
         let now = now_ms();
         let rkey = self.record_key(key);
-        let writer = shelf.index().writer();
+        let writer = shelf.store().index().writer();
         let op = Op::Put { space: Space::Memo, key: rkey, header: header(now, now), digest, frame, delta: None };
-        shelf.commit(&writer, vec![op])?;
+        shelf.store().commit(&writer, vec![op])?;
         let victims: Vec<[u8; 16]> = {
             let mut st = lock(&self.inner.state);
             if let Some(old) =
@@ -766,11 +766,11 @@ impl Memo {
         };
         if !victims.is_empty() {
             let ops = victims.iter().map(|k| Op::Remove { space: Space::Memo, key: self.record_key(k) }).collect();
-            shelf.commit(&writer, ops)?;
+            shelf.store().commit(&writer, ops)?;
             self.inner.evictions.fetch_add(victims.len() as u64, Ordering::Relaxed);
         }
         drop(writer);
-        let cache = shelf.cache();
+        let cache = shelf.store().cache();
         if cache.enabled() {
             cache.insert(&digest, ty, obj, cost);
         }
@@ -779,8 +779,8 @@ impl Memo {
 
     fn remove_calls(&self, keys: &[[u8; 16]], evicted: bool) -> Result<u64> {
         let shelf = &self.inner.shelf;
-        shelf.writable()?;
-        let writer = shelf.index().writer();
+        shelf.store().writable()?;
+        let writer = shelf.store().index().writer();
         let mut removed = Vec::new();
         {
             let mut st = lock(&self.inner.state);
@@ -792,7 +792,7 @@ impl Memo {
             }
         }
         let ops = removed.iter().map(|k| Op::Remove { space: Space::Memo, key: self.record_key(k) }).collect();
-        shelf.commit(&writer, ops)?;
+        shelf.store().commit(&writer, ops)?;
         if evicted {
             self.inner.evictions.fetch_add(removed.len() as u64, Ordering::Relaxed);
         }
@@ -858,12 +858,12 @@ impl Inner {
             }
             out
         };
-        if touched.is_empty() || self.shelf.writable().is_err() {
+        if touched.is_empty() || self.shelf.store().writable().is_err() {
             return Ok(());
         }
         let updates = touched.into_iter().map(|(k, e)| (self.record_key(&k), header(e.created, e.accessed))).collect();
-        self.shelf.index().writer().set_memo_headers(updates)?;
-        self.shelf.mark_dirty();
+        self.shelf.store().index().writer().set_memo_headers(updates)?;
+        self.shelf.store().mark_dirty();
         Ok(())
     }
 }

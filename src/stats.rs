@@ -13,7 +13,8 @@ use std::path::Path;
 use crate::blob::{self, Compression, Digest};
 use crate::error::{Error, Result};
 use crate::index::{Space, Stored};
-use crate::shelf::{FORMAT_VERSION, Shelf};
+use crate::shelf::Shelf;
+use crate::store::FORMAT_VERSION;
 
 /// Counts and sizes of a whole store, from [`Shelf::stats`].
 ///
@@ -129,9 +130,9 @@ const HEADER_MAX: u64 = 22;
 fn object_header(shelf: &Shelf, digest: &Digest, in_tree: bool) -> Option<(Compression, u64)> {
     if in_tree {
         // A small object (a delta, mostly): its frame is a record, read whole.
-        return blob::header(&shelf.index().frame(digest).ok()?);
+        return blob::header(&shelf.store().index().frame(digest).ok()?);
     }
-    let path = shelf.index().objects().path_of(digest);
+    let path = shelf.store().index().objects().path_of(digest);
     let mut head = Vec::with_capacity(HEADER_MAX as usize);
     fs::File::open(path).ok()?.take(HEADER_MAX).read_to_end(&mut head).ok()?;
     blob::header(&head)
@@ -204,7 +205,7 @@ impl Shelf {
     /// [`Error::Engine`] when the store cannot be read; [`Error::Corrupted`] for a record
     /// that cannot be parsed.
     pub fn stats(&self) -> Result<Stats> {
-        let index = self.index();
+        let index = self.store().index();
         // Object files stay in place while they are read (a concurrent removal and sync
         // could delete one otherwise).
         let _pin = index.pin_files();
@@ -284,8 +285,8 @@ impl Shelf {
     /// Each item: [`Error::Engine`] when the store cannot be read, [`Error::Corrupted`]
     /// for a record that cannot be parsed.
     pub fn key_info<'a>(&'a self, prefix: &str) -> impl Iterator<Item = Result<KeyInfo>> + 'a {
-        self.index().scan(prefix).map(move |item| {
-            let _pin = self.index().pin_files();
+        self.store().index().scan(prefix).map(move |item| {
+            let _pin = self.store().index().pin_files();
             let (key, stored) = item?;
             let digest = stored.digest();
             Ok(match stored {
@@ -301,7 +302,7 @@ impl Shelf {
                     }
                 }
                 Stored::Object { digest } => {
-                    let record = self.index().object(&digest)?.ok_or_else(|| Error::Corrupted {
+                    let record = self.store().index().object(&digest)?.ok_or_else(|| Error::Corrupted {
                         what: format!("key {key:?}"),
                         reason: format!("it names object {digest}, which has no record"),
                     })?;
@@ -415,7 +416,7 @@ mod tests {
         shelf.insert("big", &big)?;
         shelf.sync()?;
         let digest = shelf.digest("big")?.unwrap_or(Digest([0; 32]));
-        let path = shelf.index().objects().path_of(&digest);
+        let path = shelf.store().index().objects().path_of(&digest);
         fs::remove_file(&path).map_err(|e| Error::Io { path, source: e })?;
         assert_eq!(shelf.stats()?.unreadable, 1);
         let info = shelf.key_info("").next().transpose()?;

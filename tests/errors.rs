@@ -199,9 +199,10 @@ fn second_open_in_this_process_is_locked() {
     for builder in [Shelf::builder(&path), Shelf::builder(&path).read_only(true)] {
         match builder.open() {
             Err(e @ Error::Locked { .. }) => {
-                let Error::Locked { path: lock } = &e else { unreachable!() };
+                let Error::Locked { path: lock, holder } = &e else { unreachable!() };
                 assert_eq!(*lock, path.join("LOCK"));
-                message(&e, &["locked", &shown(lock)]);
+                assert!(matches!(holder, pickleshelf::LockHolder::ThisProcess(_)), "{holder:?}");
+                message(&e, &["locked by this process (an open Shelf", &shown(lock)]);
             }
             other => panic!("expected Locked, got {:?}", other.map(drop)),
         }
@@ -216,11 +217,14 @@ fn second_open_in_this_process_is_locked() {
 fn open_waits_for_a_handle_that_is_going_away() {
     let dir = tempdir();
     let path = store(&dir);
-    let shelf = Shelf::open(&path).expect("open");
-    // The holder lets go 100 ms from now, within the half second `open` waits.
+    // A lock no handle of this process holds: a copy of a closed handle's descriptor, as a
+    // child process started meanwhile has until its exec. It goes 100 ms from now, within
+    // the half second `open` waits.
+    let copy = fs::OpenOptions::new().write(true).open(path.join("LOCK")).expect("open LOCK");
+    copy.lock().expect("flock");
     let holder = std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_millis(100));
-        shelf.close().expect("close");
+        drop(copy);
     });
     let started = std::time::Instant::now();
     let reopened = Shelf::open(&path).expect("open while the other handle closes");
@@ -257,7 +261,8 @@ fn child_opens_a_locked_store() {
     };
     match Shelf::open(&path) {
         Err(e @ Error::Locked { .. }) => {
-            message(&e, &["locked"]);
+            let parent = std::os::unix::process::parent_id();
+            message(&e, &["locked by another process", &format!("pid {parent}")]);
             println!("child: Locked");
         }
         other => panic!("child: expected Locked, got {:?}", other.map(drop)),
@@ -350,17 +355,21 @@ fn directory_that_is_not_a_store_is_not_found_without_create() {
 fn unknown_format_version_is_refused() {
     let dir = tempdir();
     let path = store(&dir);
-    with_sled(&path, |db| {
-        db.insert(b"mformat", &1u32.to_le_bytes()).expect("rewrite format");
-    });
-    for builder in [Shelf::builder(&path), Shelf::builder(&path).read_only(true)] {
-        match builder.open() {
-            Err(e @ Error::UnsupportedFormat { .. }) => {
-                let Error::UnsupportedFormat { path: p, found, supported } = &e else { unreachable!() };
-                assert_eq!((p, *found, *supported), (&path, 1, FORMAT_VERSION));
-                message(&e, &[&shown(&path), "format version 1", &format!("version {FORMAT_VERSION}")]);
+    // An older format, and a newer one (a store written by a later pickleshelf).
+    for (version, hint) in [(1, ""), (FORMAT_VERSION + 1, "written by a newer pickleshelf")] {
+        with_sled(&path, |db| {
+            db.insert(b"mformat", &version.to_le_bytes()).expect("rewrite format");
+        });
+        for builder in [Shelf::builder(&path), Shelf::builder(&path).read_only(true)] {
+            match builder.open() {
+                Err(e @ Error::UnsupportedFormat { .. }) => {
+                    let Error::UnsupportedFormat { path: p, found, supported } = &e else { unreachable!() };
+                    assert_eq!((p, *found, *supported), (&path, version, FORMAT_VERSION));
+                    let found = format!("format version {version}");
+                    message(&e, &[&shown(&path), &found, &format!("reads version {FORMAT_VERSION}"), hint]);
+                }
+                other => panic!("expected UnsupportedFormat, got {:?}", other.map(drop)),
             }
-            other => panic!("expected UnsupportedFormat, got {:?}", other.map(drop)),
         }
     }
 }

@@ -86,6 +86,7 @@ fn raw_results_are_byte_exact_and_shared_with_typed_calls() -> Result<(), Error>
         assert_eq!(typed, 64);
         let raw = m.get_or_compute_pickle(&to_vec(&(8i64,))?, || Err::<Vec<u8>, _>("must not run"))?;
         assert_eq!(raw, Ok(to_vec(&64i64)?));
+        drop(m);
         shelf.close()?;
     }
     let shelf = Shelf::open(&path)?;

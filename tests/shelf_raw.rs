@@ -88,7 +88,7 @@ fn second_handle_is_locked_out() -> Result<(), Error> {
     let path = dir.path().join("s.db");
     let _a = Shelf::open(&path)?;
     match Shelf::open(&path) {
-        Err(Error::Locked { path: p }) => assert!(p.ends_with("LOCK")),
+        Err(Error::Locked { path: p, .. }) => assert!(p.ends_with("LOCK")),
         other => panic!("expected Locked, got {:?}", other.map(|_| ())),
     }
     Ok(())

@@ -6,7 +6,7 @@
 //! frame are copied into the entry (`0x01`: as cheap as a reference); larger inline values
 //! are *promoted* when the checkpoint is taken: they become objects (frame records), and
 //! the key record and the entry both refer to them. A checkpoint is written, and deleted,
-//! in one sled batch together with every refcount it changes.
+//! in one commit together with every refcount it changes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 

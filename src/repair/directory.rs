@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use crate::error::{Error, Result};
 use crate::index::{self, describe_range};
 use crate::repair::VerifyReport;
-use crate::shelf::{FORMAT_VERSION, Shelf, ShelfBuilder};
+use crate::shelf::{Shelf, ShelfBuilder};
+use crate::store::FORMAT_VERSION;
 use crate::witness::{self, Witness};
 
 /// What [`ShelfBuilder::repair`] found and did.
@@ -56,7 +57,7 @@ pub(crate) fn run(b: ShelfBuilder, force: bool) -> Result<RepairReport> {
     }
     let mut report = RepairReport::default();
     {
-        let _lock = crate::shelf::take_lock(&path, false)?;
+        let _lock = crate::lock::take(&path, false, "a repair")?;
         if index::install_pending(&path) {
             index::finish_install(&path)?;
             report.notes.push("finished a repair that was interrupted".into());
@@ -171,6 +172,36 @@ pub(crate) fn run(b: ShelfBuilder, force: bool) -> Result<RepairReport> {
 }
 
 impl ShelfBuilder {
+    /// Repairs the store: when its page directory (sled's files under `sled/`) cannot be
+    /// read, or came back older than its last sync, rebuilds it from the pack files —
+    /// installed only when it is exactly the directory of the newest commit they record
+    /// (the old files are kept in `sled.damaged/`); upgrades a format 2 store; rewrites a
+    /// damaged witness file; then opens the store and verifies it. A readable, current
+    /// directory is kept. Nothing that can be read is removed.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("state.db");
+    /// # { let s = pickleshelf::Shelf::open(&path)?; s.insert("k", &1)?; }
+    /// let conf = path.join("sled").join("conf");
+    /// let mut bytes = std::fs::read(&conf)?;
+    /// bytes[3] ^= 0x20; // one bad byte in sled's files: the store cannot be opened
+    /// std::fs::write(&conf, bytes)?;
+    /// assert!(pickleshelf::Shelf::open(&path).is_err());
+    /// let report = pickleshelf::Shelf::builder(&path).repair()?;
+    /// assert!(report.rebuilt && report.is_ok());
+    /// assert_eq!(pickleshelf::Shelf::open(&path)?.get::<i64>("k")?, Some(1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Locked`] when the store is open; [`Error::AuthKey`] when the auth key is not
+    /// the store's; [`Error::Io`]. What cannot be repaired is in the report
+    /// ([`RepairReport::is_ok`](crate::RepairReport::is_ok)), not an error.
+    pub fn repair(self) -> Result<RepairReport> {
+        run(self, false)
+    }
+
     /// [`ShelfBuilder::repair`], rebuilding the page directory from the pack files even when
     /// sled's can be read and is current (after restoring `pages/` from a backup newer than
     /// `sled/`, say). The rebuilt directory is installed only when it is exactly that of the

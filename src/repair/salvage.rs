@@ -24,7 +24,8 @@ use crate::index::{
     frame_key, object_key,
 };
 use crate::repair::VerifyReport;
-use crate::shelf::{FORMAT_VERSION, Shelf, ShelfBuilder};
+use crate::shelf::{Shelf, ShelfBuilder};
+use crate::store::FORMAT_VERSION;
 use crate::witness;
 
 /// The key prefix of values salvage recovers without their key.
@@ -140,7 +141,7 @@ pub(crate) fn run(b: ShelfBuilder, into: &Path) -> Result<SalvageReport> {
     let mut report = SalvageReport::default();
     let mut tmp = None;
     let src = open_source(&b, &mut tmp, &mut report)?;
-    let index = src.index();
+    let index = src.store().index();
     let _pin = index.pin_files();
 
     // The records: what to copy, checked.
@@ -267,7 +268,7 @@ pub(crate) fn run(b: ShelfBuilder, into: &Path) -> Result<SalvageReport> {
         if named.contains(&d) {
             continue;
         }
-        if src.chains().load(index, src.codec(), &d).is_ok() {
+        if src.store().chains().load(index, src.store().codec(), &d).is_ok() {
             let key = format!("{RECOVERED_PREFIX}{}", d.to_hex());
             copied.push(Copied {
                 key: index::key_in(index::Space::Keys, &key),
@@ -322,7 +323,7 @@ pub(crate) fn run(b: ShelfBuilder, into: &Path) -> Result<SalvageReport> {
         let kept = if rec.in_tree {
             Some(frame)
         } else {
-            dst.index().objects().write(&d, &frame)?;
+            dst.store().index().objects().write(&d, &frame)?;
             None
         };
         objects.insert(d, (rec, kept));
@@ -344,7 +345,7 @@ pub(crate) fn run(b: ShelfBuilder, into: &Path) -> Result<SalvageReport> {
     drop(_pin);
 
     {
-        let di = dst.index();
+        let di = dst.store().index();
         let writer = di.writer();
         let mut batch = Batch::default();
         for c in &copied {
@@ -360,7 +361,7 @@ pub(crate) fn run(b: ShelfBuilder, into: &Path) -> Result<SalvageReport> {
         report.objects = objects.len() as u64;
         writer.write(batch)?;
     }
-    dst.mark_dirty();
+    dst.store().mark_dirty();
     dst.close()?;
     drop(src);
     drop(tmp);
@@ -377,13 +378,15 @@ pub(crate) fn run(b: ShelfBuilder, into: &Path) -> Result<SalvageReport> {
 fn check(src: &Shelf, record: &[u8]) -> Result<Option<Digest>, String> {
     match KeyRecord::parse(record) {
         Some(KeyRecord::Inline { digest, frame_at }) => {
-            src.codec().decode(&record[frame_at..], &digest).map(|_| None).map_err(str::to_owned)
+            src.store().codec().decode(&record[frame_at..], &digest).map(|_| None).map_err(str::to_owned)
         }
-        Some(KeyRecord::Object { digest }) => match src.chains().load(src.index(), src.codec(), &digest) {
-            Ok(_) => Ok(Some(digest)),
-            Err(crate::chain::LoadError::Store(e)) => Err(e.to_string()),
-            Err(crate::chain::LoadError::Bad(at, why)) => Err(format!("object {at}: {why}")),
-        },
+        Some(KeyRecord::Object { digest }) => {
+            match src.store().chains().load(src.store().index(), src.store().codec(), &digest) {
+                Ok(_) => Ok(Some(digest)),
+                Err(crate::chain::LoadError::Store(e)) => Err(e.to_string()),
+                Err(crate::chain::LoadError::Bad(at, why)) => Err(format!("object {at}: {why}")),
+            }
+        }
         None => Err("bad layout".into()),
     }
 }

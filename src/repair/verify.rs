@@ -17,7 +17,7 @@ use crate::chain::LoadError;
 use crate::error::{Error, Result};
 use crate::index::{MAX_DEPTH, ObjectRecord, Space, Stored, describe_range, frame_key, key_in, object_key};
 use crate::progress::Progress;
-use crate::shelf::Shelf;
+use crate::store::Store;
 
 /// At most this many keys are named per unreadable range.
 const NAMED_MAX: usize = 20;
@@ -98,7 +98,7 @@ enum Fix {
 
 /// Checks the store (see [`Shelf::verify`]); with `repair`, also repairs (see [`Shelf::gc`]).
 /// Advances `progress` once per key or memo record checked.
-pub(crate) fn run(shelf: &Shelf, repair: bool, progress: &mut dyn Progress) -> Result<VerifyReport> {
+pub(crate) fn run(shelf: &Store, repair: bool, progress: &mut dyn Progress) -> Result<VerifyReport> {
     let index = shelf.index();
     // The write lock also when only checking, so that what is checked is one state of
     // the store and not one that writers are changing.
@@ -426,7 +426,7 @@ fn checkpoint_key(name: &str) -> Vec<u8> {
 /// An object record for `d` rebuilt from its frame (gc, for an object that records refer
 /// to but that has no record), or `None` when the frame cannot be read.
 fn rebuild_record(
-    shelf: &Shelf,
+    shelf: &Store,
     d: &Digest,
     refs: u64,
     in_tree: bool,
@@ -465,14 +465,14 @@ mod tests {
     #[test]
     fn gc_deletes_files_only_after_its_sync() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::Config(e.to_string()))?;
-        let shelf = Shelf::open(dir.path().join("s"))?;
+        let shelf = crate::Shelf::open(dir.path().join("s"))?;
         shelf.insert_pickle("a", &big())?;
         shelf.sync()?;
         let digest = shelf.digest("a")?.ok_or_else(|| Error::Config("no digest".into()))?;
-        let file = shelf.index().objects().path_of(&digest);
+        let file = shelf.store().index().objects().path_of(&digest);
         shelf.remove("a")?; // the record is gone, but not durably yet
         // gc before its sync: the file is awaiting the sync that makes the removal durable.
-        run(&shelf, true, &mut ())?;
+        run(shelf.store(), true, &mut ())?;
         assert!(file.exists(), "gc deleted the file before the removal of its record was durable");
         shelf.sync()?;
         assert!(!file.exists());

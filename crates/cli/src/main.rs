@@ -319,14 +319,13 @@ impl StoreArgs {
     pub fn open(&self, access: Access) -> anyhow::Result<Shelf> {
         let path = &self.store;
         // A store whose sled/ is lost still has its packs (the library says what to run).
+        // Creating one in a path that holds something else is refused by the library
+        // (`Error::NotAStore`), which writes nothing there.
         let is_store = path.join("sled").is_dir() || path.join("pages").is_dir();
         match access {
             Access::Read | Access::Write if !path.exists() => bail!("{}: no such store", path.display()),
             Access::Read | Access::Write if !is_store => {
                 bail!("{}: not a pickleshelf store (it has no sled/ directory)", path.display())
-            }
-            Access::Create if path.exists() && !is_store && !is_empty_dir(path) => {
-                bail!("{}: exists and is not a pickleshelf store; not turning it into one", path.display())
             }
             _ => {}
         }
@@ -354,10 +353,6 @@ fn checkpoint_error(store: &Path) -> impl Fn(pickleshelf::Error) -> anyhow::Erro
         pickleshelf::Error::Checkpoint { .. } => anyhow::Error::new(e).context(store.display().to_string()),
         e => e.into(),
     }
-}
-
-fn is_empty_dir(path: &Path) -> bool {
-    std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_none())
 }
 
 /// A command-line input: a file path, or `-` for stdin.

@@ -5,7 +5,7 @@
 //! the Rust error's one-line message; nothing panics on the way.
 
 use pickleshelf::Error;
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyFileExistsError, PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
 /// A `pickleshelf._errors` exception of class `name` with `message`.
@@ -29,6 +29,8 @@ pub fn to_py(py: Python<'_>, e: Error) -> PyErr {
             PyFileNotFoundError::new_err(message)
         }
         Error::Io { .. } => PyOSError::new_err(message),
+        // A path that exists and is no store: an OSError, as for any path that cannot be opened.
+        Error::NotAStore { .. } => PyFileExistsError::new_err(message),
         Error::Config(_) => PyValueError::new_err(message),
         Error::Pickle(pickleshelf::pickle::Error::Decode { .. }) => raise(py, "UnpicklingError", message),
         Error::Locked { .. } => raise(py, "LockedError", message),

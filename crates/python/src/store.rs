@@ -222,7 +222,12 @@ impl Store {
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let taken = self.shelf.write().unwrap_or_else(PoisonError::into_inner).take();
         match taken {
-            Some(shelf) => py.detach(|| shelf.close()).py(py),
+            // Other handles of this process (another `open` of the store, a memo) keep it
+            // open: this one is let go, as Python's `close` promises.
+            Some(shelf) => match py.detach(|| shelf.close()) {
+                Err(pickleshelf::Error::StillOpen { .. }) => Ok(()),
+                other => other.py(py),
+            },
             None => Ok(()),
         }
     }

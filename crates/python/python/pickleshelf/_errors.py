@@ -25,7 +25,8 @@ class UnpicklingError(Error, _pickle.UnpicklingError):
 
 
 class LockedError(Error):
-    """Another open handle (in this process or another) holds the store."""
+    """Another open handle holds the store; the message names it (in this process) or
+    its process id (in another)."""
 
 
 class ReadOnlyError(Error):

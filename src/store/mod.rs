@@ -1,0 +1,544 @@
+//! The store layer: one open store — its index, codec, delta chains, decoded-object cache
+//! and dictionary trainer — and the read and write paths every handle goes through
+//! ([`crate::Shelf`], [`crate::Memo`], checkpoints, stats, repair). Opening and recovery
+//! are in [`open`].
+//!
+//! Invariant: every value read here was re-hashed and found equal to its address; every
+//! change is one atomic commit of the index ([`Store::commit`]: one sled batch for the
+//! page directory over pack pages written before it, see [`crate::index`]), after which
+//! the cache is told which keys changed and the store is marked dirty, so the next sync
+//! makes it durable; a dictionary is recorded before any frame names it.
+
+mod open;
+
+use std::any::{Any, TypeId};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::blob::{Codec, DICT_MAX_VALUE, Digest, Hasher, RAW_MAX, TRAIN_BYTES, TRAIN_SAMPLES};
+use crate::cache::Cache;
+use crate::chain::{Chains, LoadError, Recent};
+use crate::error::{Error, Result};
+use crate::index::{Delta, Index, MAX_KEY_LEN, Op, Space, Stored, Writer};
+use crate::lock::{Holder, StoreLock};
+use crate::pickle;
+use crate::witness::{self, Witness};
+
+/// Default budget of the decoded-object cache, in estimated bytes.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+
+/// Default most objects in the decoded-object cache.
+pub const DEFAULT_CACHE_ENTRIES: u64 = 100_000;
+
+/// The on-disk format version this build reads and writes (see `docs/FORMAT.md`). A store
+/// of format 2 is upgraded in place by the first writable open.
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The text whose keyed digest a store with an auth key keeps as its auth check.
+pub(crate) const AUTH_CHECK: &[u8] = b"pickleshelf auth check";
+
+/// What [`Shelf::sync`] guarantees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// `sync` fsyncs every file and directory the store wrote: what it acknowledged
+    /// survives power loss. The default.
+    #[default]
+    PowerLoss,
+    /// `sync` writes all buffers to the operating system but does not fsync: what it
+    /// acknowledged survives the process being killed, not a power loss. Faster.
+    ProcessCrash,
+}
+
+/// What a store is opened with: the options of [`crate::ShelfBuilder`], validated by it.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) path: PathBuf,
+    pub(crate) zstd_level: i32,
+    pub(crate) protocol: u8,
+    pub(crate) read_only: bool,
+    pub(crate) create: bool,
+    pub(crate) auth_key: Option<Vec<u8>>,
+    pub(crate) durability: Durability,
+    pub(crate) allow_rollback: bool,
+    pub(crate) cache_bytes: u64,
+    pub(crate) cache_entries: u64,
+    /// A format 2 store may be opened read-only (by salvage) without being upgraded.
+    pub(crate) legacy: bool,
+    /// Read the page directory from these sled files (salvage: rebuilt from the packs).
+    pub(crate) sled_from: Option<PathBuf>,
+}
+
+impl Config {
+    /// The defaults for the store in `path`.
+    pub(crate) fn new(path: &Path) -> Config {
+        Config {
+            path: path.to_path_buf(),
+            zstd_level: 3,
+            protocol: pickle::DEFAULT_PROTOCOL,
+            read_only: false,
+            create: true,
+            auth_key: None,
+            durability: Durability::PowerLoss,
+            allow_rollback: false,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            cache_entries: DEFAULT_CACHE_ENTRIES,
+            legacy: false,
+            sled_from: None,
+        }
+    }
+
+    /// The hasher the auth key (or its absence) gives.
+    pub(crate) fn hasher(&self) -> Hasher {
+        match &self.auth_key {
+            Some(k) => Hasher::Keyed(blake3::derive_key("pickleshelf 2026 object auth key", k)),
+            None => Hasher::Plain,
+        }
+    }
+}
+
+/// One open store, shared by every handle on it (`Arc<Store>`).
+pub(crate) struct Store {
+    path: PathBuf,
+    cache: Cache,
+    /// Candidate bases and decoded chain members (see [`crate::chain`]).
+    chains: Chains,
+    index: Index,
+    codec: Codec,
+    protocol: u8,
+    read_only: bool,
+    durability: Durability,
+    /// Values kept to train the dictionary (those it would compress) and their total
+    /// length; `None` once there is one.
+    samples: Mutex<Option<(Vec<Vec<u8>>, usize)>>,
+    /// Held through a sync: concurrent syncs write the witness one at a time, in
+    /// generation order.
+    syncing: Mutex<()>,
+    /// True when something was written since the last sync started.
+    dirty: AtomicBool,
+    /// The thread training the compression dictionary, while it runs.
+    trainer: Mutex<Option<std::thread::JoinHandle<Option<Vec<u8>>>>>,
+    /// True while `trainer` holds a thread (checked without the lock on each write).
+    training: AtomicBool,
+    /// Memos holding a handle (see [`Store::memo_opened`]).
+    memos: AtomicUsize,
+    /// Held for the handle's lifetime: the lock on `LOCK` (exclusive for a writer, shared
+    /// for a reader; none for a reader of a store without `LOCK`).
+    lock: StoreLock,
+}
+
+impl Holder for Store {
+    fn describe(&self, handles: usize) -> String {
+        let memos = self.memos.load(Ordering::Acquire);
+        let kind = if self.read_only { "a read-only Shelf" } else { "an open Shelf" };
+        format!("{kind} held by {}", crate::error::handles(handles.saturating_sub(memos), memos))
+    }
+}
+
+impl Store {
+    /// The store's directory.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Counts a memo holding the store (for [`Error::StillOpen`] and [`Error::Locked`]).
+    pub(crate) fn memo_opened(&self) {
+        self.memos.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A memo let go of the store.
+    pub(crate) fn memo_closed(&self) {
+        self.memos.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn index(&self) -> &Index {
+        &self.index
+    }
+
+    pub(crate) fn codec(&self) -> &Codec {
+        &self.codec
+    }
+
+    pub(crate) fn chains(&self) -> &Chains {
+        &self.chains
+    }
+
+    pub(crate) fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    pub(crate) fn protocol(&self) -> u8 {
+        self.protocol
+    }
+
+    /// Records that something was written outside [`Shelf::commit`] (so `sync` must run).
+    pub(crate) fn mark_dirty(&self) {
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly { path: self.path.clone() });
+        }
+        Ok(())
+    }
+
+    fn check_key(key: &str) -> Result<()> {
+        if key.len() > MAX_KEY_LEN {
+            let shown: String = key.chars().take(40).collect();
+            return Err(Error::InvalidKey {
+                key: shown,
+                reason: format!("{} bytes long; at most {MAX_KEY_LEN} are allowed", key.len()),
+            });
+        }
+        Ok(())
+    }
+
+    /// The put of `bytes` under `key`: its digest and frame, a delta when a recent object
+    /// resembles it (see [`crate::chain`]).
+    fn prepare(&self, key: &str, bytes: &[u8]) -> Result<Prepared> {
+        Self::check_key(key)?;
+        let inner = self;
+        let digest = inner.codec.digest(bytes);
+        let e = inner.chains.encode(&inner.index, &inner.codec, Some(key), bytes, &digest)?;
+        self.sample(bytes)?;
+        Ok(Prepared { op: Op::put(key.to_owned(), digest, e.frame, e.delta), delta: e.delta, recent: e.recent })
+    }
+
+    /// Under the write lock, before committing: a delta whose base went away since it was
+    /// prepared (a concurrent removal) becomes a whole frame.
+    fn revalidate(&self, writer: &Writer<'_>, p: &mut Prepared, bytes: &[u8]) -> Result<()> {
+        if let Some(d) = p.delta
+            && writer.object(&d.base)?.is_none()
+            && let Op::Put { frame, delta, .. } = &mut p.op
+        {
+            *frame = self.codec.encode(bytes);
+            *delta = None;
+            p.delta = None;
+        }
+        Ok(())
+    }
+
+    /// The address and stored frame of pickle bytes (feeding the dictionary trainer).
+    pub(crate) fn frame(&self, bytes: &[u8]) -> Result<(Digest, Vec<u8>)> {
+        let digest = self.codec.digest(bytes);
+        let frame = self.codec.encode(bytes);
+        self.sample(bytes)?;
+        Ok((digest, frame))
+    }
+
+    pub(crate) fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        self.writable()?;
+        let mut p = self.prepare(key, bytes)?;
+        let writer = self.index.writer();
+        self.revalidate(&writer, &mut p, bytes)?;
+        self.commit(&writer, vec![p.op])?;
+        drop(writer);
+        self.chains.written(p.recent, p.delta, bytes);
+        Ok(())
+    }
+
+    /// Applies `ops` and then tells the cache which keys changed (a failed write forgets
+    /// them: their state is not known here).
+    pub(crate) fn commit(&self, writer: &Writer<'_>, ops: Vec<Op>) -> Result<Vec<bool>> {
+        let touched: Vec<(String, Option<Digest>)> =
+            ops.iter()
+                .map(|op| match op {
+                    Op::Put { space: Space::Keys, key, digest, .. }
+                    | Op::Link { space: Space::Keys, key, digest, .. } => (key.clone(), Some(*digest)),
+                    Op::Remove { space: Space::Keys, key } => (key.clone(), None),
+                    // Memo entries are not store keys: nothing of the key map to update.
+                    Op::Put { key, .. } | Op::Link { key, .. } | Op::Remove { key, .. } => (key.clone(), None),
+                })
+                .collect();
+        let result = writer.apply(ops);
+        // After the write: a sync that starts before this point need not include it.
+        self.dirty.store(true, Ordering::Release);
+        for (key, digest) in touched {
+            self.cache.key_written(&key, if result.is_ok() { digest } else { None });
+        }
+        result
+    }
+
+    /// Collects the values a dictionary would compress (over [`RAW_MAX`] bytes, up to
+    /// [`DICT_MAX_VALUE`]: smaller ones are framed raw in pages compressed whole) until one
+    /// can be trained ([`TRAIN_SAMPLES`] values or [`TRAIN_BYTES`] bytes), then trains and
+    /// stores it. A store of small values never trains one.
+    fn sample(&self, bytes: &[u8]) -> Result<()> {
+        if self.training.load(Ordering::Acquire) {
+            install_dictionary(self, false)?;
+        }
+        if bytes.len() <= RAW_MAX || bytes.len() > DICT_MAX_VALUE {
+            return Ok(());
+        }
+        let ready = {
+            let mut guard = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some((samples, total)) = guard.as_mut() else {
+                return Ok(());
+            };
+            samples.push(bytes.to_vec());
+            *total += bytes.len();
+            if samples.len() < TRAIN_SAMPLES && *total < TRAIN_BYTES {
+                return Ok(());
+            }
+            guard.take()
+        };
+        let Some((samples, _)) = ready else {
+            return Ok(());
+        };
+        // Training takes tens of milliseconds: off the write path, on another thread; the
+        // dictionary is installed by a later write (or at sync, or when the store closes).
+        let handle = std::thread::Builder::new()
+            .name("pickleshelf-dict".into())
+            .spawn(move || Codec::train(&samples))
+            .map_err(|e| Error::Io { path: self.path.clone(), source: e })?;
+        *self.trainer.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
+        self.training.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// The verified pickle bytes of `key`'s record `stored` (whole, or rebuilt from its
+    /// delta chain).
+    pub(crate) fn load(&self, key: &str, stored: Stored) -> Result<Vec<u8>> {
+        let digest = stored.digest();
+        match stored {
+            Stored::Inline { frame, .. } => self
+                .codec
+                .decode(&frame, &digest)
+                .map_err(|reason| Error::CorruptedObject { key: key.to_owned(), digest, reason }),
+            Stored::Object { .. } => {
+                let bytes = self.chains.load(&self.index, &self.codec, &digest).map_err(|e| match e {
+                    LoadError::Store(e) => e,
+                    LoadError::Bad(digest, reason) => Error::CorruptedObject { key: key.to_owned(), digest, reason },
+                })?;
+                Ok(Arc::try_unwrap(bytes).unwrap_or_else(|b| b.as_ref().clone()))
+            }
+        }
+    }
+
+    pub(crate) fn get_or_load<T, F>(&self, key: &str, decode: F) -> Result<Option<Arc<T>>>
+    where
+        T: Send + Sync + 'static,
+        F: FnOnce(&[u8]) -> Result<(Arc<T>, u64)>,
+    {
+        let cache = &self.cache;
+        let ty = TypeId::of::<T>();
+        let (known, recent, stamp) = cache.key_lookup(key, Some(ty));
+        if let Some(hit) = recent
+            && let Ok(v) = Arc::downcast::<T>(hit)
+        {
+            return Ok(Some(v));
+        }
+        if let Some(d) = known
+            && let Some(hit) = cache.get(&d, ty)
+        {
+            cache.remember_object(key, &d, ty, &hit);
+            if let Ok(v) = Arc::downcast::<T>(hit) {
+                return Ok(Some(v));
+            }
+        }
+        // From reading the record to reading its object file (see `Index::pin_files`).
+        let _pin = self.index.pin_files();
+        let Some(stored) = self.index.get(key)? else {
+            return Ok(None);
+        };
+        let digest = stored.digest();
+        cache.remember_key(key, digest, stamp);
+        if known != Some(digest)
+            && let Some(hit) = cache.get(&digest, ty)
+            && let Ok(v) = Arc::downcast::<T>(hit)
+        {
+            return Ok(Some(v));
+        }
+        let bytes = self.load(key, stored)?;
+        let (value, size) = decode(&bytes)?;
+        if cache.enabled() {
+            let obj = Arc::clone(&value) as Arc<dyn Any + Send + Sync>;
+            cache.insert(&digest, ty, Arc::clone(&obj), size);
+            cache.remember_object(key, &digest, ty, &obj);
+        }
+        Ok(Some(value))
+    }
+
+    /// Removes `key`; returns whether it was there.
+    pub(crate) fn remove(&self, key: &str) -> Result<bool> {
+        self.writable()?;
+        let existed = self.commit(&self.index.writer(), vec![Op::remove(key.to_owned())])?;
+        Ok(existed.first().copied().unwrap_or(false))
+    }
+
+    /// Reads `key`'s pickle bytes and writes what `f` makes of them (`None` removes the
+    /// key), with no other write between the read and the write.
+    pub(crate) fn update(&self, key: &str, f: impl FnOnce(Option<Vec<u8>>) -> Result<Option<Vec<u8>>>) -> Result<()> {
+        self.writable()?;
+        let writer = self.index.writer();
+        let current = match writer.get(key)? {
+            Some(stored) => Some(self.load(key, stored)?),
+            None => None,
+        };
+        match f(current)? {
+            Some(bytes) => {
+                let p = self.prepare(key, &bytes)?;
+                self.commit(&writer, vec![p.op])?;
+                drop(writer);
+                self.chains.written(p.recent, p.delta, &bytes);
+            }
+            None => {
+                self.commit(&writer, vec![Op::remove(key.to_owned())])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies `(key, Some(pickle bytes))` puts and `(key, None)` removals in one commit.
+    pub(crate) fn apply(&self, changes: &[(String, Option<Vec<u8>>)]) -> Result<()> {
+        self.writable()?;
+        let mut prepared = Vec::with_capacity(changes.len());
+        for (key, bytes) in changes {
+            prepared.push(match bytes {
+                Some(b) => self.prepare(key, b)?,
+                None => Prepared { op: Op::remove(key.clone()), delta: None, recent: None },
+            });
+        }
+        let writer = self.index.writer();
+        let mut ops = Vec::with_capacity(prepared.len());
+        let mut notes = Vec::new();
+        for (mut p, (_, bytes)) in prepared.into_iter().zip(changes) {
+            if let Some(b) = bytes {
+                self.revalidate(&writer, &mut p, b)?;
+                notes.push((p.recent, p.delta, b));
+            }
+            ops.push(p.op);
+        }
+        self.commit(&writer, ops)?;
+        drop(writer);
+        for (recent, delta, bytes) in notes {
+            self.chains.written(recent, delta, bytes);
+        }
+        Ok(())
+    }
+
+    /// Makes every commit so far durable, as the store's [`Durability`] says.
+    pub(crate) fn sync(&self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        sync_store(self)
+    }
+
+    /// Syncs and closes the store when `store` is its last handle; otherwise lets go of
+    /// it and says what else holds it.
+    pub(crate) fn close(store: Arc<Store>) -> Result<()> {
+        match Arc::try_unwrap(store) {
+            Ok(store) => {
+                if !store.read_only {
+                    install_dictionary(&store, true)?;
+                    sync_store(&store)?;
+                }
+                // Dropping it closes sled and releases the lock (its sync finds nothing to do).
+                drop(store);
+                Ok(())
+            }
+            Err(store) => {
+                store.sync()?;
+                let memos = store.memos.load(Ordering::Acquire);
+                let others = Arc::strong_count(&store) - 1;
+                Err(Error::StillOpen { path: store.path.clone(), shelves: others.saturating_sub(memos), memos })
+            }
+        }
+    }
+
+    /// The pickle bytes stored under `key`, verified against their address.
+    pub(crate) fn get_pickle(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let _pin = self.index.pin_files();
+        match self.index.get(key)? {
+            Some(stored) => self.load(key, stored).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The value under `key`, verified and given to `read` (in place for a value stored
+    /// in its key's record, without a copy of the pickle).
+    pub(crate) fn get_with<T>(&self, key: &str, read: impl FnOnce(&[u8]) -> Result<T>) -> Result<Option<T>> {
+        let _pin = self.index.pin_files();
+        match self.index.get(key)? {
+            Some(Stored::Inline { frame, digest }) => match self.codec.decode_borrowed(&frame, &digest) {
+                Ok(bytes) => read(&bytes).map(Some),
+                Err(reason) => Err(Error::CorruptedObject { key: key.to_owned(), digest, reason }),
+            },
+            Some(stored) => read(&self.load(key, stored)?).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Installs the dictionary the training thread made, once it is done (or, with `wait`,
+/// after waiting for it). The dictionary is recorded before any frame names it.
+fn install_dictionary(inner: &Store, wait: bool) -> Result<()> {
+    let handle = {
+        let mut t = inner.trainer.lock().unwrap_or_else(PoisonError::into_inner);
+        match t.as_ref() {
+            Some(h) if wait || h.is_finished() => t.take(),
+            _ => None,
+        }
+    };
+    let Some(handle) = handle else {
+        return Ok(());
+    };
+    inner.training.store(false, Ordering::Release);
+    // A panicking trainer (zstd) leaves the store without a dictionary, which is fine.
+    if let Ok(Some(dict)) = handle.join() {
+        let id: u32 = 1;
+        let writer = inner.index.writer();
+        writer.set_setting(&format!("dict/{id}"), Some(&dict))?;
+        writer.set_setting("dict.current", Some(&id.to_le_bytes()))?;
+        drop(writer);
+        inner
+            .codec
+            .add_dict(id, dict)
+            .map_err(|reason| Error::Corrupted { what: "new dictionary".into(), reason: reason.into() })?;
+        inner.codec.set_current_dict(id);
+        inner.dirty.store(true, Ordering::Release);
+    }
+    Ok(())
+}
+
+fn sync_store(inner: &Store) -> Result<()> {
+    let _syncing = inner.syncing.lock().unwrap_or_else(PoisonError::into_inner);
+    if inner.training.load(Ordering::Acquire) {
+        install_dictionary(inner, false)?;
+    }
+    // Nothing written since the last sync: it is all durable already.
+    if !inner.dirty.swap(false, Ordering::AcqRel) {
+        return Ok(());
+    }
+    match inner.durability {
+        Durability::PowerLoss => {
+            let (generation, seq) = inner.index.sync()?;
+            witness::write(&inner.path, Witness { generation, seq: Some(seq) }, true)
+        }
+        Durability::ProcessCrash => inner.index.flush(),
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if !self.read_only {
+            let _ = install_dictionary(self, true);
+            // Best effort: a failure here has nowhere to go; sled also flushes on drop.
+            let _ = sync_store(self);
+        }
+    }
+}
+
+/// A put ready to commit, with what the version bookkeeping needs once it is done.
+struct Prepared {
+    op: Op,
+    delta: Option<Delta>,
+    recent: Option<Recent>,
+}

@@ -285,7 +285,7 @@ impl Shelf {
     /// [`Error::Engine`] when the store cannot be read; [`Error::Corrupted`] for a record
     /// that cannot be parsed.
     pub fn memo_namespaces(&self) -> Result<Vec<MemoNamespace>> {
-        let index = self.index();
+        let index = self.store().index();
         let mut out = Vec::new();
         for (meta_name, version) in index.settings("memo/")? {
             let Some(name) = meta_name.strip_prefix("memo/") else { continue };
@@ -894,7 +894,7 @@ impl Drop for Landing<'_> {
 fn stored_len(shelf: &Shelf, stored: &Stored) -> Result<u64> {
     Ok(match stored {
         Stored::Inline { frame, .. } => frame.len() as u64,
-        Stored::Object { digest } => shelf.index().object(digest)?.map_or(0, |r| r.stored_len),
+        Stored::Object { digest } => shelf.store().index().object(digest)?.map_or(0, |r| r.stored_len),
     })
 }
 

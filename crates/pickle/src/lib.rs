@@ -90,6 +90,7 @@ mod encode;
 mod error;
 mod int;
 mod json;
+pub mod numpy;
 pub mod opcodes;
 mod repr;
 pub mod ser;

@@ -121,6 +121,16 @@ pub enum Error {
         /// The engine's message.
         message: String,
     },
+    /// The value under a key is not a numpy array of a supported kind, or is not of the
+    /// element type asked for, or an array cannot be written. The stored value is
+    /// unchanged (and readable as a pickle).
+    #[error("array {key:?}: {source}")]
+    Array {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        source: pickle::numpy::ArrayError,
+    },
     /// A file being imported or exported (a Python `shelve`, an export directory) is not
     /// what it should be, or cannot be written as asked. Nothing in the store was changed.
     #[error("{path}: {reason}")]

@@ -618,7 +618,7 @@ impl Shelf {
         Ok((digest, frame))
     }
 
-    fn put_trusted(&self, key: &str, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn put_trusted(&self, key: &str, bytes: &[u8]) -> Result<()> {
         self.writable()?;
         let mut p = self.prepare(key, bytes)?;
         let writer = self.inner.index.writer();

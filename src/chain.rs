@@ -196,7 +196,8 @@ impl Chains {
         bytes: &[u8],
         digest: &Digest,
     ) -> Result<Encoded> {
-        if bytes.len() < DELTA_MIN {
+        // Arrays are stored whole and aligned, so that they can be mapped.
+        if bytes.len() < DELTA_MIN || crate::blob::array_data_offset(bytes).is_some() {
             return Ok(Encoded { frame: codec.encode(bytes), delta: None, recent: None });
         }
         let sketch = Sketch::of(bytes);

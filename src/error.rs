@@ -144,7 +144,7 @@ pub enum Error {
 
 /// What to do about a store of another format.
 fn format_hint(found: u32, supported: u32, path: &std::path::Path) -> String {
-    if found == 2 && supported == 3 {
+    if found == 2 && supported > 2 {
         format!(
             " (the first writable open upgrades it in place, e.g. `pickleshelf repair {}`; a format 2 pickleshelf \
              cannot read it afterwards)",

@@ -30,8 +30,14 @@ pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 pub const DEFAULT_CACHE_ENTRIES: u64 = 100_000;
 
 /// The on-disk format version this build reads and writes (see `docs/FORMAT.md`). A store
-/// of format 2 is upgraded in place by the first writable open.
-pub const FORMAT_VERSION: u32 = 3;
+/// of format 2 is upgraded in place by the first writable open; one of format 3 (which
+/// format 4 only extends, with aligned frames) is read as it is and marked format 4 by the
+/// first writable open.
+pub const FORMAT_VERSION: u32 = 4;
+
+/// The older format this build reads as it is: every byte of a format 3 store means the
+/// same in format 4.
+pub(crate) const FORMAT_READ_AS_IS: u32 = 3;
 
 /// The text whose keyed digest a store with an auth key keeps as its auth check.
 const AUTH_CHECK: &[u8] = b"pickleshelf auth check";
@@ -383,7 +389,7 @@ impl Shelf {
         // A format 2 store is upgraded by a writable open (below), and read as it is by
         // salvage; other opens refuse it.
         let upgrade = format == 2 && !b.read_only;
-        if format != FORMAT_VERSION && !upgrade && !(format == 2 && b.legacy) {
+        if format != FORMAT_VERSION && format != FORMAT_READ_AS_IS && !upgrade && !(format == 2 && b.legacy) {
             return Err(Error::UnsupportedFormat { path, found: format, supported: FORMAT_VERSION });
         }
         index.use_legacy_settings(format == 2);
@@ -425,6 +431,11 @@ impl Shelf {
         if upgrade {
             index.upgrade_from_format2(FORMAT_VERSION)?;
             index.use_legacy_settings(false);
+        } else if format == FORMAT_READ_AS_IS && !b.read_only && !b.legacy {
+            // Before anything of format 4 can be written: sled's log keeps this record
+            // ahead of every later batch.
+            index.set_meta("format", &FORMAT_VERSION.to_le_bytes())?;
+            index.flush()?;
         }
         let codec = Codec::new(b.zstd_level, hasher);
         let mut current = 0;

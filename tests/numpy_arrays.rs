@@ -36,6 +36,8 @@ fn numpy_made_pickles_read_back_as_arrays() {
     let dir = tempfile::tempdir().unwrap();
     let shelf = Shelf::open(dir.path().join("s.db")).unwrap();
     let mut n = 0;
+    #[cfg(feature = "ndarray")]
+    let mut mapped_f64 = 0;
     for entry in std::fs::read_dir(gen_dir.path()).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -48,9 +50,22 @@ fn numpy_made_pickles_read_back_as_arrays() {
         let got = shelf.get_array_bytes(&name).unwrap().unwrap();
         assert_eq!(got.header(), &want.header, "{name}");
         assert_eq!(got.data(), &want.data[..], "{name}");
+        // mapped in place when the data is 64 KiB or more in one piece (protocols 3-5)
+        let m = shelf.map_array(&name).unwrap().unwrap();
+        assert_eq!(m.header(), &want.header, "{name}");
+        assert_eq!(m.data(), &want.data[..], "{name}");
+        assert_eq!(m.is_mapped(), want.data.len() >= 65_536 && want.data_offset.is_some(), "{name}");
+        #[cfg(feature = "ndarray")]
+        if m.is_mapped() && want.header.dtype == Dtype::Float64 {
+            let typed = numpy::NdArray { header: want.header.clone(), data: want.data.clone(), data_offset: None };
+            assert_eq!(m.view::<f64>().unwrap(), typed.to_ndarray::<f64>().unwrap(), "{name}");
+            mapped_f64 += 1;
+        }
         n += 1;
     }
     assert!(n > 900, "{n} pickles");
+    #[cfg(feature = "ndarray")]
+    assert_eq!(mapped_f64, 3, "f8le_300x40_F at protocols 3-5");
     shelf.close().unwrap();
     // and after a reopen
     let shelf = Shelf::open(dir.path().join("s.db")).unwrap();

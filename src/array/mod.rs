@@ -1,12 +1,19 @@
 //! numpy arrays in a shelf: stored as the pickle numpy writes (so Python reads them as
 //! arrays), read back as typed arrays.
 //!
+//! Arrays of 64 KiB of data or more are stored in aligned frames (format 4), so that
+//! [`Shelf::map_array`] can map their data from the object file ([`map`]).
+//!
 //! Invariant: an array is an ordinary value — the protocol-5 pickle of
 //! [`pickle::numpy::write`], addressed and verified like any other — so every read here
 //! goes through [`Shelf::get_pickle`]'s verification, and a value that is not an array of
 //! a supported kind is left as it is and reported as [`Error::Array`].
 
+mod map;
+
 use std::ops::Range;
+
+pub use map::{MappedArray, Plain};
 
 use crate::pickle::numpy::{self, ArrayHeader, Element};
 use crate::{Error, Result, Shelf};

@@ -162,7 +162,7 @@ impl Chains {
             let frame = index.frame(&at)?;
             match frame_kind(&frame).map_err(|r| LoadError::Bad(at, r))? {
                 FrameKind::Whole => {
-                    let b = Arc::new(codec.decode(&frame, &at).map_err(|r| LoadError::Bad(at, r))?);
+                    let b = Arc::new(codec.decode_owned(frame, &at).map_err(|r| LoadError::Bad(at, r))?);
                     if !links.is_empty() {
                         self.bases().insert(at, Arc::clone(&b));
                     }

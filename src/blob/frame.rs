@@ -158,6 +158,17 @@ impl Codec {
         self.decode_borrowed(frame, digest).map(std::borrow::Cow::into_owned)
     }
 
+    /// [`Codec::decode`] of a frame the caller owns: a raw or aligned frame becomes the
+    /// pickle in place (its header moved out), with no second buffer of the value's size.
+    pub(crate) fn decode_owned(&self, mut frame: Vec<u8>, digest: &Digest) -> Result<Vec<u8>, &'static str> {
+        let start = match self.decode_borrowed(&frame, digest)? {
+            std::borrow::Cow::Owned(v) => return Ok(v),
+            std::borrow::Cow::Borrowed(b) => b.as_ptr() as usize - frame.as_ptr() as usize,
+        };
+        frame.drain(..start);
+        Ok(frame)
+    }
+
     /// [`Codec::decode`], borrowing the pickle bytes from a raw frame instead of copying them.
     pub(crate) fn decode_borrowed<'a>(
         &self,
@@ -486,6 +497,16 @@ mod tests {
                 }
                 assert!(c.decode(&f[..i], &d).is_err());
             }
+        }
+    }
+
+    #[test]
+    fn owned_decoding_equals_borrowed() {
+        let c = Codec::new(3, Hasher::Plain);
+        for data in [b"x".to_vec(), vec![7u8; 100_000], sample(3)] {
+            let d = c.digest(&data);
+            assert_eq!(c.decode_owned(c.encode(&data), &d).as_deref(), Ok(data.as_slice()));
+            assert!(c.decode_owned(c.encode(&data), &c.digest(b"other")).is_err());
         }
     }
 

@@ -1,10 +1,10 @@
-//! The side-by-side benchmark: workloads W1–W5 of `../shared/bench/WORKLOADS.md` on the
-//! Rust backends (`pickleshelf`, `sled_raw`, `hashmap`), reported under the metric names
+//! The side-by-side benchmark: workloads W1–W6 of `../shared/bench/WORKLOADS.md` on the
+//! Rust backends (`pickleshelf`, `pickleshelf_nosync`, `sled_raw`, `hashmap`), reported under the metric names
 //! of `../shared/bench/python_baselines.py` so the two can be compared (see
 //! `scripts/bench-compare.sh` and `BENCHMARKS.md`).
 //!
 //! ```text
-//! cargo bench --bench workloads -- --workload W1|W2|W3|W4|W5|all --scale S --json FILE
+//! cargo bench --bench workloads -- --workload W1|W2|W3|W4|W5|W6|all --scale S --json FILE
 //!                                  [--backends a,b] [--repeat N] [--tmpdir DIR] [--keep] [--check]
 //!                                  [--durability power-loss|process-crash]
 //! ```
@@ -43,7 +43,7 @@ use codec::Codec;
 use generate::Counts;
 use stores::Backend;
 
-const WORKLOADS: [&str; 5] = ["W1", "W2", "W3", "W4", "W5"];
+const WORKLOADS: [&str; 6] = ["W1", "W2", "W3", "W4", "W5", "W6"];
 
 struct Args {
     workloads: Vec<String>,
@@ -59,8 +59,8 @@ struct Args {
     child: Option<(String, Backend)>,
 }
 
-const USAGE: &str = "usage: cargo bench --bench workloads -- [--workload W1|..|W5|all|list] [--scale S] \
-[--json FILE] [--backends pickleshelf,sled_raw,hashmap] [--repeat N] [--tmpdir DIR] [--timeout SECS] [--keep] [--durability power-loss|process-crash] [--check]
+const USAGE: &str = "usage: cargo bench --bench workloads -- [--workload W1|..|W6|all|list] [--scale S] \
+[--json FILE] [--backends pickleshelf,pickleshelf_nosync,sled_raw,hashmap] [--repeat N] [--tmpdir DIR] [--timeout SECS] [--keep] [--durability power-loss|process-crash] [--check]
   --keep: keep each case's store directory (under --tmpdir) for inspection
   --durability: pickleshelf's Durability (default power-loss, the store's default: close fsyncs)";
 
@@ -192,7 +192,7 @@ fn child(workload: &str, backend: Backend, args: &Args) -> Result<ExitCode> {
     let counts = Counts::for_scale(args.scale);
     let codec = Codec::detect();
     stores::PROCESS_CRASH.store(args.process_crash, std::sync::atomic::Ordering::Relaxed);
-    let mut res = match cases::run(workload, backend, codec, &counts, dir.path()) {
+    let mut res = match cases::run(workload, backend, codec, &counts, args.scale, dir.path()) {
         Ok(m) => m,
         Err(e) => {
             let mut m = Map::new();
@@ -207,8 +207,9 @@ fn child(workload: &str, backend: Backend, args: &Args) -> Result<ExitCode> {
     res.insert("backend".into(), backend.name().into());
     res.insert("scale".into(), json!(args.scale));
     res.insert("codec".into(), codec.name().into());
-    if backend == Backend::Pickleshelf {
-        let d = if args.process_crash { "process-crash" } else { "power-loss" };
+    if backend.is_shelf() {
+        let nosync = args.process_crash || backend == Backend::PickleshelfNosync;
+        let d = if nosync { "process-crash" } else { "power-loss" };
         res.insert("durability".into(), d.into());
     }
     res.insert("lock_retries".into(), stores::LOCK_RETRIES.load(std::sync::atomic::Ordering::Relaxed).into());
@@ -350,7 +351,11 @@ fn parent(args: &Args) -> Result<ExitCode> {
     for w in &args.workloads {
         let mut rows = Vec::new();
         for b in Backend::ALL {
-            if args.backends.as_ref().is_some_and(|only| !only.contains(&b)) {
+            let chosen = match &args.backends {
+                Some(only) => only.contains(&b),
+                None => b.runs_by_default(w),
+            };
+            if !chosen {
                 continue;
             }
             let mut runs = Vec::new();
@@ -371,12 +376,18 @@ fn parent(args: &Args) -> Result<ExitCode> {
             if codec != Codec::Library {
                 notes.push("codec=reference (crate codec unavailable)".to_owned());
             }
-            if w == "W3" && b == Backend::Pickleshelf {
+            if b == Backend::PickleshelfNosync {
+                notes.push("durability=process-crash (no fsync)".to_owned());
+            }
+            if w == "W6" {
+                notes.push("insert_array_bytes; reads get_array_bytes; probe map_array".to_owned());
+            }
+            if w == "W3" && b.is_shelf() {
                 notes.push("Shelf::memo API".to_owned());
             } else if w == "W3" {
                 notes.push("hand-written memo".to_owned());
             }
-            if w == "W2" && b == Backend::Pickleshelf {
+            if w == "W2" && b.is_shelf() {
                 notes.push("get_arc (decoded-object cache)".to_owned());
             }
             if b == Backend::HashMap && (w == "W2" || w == "W3") {
@@ -384,7 +395,7 @@ fn parent(args: &Args) -> Result<ExitCode> {
             } else if b == Backend::HashMap {
                 notes.push("pickles in memory: codec cost only".to_owned());
             }
-            if w != "W4" && w != "W5" {
+            if w != "W4" && w != "W5" && w != "W6" {
                 notes.push("typed serde reads".to_owned());
             }
             res.insert("note".into(), notes.join("; ").into());
@@ -414,6 +425,7 @@ fn parent(args: &Args) -> Result<ExitCode> {
                 "w5_changes": counts.w5_changes,
             },
             "backend_notes": {
+                "pickleshelf_nosync": "pickleshelf with Durability::ProcessCrash (no fsync)",
                 "pickleshelf": "Shelf::open(dir) defaults (zstd 3, durability PowerLoss: close = sync with fsyncs); \
                                 puts: insert_value(graph); reads: get::<T>() (W1), get_arc::<T>() (W2, cached), get_value() (W4, W5); \
                                 W3: Shelf::memo(\"f\").get_or_compute",

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: the Python baselines and the Rust workloads (W1-W5 of
+# Side-by-side benchmark: the Python baselines and the Rust workloads (W1-W6 of
 # ../shared/bench/WORKLOADS.md), run back to back N rounds, then ratio tables with the goals.
 #
 # Usage: scripts/bench-compare.sh [--scale S] [--repeat N] [--workload W1,..|all] [--out DIR]
@@ -9,7 +9,8 @@
 #   --out DIR     where the JSON and text outputs go (default: a new temp dir)
 # Environment: VENV (default ${TMPDIR:-/tmp}/bench-venv) is the Python venv that
 # ../shared/bench/setup_env.sh prepares (apt python3-gdbm python3-venv; pip diskcache,
-# joblib, sqlitedict): made on first use. CARGO_TARGET_DIR is honoured.
+# joblib, sqlitedict, numpy): made on first use. W6 (numpy arrays) runs with the others
+# (--workload all) or alone (--workload W6; the baselines use --scale 0.25 for it). CARGO_TARGET_DIR is honoured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the server's tests (crates/server/tests) need, when missing:
 #   redis-cli and redis-benchmark (Debian's redis-tools), redis-server (scripts/bench-server.sh),
-#   and the Python packages redis (5 or later) and pytest.
+#   and the Python packages redis (5 or later), pytest and numpy.
 # Idempotent and silent when everything is there; called by scripts/test. Needs root (or sudo)
 # for apt-get, and pip for the Python packages.
 set -euo pipefail
@@ -33,5 +33,10 @@ PY
     then
         echo "setup-test-deps: installing the Python packages redis and pytest with pip" >&2
         python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'redis>=5' pytest >/dev/null
+    fi
+    # numpy, for the numpy array tests (scripts/gen_numpy_pickles.py makes their pickles)
+    if ! python3 -c 'import numpy' 2>/dev/null; then
+        echo "setup-test-deps: installing numpy with pip" >&2
+        python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore numpy >/dev/null
     fi
 fi

@@ -162,7 +162,7 @@ impl Chains {
             let frame = index.frame(&at)?;
             match frame_kind(&frame).map_err(|r| LoadError::Bad(at, r))? {
                 FrameKind::Whole => {
-                    let b = Arc::new(codec.decode(&frame, &at).map_err(|r| LoadError::Bad(at, r))?);
+                    let b = Arc::new(codec.decode_owned(frame, &at).map_err(|r| LoadError::Bad(at, r))?);
                     if !links.is_empty() {
                         self.bases().insert(at, Arc::clone(&b));
                     }
@@ -196,7 +196,8 @@ impl Chains {
         bytes: &[u8],
         digest: &Digest,
     ) -> Result<Encoded> {
-        if bytes.len() < DELTA_MIN {
+        // Arrays are stored whole and aligned, so that they can be mapped.
+        if bytes.len() < DELTA_MIN || crate::blob::array_data_offset(bytes).is_some() {
             return Ok(Encoded { frame: codec.encode(bytes), delta: None, recent: None });
         }
         let sketch = Sketch::of(bytes);

@@ -145,6 +145,16 @@ pub enum Error {
         /// The engine's message.
         message: String,
     },
+    /// The value under a key is not a numpy array of a supported kind, or is not of the
+    /// element type asked for, or an array cannot be written. The stored value is
+    /// unchanged (and readable as a pickle).
+    #[error("array {key:?}: {source}")]
+    Array {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        source: pickle::numpy::ArrayError,
+    },
     /// A file being imported or exported (a Python `shelve`, an export directory) is not
     /// what it should be, or cannot be written as asked. Nothing in the store was changed.
     #[error("{path}: {reason}")]
@@ -164,7 +174,7 @@ pub(crate) fn handles(shelves: usize, memos: usize) -> String {
 
 /// What to do about a store of another format.
 fn format_hint(found: u32, supported: u32, path: &std::path::Path) -> String {
-    if found == 2 && supported == 3 {
+    if found == 2 && supported > 2 {
         format!(
             " (the first writable open upgrades it in place, e.g. `pickleshelf repair {}`; a format 2 pickleshelf \
              cannot read it afterwards)",

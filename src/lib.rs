@@ -26,6 +26,10 @@
 //! - [`pickle`]: the codec, the `pickleshelf-pickle` crate re-exported — a complete, safe
 //!   reader and a writer whose output for plain data is byte-identical to CPython's
 //!   `pickle.dumps`.
+//! - numpy arrays: [`Shelf::insert_array_bytes`] stores an array as the pickle numpy
+//!   writes, so Python reads it as an array; [`Shelf::get_array_bytes`] reads any numpy
+//!   array pickle (Python's too) as shape, dtype, order and data
+//!   ([`pickle::numpy`]).
 //! - [`interop`]: Python `shelve` files (`dbm.dumb`; `dbm.sqlite3` with the `sqlite`
 //!   feature) both ways.
 //!
@@ -36,6 +40,10 @@
 //!   `dbm.sqlite3` shelve is still recognized, and reading or writing one is an
 //!   [`Error::Interop`] naming the feature. The `pickleshelf` command-line tool (crate
 //!   `pickleshelf-cli`) turns it on.
+//!
+//! - `ndarray` (off by default): numpy arrays as `ndarray` arrays (`Shelf::get_array`,
+//!   `Shelf::insert_array`; float16 as `half::f16`, complex as `num_complex::Complex`).
+//!   Without it numpy arrays are read and written as header and data bytes.
 //!
 //! ## Durability
 //!
@@ -75,9 +83,12 @@
 //! prefix, nothing more. The codec never imports or executes anything: objects other than
 //! Python's built-in data types are kept as data (class name, constructor arguments,
 //! state), not instantiated.
-#![deny(unsafe_code, missing_docs)]
+#![deny(missing_docs)]
+// `unsafe` is allowed in one module only, `array::map` (memory maps), which says why.
+#![deny(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod array;
 mod blob;
 mod cache;
 mod chain;
@@ -94,6 +105,7 @@ mod stats;
 mod store;
 mod witness;
 
+pub use array::{MappedArray, Plain, StoredArray};
 pub use blob::{Compression, Digest};
 pub use cache::CacheStats;
 pub use checkpoint::{Change, ChangeKind, CheckpointInfo};

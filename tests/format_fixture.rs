@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use pickleshelf::pickle::numpy;
 use pickleshelf::{FORMAT_VERSION, Shelf};
 
 /// The auth key of `keyed.db`.
@@ -75,7 +76,7 @@ struct Values {
 type Writes = Vec<(String, Vec<u8>)>;
 
 /// The writes of a fixture store, in order: (key, value) before the checkpoint, then after.
-fn fixture_writes(keyed: bool) -> (Writes, Writes) {
+fn fixture_writes(keyed: bool, format: u32) -> (Writes, Writes) {
     let mut rng = Rng(if keyed { 7 } else { 3 });
     let mut before = Vec::new();
     for i in 0..20 {
@@ -102,6 +103,13 @@ fn fixture_writes(keyed: bool) -> (Writes, Writes) {
             before.push((format!("train/{i:02}"), bytes_pickle(&text(1000 + i, 300).repeat(200))));
         }
     }
+    if format >= 4 {
+        // A numpy array of 64 KiB of data: an aligned frame (format 4), mapped by
+        // `Shelf::map_array`.
+        let data: Vec<u8> = (0..65_536u32).map(|i| (i % 251) as u8).collect();
+        let header = numpy::ArrayHeader::new(numpy::Dtype::UInt8, [256, 256], numpy::Order::C);
+        before.push(("array".into(), numpy::write(&header, &data).expect("an array pickle")));
+    }
     let mut after = vec![("small/03".to_owned(), bytes_pickle(b"changed after the checkpoint"))];
     if !keyed {
         // Compressed with the dictionary (trained by now).
@@ -112,8 +120,8 @@ fn fixture_writes(keyed: bool) -> (Writes, Writes) {
     (before, after)
 }
 
-fn fixture_values(keyed: bool) -> Values {
-    let (before, after) = fixture_writes(keyed);
+fn fixture_values(keyed: bool, format: u32) -> Values {
+    let (before, after) = fixture_writes(keyed, format);
     let mut keys: BTreeMap<String, Vec<u8>> = before.into_iter().collect();
     let checkpoint = keys.clone();
     keys.remove("small/07");
@@ -141,7 +149,7 @@ fn write_fixture() {
     for keyed in [false, true] {
         let path = dir.join(if keyed { "keyed.db" } else { "plain.db" });
         let shelf = builder(&path, keyed).open().expect("create");
-        let (before, after) = fixture_writes(keyed);
+        let (before, after) = fixture_writes(keyed, FORMAT_VERSION);
         for (k, v) in &before {
             shelf.insert_pickle(k, v).expect("insert");
         }
@@ -154,7 +162,7 @@ fn write_fixture() {
             shelf.insert_pickle(k, v).expect("insert");
         }
         let memo = shelf.memo_builder("fx").version("1").open().expect("memo");
-        for (a, v) in fixture_values(keyed).memo {
+        for (a, v) in fixture_values(keyed, FORMAT_VERSION).memo {
             assert_eq!(memo.get_or_compute(&a, || v.clone()).expect("memo"), v);
         }
         drop(memo);
@@ -181,9 +189,9 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Checks every value of a fixture store (opened as `shelf`).
-fn check(shelf: &Shelf, keyed: bool) {
-    let want = fixture_values(keyed);
+/// Checks every value of a fixture store of `format` (opened as `shelf`).
+fn check(shelf: &Shelf, keyed: bool, format: u32) {
+    let want = fixture_values(keyed, format);
     let got: BTreeMap<String, Vec<u8>> = shelf.iter().map(|r| r.expect("read a key")).collect();
     assert!(got == want.keys, "keys differ: {:?} against {:?}", got.keys(), want.keys.keys());
     for (k, v) in &want.checkpoint {
@@ -197,6 +205,12 @@ fn check(shelf: &Shelf, keyed: bool) {
     }
     let report = shelf.verify().expect("verify");
     assert!(report.is_ok() && report.leftovers.is_empty(), "{report:?}");
+    if format >= 4 {
+        let m = shelf.map_array("array").expect("map").expect("the array");
+        assert!(m.is_mapped(), "format 4 stores arrays in aligned frames");
+        assert_eq!(m.as_slice::<u8>().expect("in place")[300], (300 % 251) as u8);
+        m.verify().expect("the mapped array verifies");
+    }
 }
 
 #[test]
@@ -207,8 +221,34 @@ fn the_current_format_fixture_reads_back() {
         let tmp = tempfile::tempdir().expect("temporary directory");
         let path = tmp.path().join("s.db");
         copy_dir(&dir.join(if keyed { "keyed.db" } else { "plain.db" }), &path);
-        check(&builder(&path, keyed).read_only(true).open().expect("open read-only"), keyed);
-        check(&builder(&path, keyed).open().expect("open"), keyed);
+        check(&builder(&path, keyed).read_only(true).open().expect("open read-only"), keyed, FORMAT_VERSION);
+        check(&builder(&path, keyed).open().expect("open"), keyed, FORMAT_VERSION);
+    }
+}
+
+/// Format 4 only added a frame codec: a format 3 store reads as it is (read-only too), and
+/// the first writable open marks it format 4, after which it takes aligned frames.
+#[test]
+fn format_3_stores_read_as_they_are_and_take_format_4_frames() {
+    let dir = fixtures().join("format-3");
+    for keyed in [false, true] {
+        let tmp = tempfile::tempdir().expect("temporary directory");
+        let path = tmp.path().join("s.db");
+        copy_dir(&dir.join(if keyed { "keyed.db" } else { "plain.db" }), &path);
+        check(&builder(&path, keyed).read_only(true).open().expect("open read-only"), keyed, 3);
+        let shelf = builder(&path, keyed).open().expect("open writable");
+        check(&shelf, keyed, 3);
+        let data = vec![7u8; 70_000];
+        let header = numpy::ArrayHeader::new(numpy::Dtype::UInt8, [70_000], numpy::Order::C);
+        shelf.insert_array_bytes("new-array", &header, &data).expect("insert an array");
+        shelf.close().expect("close");
+        let shelf = builder(&path, keyed).read_only(true).open().expect("reopen");
+        assert!(shelf.map_array("new-array").expect("map").expect("stored").is_mapped());
+        shelf.remove("new-array").expect_err("read-only");
+        drop(shelf);
+        let shelf = builder(&path, keyed).open().expect("reopen writable");
+        shelf.remove("new-array").expect("remove");
+        check(&shelf, keyed, 3);
     }
 }
 
@@ -221,18 +261,19 @@ fn format_2_stores_are_upgraded_by_a_writable_open() {
         copy_dir(&dir.join(if keyed { "keyed.db" } else { "plain.db" }), &path);
         // A reader refuses it, naming both versions and what to do.
         match builder(&path, keyed).read_only(true).open() {
-            Err(e @ pickleshelf::Error::UnsupportedFormat { found: 2, supported: 3, .. }) => {
+            Err(e @ pickleshelf::Error::UnsupportedFormat { found: 2, supported: FORMAT_VERSION, .. }) => {
                 let text = e.to_string();
-                assert!(text.contains("version 2") && text.contains("version 3") && text.contains("upgrade"), "{text}");
+                let current = format!("version {FORMAT_VERSION}");
+                assert!(text.contains("version 2") && text.contains(&current) && text.contains("upgrade"), "{text}");
             }
             other => panic!("expected UnsupportedFormat, got {:?}", other.map(|_| ())),
         }
         let shelf = builder(&path, keyed).open().expect("open writable: upgrades");
-        check(&shelf, keyed);
-        assert_eq!(shelf.stats().expect("stats").format_version, 3);
+        check(&shelf, keyed, 2);
+        assert_eq!(shelf.stats().expect("stats").format_version, FORMAT_VERSION);
         drop(shelf);
-        check(&builder(&path, keyed).read_only(true).open().expect("open read-only"), keyed);
-        check(&builder(&path, keyed).open().expect("open"), keyed);
+        check(&builder(&path, keyed).read_only(true).open().expect("open read-only"), keyed, 2);
+        check(&builder(&path, keyed).open().expect("open"), keyed, 2);
         // The format 2 pack is gone (deleted once the upgrade was durable).
         let first = fs::read(path.join("pages/00000001.pack")).ok();
         assert!(first.is_none_or(|b| b.get(16) != Some(&1)), "the format 2 pack is still there");
@@ -243,7 +284,7 @@ fn format_2_stores_are_upgraded_by_a_writable_open() {
 /// and recovers nothing; a format 2 store is read as it is (and left as it is).
 #[test]
 fn salvage_copies_every_fixture_whole() {
-    for format in [2, FORMAT_VERSION] {
+    for format in [2, 3, FORMAT_VERSION] {
         for keyed in [false, true] {
             let tmp = tempfile::tempdir().expect("temporary directory");
             let path = tmp.path().join("s.db");
@@ -254,7 +295,7 @@ fn salvage_copies_every_fixture_whole() {
             );
             let report = builder(&path, keyed).salvage(&new).expect("salvage");
             assert!(report.is_complete() && report.recovered == 0, "format {format}, keyed {keyed}: {report:?}");
-            check(&builder(&new, keyed).open().expect("open the new store"), keyed);
+            check(&builder(&new, keyed).open().expect("open the new store"), keyed, format);
             if format == 2 {
                 assert!(matches!(
                     builder(&path, keyed).read_only(true).open(),

@@ -292,3 +292,69 @@ fn reference_pickles_are_byte_identical_to_cpython() {
         }
     }
 }
+
+/// W6's arrays, as `python_baselines.py` makes them with numpy at scale 0.0625 (one array
+/// of each large kind, four small ones in C and Fortran order): the blake2b-256 of
+/// `pickle.dumps(a, protocol=5)`, one line `key hex` each.
+const PY_W6: &str = r#"
+import hashlib, pickle, sys
+sys.path.insert(0, ".")
+try:
+    import numpy
+except ImportError:
+    print("numpy is not installed", file=sys.stderr)
+    sys.exit(3)
+import python_baselines as pb
+c = pb.counts_for(0.0625)
+for key, a in pb.w6_arrays(c):
+    print(key, hashlib.blake2b(pickle.dumps(a, protocol=5), digest_size=32).hexdigest())
+"#;
+
+/// The benchmark's W6 arrays, written by the crate's numpy writer, are byte for byte the
+/// pickles numpy writes for python_baselines.py's arrays.
+#[test]
+fn w6_array_pickles_are_numpys() {
+    use blake2::{Blake2b, Digest as _, digest::consts::U32};
+    use pickleshelf::pickle::numpy::{self, ArrayHeader, Dtype, Order};
+    let script = bench_dir().join("python_baselines.py");
+    let in_ci = std::env::var_os("CI").is_some();
+    if !script.exists() {
+        assert!(!in_ci, "{} is missing", script.display());
+        return;
+    }
+    let out = match Command::new("python3").args(["-c", PY_W6]).current_dir(bench_dir()).output() {
+        Ok(o) if o.status.code() == Some(3) && !in_ci => {
+            eprintln!("skipped: numpy is not installed");
+            return;
+        }
+        Ok(o) => {
+            assert!(o.status.success(), "python3 failed: {}", String::from_utf8_lossy(&o.stderr));
+            String::from_utf8(o.stdout).expect("text")
+        }
+        Err(e) => {
+            assert!(!in_ci, "python3 cannot be run: {e}");
+            return;
+        }
+    };
+    let want: Vec<(String, String)> = out
+        .lines()
+        .map(|l| {
+            let (k, h) = l.split_once(' ').expect("key and digest");
+            (k.to_owned(), h.to_owned())
+        })
+        .collect();
+    let specs = generate::w6_specs(0.0625);
+    assert_eq!(want.len(), specs.len());
+    for (spec, (key, digest)) in specs.iter().zip(&want) {
+        assert_eq!(&spec.key, key);
+        let dtype = match spec.kind {
+            generate::W6Kind::F8 => Dtype::Float64,
+            generate::W6Kind::I4 => Dtype::Int32,
+            generate::W6Kind::F4 => Dtype::Float32,
+        };
+        let order = if spec.fortran { Order::Fortran } else { Order::C };
+        let pickle = numpy::write(&ArrayHeader::new(dtype, spec.shape.clone(), order), &spec.data()).expect("write");
+        let ours: String = Blake2b::<U32>::digest(&pickle).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(&ours, digest, "{key}: our pickle differs from numpy's");
+    }
+}

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
+use pickleshelf::pickle::numpy;
 use serde_json::{Map, Value as Json, json};
 
 use super::codec::{self, Codec, Record, W3Result, W5State};
@@ -20,13 +21,14 @@ use super::stores::{Backend, Closed, Store, present};
 
 pub type Metrics = Map<String, Json>;
 
-pub fn run(workload: &str, backend: Backend, codec: Codec, c: &Counts, dir: &Path) -> Result<Metrics> {
+pub fn run(workload: &str, backend: Backend, codec: Codec, c: &Counts, scale: f64, dir: &Path) -> Result<Metrics> {
     match workload {
         "W1" => w1(backend, codec, c, dir),
         "W2" => w2(backend, codec, c, dir),
         "W3" => w3(backend, codec, c, dir),
         "W4" => w4(backend, codec, c, dir),
         "W5" => w5(backend, codec, c, dir),
+        "W6" => w6(backend, dir, scale),
         _ => bail!("unknown workload {workload}"),
     }
 }
@@ -230,7 +232,7 @@ fn w3(backend: Backend, codec: Codec, c: &Counts, dir: &Path) -> Result<Metrics>
     let base = rss_mark();
     let mut memo = match backend {
         Backend::HashMap => Memo::Map(HashMap::new()),
-        Backend::Pickleshelf => {
+        Backend::Pickleshelf | Backend::PickleshelfNosync => {
             let store = Store::open(backend, dir, Closed::default())?;
             let memo = present(store.shelf(), "the store")?.memo("f")?;
             Memo::Api(store, memo)
@@ -276,7 +278,9 @@ fn w3(backend: Backend, codec: Codec, c: &Counts, dir: &Path) -> Result<Metrics>
     let hits = b - n_miss_b;
     let misses = a + n_miss_b;
     let memo_kind = match backend {
-        Backend::Pickleshelf => "Shelf::memo(\"f\") get_or_compute(&(n, label, {mode, limit, exact}), f)",
+        Backend::Pickleshelf | Backend::PickleshelfNosync => {
+            "Shelf::memo(\"f\") get_or_compute(&(n, label, {mode, limit, exact}), f)"
+        }
         Backend::SledRaw => "hand-written: key = memo:f: + blake3-128(pickled args); get, on a miss compute + put",
         Backend::HashMap => "hand-written over a HashMap of shared decoded results",
     };
@@ -394,5 +398,97 @@ fn w5(backend: Backend, codec: Codec, c: &Counts, dir: &Path) -> Result<Metrics>
         "write_s": t_write, "close_s": t_close, "read_all_s": t_read,
         "write_mb_s": logical as f64 / 1e6 / t_write,
         "snapshots_per_s": snaps as f64 / t_write,
+    })))
+}
+
+// ----- W6: numpy arrays -----
+
+/// W6's fingerprint of an array: shape, dtype and the sum of the elements at flat
+/// positions 0, size/2 and size-1 of its memory order (numpy's `ravel(order='K')`).
+fn w6_fingerprint(h: &numpy::ArrayHeader, data: &[u8]) -> (Vec<usize>, numpy::Dtype, f64) {
+    let n = h.len().unwrap_or(0);
+    let size = h.dtype.item_size();
+    let at = |i: usize| -> f64 {
+        let b = &data[i * size..(i + 1) * size];
+        match h.dtype {
+            numpy::Dtype::Float64 => f64::from_le_bytes(b.try_into().unwrap_or_default()),
+            numpy::Dtype::Float32 => f64::from(f32::from_le_bytes(b.try_into().unwrap_or_default())),
+            numpy::Dtype::Int32 => f64::from(i32::from_le_bytes(b.try_into().unwrap_or_default())),
+            _ => f64::NAN,
+        }
+    };
+    let sum = if n == 0 { 0.0 } else { at(0) + at(n / 2) + at(n - 1) };
+    (h.shape.clone(), h.dtype, sum)
+}
+
+/// The header of a W6 array.
+pub fn w6_header(spec: &generate::W6Spec) -> numpy::ArrayHeader {
+    let dtype = match spec.kind {
+        generate::W6Kind::F8 => numpy::Dtype::Float64,
+        generate::W6Kind::I4 => numpy::Dtype::Int32,
+        generate::W6Kind::F4 => numpy::Dtype::Float32,
+    };
+    let order = if spec.fortran { numpy::Order::Fortran } else { numpy::Order::C };
+    numpy::ArrayHeader::new(dtype, spec.shape.clone(), order)
+}
+
+fn w6(backend: Backend, dir: &Path, scale: f64) -> Result<Metrics> {
+    if !backend.is_shelf() {
+        bail!("W6 runs on pickleshelf only");
+    }
+    let specs = generate::w6_specs(scale);
+    let base = rss_mark();
+    let t0 = Instant::now();
+    let store = Store::open(backend, dir, Closed::default())?;
+    let mut t_write = since(t0);
+    let shelf = store.shelf().context("a shelf")?;
+    let (mut payload, mut logical, mut fps) = (0usize, 0usize, Vec::new());
+    for spec in &specs {
+        // generation (and the logical size, the length of the pickle numpy writes) untimed
+        let header = w6_header(spec);
+        let data = spec.data();
+        fps.push(w6_fingerprint(&header, &data));
+        payload += data.len();
+        logical += numpy::write(&header, &data)?.len();
+        let t0 = Instant::now();
+        shelf.insert_array_bytes(&spec.key, &header, &data).context("insert_array_bytes")?;
+        t_write += since(t0);
+    }
+    let t0 = Instant::now();
+    store.close()?;
+    t_write += since(t0);
+
+    let t0 = Instant::now();
+    let store = Store::open(backend, dir, Closed::default())?;
+    let mut t_read = since(t0);
+    let shelf = store.shelf().context("a shelf")?;
+    let mut ok = true;
+    for (spec, fp) in specs.iter().zip(&fps) {
+        let t0 = Instant::now();
+        let a = present(shelf.get_array_bytes(&spec.key)?, &spec.key)?;
+        t_read += since(t0);
+        ok = ok && w6_fingerprint(a.header(), a.data()) == *fp;
+    }
+    store.close()?;
+
+    // probe: open, map a:0, sum 1,000 elements at drawn positions
+    let n0 = specs[0].len();
+    let positions = generate::w6_probe_positions(n0);
+    let t0 = Instant::now();
+    let store = Store::open(backend, dir, Closed::default())?;
+    let shelf = store.shelf().context("a shelf")?;
+    let a = present(shelf.map_array("a:0")?, "a:0")?;
+    let values = a.as_slice::<f64>()?;
+    let probe_sum: f64 = positions.iter().map(|&i| values[i]).sum();
+    let t_probe = since(t0);
+    let probe_mmap = a.is_mapped();
+    drop(a);
+    store.close()?;
+    let mb = payload as f64 / 1e6;
+    Ok(obj(json!({
+        "arrays": specs.len(), "payload_bytes": payload, "logical_bytes": logical,
+        "base_rss_mb": base, "ok": ok, "write_s": t_write, "read_s": t_read,
+        "write_mb_s": mb / t_write, "read_mb_s": mb / t_read,
+        "probe_s": t_probe, "probe_sum": probe_sum, "probe_mmap": probe_mmap,
     })))
 }

@@ -56,6 +56,8 @@ pub struct Counts {
     pub w5_entries: u64,
     pub w5_snapshots: u64,
     pub w5_changes: u64,
+    pub w6_big: u64,
+    pub w6_small: u64,
 }
 
 impl Counts {
@@ -72,6 +74,8 @@ impl Counts {
             w5_entries,
             w5_snapshots: scaled(50, scale, 5),
             w5_changes: (w5_entries / 100).max(1),
+            w6_big: w6_counts(scale).0,
+            w6_small: w6_counts(scale).1,
         }
     }
 }
@@ -356,4 +360,112 @@ pub fn w5_key(j: usize) -> String {
 
 pub fn w5_label(j: usize) -> String {
     format!("item{j}")
+}
+
+// ----- W6 -----
+
+pub const SEED_W6: u64 = 6;
+const W6_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+/// Rows of W6's large arrays, at every scale.
+pub const W6_ROWS: usize = 4096;
+
+/// Output `i` (0-based) of the W6 splitmix64 stream: splitmix64 is counter-based, output
+/// i mixes `seed + (i + 1)·gamma`.
+pub fn w6_u64(i: u64) -> u64 {
+    let mut z = SEED_W6.wrapping_add((i + 1).wrapping_mul(W6_GAMMA));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The element type of a W6 array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum W6Kind {
+    /// float64, `(u >> 11) · 2^-53`.
+    F8,
+    /// int32, `(u >> 40) & 0xFFFF`.
+    I4,
+    /// float32, `float32((u >> 40) · 2^-24)`.
+    F4,
+}
+
+impl W6Kind {
+    pub fn item_size(self) -> usize {
+        match self {
+            W6Kind::F8 => 8,
+            W6Kind::I4 | W6Kind::F4 => 4,
+        }
+    }
+}
+
+/// One W6 array: key, element type, shape, Fortran order, and the index of its first
+/// element's draw in the stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct W6Spec {
+    pub key: String,
+    pub kind: W6Kind,
+    pub shape: Vec<usize>,
+    pub fortran: bool,
+    pub first: u64,
+}
+
+impl W6Spec {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The data bytes (little-endian) in the array's memory order.
+    pub fn data(&self) -> Vec<u8> {
+        let n = self.len();
+        let size = self.kind.item_size();
+        let mut out = vec![0u8; n * size];
+        let (rows, cols) = match self.shape[..] {
+            [r, c] => (r, c),
+            _ => (1, n),
+        };
+        for idx in 0..n {
+            let u = w6_u64(self.first + idx as u64);
+            // memory position of row-major index idx
+            let pos = if self.fortran { (idx % cols) * rows + idx / cols } else { idx };
+            let at = &mut out[pos * size..(pos + 1) * size];
+            match self.kind {
+                W6Kind::F8 => at.copy_from_slice(&((u >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0)).to_le_bytes()),
+                W6Kind::I4 => at.copy_from_slice(&(((u >> 40) & 0xFFFF) as i32).to_le_bytes()),
+                W6Kind::F4 => at.copy_from_slice(&((((u >> 40) as f64) * (1.0 / 16_777_216.0)) as f32).to_le_bytes()),
+            }
+        }
+        out
+    }
+}
+
+/// `(BIG, SMALL)` of W6 at a scale.
+pub fn w6_counts(scale: f64) -> (u64, u64) {
+    (scaled(4, scale, 1), scaled(64, scale, 4))
+}
+
+/// The arrays of W6 in draw order (WORKLOADS.md §6b).
+pub fn w6_specs(scale: f64) -> Vec<W6Spec> {
+    let (big, small) = w6_counts(scale);
+    let mut specs = Vec::new();
+    let mut first = 0u64;
+    let mut push = |key: String, kind, shape: Vec<usize>, fortran| {
+        let n: usize = shape.iter().product();
+        specs.push(W6Spec { key, kind, shape, fortran, first });
+        first += n as u64;
+    };
+    for j in 0..big {
+        push(format!("a:{j}"), W6Kind::F8, vec![W6_ROWS, 2048], false);
+    }
+    for j in 0..big {
+        push(format!("b:{j}"), W6Kind::I4, vec![W6_ROWS * 1024], false);
+    }
+    for j in 0..small {
+        push(format!("c:{j}"), W6Kind::F4, vec![64, 64], j % 2 == 1);
+    }
+    specs
+}
+
+/// The flat positions (into `a:0`, of `n` elements) whose elements W6's probe sums.
+pub fn w6_probe_positions(n: usize) -> Vec<usize> {
+    (0..1000u64).map(|i| (w6_u64(1_000_000_000_000 + i) % n as u64) as usize).collect()
 }

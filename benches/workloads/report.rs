@@ -84,6 +84,13 @@ fn columns(workload: &str) -> Vec<Col> {
             ("f calls", "f_calls", 0, false, 1.0),
             ("disk/logical", "disk_over_logical", 3, false, 1.0),
         ],
+        "W6" => vec![
+            ("write MB/s", "write_mb_s", 1, true, 1.0),
+            ("read MB/s", "read_mb_s", 1, true, 1.0),
+            ("probe s", "probe_s", 4, false, 1.0),
+            ("mmap", "probe_mmap", 0, false, 1.0),
+            ("disk/logical", "disk_over_logical", 3, false, 1.0),
+        ],
         "W4" => vec![
             ("write MB/s", "write_mb_s", 1, true, 1.0),
             ("read MB/s", "read_mb_s", 1, true, 1.0),
@@ -116,6 +123,7 @@ fn headline(workload: &str) -> &'static [&'static str] {
         "W2" => &["get_ops_s"],
         "W3" => &["total_s", "hit_ops_s"],
         "W4" => &["write_mb_s", "read_mb_s"],
+        "W6" => &["write_mb_s", "read_mb_s", "probe_s"],
         _ => &["write_s", "read_all_s"],
     }
 }
@@ -126,6 +134,7 @@ pub fn title(workload: &str) -> &'static str {
         "W2" => "W2 hot reads (zipf over hot keys of W1's store)",
         "W3" => "W3 memoization (phase A all misses, phase B 90% hits)",
         "W4" => "W4 large values (~2 MB each; MB = 10^6 payload bytes)",
+        "W6" => "W6 numpy arrays (MB = 10^6 array data bytes; probe = open a:0 + 1,000 random reads)",
         _ => "W5 snapshots (dict of entries saved repeatedly, 1% changed each time)",
     }
 }
@@ -146,6 +155,11 @@ pub fn counts_line(workload: &str, c: &Counts) -> String {
             "values={} (even k: list of 250,000 floats; odd k: 2,000,000-byte blob), payload {} MB",
             c.w4_n,
             c.w4_n * 2
+        ),
+        "W6" => format!(
+            "{big} float64 4096x2048, {big} int32 4194304, {} float32 64x64 (C and F order)",
+            c.w6_small,
+            big = c.w6_big
         ),
         _ => format!("entries={}, snapshots={}, changes/snapshot={}", t(c.w5_entries), c.w5_snapshots, c.w5_changes),
     }

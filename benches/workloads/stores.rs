@@ -1,6 +1,8 @@
 //! The Rust backends, behind one open/put/get/close interface.
 //!
 //! - `pickleshelf`: the store through its public API with default settings.
+//! - `pickleshelf_nosync`: the same with `Durability::ProcessCrash` (no fsync: what
+//!   Python's stores give); run by default for W4 and W6 only.
 //! - `sled_raw`: the same pickle bytes put and got directly in one sled tree (sled's
 //!   defaults): no hashing, compression, refcounts or cache. The engine's own limit;
 //!   close is `flush()` then drop.
@@ -25,16 +27,34 @@ use super::codec::{Codec, Typed};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Pickleshelf,
+    PickleshelfNosync,
     SledRaw,
     HashMap,
 }
 
 impl Backend {
-    pub const ALL: [Backend; 3] = [Backend::Pickleshelf, Backend::SledRaw, Backend::HashMap];
+    pub const ALL: [Backend; 4] =
+        [Backend::Pickleshelf, Backend::PickleshelfNosync, Backend::SledRaw, Backend::HashMap];
+
+    /// Whether the backend is pickleshelf (at either durability).
+    pub fn is_shelf(self) -> bool {
+        matches!(self, Backend::Pickleshelf | Backend::PickleshelfNosync)
+    }
+
+    /// Whether a run without `--backends` includes this backend for `workload`: W6 is
+    /// pickleshelf's alone; `pickleshelf_nosync` runs for W4 and W6.
+    pub fn runs_by_default(self, workload: &str) -> bool {
+        match (workload, self) {
+            ("W6", b) => b.is_shelf(),
+            ("W4", _) => true,
+            (_, b) => b != Backend::PickleshelfNosync,
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
             Backend::Pickleshelf => "pickleshelf",
+            Backend::PickleshelfNosync => "pickleshelf_nosync",
             Backend::SledRaw => "sled_raw",
             Backend::HashMap => "hashmap",
         }
@@ -59,9 +79,9 @@ impl Store {
     /// Opens (creating) the backend's store under `dir`.
     pub fn open(backend: Backend, dir: &Path, closed: Closed) -> Result<Store> {
         Ok(match backend {
-            Backend::Pickleshelf => Store::Shelf(retrying_lock(|| {
-                let durability =
-                    if process_crash_durability() { Durability::ProcessCrash } else { Durability::PowerLoss };
+            Backend::Pickleshelf | Backend::PickleshelfNosync => Store::Shelf(retrying_lock(|| {
+                let nosync = backend == Backend::PickleshelfNosync || process_crash_durability();
+                let durability = if nosync { Durability::ProcessCrash } else { Durability::PowerLoss };
                 Shelf::builder(dir.join("store")).durability(durability).open().context("Shelf::open")
             })?),
             Backend::SledRaw => {

@@ -49,7 +49,7 @@ pub(crate) fn frame_kind(frame: &[u8]) -> Result<FrameKind, &'static str> {
     }
     let (&codec, rest) = rest.split_first().ok_or("truncated frame header")?;
     match codec {
-        0..=2 => Ok(FrameKind::Whole),
+        0..=2 | super::frame::CODEC_ALIGNED => Ok(FrameKind::Whole),
         CODEC_DELTA => {
             let (_, rest) = get_leb(rest).ok_or("bad length in frame header")?;
             let base = rest.get(..32).and_then(Digest::from_slice).ok_or("truncated delta frame header")?;

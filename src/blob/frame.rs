@@ -20,6 +20,14 @@ const CODEC_ZSTD: u8 = 1;
 const CODEC_ZSTD_DICT: u8 = 2;
 /// A delta against another object (see [`super::delta`]).
 pub(crate) const CODEC_DELTA: u8 = 3;
+/// Raw, with the pickle placed so that the numpy array data inside it starts at a
+/// multiple of [`ALIGN`] from the frame's start (see [`Codec::encode`]).
+pub(crate) const CODEC_ALIGNED: u8 = 4;
+/// The alignment of array data in an aligned frame (a cache line; every dtype's item size
+/// divides it).
+pub(crate) const ALIGN: usize = 64;
+/// Arrays with at least this many data bytes are stored in aligned frames.
+pub(crate) const ALIGNED_MIN: usize = 64 * 1024;
 /// Values up to this size are compressed with the dictionary when there is one.
 pub(crate) const DICT_MAX_VALUE: usize = 64 * 1024;
 /// Values of at most this size are framed raw: they are stored inline in the store's
@@ -101,8 +109,13 @@ impl Codec {
         zstd::dict::from_samples(samples, DICT_SIZE).ok().filter(|d| !d.is_empty())
     }
 
-    /// Builds the frame of `pickle`: compressed when that pays, raw otherwise.
+    /// Builds the frame of `pickle`: for a numpy array of at least [`ALIGNED_MIN`] data
+    /// bytes an aligned frame (raw, its data aligned for a memory map); otherwise
+    /// compressed when that pays, raw when not.
     pub(crate) fn encode(&self, pickle: &[u8]) -> Vec<u8> {
+        if let Some(frame) = aligned(pickle) {
+            return frame;
+        }
         let len = pickle.len();
         if len > RAW_MAX {
             let dict_id = self.current_dict();
@@ -143,6 +156,17 @@ impl Codec {
     /// Reads a frame back to the pickle bytes and checks them against `digest`.
     pub(crate) fn decode(&self, frame: &[u8], digest: &Digest) -> Result<Vec<u8>, &'static str> {
         self.decode_borrowed(frame, digest).map(std::borrow::Cow::into_owned)
+    }
+
+    /// [`Codec::decode`] of a frame the caller owns: a raw or aligned frame becomes the
+    /// pickle in place (its header moved out), with no second buffer of the value's size.
+    pub(crate) fn decode_owned(&self, mut frame: Vec<u8>, digest: &Digest) -> Result<Vec<u8>, &'static str> {
+        let start = match self.decode_borrowed(&frame, digest)? {
+            std::borrow::Cow::Owned(v) => return Ok(v),
+            std::borrow::Cow::Borrowed(b) => b.as_ptr() as usize - frame.as_ptr() as usize,
+        };
+        frame.drain(..start);
+        Ok(frame)
     }
 
     /// [`Codec::decode`], borrowing the pickle bytes from a raw frame instead of copying them.
@@ -190,6 +214,19 @@ impl Codec {
                 };
                 Cow::Owned(decompress_with(pool, dict.as_ref().map(|d| d.bytes.as_slice()), rest, len)?)
             }
+            CODEC_ALIGNED => {
+                let (pad, r) = get_leb(rest).ok_or("bad padding in frame header")?;
+                let pad = usize::try_from(pad).ok().filter(|&p| p < ALIGN && p <= r.len());
+                let pad = pad.ok_or("bad padding length in frame header")?;
+                if r[..pad].iter().any(|&b| b != 0) {
+                    return Err("frame padding is not zero");
+                }
+                let r = &r[pad..];
+                if r.len() != len {
+                    return Err("aligned frame length does not match its header");
+                }
+                Cow::Borrowed(r)
+            }
             CODEC_DELTA => return Err("delta frame read without its base"),
             _ => return Err("unknown codec in frame header"),
         };
@@ -212,6 +249,8 @@ pub enum Compression {
     ZstdDict(u32),
     /// A zstd delta against another stored object, its base.
     Delta,
+    /// Stored raw with its numpy array data aligned, for memory maps.
+    Aligned,
 }
 
 impl std::fmt::Display for Compression {
@@ -221,6 +260,7 @@ impl std::fmt::Display for Compression {
             Compression::Zstd => f.write_str("zstd"),
             Compression::ZstdDict(id) => write!(f, "zstd+dict{id}"),
             Compression::Delta => f.write_str("delta"),
+            Compression::Aligned => f.write_str("raw-aligned"),
         }
     }
 }
@@ -239,9 +279,59 @@ pub(crate) fn header(frame: &[u8]) -> Option<(Compression, u64)> {
         CODEC_ZSTD => Compression::Zstd,
         CODEC_ZSTD_DICT => Compression::ZstdDict(u32::try_from(get_leb(rest)?.0).ok()?),
         CODEC_DELTA if rest.len() >= 32 => Compression::Delta,
+        CODEC_ALIGNED => Compression::Aligned,
         _ => return None,
     };
     Some((compression, len))
+}
+
+/// Whether `pickle` is a numpy array of at least [`ALIGNED_MIN`] data bytes held in one
+/// piece, and if so where its data starts. Only pickles that name numpy in their first
+/// bytes are parsed, and only their header is read.
+pub(crate) fn array_data_offset(pickle: &[u8]) -> Option<usize> {
+    if pickle.len() < ALIGNED_MIN || !pickle.get(..64)?.windows(5).any(|w| w == b"numpy") {
+        return None;
+    }
+    let a = pickleshelf_pickle::numpy::parse(pickle).ok()?;
+    if a.data.len() < ALIGNED_MIN {
+        return None;
+    }
+    a.data_offset
+}
+
+/// The aligned frame of a numpy array pickle (see [`array_data_offset`]):
+/// `[version][codec 4][length LEB128][padding length LEB128][padding][pickle]`, the
+/// padding (zeros, under [`ALIGN`] bytes) putting the array data at a multiple of
+/// [`ALIGN`] from the frame's start.
+fn aligned(pickle: &[u8]) -> Option<Vec<u8>> {
+    let at = array_data_offset(pickle)?;
+    let head = 2 + leb_len(pickle.len() as u64) + 1;
+    let pad = (ALIGN - (head + at) % ALIGN) % ALIGN;
+    let mut out = Vec::with_capacity(head + pad + pickle.len());
+    out.extend_from_slice(&[FRAME_VERSION, CODEC_ALIGNED]);
+    put_leb(&mut out, pickle.len() as u64);
+    put_leb(&mut out, pad as u64);
+    out.resize(head + pad, 0);
+    out.extend_from_slice(pickle);
+    Some(out)
+}
+
+/// Where the pickle starts in an aligned frame and its length; `None` for any other
+/// frame or a malformed header.
+pub(crate) fn aligned_payload(frame: &[u8]) -> Option<(usize, usize)> {
+    let rest = frame.get(1..)?;
+    if frame.first() != Some(&FRAME_VERSION) || rest.first() != Some(&CODEC_ALIGNED) {
+        return None;
+    }
+    let (len, r) = get_leb(rest.get(1..)?)?;
+    let (pad, r) = get_leb(r)?;
+    let pad = usize::try_from(pad).ok().filter(|&p| p < ALIGN)?;
+    if r.get(..pad)?.iter().any(|&b| b != 0) {
+        return None;
+    }
+    let start = frame.len() - r.len() + pad;
+    let len = usize::try_from(len).ok()?;
+    (start.checked_add(len)? == frame.len()).then_some((start, len))
 }
 
 /// Compresses `data` into `out` with a compressor from `pool`; the compressed length, or
@@ -407,6 +497,16 @@ mod tests {
                 }
                 assert!(c.decode(&f[..i], &d).is_err());
             }
+        }
+    }
+
+    #[test]
+    fn owned_decoding_equals_borrowed() {
+        let c = Codec::new(3, Hasher::Plain);
+        for data in [b"x".to_vec(), vec![7u8; 100_000], sample(3)] {
+            let d = c.digest(&data);
+            assert_eq!(c.decode_owned(c.encode(&data), &d).as_deref(), Ok(data.as_slice()));
+            assert!(c.decode_owned(c.encode(&data), &c.digest(b"other")).is_err());
         }
     }
 

@@ -7,7 +7,8 @@
 //!
 //! A frame is `[version u8][codec u8][uncompressed length, LEB128][dictionary id, LEB128
 //! — only for codec 2][payload]`; codec 0 is raw bytes, 1 zstd, 2 zstd with a
-//! dictionary trained from the store's own values; codec 3 is a delta: zstd with the pickle
+//! dictionary trained from the store's own values; codec 4 is raw with the data of a numpy
+//! array aligned to 64 bytes (for memory maps); codec 3 is a delta: zstd with the pickle
 //! bytes of another object (its base, named in the header) as reference prefix
 //! ([`delta`]). `docs/FORMAT.md` draws it byte by byte. [`sketch`] estimates which earlier
 //! object a new value resembles.
@@ -20,5 +21,7 @@ mod sketch;
 pub(crate) use delta::{FrameKind, frame_kind};
 pub use digest::{Digest, Hasher};
 pub use frame::Compression;
-pub(crate) use frame::{Codec, DICT_MAX_VALUE, RAW_MAX, TRAIN_BYTES, TRAIN_SAMPLES, header};
+pub(crate) use frame::{
+    Codec, DICT_MAX_VALUE, RAW_MAX, TRAIN_BYTES, TRAIN_SAMPLES, aligned_payload, array_data_offset, header,
+};
 pub(crate) use sketch::Sketch;

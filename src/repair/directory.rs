@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::index::{self, describe_range};
 use crate::repair::VerifyReport;
 use crate::shelf::{Shelf, ShelfBuilder};
-use crate::store::FORMAT_VERSION;
+use crate::store::{FORMAT_READ_AS_IS, FORMAT_VERSION};
 use crate::witness::{self, Witness};
 
 /// What [`ShelfBuilder::repair`] found and did.
@@ -76,12 +76,10 @@ pub(crate) fn run(b: ShelfBuilder, force: bool) -> Result<RepairReport> {
             Ok(d) if d.format == Some(2) => {
                 // A format 2 store: the open below upgrades it (its packs cannot be used
                 // to rebuild a directory: they carry no sequence numbers).
-                report.notes.push("format 2 store: upgraded to format 3".into());
+                report.notes.push(format!("format 2 store: upgraded to format {FORMAT_VERSION}"));
             }
             Ok(d)
-                if !force
-                    && d.format == Some(FORMAT_VERSION)
-                    && witness.is_none_or(|w| d.generation >= Some(w.generation)) =>
+                if !force && current_format(d.format) && witness.is_none_or(|w| d.generation >= Some(w.generation)) =>
             {
                 let rebuilt = index::rebuild(&path, &hasher)?;
                 report.notes.extend(rebuilt.damage.iter().cloned());
@@ -99,12 +97,12 @@ pub(crate) fn run(b: ShelfBuilder, force: bool) -> Result<RepairReport> {
                 }
             }
             _ => {
-                let current = matches!(&sled, Ok(d) if d.format == Some(FORMAT_VERSION)
+                let current = matches!(&sled, Ok(d) if current_format(d.format)
                     && witness.is_none_or(|w| d.generation >= Some(w.generation)));
                 let why = match &sled {
                     _ if current => "asked to rebuild it".to_owned(),
                     Err(e) => e.to_string(),
-                    Ok(d) if d.format != Some(FORMAT_VERSION) => format!(
+                    Ok(d) if !current_format(d.format) => format!(
                         "sled/ holds no usable format record ({})",
                         d.format.map_or("none".to_owned(), |f| f.to_string())
                     ),
@@ -222,4 +220,10 @@ impl Shelf {
     pub fn repair(path: impl AsRef<std::path::Path>) -> Result<RepairReport> {
         Shelf::builder(path).repair()
     }
+}
+
+/// Whether a store of this format needs no rebuild to be read (the current format, or the
+/// older one it reads as it is).
+fn current_format(format: Option<u32>) -> bool {
+    format == Some(FORMAT_VERSION) || format == Some(FORMAT_READ_AS_IS)
 }

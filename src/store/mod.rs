@@ -32,8 +32,14 @@ pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 pub const DEFAULT_CACHE_ENTRIES: u64 = 100_000;
 
 /// The on-disk format version this build reads and writes (see `docs/FORMAT.md`). A store
-/// of format 2 is upgraded in place by the first writable open.
-pub const FORMAT_VERSION: u32 = 3;
+/// of format 2 is upgraded in place by the first writable open; one of format 3 (which
+/// format 4 only extends, with aligned frames) is read as it is and marked format 4 by the
+/// first writable open.
+pub const FORMAT_VERSION: u32 = 4;
+
+/// The older format this build reads as it is: every byte of a format 3 store means the
+/// same in format 4.
+pub(crate) const FORMAT_READ_AS_IS: u32 = 3;
 
 /// The text whose keyed digest a store with an auth key keeps as its auth check.
 pub(crate) const AUTH_CHECK: &[u8] = b"pickleshelf auth check";

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 
-use super::{AUTH_CHECK, Config, Durability, FORMAT_VERSION, Store};
+use super::{AUTH_CHECK, Config, Durability, FORMAT_READ_AS_IS, FORMAT_VERSION, Store};
 use crate::blob::{Codec, Hasher};
 use crate::cache::Cache;
 use crate::chain::Chains;
@@ -106,7 +106,7 @@ impl Store {
         // A format 2 store is upgraded by a writable open (below), and read as it is by
         // salvage; other opens refuse it.
         let upgrade = format == 2 && !b.read_only;
-        if format != FORMAT_VERSION && !upgrade && !(format == 2 && b.legacy) {
+        if format != FORMAT_VERSION && format != FORMAT_READ_AS_IS && !upgrade && !(format == 2 && b.legacy) {
             return Err(Error::UnsupportedFormat { path, found: format, supported: FORMAT_VERSION });
         }
         index.use_legacy_settings(format == 2);
@@ -148,6 +148,11 @@ impl Store {
         if upgrade {
             index.upgrade_from_format2(FORMAT_VERSION)?;
             index.use_legacy_settings(false);
+        } else if format == FORMAT_READ_AS_IS && !b.read_only && !b.legacy {
+            // Before anything of format 4 can be written: sled's log keeps this record
+            // ahead of every later batch.
+            index.set_meta("format", &FORMAT_VERSION.to_le_bytes())?;
+            index.flush()?;
         }
         let codec = Codec::new(b.zstd_level, hasher);
         let mut current = 0;

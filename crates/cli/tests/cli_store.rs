@@ -334,14 +334,14 @@ fn stats_in_text_and_json() {
     let st = s(&store);
     let text = ok_text(&["stats", &st]);
     for want in
-        ["format version     3\n", "keys               6\n", "values in objects  2 (1 objects)\n", "dedup ratio"]
+        ["format version     4\n", "keys               6\n", "values in objects  2 (1 objects)\n", "dedup ratio"]
     {
         assert!(text.contains(want), "{want:?} in\n{text}");
     }
     let json: serde_json::Value =
         serde_json::from_slice(&ok(&["stats", &st, "--json"])).unwrap_or_else(|e| panic!("{e}"));
     let n = |k: &str| json.get(k).and_then(serde_json::Value::as_u64).unwrap_or(u64::MAX);
-    assert_eq!((n("format_version"), n("keys"), n("objects"), n("object_refs"), n("inline_values")), (3, 6, 1, 2, 4));
+    assert_eq!((n("format_version"), n("keys"), n("objects"), n("object_refs"), n("inline_values")), (4, 6, 1, 2, 4));
     let big = bytes_pickle(&noise(20_000, 7)).len() as u64;
     assert!(n("logical_bytes") > 2 * big && n("unique_bytes") < n("logical_bytes"), "{json}");
     let dedup = json.get("dedup_ratio").and_then(serde_json::Value::as_f64).unwrap_or(0.0);

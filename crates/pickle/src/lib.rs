@@ -126,6 +126,7 @@ mod error;
 mod int;
 mod json;
 mod native;
+pub mod numpy;
 pub mod opcodes;
 mod plain;
 mod pyhash;

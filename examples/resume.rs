@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo run --release --example resume                      # ~10-20 s, prints checkpoints, then the result
-//! cargo run --release --example resume -- --steps 500 --every 50 --db /tmp/run.db
+//! cargo run --release --example resume -- --steps 500 --every 50 --db run.db
 //! ```
 //!
 //! Output: `checkpoint <step>` after each checkpoint is durable (synced), then

@@ -35,8 +35,8 @@ use crate::store::FORMAT_VERSION;
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// The on-disk format version ([`FORMAT_VERSION`]; a store of another version does
-    /// not open).
+    /// The on-disk format version the store records: [`FORMAT_VERSION`], or 3 for a
+    /// format 3 store opened read-only (a writable open marks it format 4).
     pub format_version: u32,
     /// The store's generation: how many times it was synced.
     pub generation: u64,
@@ -210,7 +210,12 @@ impl Shelf {
         // could delete one otherwise).
         let _pin = index.pin_files();
         let mut s = Stats {
-            format_version: FORMAT_VERSION,
+            // The version the store's directory records: a format 3 store opened
+            // read-only stays format 3 (a writable open marks it format 4).
+            format_version: index
+                .meta("format")?
+                .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
+                .map_or(FORMAT_VERSION, u32::from_le_bytes),
             generation: index.generation(),
             dictionary: match index.setting("dict.current")? {
                 Some(v) => <[u8; 4]>::try_from(v.as_ref()).ok().map(u32::from_le_bytes).filter(|&id| id != 0),

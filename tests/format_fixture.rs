@@ -235,9 +235,13 @@ fn format_3_stores_read_as_they_are_and_take_format_4_frames() {
         let tmp = tempfile::tempdir().expect("temporary directory");
         let path = tmp.path().join("s.db");
         copy_dir(&dir.join(if keyed { "keyed.db" } else { "plain.db" }), &path);
-        check(&builder(&path, keyed).read_only(true).open().expect("open read-only"), keyed, 3);
+        let reader = builder(&path, keyed).read_only(true).open().expect("open read-only");
+        check(&reader, keyed, 3);
+        assert_eq!(reader.stats().expect("stats").format_version, 3, "a reader leaves it format 3");
+        drop(reader);
         let shelf = builder(&path, keyed).open().expect("open writable");
         check(&shelf, keyed, 3);
+        assert_eq!(shelf.stats().expect("stats").format_version, FORMAT_VERSION, "a writer marks it");
         let data = vec![7u8; 70_000];
         let header = numpy::ArrayHeader::new(numpy::Dtype::UInt8, [70_000], numpy::Order::C);
         shelf.insert_array_bytes("new-array", &header, &data).expect("insert an array");

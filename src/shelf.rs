@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 use crate::blob::{Digest, Hasher};
 use crate::cache::CacheStats;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, decode_as};
 use crate::index::Space;
 use crate::pickle::{self, Value};
 use crate::progress::Progress;
@@ -265,6 +265,114 @@ impl Shelf {
         self.store.remove(key)
     }
 
+    /// Stores `value` under `key` and returns the value it replaces, as a `T` (`None`
+    /// when the key was absent). The read and the write are one atomic step: no other
+    /// write to the store comes between them.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// assert_eq!(shelf.replace::<String>("name", "Kim")?, None);
+    /// assert_eq!(shelf.replace::<String>("name", "Lee")?.as_deref(), Some("Kim"));
+    /// assert_eq!(shelf.get::<String>("name")?.as_deref(), Some("Lee"));
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Mismatch`] when the previous value does not fit `T` (nothing is written
+    /// then); otherwise as for [`Shelf::insert`] and [`Shelf::get`].
+    pub fn replace<T>(&self, key: &str, value: &(impl Serialize + ?Sized)) -> Result<Option<T>>
+    where
+        T: DeserializeOwned,
+    {
+        let bytes = pickle::to_vec_with_protocol(value, self.store.protocol())?;
+        self.store.transact(|tx| {
+            let old = tx.get(key)?.map(|b| decode_as::<T>(key, &b)).transpose()?;
+            tx.put(key, bytes)?;
+            Ok(old)
+        })
+    }
+
+    /// Stores pickle bytes under `key` (checked to decode, as [`Shelf::insert_pickle`])
+    /// and returns the pickle bytes they replace, in one atomic step.
+    ///
+    /// # Errors
+    /// As for [`Shelf::insert_pickle`] and [`Shelf::get_pickle`].
+    pub fn replace_pickle(&self, key: &str, bytes: &[u8]) -> Result<Option<Vec<u8>>> {
+        pickle::check(bytes)?;
+        self.store.transact(|tx| {
+            let old = tx.get(key)?;
+            tx.put(key, bytes.to_vec())?;
+            Ok(old)
+        })
+    }
+
+    /// Removes `key` and returns its value as a `T` (`None` when it was absent), in one
+    /// atomic step.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// shelf.insert("job:7", &(7, "resize"))?;
+    /// let job: Option<(u32, String)> = shelf.take("job:7")?;
+    /// assert_eq!(job, Some((7, "resize".to_string())));
+    /// assert!(!shelf.contains_key("job:7")?);
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Mismatch`] when the value does not fit `T` (the key is kept then);
+    /// [`Error::ReadOnly`]; otherwise as for [`Shelf::get`].
+    pub fn take<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.store.transact(|tx| {
+            let old = tx.get(key)?.map(|b| decode_as::<T>(key, &b)).transpose()?;
+            if old.is_some() {
+                tx.remove(key);
+            }
+            Ok(old)
+        })
+    }
+
+    /// Removes `key` and returns its pickle bytes, in one atomic step.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`]; otherwise as for [`Shelf::get_pickle`].
+    pub fn take_pickle(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.store.transact(|tx| {
+            let old = tx.get(key)?;
+            if old.is_some() {
+                tx.remove(key);
+            }
+            Ok(old)
+        })
+    }
+
+    /// Removes every key, in one atomic commit: after a crash either all keys are there
+    /// or none. Checkpoints and memo results are not touched (a checkpoint still holds
+    /// the values it saved, so `restore` brings the keys back); objects no longer named
+    /// by anything are freed. The removals are gathered in memory first (about the size
+    /// of the keys).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// shelf.insert("a", &1)?;
+    /// shelf.insert("b", &2)?;
+    /// shelf.checkpoint("before")?;
+    /// shelf.clear()?;
+    /// assert!(shelf.is_empty()?);
+    /// shelf.restore("before")?; // the checkpoint kept its values
+    /// assert_eq!(shelf.len()?, 2);
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`]; [`Error::Corrupted`] or [`Error::Engine`] when a key record
+    /// cannot be read (nothing is removed then); [`Error::Io`].
+    pub fn clear(&self) -> Result<()> {
+        self.store.transact(|tx| tx.remove_all())
+    }
+
     /// Atomically reads, transforms and writes `key`: `f` gets the current value (or
     /// `None`) and returns the new one (`None` removes the key). No other write to the
     /// store can come between the read and the write. Returns the new value.
@@ -289,7 +397,7 @@ impl Shelf {
         let protocol = self.store.protocol();
         let mut new = None;
         self.store.update(key, |current| {
-            let current = current.map(|bytes| pickle::from_slice::<T>(&bytes)).transpose()?;
+            let current = current.map(|bytes| decode_as::<T>(key, &bytes)).transpose()?;
             new = f(current);
             Ok(new.as_ref().map(|v| pickle::to_vec_with_protocol(v, protocol)).transpose()?)
         })?;
@@ -365,10 +473,10 @@ impl Shelf {
     /// The value under `key`, deserialized into `T`.
     ///
     /// # Errors
-    /// [`Error::Pickle`] when the value does not fit `T`; otherwise as for
-    /// [`Shelf::get_pickle`].
+    /// [`Error::Mismatch`] when the value does not fit `T` (naming the key and the type);
+    /// otherwise as for [`Shelf::get_pickle`].
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        self.store.get_with(key, |bytes| Ok(pickle::from_slice(bytes)?))
+        self.store.get_with(key, |bytes| decode_as(key, bytes))
     }
 
     /// The value under `key` as a decoded pickle graph (objects included).
@@ -405,7 +513,7 @@ impl Shelf {
         T: DeserializeOwned + Send + Sync + 'static,
     {
         self.store.get_or_load(key, |bytes| {
-            let v: T = pickle::from_slice(bytes)?;
+            let v: T = decode_as(key, bytes)?;
             Ok((Arc::new(v), crate::cache::typed_bytes::<T>(bytes.len())))
         })
     }

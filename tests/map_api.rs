@@ -1,0 +1,132 @@
+//! The map API: `replace`, `take`, `clear` (and their raw forms), checked against what
+//! the store holds afterwards, across a reopen, and with bad input.
+
+use pickleshelf::{Error, Shelf};
+
+fn open(dir: &tempfile::TempDir) -> Shelf {
+    Shelf::open(dir.path().join("s")).expect("open")
+}
+
+#[test]
+fn replace_returns_the_previous_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let shelf = open(&dir);
+    assert_eq!(shelf.replace::<i64>("n", &1).unwrap(), None);
+    assert_eq!(shelf.replace::<i64>("n", &2).unwrap(), Some(1));
+    // A large value (an object file, not inline) replaced by a small one and back.
+    let big: Vec<u64> = (0..50_000).collect();
+    assert_eq!(shelf.replace::<i64>("n", &big).unwrap(), Some(2));
+    assert_eq!(shelf.replace::<Vec<u64>>("n", &3).unwrap(), Some(big.clone()));
+    shelf.close().unwrap();
+    let shelf = open(&dir);
+    assert_eq!(shelf.get::<i64>("n").unwrap(), Some(3));
+    assert!(shelf.verify().unwrap().is_ok(), "refcounts stay exact");
+}
+
+#[test]
+fn replace_of_a_value_of_another_type_names_the_key_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let shelf = open(&dir);
+    shelf.insert("user:1", "Kim").unwrap();
+    let err = shelf.replace::<i64>("user:1", &5).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(&err, Error::Mismatch { key, expected, .. } if key == "user:1" && expected == "i64"), "{err:?}");
+    assert!(msg.starts_with("key \"user:1\": expected i64"), "{msg}");
+    assert!(msg.contains("Kim"), "the message says what was found: {msg}");
+    assert_eq!(shelf.get::<String>("user:1").unwrap().as_deref(), Some("Kim"));
+    // take likewise keeps the key.
+    assert!(matches!(shelf.take::<Vec<u8>>("user:1"), Err(Error::Mismatch { .. })));
+    assert!(shelf.contains_key("user:1").unwrap());
+    // get names the key too.
+    let err = shelf.get::<(u8, u8)>("user:1").unwrap_err();
+    assert!(err.to_string().starts_with("key \"user:1\": expected (u8, u8)"), "{err}");
+}
+
+#[test]
+fn take_removes_and_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let shelf = open(&dir);
+    shelf.insert("a", &vec![1.5, 2.5]).unwrap();
+    assert_eq!(shelf.take::<Vec<f64>>("a").unwrap(), Some(vec![1.5, 2.5]));
+    assert_eq!(shelf.take::<Vec<f64>>("a").unwrap(), None);
+    assert!(!shelf.contains_key("a").unwrap());
+    // A cached value is not served after take.
+    shelf.insert("b", &7).unwrap();
+    assert_eq!(*shelf.get_arc::<i64>("b").unwrap().unwrap(), 7);
+    assert_eq!(shelf.take::<i64>("b").unwrap(), Some(7));
+    assert!(shelf.get_arc::<i64>("b").unwrap().is_none());
+    shelf.close().unwrap();
+    assert!(open(&dir).is_empty().unwrap());
+}
+
+#[test]
+fn raw_forms_return_the_exact_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let shelf = open(&dir);
+    // Protocol 2 bytes as Python wrote them: kept byte-exact.
+    let p2 = b"\x80\x02K\x05.".to_vec();
+    assert_eq!(shelf.replace_pickle("k", &p2).unwrap(), None);
+    let p4 = pickleshelf::pickle::to_vec(&6).unwrap();
+    assert_eq!(shelf.replace_pickle("k", &p4).unwrap(), Some(p2));
+    assert_eq!(shelf.take_pickle("k").unwrap(), Some(p4));
+    assert_eq!(shelf.take_pickle("k").unwrap(), None);
+    // Bad pickle bytes: refused, nothing stored or changed.
+    shelf.insert("k", &1).unwrap();
+    assert!(matches!(shelf.replace_pickle("k", b"\x80\x04K"), Err(Error::Pickle(_))));
+    assert_eq!(shelf.get::<i64>("k").unwrap(), Some(1));
+}
+
+#[test]
+fn bad_keys_and_read_only_stores_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let shelf = open(&dir);
+    shelf.insert("k", &1).unwrap();
+    let long = "x".repeat(pickleshelf::MAX_KEY_LEN + 1);
+    assert!(matches!(shelf.replace::<i64>(&long, &1), Err(Error::InvalidKey { .. })));
+    shelf.close().unwrap();
+    let ro = Shelf::builder(dir.path().join("s")).read_only(true).open().unwrap();
+    assert!(matches!(ro.replace::<i64>("k", &2), Err(Error::ReadOnly { .. })));
+    assert!(matches!(ro.take::<i64>("k"), Err(Error::ReadOnly { .. })));
+    assert!(matches!(ro.clear(), Err(Error::ReadOnly { .. })));
+    assert_eq!(ro.get::<i64>("k").unwrap(), Some(1));
+}
+
+#[test]
+fn clear_removes_keys_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let shelf = open(&dir);
+    for i in 0..300 {
+        shelf.insert(&format!("k{i:03}"), &vec![i; 1 + (i as usize % 7) * 1000]).unwrap();
+    }
+    shelf.checkpoint("cp").unwrap();
+    let memo = shelf.memo("square").unwrap();
+    let sq: i64 = memo.get_or_compute(&(4,), || 16).unwrap();
+    assert_eq!(sq, 16);
+    shelf.clear().unwrap();
+    assert!(shelf.is_empty().unwrap());
+    assert_eq!(shelf.keys().count(), 0);
+    assert!(shelf.verify().unwrap().is_ok());
+    drop(memo);
+    shelf.close().unwrap();
+    let shelf = open(&dir);
+    assert!(shelf.is_empty().unwrap());
+    let memos = shelf.memo_namespaces().unwrap();
+    assert!(memos.iter().any(|m| m.name == "square" && m.entries == 1), "memo results kept");
+    shelf.restore("cp").unwrap();
+    assert_eq!(shelf.len().unwrap(), 300);
+    assert_eq!(shelf.get::<Vec<i64>>("k299").unwrap(), Some(vec![299; 1 + (299 % 7) * 1000]));
+    // Clearing an empty store, and clearing twice, is fine.
+    shelf.clear().unwrap();
+    shelf.clear().unwrap();
+    assert!(shelf.is_empty().unwrap());
+}
+
+#[test]
+fn update_of_a_value_of_another_type_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let shelf = open(&dir);
+    shelf.insert("hits", "many").unwrap();
+    let err = shelf.update("hits", |n: Option<u64>| Some(n.unwrap_or(0) + 1)).unwrap_err();
+    assert!(matches!(&err, Error::Mismatch { key, .. } if key == "hits"), "{err:?}");
+    assert_eq!(shelf.get::<String>("hits").unwrap().as_deref(), Some("many"));
+}

@@ -5,6 +5,7 @@
 //! returns was verified by the store layer, and every change it makes is one commit
 //! there; the store closes when its last handle (`Shelf` or memo) goes.
 
+use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use serde::de::DeserializeOwned;
 use crate::blob::{Digest, Hasher};
 use crate::cache::CacheStats;
 use crate::error::{Error, Result, decode_as};
-use crate::index::Space;
+use crate::index::{Space, Stored};
 use crate::pickle::{self, Value};
 use crate::progress::Progress;
 use crate::repair::VerifyReport;
@@ -661,14 +662,122 @@ impl Shelf {
         self.store.index().scan_keys_from(prefix, from)
     }
 
+    /// All keys with their values as `T`, in key order. A value that does not fit `T` is
+    /// an [`Error::Mismatch`] item naming its key, and the iteration goes on after it.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// shelf.insert("b", &2)?;
+    /// shelf.insert("a", &1)?;
+    /// let all: Vec<(String, i64)> = shelf.iter().collect::<Result<_, _>>()?;
+    /// assert_eq!(all, [("a".to_string(), 1), ("b".to_string(), 2)]);
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    pub fn iter<T: DeserializeOwned>(&self) -> impl Iterator<Item = Result<(String, T)>> + use<'_, T> {
+        self.typed(self.store.index().range(Bound::Unbounded, Bound::Unbounded, false))
+    }
+
+    /// All keys with their values as `T`, in descending key order.
+    pub fn iter_rev<T: DeserializeOwned>(&self) -> impl Iterator<Item = Result<(String, T)>> + use<'_, T> {
+        self.typed(self.store.index().range(Bound::Unbounded, Bound::Unbounded, true))
+    }
+
+    /// All values as `T`, in key order.
+    pub fn values<T: DeserializeOwned>(&self) -> impl Iterator<Item = Result<T>> + use<'_, T> {
+        self.iter::<T>().map(|item| item.map(|(_, v)| v))
+    }
+
+    /// The keys within `range` (any range of `&str`: `"a".."c"`, `"k:"..`, `..="z"`) with
+    /// their values as `T`, in key order. Keys compare as bytes (UTF-8).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// for (i, k) in ["2024-01", "2024-02", "2024-03", "2025-01"].iter().enumerate() {
+    ///     shelf.insert(k, &i)?;
+    /// }
+    /// let q1: Vec<String> = shelf.range::<u32>("2024-01"..="2024-02").map(|r| r.map(|(k, _)| k)).collect::<Result<_, _>>()?;
+    /// assert_eq!(q1, ["2024-01", "2024-02"]);
+    /// let newest = shelf.range_rev::<u32>(.."2025").next().transpose()?;
+    /// assert_eq!(newest, Some(("2024-03".to_string(), 2)));
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    pub fn range<'r, T: DeserializeOwned + 'static>(
+        &self,
+        range: impl RangeBounds<&'r str>,
+    ) -> Box<dyn Iterator<Item = Result<(String, T)>> + '_> {
+        Box::new(self.typed(self.store.index().range(bound(range.start_bound()), bound(range.end_bound()), false)))
+    }
+
+    /// The keys within `range` with their values as `T`, in descending key order.
+    pub fn range_rev<'r, T: DeserializeOwned + 'static>(
+        &self,
+        range: impl RangeBounds<&'r str>,
+    ) -> Box<dyn Iterator<Item = Result<(String, T)>> + '_> {
+        Box::new(self.typed(self.store.index().range(bound(range.start_bound()), bound(range.end_bound()), true)))
+    }
+
+    /// The keys that start with `prefix` with their values as `T`, in key order.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// shelf.insert("user:1", "Kim")?;
+    /// shelf.insert("user:2", "Lee")?;
+    /// shelf.insert("visits", &10)?;
+    /// let names: Vec<String> = shelf.scan_prefix("user:").map(|r| r.map(|(_, v)| v)).collect::<Result<_, _>>()?;
+    /// assert_eq!(names, ["Kim", "Lee"]);
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    pub fn scan_prefix<T: DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> impl Iterator<Item = Result<(String, T)>> + use<'_, T> {
+        self.typed(Box::new(self.store.index().scan(prefix)))
+    }
+
+    /// The first key (in byte order) with its value as `T`; `None` for an empty store.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// shelf.insert("job:2", &"b")?;
+    /// shelf.insert("job:1", &"a")?;
+    /// assert_eq!(shelf.first::<String>()?, Some(("job:1".into(), "a".into())));
+    /// assert_eq!(shelf.last::<String>()?, Some(("job:2".into(), "b".into())));
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Mismatch`] when its value does not fit `T`; as for [`Shelf::get`].
+    pub fn first<T: DeserializeOwned>(&self) -> Result<Option<(String, T)>> {
+        self.iter::<T>().next().transpose()
+    }
+
+    /// The last key (in byte order) with its value as `T`; `None` for an empty store.
+    ///
+    /// # Errors
+    /// As for [`Shelf::first`].
+    pub fn last<T: DeserializeOwned>(&self) -> Result<Option<(String, T)>> {
+        self.iter_rev::<T>().next().transpose()
+    }
+
     /// All keys with their pickle bytes (verified), in key order.
-    pub fn iter(&self) -> impl Iterator<Item = Result<(String, Vec<u8>)>> + '_ {
-        self.scan_prefix("")
+    pub fn iter_pickle(&self) -> impl Iterator<Item = Result<(String, Vec<u8>)>> + '_ {
+        self.scan_prefix_pickle("")
     }
 
     /// Keys starting with `prefix` with their pickle bytes (verified), in key order.
-    pub fn scan_prefix<'a>(&'a self, prefix: &str) -> impl Iterator<Item = Result<(String, Vec<u8>)>> + 'a {
-        let mut records = self.store.index().scan(prefix);
+    pub fn scan_prefix_pickle<'a>(&'a self, prefix: &str) -> impl Iterator<Item = Result<(String, Vec<u8>)>> + 'a {
+        self.loaded(Box::new(self.store.index().scan(prefix)))
+    }
+
+    /// The keys and verified pickle bytes of `records`.
+    fn loaded<'a>(
+        &'a self,
+        mut records: Box<dyn Iterator<Item = Result<(String, Stored)>> + 'a>,
+    ) -> impl Iterator<Item = Result<(String, Vec<u8>)>> + 'a {
         std::iter::from_fn(move || {
             // From reading the record to reading its object file (see `Index::pin_files`).
             let _pin = self.store.index().pin_files();
@@ -677,6 +786,18 @@ impl Shelf {
                 let bytes = self.store.load(&k, stored)?;
                 Ok((k, bytes))
             }))
+        })
+    }
+
+    /// The keys of `records` with their values as `T`.
+    fn typed<'a, T: DeserializeOwned>(
+        &'a self,
+        records: Box<dyn Iterator<Item = Result<(String, Stored)>> + 'a>,
+    ) -> impl Iterator<Item = Result<(String, T)>> + use<'a, T> {
+        self.loaded(records).map(|item| {
+            let (k, bytes) = item?;
+            let v = decode_as(&k, &bytes)?;
+            Ok((k, v))
         })
     }
 
@@ -749,6 +870,15 @@ impl Shelf {
         let report = crate::repair::verify::run(&self.store, true, progress);
         progress.finish();
         self.after_gc(report?)
+    }
+}
+
+/// A bound of a range of keys, borrowed.
+fn bound<'a>(b: Bound<&&'a str>) -> Bound<&'a str> {
+    match b {
+        Bound::Included(k) => Bound::Included(k),
+        Bound::Excluded(k) => Bound::Excluded(k),
+        Bound::Unbounded => Bound::Unbounded,
     }
 }
 

@@ -476,7 +476,7 @@ impl Harness {
                 let want: Vec<String> = self.model.keys().filter(|k| k.starts_with(prefix)).cloned().collect();
                 assert_eq!(got, want, "keys_with_prefix({prefix:?})");
                 let got: Vec<(String, Vec<u8>)> =
-                    self.shelf().scan_prefix(prefix).collect::<Result<_, _>>().expect("scan_prefix");
+                    self.shelf().scan_prefix_pickle(prefix).collect::<Result<_, _>>().expect("scan_prefix");
                 let want: Vec<(String, Vec<u8>)> = self
                     .model
                     .iter()
@@ -515,7 +515,7 @@ impl Harness {
     /// The store equals the model.
     fn check(&self) {
         let shelf = self.shelf();
-        let got: Vec<(String, Vec<u8>)> = shelf.iter().collect::<Result<_, _>>().expect("iter");
+        let got: Vec<(String, Vec<u8>)> = shelf.iter_pickle().collect::<Result<_, _>>().expect("iter");
         let got_keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
         let want_keys: Vec<&str> = self.model.keys().map(String::as_str).collect();
         assert_eq!(got_keys, want_keys, "keys in order");

@@ -34,6 +34,7 @@ mod sled_files;
 mod tree;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -644,6 +645,52 @@ impl Index {
                 .map(str::to_owned)
                 .map_err(|_| self.corrupted("a key record".into(), "key is not UTF-8"))
         })
+    }
+
+    /// Store keys within `lo` and `hi`, with their records, in byte order or (with
+    /// `rev`) descending.
+    pub(crate) fn range<'a>(
+        &'a self,
+        lo: Bound<&str>,
+        hi: Bound<&str>,
+        rev: bool,
+    ) -> Box<dyn Iterator<Item = Result<(String, Stored)>> + 'a> {
+        let space = Space::Keys;
+        // Bounds as record keys: inclusive below, exclusive above (`k\0` is the least
+        // key after `k`).
+        let after = |k: &str| {
+            let mut v = key_in(space, k);
+            v.push(0);
+            v
+        };
+        let lo = match lo {
+            Bound::Included(k) => key_in(space, k),
+            Bound::Excluded(k) => after(k),
+            Bound::Unbounded => vec![space.prefix()],
+        };
+        let hi = match hi {
+            Bound::Included(k) => after(k),
+            Bound::Excluded(k) => key_in(space, k),
+            Bound::Unbounded => vec![space.prefix() + 1],
+        };
+        if lo >= hi {
+            return Box::new(std::iter::empty());
+        }
+        let parse = move |item: Result<(sled::IVec, Bytes)>| {
+            let (k, v) = item?;
+            let key =
+                std::str::from_utf8(&k[1..]).map_err(|_| self.corrupted("a key record".into(), "key is not UTF-8"))?;
+            let (_, stored) = self.parse_record(space, key, v)?;
+            Ok((key.to_owned(), stored))
+        };
+        if rev {
+            Box::new(self.tree.scan_rev(&lo, &hi).map(parse))
+        } else {
+            let below = move |item: &Result<(sled::IVec, Bytes)>| {
+                item.as_ref().map_or(true, |(k, _)| k.as_ref() < hi.as_slice())
+            };
+            Box::new(self.tree.scan_from(&[space.prefix()], &lo).take_while(below).map(parse))
+        }
     }
 
     /// Keys of `space` starting with `prefix`, with their headers and records.

@@ -116,6 +116,6 @@ pub use memo::{Memo, MemoBuilder, MemoNamespace, MemoStats};
 pub use pickleshelf_pickle as pickle;
 pub use progress::Progress;
 pub use repair::{PARTIAL_SUFFIX, RECOVERED_PREFIX, RepairReport, SalvageReport, VerifyReport};
-pub use shelf::{Batch, Shelf, ShelfBuilder};
+pub use shelf::{Batch, Conflict, Shelf, ShelfBuilder};
 pub use stats::{KeyInfo, Stats};
 pub use store::{Durability, FORMAT_VERSION};

@@ -294,6 +294,85 @@ impl Shelf {
         })
     }
 
+    /// Sets `key` to `new` (`None` removes it) if it holds `old` (`None`: if it is
+    /// absent), in one atomic step. Returns `Ok(Ok(()))` when it swapped, and
+    /// `Ok(Err(conflict))` with the key's current value when it did not; the outer `Err`
+    /// is a store error.
+    ///
+    /// Values are compared by address: `old` is pickled with the store's protocol and its
+    /// digest (blake3 of the pickle, keyed with an auth key) compared with the stored
+    /// value's, without reading it. Equality is therefore byte equality of the pickles:
+    /// a value stored with another protocol or by Python (`insert_pickle`) may be equal
+    /// as a Python object and still conflict.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// assert_eq!(shelf.compare_and_swap("v", None, Some(&1))?, Ok(())); // create
+    /// let conflict = shelf.compare_and_swap("v", Some(&5), Some(&6))?.unwrap_err();
+    /// assert_eq!(conflict.current, Some(1));
+    /// assert_eq!(shelf.compare_and_swap("v", Some(&1), Some(&2))?, Ok(()));
+    /// assert_eq!(shelf.compare_and_swap("v", Some(&2), None)?, Ok(())); // remove
+    /// assert!(!shelf.contains_key("v")?);
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Pickle`] when `old` or `new` cannot be pickled; [`Error::Mismatch`] when
+    /// the current value of a conflict does not fit `T`; otherwise as for
+    /// [`Shelf::insert`].
+    pub fn compare_and_swap<T>(&self, key: &str, old: Option<&T>, new: Option<&T>) -> Result<Result<(), Conflict<T>>>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        let protocol = self.store.protocol();
+        let old = old.map(|v| pickle::to_vec_with_protocol(v, protocol)).transpose()?;
+        let new = new.map(|v| pickle::to_vec_with_protocol(v, protocol)).transpose()?;
+        self.store.transact(|tx| {
+            let expected = old.as_deref().map(|b| tx.digest_of(b));
+            if tx.digest(key)? != expected {
+                let current = tx.get(key)?.map(|b| decode_as::<T>(key, &b)).transpose()?;
+                return Ok(Err(Conflict { current }));
+            }
+            match new {
+                Some(bytes) => tx.put(key, bytes)?,
+                None => tx.remove(key),
+            }
+            Ok(Ok(()))
+        })
+    }
+
+    /// The value under `key` as a `T`; when the key is absent, stores `f()` under it and
+    /// returns that, in one atomic step (`f` runs under the store's write lock, so other
+    /// writers wait for it: keep it short).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// let id: u64 = shelf.get_or_insert_with("install-id", || 42)?;
+    /// let again: u64 = shelf.get_or_insert_with("install-id", || unreachable!())?;
+    /// assert_eq!((id, again), (42, 42));
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Mismatch`] when the stored value does not fit `T`; otherwise as for
+    /// [`Shelf::insert`] and [`Shelf::get`].
+    pub fn get_or_insert_with<T, F>(&self, key: &str, f: F) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> T,
+    {
+        self.store.transact(|tx| {
+            if let Some(bytes) = tx.get(key)? {
+                return decode_as(key, &bytes);
+            }
+            let value = f();
+            tx.put(key, pickle::to_vec_with_protocol(&value, tx.protocol())?)?;
+            Ok(value)
+        })
+    }
+
     /// Stores pickle bytes under `key` (checked to decode, as [`Shelf::insert_pickle`])
     /// and returns the pickle bytes they replace, in one atomic step.
     ///
@@ -872,6 +951,24 @@ impl Shelf {
         self.after_gc(report?)
     }
 }
+
+/// What [`Shelf::compare_and_swap`] found instead of the value it expected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict<T> {
+    /// The key's current value (`None`: the key is absent).
+    pub current: Option<T>,
+}
+
+impl<T> std::fmt::Display for Conflict<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.current {
+            Some(_) => f.write_str("compare and swap conflict: the key holds another value"),
+            None => f.write_str("compare and swap conflict: the key is absent"),
+        }
+    }
+}
+
+impl<T: std::fmt::Debug> std::error::Error for Conflict<T> {}
 
 /// A bound of a range of keys, borrowed.
 fn bound<'a>(b: Bound<&&'a str>) -> Bound<&'a str> {

@@ -244,3 +244,104 @@ fn iteration_names_the_key_of_a_value_that_does_not_fit_and_goes_on() {
     assert_eq!(shelf.range::<i64>("c".."a").count(), 0);
     assert_eq!(shelf.range_rev::<i64>("d"..).count(), 0);
 }
+
+#[test]
+fn compare_and_swap_swaps_only_on_the_expected_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let shelf = open(&dir);
+    // Absent expected, present found.
+    assert_eq!(shelf.compare_and_swap::<i64>("k", None, Some(&1)).unwrap(), Ok(()));
+    let c = shelf.compare_and_swap::<i64>("k", None, Some(&9)).unwrap().unwrap_err();
+    assert_eq!(c.current, Some(1));
+    // Present expected, absent found.
+    assert_eq!(shelf.compare_and_swap::<i64>("gone", Some(&1), Some(&2)).unwrap().unwrap_err().current, None);
+    assert!(!shelf.contains_key("gone").unwrap());
+    // Wrong value: nothing changes.
+    assert!(shelf.compare_and_swap::<i64>("k", Some(&2), Some(&3)).unwrap().is_err());
+    assert_eq!(shelf.get::<i64>("k").unwrap(), Some(1));
+    // A large value (an object, not inline) compares by address too.
+    let big: Vec<i64> = (0..40_000).collect();
+    let mut bigger = big.clone();
+    bigger.push(1);
+    assert_eq!(shelf.compare_and_swap("b", None, Some(&big)).unwrap(), Ok(()));
+    assert_eq!(shelf.compare_and_swap("b", Some(&big), Some(&bigger)).unwrap(), Ok(()));
+    assert_eq!(shelf.compare_and_swap("b", Some(&big), None).unwrap().unwrap_err().current, Some(bigger.clone()));
+    assert_eq!(shelf.compare_and_swap("b", Some(&bigger), None).unwrap(), Ok(()));
+    assert!(!shelf.contains_key("b").unwrap());
+    assert!(shelf.verify().unwrap().is_ok());
+    // Equality is byte equality: the same int pickled at protocol 2 by Python conflicts.
+    shelf.insert_pickle("p2", b"\x80\x02K\x05.").unwrap();
+    let c = shelf.compare_and_swap::<i64>("p2", Some(&5), Some(&6)).unwrap().unwrap_err();
+    assert_eq!(c.current, Some(5));
+    // A conflict whose current value does not fit T names the key.
+    shelf.insert("s", "text").unwrap();
+    assert!(
+        matches!(shelf.compare_and_swap::<i64>("s", Some(&1), None), Err(Error::Mismatch { key, .. }) if key == "s")
+    );
+    assert_eq!(shelf.get::<String>("s").unwrap().as_deref(), Some("text"));
+}
+
+#[test]
+fn compare_and_swap_counts_exactly_under_contention() {
+    let dir = tempfile::tempdir().unwrap();
+    let shelf = open(&dir);
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let shelf = shelf.clone();
+            std::thread::spawn(move || {
+                let mut conflicts = 0;
+                for _ in 0..200 {
+                    loop {
+                        let cur: Option<u64> = shelf.get("n").unwrap();
+                        let next = cur.unwrap_or(0) + 1;
+                        match shelf.compare_and_swap("n", cur.as_ref(), Some(&next)).unwrap() {
+                            Ok(()) => break,
+                            Err(_) => conflicts += 1,
+                        }
+                    }
+                }
+                conflicts
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(shelf.get::<u64>("n").unwrap(), Some(800));
+}
+
+#[test]
+fn get_or_insert_with_inserts_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let shelf = open(&dir);
+    let mut calls = 0;
+    let v: Vec<String> = shelf
+        .get_or_insert_with("tags", || {
+            calls += 1;
+            vec!["a".to_string()]
+        })
+        .unwrap();
+    assert_eq!(v, ["a"]);
+    let v: Vec<String> = shelf.get_or_insert_with("tags", || unreachable!()).unwrap();
+    assert_eq!((v, calls), (vec!["a".to_string()], 1));
+    shelf.close().unwrap();
+    let shelf = open(&dir);
+    assert_eq!(shelf.get::<Vec<String>>("tags").unwrap(), Some(vec!["a".to_string()]));
+    assert!(matches!(shelf.get_or_insert_with::<i64, _>("tags", || 0), Err(Error::Mismatch { .. })));
+    // Many threads, one insert.
+    let made = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let v: u32 = shelf
+                    .get_or_insert_with("once", || {
+                        made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        7
+                    })
+                    .unwrap();
+                assert_eq!(v, 7);
+            });
+        }
+    });
+    assert_eq!(made.into_inner(), 1);
+}

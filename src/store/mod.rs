@@ -593,6 +593,24 @@ impl Txn<'_> {
         }
     }
 
+    /// The address of `key`'s value as this transaction sees it.
+    pub(crate) fn digest(&self, key: &str) -> Result<Option<Digest>> {
+        match self.changes.get(key) {
+            Some(change) => Ok(change.as_ref().map(|b| self.store.codec.digest(b))),
+            None => Ok(self.writer.get(key)?.map(|s| s.digest())),
+        }
+    }
+
+    /// The address of `bytes` in this store.
+    pub(crate) fn digest_of(&self, bytes: &[u8]) -> Digest {
+        self.store.codec.digest(bytes)
+    }
+
+    /// The store's pickle protocol.
+    pub(crate) fn protocol(&self) -> u8 {
+        self.store.protocol
+    }
+
     /// Stores `bytes` under `key` when the transaction commits.
     pub(crate) fn put(&mut self, key: &str, bytes: Vec<u8>) -> Result<()> {
         Store::check_key(key)?;

@@ -103,6 +103,7 @@ mod repair;
 mod shelf;
 mod stats;
 mod store;
+mod transaction;
 mod witness;
 
 pub use array::{MappedArray, Plain, StoredArray};
@@ -119,3 +120,4 @@ pub use repair::{PARTIAL_SUFFIX, RECOVERED_PREFIX, RepairReport, SalvageReport, 
 pub use shelf::{Batch, Conflict, Shelf, ShelfBuilder};
 pub use stats::{KeyInfo, Stats};
 pub use store::{Durability, FORMAT_VERSION};
+pub use transaction::Transaction;

@@ -601,6 +601,14 @@ impl Txn<'_> {
         }
     }
 
+    /// True when `key` holds a value as this transaction sees it.
+    pub(crate) fn contains(&self, key: &str) -> Result<bool> {
+        match self.changes.get(key) {
+            Some(change) => Ok(change.is_some()),
+            None => self.store.index.contains(key),
+        }
+    }
+
     /// The address of `bytes` in this store.
     pub(crate) fn digest_of(&self, bytes: &[u8]) -> Digest {
         self.store.codec.digest(bytes)

@@ -8,6 +8,7 @@
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -20,6 +21,15 @@ use crate::pickle::{self, Value};
 use crate::progress::Progress;
 use crate::repair::VerifyReport;
 use crate::store::{Config, Durability, Store};
+
+/// The shortest [`ShelfBuilder::commit_interval`].
+const MIN_COMMIT_INTERVAL: Duration = Duration::from_millis(1);
+/// The longest [`ShelfBuilder::commit_interval`].
+const MAX_COMMIT_INTERVAL: Duration = Duration::from_secs(3600);
+/// The smallest [`ShelfBuilder::buffer_bytes`].
+const MIN_BUFFER_BYTES: usize = 64 << 10;
+/// The largest [`ShelfBuilder::buffer_bytes`].
+const MAX_BUFFER_BYTES: usize = 1 << 30;
 
 /// Options for opening a store, validated by [`ShelfBuilder::open`].
 ///
@@ -103,6 +113,36 @@ impl ShelfBuilder {
         self
     }
 
+    /// How long a write may wait in the in-memory write buffer before a background thread
+    /// commits it (default 200 ms; 1 ms to 1 hour). A process killed outright loses at
+    /// most the writes of this interval that were not synced; a longer one groups more
+    /// writes per commit. [`Shelf::sync`] commits at once whatever the setting.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use std::time::Duration;
+    /// let shelf = pickleshelf::Shelf::builder(dir.path().join("s"))
+    ///     .commit_interval(Duration::from_millis(50))
+    ///     .buffer_bytes(1 << 20)
+    ///     .open()?;
+    /// # drop(shelf);
+    /// let err = pickleshelf::Shelf::builder(dir.path().join("t")).commit_interval(Duration::ZERO).open().unwrap_err();
+    /// assert_eq!(err.to_string(), "invalid configuration: commit interval 0ns is outside 1ms..=1h");
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    pub fn commit_interval(mut self, interval: Duration) -> Self {
+        self.c.commit_interval = interval;
+        self
+    }
+
+    /// How many bytes of writes the in-memory write buffer holds before the write that
+    /// passes it commits them (default 8 MiB; 64 KiB to 1 GiB). The buffer is memory
+    /// the store holds besides its caches.
+    pub fn buffer_bytes(mut self, bytes: usize) -> Self {
+        self.c.buffer_bytes = bytes;
+        self
+    }
+
     /// Validates the options and opens (or creates) the store.
     ///
     /// # Errors
@@ -121,6 +161,18 @@ impl ShelfBuilder {
         }
         if !(2..=5).contains(&c.protocol) {
             return Err(Error::Config(format!("pickle protocol {} is outside 2..=5", c.protocol)));
+        }
+        if !(MIN_COMMIT_INTERVAL..=MAX_COMMIT_INTERVAL).contains(&c.commit_interval) {
+            return Err(Error::Config(format!(
+                "commit interval {:?} is outside {:?}..=1h",
+                c.commit_interval, MIN_COMMIT_INTERVAL
+            )));
+        }
+        if !(MIN_BUFFER_BYTES..=MAX_BUFFER_BYTES).contains(&c.buffer_bytes) {
+            return Err(Error::Config(format!(
+                "write buffer of {} bytes is outside 64 KiB..=1 GiB ({MIN_BUFFER_BYTES}..={MAX_BUFFER_BYTES} bytes)",
+                c.buffer_bytes
+            )));
         }
         if let Some(k) = &c.auth_key
             && k.len() < 16
@@ -208,6 +260,33 @@ impl Shelf {
     /// See [`ShelfBuilder::open`].
     pub fn open(path: impl AsRef<Path>) -> Result<Shelf> {
         Shelf::builder(path).open()
+    }
+
+    /// A new store in a fresh temporary directory (in the system's temporary directory),
+    /// deleted with everything in it when the store closes (its last handle is dropped,
+    /// or [`Shelf::close`]). For tests and scratch data.
+    ///
+    /// ```
+    /// let shelf = pickleshelf::Shelf::temporary()?;
+    /// shelf.insert("k", &1)?;
+    /// let path = shelf.path().to_path_buf();
+    /// assert!(path.exists());
+    /// shelf.close()?;
+    /// assert!(!path.exists());
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the temporary directory cannot be made; as for
+    /// [`ShelfBuilder::open`].
+    pub fn temporary() -> Result<Shelf> {
+        let dir = tempfile::Builder::new()
+            .prefix("pickleshelf-")
+            .tempdir()
+            .map_err(|e| Error::Io { path: std::env::temp_dir(), source: e })?;
+        let mut builder = Shelf::builder(dir.path().join("store"));
+        builder.c.temporary = Some(Arc::new(dir));
+        builder.open()
     }
 
     /// A builder for opening with options.

@@ -53,9 +53,11 @@ pub(crate) const TARGET_PAGE: usize = 16 << 10;
 const MAX_PAGE: usize = 2 * TARGET_PAGE;
 /// A page whose body shrinks below this is merged with a neighbour.
 const MIN_PAGE: usize = TARGET_PAGE / 4;
-/// A write that leaves more than this many bytes buffered commits the buffer.
+/// A write that leaves more than this many bytes buffered commits the buffer (the
+/// default; `ShelfBuilder::buffer_bytes` sets it per store).
 pub(crate) const BUFFER_MAX: usize = 8 << 20;
-/// The background thread commits the buffer once its oldest write is this old.
+/// The background thread commits the buffer once its oldest write is this old (the
+/// default; `ShelfBuilder::commit_interval` sets it per store).
 pub(crate) const COMMIT_AFTER: Duration = Duration::from_millis(200);
 /// Bytes of parsed pages kept in memory.
 const PAGE_CACHE_BYTES: usize = 16 << 20;

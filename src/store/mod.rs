@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use crate::blob::{Codec, DICT_MAX_VALUE, Digest, Hasher, RAW_MAX, TRAIN_BYTES, TRAIN_SAMPLES};
 use crate::cache::Cache;
@@ -75,6 +76,13 @@ pub(crate) struct Config {
     pub(crate) legacy: bool,
     /// Read the page directory from these sled files (salvage: rebuilt from the packs).
     pub(crate) sled_from: Option<PathBuf>,
+    /// The write buffer is committed once its oldest write is this old.
+    pub(crate) commit_interval: Duration,
+    /// A write that leaves more than this many bytes buffered commits the buffer.
+    pub(crate) buffer_bytes: usize,
+    /// The temporary directory the store is in, deleted when the store closes
+    /// (`Shelf::temporary`).
+    pub(crate) temporary: Option<Arc<tempfile::TempDir>>,
 }
 
 impl Config {
@@ -93,6 +101,9 @@ impl Config {
             cache_entries: DEFAULT_CACHE_ENTRIES,
             legacy: false,
             sled_from: None,
+            commit_interval: crate::index::COMMIT_AFTER,
+            buffer_bytes: crate::index::BUFFER_MAX,
+            temporary: None,
         }
     }
 
@@ -133,6 +144,9 @@ pub(crate) struct Store {
     /// Held for the handle's lifetime: the lock on `LOCK` (exclusive for a writer, shared
     /// for a reader; none for a reader of a store without `LOCK`).
     lock: StoreLock,
+    /// The temporary directory holding the store (`Shelf::temporary`): last field, so it
+    /// is deleted after everything else closed.
+    _temporary: Option<Arc<tempfile::TempDir>>,
 }
 
 impl Holder for Store {

@@ -21,6 +21,17 @@ pub enum Error {
     /// error, with its byte offset or path (its message is shown as it is).
     #[error(transparent)]
     Pickle(#[from] pickle::Error),
+    /// The value stored under a key does not fit the Rust type it was read as (through
+    /// serde). The stored value is unchanged.
+    #[error("key {key:?}: expected {expected}: {source}")]
+    Mismatch {
+        /// The key read.
+        key: String,
+        /// The Rust type asked for, without module paths (`Vec<f64>`).
+        expected: String,
+        /// The codec's message: what was found, and where in the value.
+        source: pickle::Error,
+    },
     /// A file or directory of the store could not be read or written.
     #[error("i/o error on {path}: {source}")]
     Io {
@@ -166,6 +177,38 @@ pub enum Error {
     },
 }
 
+/// Deserializes the pickle `bytes` stored under `key` into `T`; a value that does not
+/// fit `T` is an [`Error::Mismatch`] naming the key and the type.
+pub(crate) fn decode_as<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
+    pickle::from_slice(bytes).map_err(|e| match e {
+        pickle::Error::Serde(_) => {
+            Error::Mismatch { key: key.to_owned(), expected: short_type_name(std::any::type_name::<T>()), source: e }
+        }
+        e => Error::Pickle(e),
+    })
+}
+
+/// A type's name without module paths: `alloc::vec::Vec<(i64, alloc::string::String)>`
+/// becomes `Vec<(i64, String)>`.
+fn short_type_name(full: &str) -> String {
+    let mut out = String::with_capacity(full.len());
+    // Where the path being read starts in `out`.
+    let mut start = 0;
+    let mut chars = full.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ':' && chars.peek() == Some(&':') {
+            chars.next();
+            out.truncate(start);
+        } else {
+            out.push(c);
+            if !(c.is_alphanumeric() || c == '_') {
+                start = out.len();
+            }
+        }
+    }
+    out
+}
+
 /// `2 handles (1 Shelf handle, 1 memo)`.
 pub(crate) fn handles(shelves: usize, memos: usize) -> String {
     let n = |k: usize, what: &str| format!("{k} {what}{}", if k == 1 { "" } else { "s" });
@@ -234,5 +277,21 @@ impl fmt::Display for CheckpointProblem {
             Self::Exists => f.write_str("a checkpoint of this name exists"),
             Self::InvalidName(why) => write!(f, "invalid name: {why}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_type_name;
+
+    #[test]
+    fn type_names_lose_their_paths() {
+        assert_eq!(short_type_name("i64"), "i64");
+        assert_eq!(short_type_name("alloc::vec::Vec<f64>"), "Vec<f64>");
+        assert_eq!(
+            short_type_name("(i64, std::collections::hash::map::HashMap<alloc::string::String, u8>)"),
+            "(i64, HashMap<String, u8>)"
+        );
+        assert_eq!(short_type_name("[u8; 4]"), "[u8; 4]");
     }
 }

@@ -49,9 +49,10 @@
 //!
 //! Every write is atomic. Writes are buffered in memory (visible to reads at once) and
 //! committed together — at [`Shelf::sync`], when 8 MiB are buffered, 200 ms after the
-//! oldest buffered write, and at close — each commit atomic (its pages appended to a
+//! oldest buffered write (both settable: [`ShelfBuilder::buffer_bytes`],
+//! [`ShelfBuilder::commit_interval`]), and at close — each commit atomic (its pages appended to a
 //! pack file, then one sled batch installs them). After a crash the store equals its state at some commit no older than the last `sync`: a killed
-//! process loses at most what it wrote in the last 200 ms, and nothing it synced; with the
+//! process loses at most what it wrote in the last 200 ms (the commit interval), and nothing it synced; with the
 //! default [`Durability::PowerLoss`], every commit fsyncs the pack files it wrote and
 //! `sync` fsyncs every file and directory (sled's own flush does not), so what `sync`
 //! acknowledged survives power loss. On a virtio disk with ext4, in a store of 20,000
@@ -103,6 +104,7 @@ mod repair;
 mod shelf;
 mod stats;
 mod store;
+mod transaction;
 mod witness;
 
 pub use array::{MappedArray, Plain, StoredArray};
@@ -116,6 +118,7 @@ pub use memo::{Memo, MemoBuilder, MemoNamespace, MemoStats};
 pub use pickleshelf_pickle as pickle;
 pub use progress::Progress;
 pub use repair::{PARTIAL_SUFFIX, RECOVERED_PREFIX, RepairReport, SalvageReport, VerifyReport};
-pub use shelf::{Batch, Shelf, ShelfBuilder};
+pub use shelf::{Batch, Conflict, Shelf, ShelfBuilder};
 pub use stats::{KeyInfo, Stats};
 pub use store::{Durability, FORMAT_VERSION};
+pub use transaction::Transaction;

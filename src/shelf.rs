@@ -5,20 +5,31 @@
 //! returns was verified by the store layer, and every change it makes is one commit
 //! there; the store closes when its last handle (`Shelf` or memo) goes.
 
+use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::blob::{Digest, Hasher};
 use crate::cache::CacheStats;
-use crate::error::{Error, Result};
-use crate::index::Space;
+use crate::error::{Error, Result, decode_as};
+use crate::index::{Space, Stored};
 use crate::pickle::{self, Value};
 use crate::progress::Progress;
 use crate::repair::VerifyReport;
 use crate::store::{Config, Durability, Store};
+
+/// The shortest [`ShelfBuilder::commit_interval`].
+const MIN_COMMIT_INTERVAL: Duration = Duration::from_millis(1);
+/// The longest [`ShelfBuilder::commit_interval`].
+const MAX_COMMIT_INTERVAL: Duration = Duration::from_secs(3600);
+/// The smallest [`ShelfBuilder::buffer_bytes`].
+const MIN_BUFFER_BYTES: usize = 64 << 10;
+/// The largest [`ShelfBuilder::buffer_bytes`].
+const MAX_BUFFER_BYTES: usize = 1 << 30;
 
 /// Options for opening a store, validated by [`ShelfBuilder::open`].
 ///
@@ -102,6 +113,36 @@ impl ShelfBuilder {
         self
     }
 
+    /// How long a write may wait in the in-memory write buffer before a background thread
+    /// commits it (default 200 ms; 1 ms to 1 hour). A process killed outright loses at
+    /// most the writes of this interval that were not synced; a longer one groups more
+    /// writes per commit. [`Shelf::sync`] commits at once whatever the setting.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use std::time::Duration;
+    /// let shelf = pickleshelf::Shelf::builder(dir.path().join("s"))
+    ///     .commit_interval(Duration::from_millis(50))
+    ///     .buffer_bytes(1 << 20)
+    ///     .open()?;
+    /// # drop(shelf);
+    /// let err = pickleshelf::Shelf::builder(dir.path().join("t")).commit_interval(Duration::ZERO).open().unwrap_err();
+    /// assert_eq!(err.to_string(), "invalid configuration: commit interval 0ns is outside 1ms..=1h");
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    pub fn commit_interval(mut self, interval: Duration) -> Self {
+        self.c.commit_interval = interval;
+        self
+    }
+
+    /// How many bytes of writes the in-memory write buffer holds before the write that
+    /// passes it commits them (default 8 MiB; 64 KiB to 1 GiB). The buffer is memory
+    /// the store holds besides its caches.
+    pub fn buffer_bytes(mut self, bytes: usize) -> Self {
+        self.c.buffer_bytes = bytes;
+        self
+    }
+
     /// Validates the options and opens (or creates) the store.
     ///
     /// # Errors
@@ -120,6 +161,18 @@ impl ShelfBuilder {
         }
         if !(2..=5).contains(&c.protocol) {
             return Err(Error::Config(format!("pickle protocol {} is outside 2..=5", c.protocol)));
+        }
+        if !(MIN_COMMIT_INTERVAL..=MAX_COMMIT_INTERVAL).contains(&c.commit_interval) {
+            return Err(Error::Config(format!(
+                "commit interval {:?} is outside {:?}..=1h",
+                c.commit_interval, MIN_COMMIT_INTERVAL
+            )));
+        }
+        if !(MIN_BUFFER_BYTES..=MAX_BUFFER_BYTES).contains(&c.buffer_bytes) {
+            return Err(Error::Config(format!(
+                "write buffer of {} bytes is outside 64 KiB..=1 GiB ({MIN_BUFFER_BYTES}..={MAX_BUFFER_BYTES} bytes)",
+                c.buffer_bytes
+            )));
         }
         if let Some(k) = &c.auth_key
             && k.len() < 16
@@ -209,6 +262,33 @@ impl Shelf {
         Shelf::builder(path).open()
     }
 
+    /// A new store in a fresh temporary directory (in the system's temporary directory),
+    /// deleted with everything in it when the store closes (its last handle is dropped,
+    /// or [`Shelf::close`]). For tests and scratch data.
+    ///
+    /// ```
+    /// let shelf = pickleshelf::Shelf::temporary()?;
+    /// shelf.insert("k", &1)?;
+    /// let path = shelf.path().to_path_buf();
+    /// assert!(path.exists());
+    /// shelf.close()?;
+    /// assert!(!path.exists());
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the temporary directory cannot be made; as for
+    /// [`ShelfBuilder::open`].
+    pub fn temporary() -> Result<Shelf> {
+        let dir = tempfile::Builder::new()
+            .prefix("pickleshelf-")
+            .tempdir()
+            .map_err(|e| Error::Io { path: std::env::temp_dir(), source: e })?;
+        let mut builder = Shelf::builder(dir.path().join("store"));
+        builder.c.temporary = Some(Arc::new(dir));
+        builder.open()
+    }
+
     /// A builder for opening with options.
     pub fn builder(path: impl AsRef<Path>) -> ShelfBuilder {
         ShelfBuilder { c: Config::new(path.as_ref()) }
@@ -265,6 +345,193 @@ impl Shelf {
         self.store.remove(key)
     }
 
+    /// Stores `value` under `key` and returns the value it replaces, as a `T` (`None`
+    /// when the key was absent). The read and the write are one atomic step: no other
+    /// write to the store comes between them.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// assert_eq!(shelf.replace::<String>("name", "Kim")?, None);
+    /// assert_eq!(shelf.replace::<String>("name", "Lee")?.as_deref(), Some("Kim"));
+    /// assert_eq!(shelf.get::<String>("name")?.as_deref(), Some("Lee"));
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Mismatch`] when the previous value does not fit `T` (nothing is written
+    /// then); otherwise as for [`Shelf::insert`] and [`Shelf::get`].
+    pub fn replace<T>(&self, key: &str, value: &(impl Serialize + ?Sized)) -> Result<Option<T>>
+    where
+        T: DeserializeOwned,
+    {
+        let bytes = pickle::to_vec_with_protocol(value, self.store.protocol())?;
+        self.store.transact(|tx| {
+            let old = tx.get(key)?.map(|b| decode_as::<T>(key, &b)).transpose()?;
+            tx.put(key, bytes)?;
+            Ok(old)
+        })
+    }
+
+    /// Sets `key` to `new` (`None` removes it) if it holds `old` (`None`: if it is
+    /// absent), in one atomic step. Returns `Ok(Ok(()))` when it swapped, and
+    /// `Ok(Err(conflict))` with the key's current value when it did not; the outer `Err`
+    /// is a store error.
+    ///
+    /// Values are compared by address: `old` is pickled with the store's protocol and its
+    /// digest (blake3 of the pickle, keyed with an auth key) compared with the stored
+    /// value's, without reading it. Equality is therefore byte equality of the pickles:
+    /// a value stored with another protocol or by Python (`insert_pickle`) may be equal
+    /// as a Python object and still conflict.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// assert_eq!(shelf.compare_and_swap("v", None, Some(&1))?, Ok(())); // create
+    /// let conflict = shelf.compare_and_swap("v", Some(&5), Some(&6))?.unwrap_err();
+    /// assert_eq!(conflict.current, Some(1));
+    /// assert_eq!(shelf.compare_and_swap("v", Some(&1), Some(&2))?, Ok(()));
+    /// assert_eq!(shelf.compare_and_swap("v", Some(&2), None)?, Ok(())); // remove
+    /// assert!(!shelf.contains_key("v")?);
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Pickle`] when `old` or `new` cannot be pickled; [`Error::Mismatch`] when
+    /// the current value of a conflict does not fit `T`; otherwise as for
+    /// [`Shelf::insert`].
+    pub fn compare_and_swap<T>(&self, key: &str, old: Option<&T>, new: Option<&T>) -> Result<Result<(), Conflict<T>>>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        let protocol = self.store.protocol();
+        let old = old.map(|v| pickle::to_vec_with_protocol(v, protocol)).transpose()?;
+        let new = new.map(|v| pickle::to_vec_with_protocol(v, protocol)).transpose()?;
+        self.store.transact(|tx| {
+            let expected = old.as_deref().map(|b| tx.digest_of(b));
+            if tx.digest(key)? != expected {
+                let current = tx.get(key)?.map(|b| decode_as::<T>(key, &b)).transpose()?;
+                return Ok(Err(Conflict { current }));
+            }
+            match new {
+                Some(bytes) => tx.put(key, bytes)?,
+                None => tx.remove(key),
+            }
+            Ok(Ok(()))
+        })
+    }
+
+    /// The value under `key` as a `T`; when the key is absent, stores `f()` under it and
+    /// returns that, in one atomic step (`f` runs under the store's write lock, so other
+    /// writers wait for it: keep it short).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// let id: u64 = shelf.get_or_insert_with("install-id", || 42)?;
+    /// let again: u64 = shelf.get_or_insert_with("install-id", || unreachable!())?;
+    /// assert_eq!((id, again), (42, 42));
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Mismatch`] when the stored value does not fit `T`; otherwise as for
+    /// [`Shelf::insert`] and [`Shelf::get`].
+    pub fn get_or_insert_with<T, F>(&self, key: &str, f: F) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> T,
+    {
+        self.store.transact(|tx| {
+            if let Some(bytes) = tx.get(key)? {
+                return decode_as(key, &bytes);
+            }
+            let value = f();
+            tx.put(key, pickle::to_vec_with_protocol(&value, tx.protocol())?)?;
+            Ok(value)
+        })
+    }
+
+    /// Stores pickle bytes under `key` (checked to decode, as [`Shelf::insert_pickle`])
+    /// and returns the pickle bytes they replace, in one atomic step.
+    ///
+    /// # Errors
+    /// As for [`Shelf::insert_pickle`] and [`Shelf::get_pickle`].
+    pub fn replace_pickle(&self, key: &str, bytes: &[u8]) -> Result<Option<Vec<u8>>> {
+        pickle::check(bytes)?;
+        self.store.transact(|tx| {
+            let old = tx.get(key)?;
+            tx.put(key, bytes.to_vec())?;
+            Ok(old)
+        })
+    }
+
+    /// Removes `key` and returns its value as a `T` (`None` when it was absent), in one
+    /// atomic step.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// shelf.insert("job:7", &(7, "resize"))?;
+    /// let job: Option<(u32, String)> = shelf.take("job:7")?;
+    /// assert_eq!(job, Some((7, "resize".to_string())));
+    /// assert!(!shelf.contains_key("job:7")?);
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Mismatch`] when the value does not fit `T` (the key is kept then);
+    /// [`Error::ReadOnly`]; otherwise as for [`Shelf::get`].
+    pub fn take<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.store.transact(|tx| {
+            let old = tx.get(key)?.map(|b| decode_as::<T>(key, &b)).transpose()?;
+            if old.is_some() {
+                tx.remove(key);
+            }
+            Ok(old)
+        })
+    }
+
+    /// Removes `key` and returns its pickle bytes, in one atomic step.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`]; otherwise as for [`Shelf::get_pickle`].
+    pub fn take_pickle(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.store.transact(|tx| {
+            let old = tx.get(key)?;
+            if old.is_some() {
+                tx.remove(key);
+            }
+            Ok(old)
+        })
+    }
+
+    /// Removes every key, in one atomic commit: after a crash either all keys are there
+    /// or none. Checkpoints and memo results are not touched (a checkpoint still holds
+    /// the values it saved, so `restore` brings the keys back); objects no longer named
+    /// by anything are freed. The removals are gathered in memory first (about the size
+    /// of the keys).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// shelf.insert("a", &1)?;
+    /// shelf.insert("b", &2)?;
+    /// shelf.checkpoint("before")?;
+    /// shelf.clear()?;
+    /// assert!(shelf.is_empty()?);
+    /// shelf.restore("before")?; // the checkpoint kept its values
+    /// assert_eq!(shelf.len()?, 2);
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`]; [`Error::Corrupted`] or [`Error::Engine`] when a key record
+    /// cannot be read (nothing is removed then); [`Error::Io`].
+    pub fn clear(&self) -> Result<()> {
+        self.store.transact(|tx| tx.remove_all())
+    }
+
     /// Atomically reads, transforms and writes `key`: `f` gets the current value (or
     /// `None`) and returns the new one (`None` removes the key). No other write to the
     /// store can come between the read and the write. Returns the new value.
@@ -289,7 +556,7 @@ impl Shelf {
         let protocol = self.store.protocol();
         let mut new = None;
         self.store.update(key, |current| {
-            let current = current.map(|bytes| pickle::from_slice::<T>(&bytes)).transpose()?;
+            let current = current.map(|bytes| decode_as::<T>(key, &bytes)).transpose()?;
             new = f(current);
             Ok(new.as_ref().map(|v| pickle::to_vec_with_protocol(v, protocol)).transpose()?)
         })?;
@@ -365,10 +632,10 @@ impl Shelf {
     /// The value under `key`, deserialized into `T`.
     ///
     /// # Errors
-    /// [`Error::Pickle`] when the value does not fit `T`; otherwise as for
-    /// [`Shelf::get_pickle`].
+    /// [`Error::Mismatch`] when the value does not fit `T` (naming the key and the type);
+    /// otherwise as for [`Shelf::get_pickle`].
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        self.store.get_with(key, |bytes| Ok(pickle::from_slice(bytes)?))
+        self.store.get_with(key, |bytes| decode_as(key, bytes))
     }
 
     /// The value under `key` as a decoded pickle graph (objects included).
@@ -405,7 +672,7 @@ impl Shelf {
         T: DeserializeOwned + Send + Sync + 'static,
     {
         self.store.get_or_load(key, |bytes| {
-            let v: T = pickle::from_slice(bytes)?;
+            let v: T = decode_as(key, bytes)?;
             Ok((Arc::new(v), crate::cache::typed_bytes::<T>(bytes.len())))
         })
     }
@@ -553,14 +820,122 @@ impl Shelf {
         self.store.index().scan_keys_from(prefix, from)
     }
 
+    /// All keys with their values as `T`, in key order. A value that does not fit `T` is
+    /// an [`Error::Mismatch`] item naming its key, and the iteration goes on after it.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// shelf.insert("b", &2)?;
+    /// shelf.insert("a", &1)?;
+    /// let all: Vec<(String, i64)> = shelf.iter().collect::<Result<_, _>>()?;
+    /// assert_eq!(all, [("a".to_string(), 1), ("b".to_string(), 2)]);
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    pub fn iter<T: DeserializeOwned>(&self) -> impl Iterator<Item = Result<(String, T)>> + use<'_, T> {
+        self.typed(self.store.index().range(Bound::Unbounded, Bound::Unbounded, false))
+    }
+
+    /// All keys with their values as `T`, in descending key order.
+    pub fn iter_rev<T: DeserializeOwned>(&self) -> impl Iterator<Item = Result<(String, T)>> + use<'_, T> {
+        self.typed(self.store.index().range(Bound::Unbounded, Bound::Unbounded, true))
+    }
+
+    /// All values as `T`, in key order.
+    pub fn values<T: DeserializeOwned>(&self) -> impl Iterator<Item = Result<T>> + use<'_, T> {
+        self.iter::<T>().map(|item| item.map(|(_, v)| v))
+    }
+
+    /// The keys within `range` (any range of `&str`: `"a".."c"`, `"k:"..`, `..="z"`) with
+    /// their values as `T`, in key order. Keys compare as bytes (UTF-8).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// for (i, k) in ["2024-01", "2024-02", "2024-03", "2025-01"].iter().enumerate() {
+    ///     shelf.insert(k, &i)?;
+    /// }
+    /// let q1: Vec<String> = shelf.range::<u32>("2024-01"..="2024-02").map(|r| r.map(|(k, _)| k)).collect::<Result<_, _>>()?;
+    /// assert_eq!(q1, ["2024-01", "2024-02"]);
+    /// let newest = shelf.range_rev::<u32>(.."2025").next().transpose()?;
+    /// assert_eq!(newest, Some(("2024-03".to_string(), 2)));
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    pub fn range<'r, T: DeserializeOwned + 'static>(
+        &self,
+        range: impl RangeBounds<&'r str>,
+    ) -> Box<dyn Iterator<Item = Result<(String, T)>> + '_> {
+        Box::new(self.typed(self.store.index().range(bound(range.start_bound()), bound(range.end_bound()), false)))
+    }
+
+    /// The keys within `range` with their values as `T`, in descending key order.
+    pub fn range_rev<'r, T: DeserializeOwned + 'static>(
+        &self,
+        range: impl RangeBounds<&'r str>,
+    ) -> Box<dyn Iterator<Item = Result<(String, T)>> + '_> {
+        Box::new(self.typed(self.store.index().range(bound(range.start_bound()), bound(range.end_bound()), true)))
+    }
+
+    /// The keys that start with `prefix` with their values as `T`, in key order.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// shelf.insert("user:1", "Kim")?;
+    /// shelf.insert("user:2", "Lee")?;
+    /// shelf.insert("visits", &10)?;
+    /// let names: Vec<String> = shelf.scan_prefix("user:").map(|r| r.map(|(_, v)| v)).collect::<Result<_, _>>()?;
+    /// assert_eq!(names, ["Kim", "Lee"]);
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    pub fn scan_prefix<T: DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> impl Iterator<Item = Result<(String, T)>> + use<'_, T> {
+        self.typed(Box::new(self.store.index().scan(prefix)))
+    }
+
+    /// The first key (in byte order) with its value as `T`; `None` for an empty store.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// shelf.insert("job:2", &"b")?;
+    /// shelf.insert("job:1", &"a")?;
+    /// assert_eq!(shelf.first::<String>()?, Some(("job:1".into(), "a".into())));
+    /// assert_eq!(shelf.last::<String>()?, Some(("job:2".into(), "b".into())));
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Mismatch`] when its value does not fit `T`; as for [`Shelf::get`].
+    pub fn first<T: DeserializeOwned>(&self) -> Result<Option<(String, T)>> {
+        self.iter::<T>().next().transpose()
+    }
+
+    /// The last key (in byte order) with its value as `T`; `None` for an empty store.
+    ///
+    /// # Errors
+    /// As for [`Shelf::first`].
+    pub fn last<T: DeserializeOwned>(&self) -> Result<Option<(String, T)>> {
+        self.iter_rev::<T>().next().transpose()
+    }
+
     /// All keys with their pickle bytes (verified), in key order.
-    pub fn iter(&self) -> impl Iterator<Item = Result<(String, Vec<u8>)>> + '_ {
-        self.scan_prefix("")
+    pub fn iter_pickle(&self) -> impl Iterator<Item = Result<(String, Vec<u8>)>> + '_ {
+        self.scan_prefix_pickle("")
     }
 
     /// Keys starting with `prefix` with their pickle bytes (verified), in key order.
-    pub fn scan_prefix<'a>(&'a self, prefix: &str) -> impl Iterator<Item = Result<(String, Vec<u8>)>> + 'a {
-        let mut records = self.store.index().scan(prefix);
+    pub fn scan_prefix_pickle<'a>(&'a self, prefix: &str) -> impl Iterator<Item = Result<(String, Vec<u8>)>> + 'a {
+        self.loaded(Box::new(self.store.index().scan(prefix)))
+    }
+
+    /// The keys and verified pickle bytes of `records`.
+    fn loaded<'a>(
+        &'a self,
+        mut records: Box<dyn Iterator<Item = Result<(String, Stored)>> + 'a>,
+    ) -> impl Iterator<Item = Result<(String, Vec<u8>)>> + 'a {
         std::iter::from_fn(move || {
             // From reading the record to reading its object file (see `Index::pin_files`).
             let _pin = self.store.index().pin_files();
@@ -569,6 +944,18 @@ impl Shelf {
                 let bytes = self.store.load(&k, stored)?;
                 Ok((k, bytes))
             }))
+        })
+    }
+
+    /// The keys of `records` with their values as `T`.
+    fn typed<'a, T: DeserializeOwned>(
+        &'a self,
+        records: Box<dyn Iterator<Item = Result<(String, Stored)>> + 'a>,
+    ) -> impl Iterator<Item = Result<(String, T)>> + use<'a, T> {
+        self.loaded(records).map(|item| {
+            let (k, bytes) = item?;
+            let v = decode_as(&k, &bytes)?;
+            Ok((k, v))
         })
     }
 
@@ -641,6 +1028,33 @@ impl Shelf {
         let report = crate::repair::verify::run(&self.store, true, progress);
         progress.finish();
         self.after_gc(report?)
+    }
+}
+
+/// What [`Shelf::compare_and_swap`] found instead of the value it expected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict<T> {
+    /// The key's current value (`None`: the key is absent).
+    pub current: Option<T>,
+}
+
+impl<T> std::fmt::Display for Conflict<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.current {
+            Some(_) => f.write_str("compare and swap conflict: the key holds another value"),
+            None => f.write_str("compare and swap conflict: the key is absent"),
+        }
+    }
+}
+
+impl<T: std::fmt::Debug> std::error::Error for Conflict<T> {}
+
+/// A bound of a range of keys, borrowed.
+fn bound<'a>(b: Bound<&&'a str>) -> Bound<&'a str> {
+    match b {
+        Bound::Included(k) => Bound::Included(k),
+        Bound::Excluded(k) => Bound::Excluded(k),
+        Bound::Unbounded => Bound::Unbounded,
     }
 }
 

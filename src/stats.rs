@@ -185,6 +185,25 @@ fn dir_allocated_len(m: &fs::Metadata) -> u64 {
 }
 
 impl Shelf {
+    /// What the file system allocates to the store's directory, in bytes: what `du -s`
+    /// reports (`st_blocks × 512` for each file and directory on Unix; the files' lengths
+    /// elsewhere), as [`Stats::allocated_bytes`] — without counting anything else. Writes
+    /// still in the in-memory buffer are not on disk yet: [`Shelf::sync`] first for a
+    /// settled figure.
+    ///
+    /// ```
+    /// let shelf = pickleshelf::Shelf::temporary()?;
+    /// let empty = shelf.size_on_disk();
+    /// let big: Vec<u64> = (0..100_000u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
+    /// shelf.insert("big", &big)?;
+    /// shelf.sync()?;
+    /// assert!(shelf.size_on_disk() > empty);
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    pub fn size_on_disk(&self) -> u64 {
+        dir_size(self.path()).1
+    }
+
     /// Counts keys, memo results, objects and bytes (see [`Stats`]). Reads every record
     /// and the header of every object file; decompresses nothing.
     ///

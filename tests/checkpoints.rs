@@ -42,7 +42,7 @@ fn digest(p: &[u8]) -> Digest {
 }
 
 fn contents(shelf: &Shelf) -> BTreeMap<String, Vec<u8>> {
-    shelf.iter().collect::<Result<_, _>>().expect("read the store")
+    shelf.iter_pickle().collect::<Result<_, _>>().expect("read the store")
 }
 
 fn check(shelf: &Shelf) -> pickleshelf::VerifyReport {

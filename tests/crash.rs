@@ -438,7 +438,7 @@ struct Got {
 /// The recovered store's keys, values and checkpoints, or why they cannot be read.
 fn read_all(shelf: &Shelf) -> Result<Got, String> {
     let mut got = Got::default();
-    for item in shelf.iter() {
+    for item in shelf.iter_pickle() {
         let (k, v) = item.map_err(|e| format!("reading the store: {e}"))?;
         got.keys.insert(k, v);
     }

@@ -297,7 +297,7 @@ fn read_only_refuses_every_write_and_reads() {
     assert!(shelf.contains_key("big").expect("contains_key"));
     assert_eq!(shelf.len().expect("len"), 2);
     assert_eq!(shelf.keys().collect::<Result<Vec<_>, _>>().expect("keys"), ["a", "big"]);
-    assert_eq!(shelf.iter().count(), 2);
+    assert_eq!(shelf.iter_pickle().count(), 2);
     let report = shelf.verify().expect("verify");
     assert!(report.is_ok() && report.keys == 2 && report.files == 1, "{report:?}");
     shelf.sync().expect("sync of a read-only store");
@@ -418,7 +418,7 @@ fn corrupted_inline_value_is_reported_for_its_key_only() {
     assert_eq!(shelf.get_pickle("big").expect("get big"), Some(big(20_000, 1)));
     assert!(shelf.contains_key("a").expect("contains_key"));
     assert_eq!(shelf.keys().collect::<Result<Vec<_>, _>>().expect("keys"), ["a", "b", "big"]);
-    let items: Vec<_> = shelf.iter().collect();
+    let items: Vec<_> = shelf.iter_pickle().collect();
     assert!(matches!(&items[0], Err(Error::CorruptedObject { key, .. }) if key == "a"), "{items:?}");
     assert!(items[1..].iter().all(Result::is_ok));
     let report = shelf.verify().expect("verify");

@@ -192,7 +192,7 @@ fn copy_dir(from: &Path, to: &Path) {
 /// Checks every value of a fixture store of `format` (opened as `shelf`).
 fn check(shelf: &Shelf, keyed: bool, format: u32) {
     let want = fixture_values(keyed, format);
-    let got: BTreeMap<String, Vec<u8>> = shelf.iter().map(|r| r.expect("read a key")).collect();
+    let got: BTreeMap<String, Vec<u8>> = shelf.iter_pickle().map(|r| r.expect("read a key")).collect();
     assert!(got == want.keys, "keys differ: {:?} against {:?}", got.keys(), want.keys.keys());
     for (k, v) in &want.checkpoint {
         assert_eq!(shelf.get_pickle_at("cp1", k).expect("read the checkpoint").as_ref(), Some(v), "cp1 {k}");

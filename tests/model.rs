@@ -10,6 +10,11 @@
 //! which `gc`, `close` and dropping the last handle also do): between a removal and the
 //! next sync the model counts such files as "pending", and `verify` must accept them.
 //!
+//! The map API is driven too: `replace_pickle` and `take_pickle` must return the model's
+//! previous value, `clear` empties the keys and keeps checkpoints, a transaction reads its
+//! own writes and commits them all (or, when it fails, none), and `range`/`range_rev`
+//! list the model's keys between two bounds.
+//!
 //! Checkpoints are modelled too: taking one records the model's map (and promotes inline
 //! values of more than 64 bytes of frame to objects, which the model follows to count
 //! objects); restore, diff, `changes_since`, `checkpoint_keys` and `get_pickle_at` are
@@ -164,6 +169,18 @@ enum Op {
     ReopenReadOnly,
     Gc,
     Verify,
+    /// `replace_pickle`: returns the value replaced.
+    Replace(usize, Val),
+    /// `take_pickle`: returns the value removed.
+    Take(usize),
+    /// `clear`: every key goes, checkpoints stay.
+    Clear,
+    /// A transaction applying these changes, reading each key back inside; with `true`
+    /// it then fails, and nothing may change.
+    Transaction(Vec<(usize, Option<Val>)>, bool),
+    /// `range` (or, with `true`, `range_rev`) between two keys of `KEYS`, bounds included
+    /// or not.
+    Range(usize, usize, bool, bool, bool),
 }
 
 fn val() -> impl Strategy<Value = Val> {
@@ -213,6 +230,11 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (checkpoint(), checkpoint()).prop_map(|(a, b)| Op::Diff(a, b)),
         1 => checkpoint().prop_map(Op::ChangesSince),
         1 => (checkpoint(), key()).prop_map(|(c, k)| Op::GetAt(c, k)),
+        3 => (key(), val()).prop_map(|(k, v)| Op::Replace(k, v)),
+        2 => key().prop_map(Op::Take),
+        1 => Just(Op::Clear),
+        3 => (changes(), prop::bool::weighted(0.25)).prop_map(|(c, abort)| Op::Transaction(c, abort)),
+        2 => (key(), key(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(a, b, i, j, r)| Op::Range(a, b, i, j, r)),
     ]
 }
 
@@ -261,6 +283,8 @@ fn ops_for(setup: &Setup, ops: Vec<Op>) -> Vec<Op> {
             Op::Insert(k, v) => Op::Insert(k, fix(v)),
             Op::Batch(c) => Op::Batch(fix_all(c)),
             Op::BadBatch(c) => Op::BadBatch(fix_all(c)),
+            Op::Replace(k, v) => Op::Replace(k, fix(v)),
+            Op::Transaction(c, abort) => Op::Transaction(fix_all(c), abort),
             op => op,
         })
         .collect()
@@ -476,7 +500,7 @@ impl Harness {
                 let want: Vec<String> = self.model.keys().filter(|k| k.starts_with(prefix)).cloned().collect();
                 assert_eq!(got, want, "keys_with_prefix({prefix:?})");
                 let got: Vec<(String, Vec<u8>)> =
-                    self.shelf().scan_prefix(prefix).collect::<Result<_, _>>().expect("scan_prefix");
+                    self.shelf().scan_prefix_pickle(prefix).collect::<Result<_, _>>().expect("scan_prefix");
                 let want: Vec<(String, Vec<u8>)> = self
                     .model
                     .iter()
@@ -509,13 +533,76 @@ impl Harness {
                 self.pending.clear();
             }
             Op::Verify => {} // done after every step
+            Op::Replace(k, v) => {
+                let old = self.shelf().replace_pickle(KEYS[*k], &v.pickle()).expect("replace_pickle");
+                assert_eq!(old, self.model.get(KEYS[*k]).map(|s| s.val.pickle()), "replace({:?})", KEYS[*k]);
+                self.model_apply(&[(*k, Some(*v))]);
+            }
+            Op::Take(k) => {
+                let old = self.shelf().take_pickle(KEYS[*k]).expect("take_pickle");
+                assert_eq!(old, self.model.get(KEYS[*k]).map(|s| s.val.pickle()), "take({:?})", KEYS[*k]);
+                self.model_apply(&[(*k, None)]);
+            }
+            Op::Clear => {
+                self.shelf().clear().expect("clear");
+                self.model_change(|h| h.model.clear());
+            }
+            Op::Transaction(changes, abort) => {
+                let model = &self.model;
+                let r = self.shelf().transaction(|tx| {
+                    let mut seen: BTreeMap<usize, Option<Val>> = BTreeMap::new();
+                    for (k, v) in changes {
+                        let before = match seen.get(k) {
+                            Some(v) => v.map(Val::pickle),
+                            None => model.get(KEYS[*k]).map(|s| s.val.pickle()),
+                        };
+                        assert_eq!(tx.get_pickle(KEYS[*k])?, before, "read inside a transaction");
+                        match v {
+                            Some(v) => tx.insert_pickle(KEYS[*k], &v.pickle())?,
+                            None => {
+                                assert_eq!(tx.remove(KEYS[*k])?, before.is_some());
+                            }
+                        }
+                        seen.insert(*k, *v);
+                        assert_eq!(tx.get_pickle(KEYS[*k])?, v.map(Val::pickle), "a transaction reads its writes");
+                    }
+                    if *abort { Err(Error::Config("abort".into())) } else { Ok(()) }
+                });
+                if *abort {
+                    assert!(matches!(r, Err(Error::Config(_))), "{r:?}");
+                } else {
+                    r.expect("transaction");
+                    self.model_apply(changes);
+                }
+            }
+            Op::Range(a, b, inc_a, inc_b, rev) => {
+                use std::ops::Bound::{Excluded, Included};
+                let (a, b) = (KEYS[*a].min(KEYS[*b]), KEYS[*a].max(KEYS[*b]));
+                let lo = if *inc_a { Included(a) } else { Excluded(a) };
+                let hi = if *inc_b { Included(b) } else { Excluded(b) };
+                let want: Vec<&str> = if a == b && !(*inc_a && *inc_b) {
+                    Vec::new()
+                } else {
+                    self.model.range::<str, _>((lo, hi)).map(|(k, _)| k.as_str()).collect()
+                };
+                type Any = serde::de::IgnoredAny;
+                let got: Vec<String> = if *rev {
+                    let mut keys: Vec<String> =
+                        self.shelf().range_rev::<Any>((lo, hi)).map(|r| r.expect("range_rev").0).collect();
+                    keys.reverse();
+                    keys
+                } else {
+                    self.shelf().range::<Any>((lo, hi)).map(|r| r.expect("range").0).collect()
+                };
+                assert_eq!(got, want, "range {lo:?}..{hi:?} (reversed: {rev})");
+            }
         }
     }
 
     /// The store equals the model.
     fn check(&self) {
         let shelf = self.shelf();
-        let got: Vec<(String, Vec<u8>)> = shelf.iter().collect::<Result<_, _>>().expect("iter");
+        let got: Vec<(String, Vec<u8>)> = shelf.iter_pickle().collect::<Result<_, _>>().expect("iter");
         let got_keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
         let want_keys: Vec<&str> = self.model.keys().map(String::as_str).collect();
         assert_eq!(got_keys, want_keys, "keys in order");

@@ -609,7 +609,7 @@ impl Run {
 /// Reads every key and checkpoint of a recovered store.
 fn read_all(shelf: &Shelf) -> Result<State, String> {
     let mut got = State::default();
-    for item in shelf.iter() {
+    for item in shelf.iter_pickle() {
         let (k, v) = item.map_err(|e| format!("reading the store: {e}"))?;
         got.keys.insert(k, v.into());
     }

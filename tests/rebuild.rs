@@ -24,7 +24,7 @@ struct Contents {
 
 fn contents(path: &Path) -> Contents {
     let shelf = Shelf::builder(path).read_only(true).open().expect("open");
-    let keys = shelf.iter().map(|r| r.expect("read a key")).collect();
+    let keys = shelf.iter_pickle().map(|r| r.expect("read a key")).collect();
     let mut checkpoints = BTreeMap::new();
     for c in shelf.checkpoints().expect("checkpoints") {
         let mut m = BTreeMap::new();

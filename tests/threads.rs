@@ -176,7 +176,7 @@ fn worker(shared: &Shared, t: usize) {
             }
             85..=89 => {
                 let prefix = format!("key/{}", rng.index(3));
-                for item in shelf.scan_prefix(&prefix) {
+                for item in shelf.scan_prefix_pickle(&prefix) {
                     let (name, bytes) = item.expect("scan_prefix");
                     let k = name.strip_prefix("key/").and_then(|n| n.parse().ok()).expect("a key of this test");
                     shared.check(k, &bytes);
@@ -261,13 +261,13 @@ fn eight_threads_share_one_shelf() {
     shelf.sync().expect("sync");
     let report = shelf.verify().expect("verify");
     assert!(report.is_ok() && report.files == report.objects, "after sync every file is an object: {report:?}");
-    let contents: Vec<(String, Vec<u8>)> = shelf.iter().collect::<Result<_, _>>().expect("iter");
+    let contents: Vec<(String, Vec<u8>)> = shelf.iter_pickle().collect::<Result<_, _>>().expect("iter");
 
     // The same after a reopen.
     drop(shelf);
     drop(Arc::into_inner(shared).expect("all threads are done"));
     let shelf = Shelf::open(&path).expect("reopen");
-    let reopened: Vec<(String, Vec<u8>)> = shelf.iter().collect::<Result<_, _>>().expect("iter");
+    let reopened: Vec<(String, Vec<u8>)> = shelf.iter_pickle().collect::<Result<_, _>>().expect("iter");
     assert!(reopened == contents, "contents changed across a reopen");
     let report = shelf.verify().expect("verify");
     assert!(report.is_ok() && report.files == report.objects, "after reopen: {report:?}");
@@ -366,7 +366,7 @@ fn readers_race_removal_and_sync() {
                         }
                         Err(e) => panic!("get_pickle while the key is removed and synced: {e}"),
                     }
-                    for item in shelf.iter() {
+                    for item in shelf.iter_pickle() {
                         let (_, bytes) = item.expect("iter while the key is removed and synced");
                         assert!(bytes == value, "iter returned other bytes");
                     }

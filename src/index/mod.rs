@@ -34,11 +34,13 @@ mod sled_files;
 mod tree;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, Weak};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::blob::{Digest, Hasher};
 use crate::error::{Error, Result};
@@ -50,7 +52,7 @@ pub(crate) use sled_files::PrivateCopy;
 pub(crate) use tree::Batch;
 pub(crate) use tree::Bytes;
 use tree::Tree;
-pub(crate) use tree::{PageCheck, TreeStats};
+pub(crate) use tree::{BUFFER_MAX, COMMIT_AFTER, PageCheck, TreeStats};
 
 /// Largest frame stored inline in its key record; larger ones become object files.
 pub(crate) const INLINE_MAX: usize = 4096;
@@ -321,7 +323,7 @@ impl Op {
 
 /// The store's sled tree and object files.
 pub(crate) struct Index {
-    /// Commits the tree's write buffer once it is old enough (see [`tree::COMMIT_AFTER`]).
+    /// Commits the tree's write buffer once it is old enough (see [`IndexOptions::commit_after`]).
     /// First field: its thread stops before the rest is dropped.
     _committer: Option<Committer>,
     path: PathBuf,
@@ -334,6 +336,8 @@ pub(crate) struct Index {
     objects: Arc<Objects>,
     /// Object files are fsynced before every commit (durability `PowerLoss`).
     power_loss: bool,
+    /// A write that leaves more than this many bytes buffered commits the buffer.
+    buffer_max: usize,
     writer: Arc<Mutex<()>>,
     /// Objects whose records were removed since the last sync: their files go at sync.
     doomed: Mutex<Vec<Digest>>,
@@ -387,16 +391,21 @@ impl Committer {
     /// `objects`, when given, are fsynced before each commit: the records a commit writes
     /// may reach disk before the next sync (sled fsyncs its log by itself when it
     /// truncates it), and the object files they name must be there too.
-    fn start(tree: Weak<Tree>, writer: Arc<Mutex<()>>, objects: Option<Arc<Objects>>) -> std::io::Result<Committer> {
+    fn start(
+        tree: Weak<Tree>,
+        writer: Arc<Mutex<()>>,
+        objects: Option<Arc<Objects>>,
+        commit_after: Duration,
+    ) -> std::io::Result<Committer> {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new().name("pickleshelf-commit".into()).spawn(move || {
-            let tick = tree::COMMIT_AFTER / 2;
+            let tick = commit_after / 2;
             while !flag.load(Ordering::Acquire) {
                 std::thread::park_timeout(tick);
                 let Some(tree) = tree.upgrade() else { return };
                 let (bytes, since) = tree.buffered();
-                if bytes == 0 || since.is_none_or(|t| t.elapsed() < tree::COMMIT_AFTER) {
+                if bytes == 0 || since.is_none_or(|t| t.elapsed() < commit_after) {
                     continue;
                 }
                 let _w = writer.lock().unwrap_or_else(PoisonError::into_inner);
@@ -455,6 +464,10 @@ pub(crate) struct IndexOptions {
     /// Read the directory from the sled files in this directory instead of the store's
     /// (read-only: a directory rebuilt from the packs, which the caller keeps).
     pub(crate) sled_from: Option<PathBuf>,
+    /// The buffer is committed once its oldest write is this old.
+    pub(crate) commit_after: Duration,
+    /// A write that leaves more than this many bytes buffered commits the buffer.
+    pub(crate) buffer_max: usize,
 }
 
 /// Holds the store's write lock; all changes go through it.
@@ -467,7 +480,8 @@ impl Index {
     /// Opens (creating when asked) the sled database under `dir/sled`, the pack files
     /// under `dir/pages` and the object files under `dir/objects`.
     pub(crate) fn open(dir: &Path, opts: IndexOptions) -> Result<Index> {
-        let IndexOptions { create, read_only, hasher, level, power_loss, auth, sled_from } = opts;
+        let IndexOptions { create, read_only, hasher, level, power_loss, auth, sled_from, commit_after, buffer_max } =
+            opts;
         let sled_dir = dir.join("sled");
         if !create && !sled_dir.exists() && sled_from.is_none() {
             return Err(Error::Io {
@@ -503,8 +517,13 @@ impl Index {
             None
         } else {
             Some(
-                Committer::start(Arc::downgrade(&tree), writer.clone(), power_loss.then(|| objects.clone()))
-                    .map_err(|e| Error::Io { path: dir.to_path_buf(), source: e })?,
+                Committer::start(
+                    Arc::downgrade(&tree),
+                    writer.clone(),
+                    power_loss.then(|| objects.clone()),
+                    commit_after,
+                )
+                .map_err(|e| Error::Io { path: dir.to_path_buf(), source: e })?,
             )
         };
         Ok(Index {
@@ -515,6 +534,7 @@ impl Index {
             _committer: committer,
             objects,
             power_loss,
+            buffer_max,
             writer,
             doomed: Mutex::new(Vec::new()),
             files_in_use: RwLock::new(()),
@@ -644,6 +664,52 @@ impl Index {
                 .map(str::to_owned)
                 .map_err(|_| self.corrupted("a key record".into(), "key is not UTF-8"))
         })
+    }
+
+    /// Store keys within `lo` and `hi`, with their records, in byte order or (with
+    /// `rev`) descending.
+    pub(crate) fn range<'a>(
+        &'a self,
+        lo: Bound<&str>,
+        hi: Bound<&str>,
+        rev: bool,
+    ) -> Box<dyn Iterator<Item = Result<(String, Stored)>> + 'a> {
+        let space = Space::Keys;
+        // Bounds as record keys: inclusive below, exclusive above (`k\0` is the least
+        // key after `k`).
+        let after = |k: &str| {
+            let mut v = key_in(space, k);
+            v.push(0);
+            v
+        };
+        let lo = match lo {
+            Bound::Included(k) => key_in(space, k),
+            Bound::Excluded(k) => after(k),
+            Bound::Unbounded => vec![space.prefix()],
+        };
+        let hi = match hi {
+            Bound::Included(k) => after(k),
+            Bound::Excluded(k) => key_in(space, k),
+            Bound::Unbounded => vec![space.prefix() + 1],
+        };
+        if lo >= hi {
+            return Box::new(std::iter::empty());
+        }
+        let parse = move |item: Result<(sled::IVec, Bytes)>| {
+            let (k, v) = item?;
+            let key =
+                std::str::from_utf8(&k[1..]).map_err(|_| self.corrupted("a key record".into(), "key is not UTF-8"))?;
+            let (_, stored) = self.parse_record(space, key, v)?;
+            Ok((key.to_owned(), stored))
+        };
+        if rev {
+            Box::new(self.tree.scan_rev(&lo, &hi).map(parse))
+        } else {
+            let below = move |item: &Result<(sled::IVec, Bytes)>| {
+                item.as_ref().map_or(true, |(k, _)| k.as_ref() < hi.as_slice())
+            };
+            Box::new(self.tree.scan_from(&[space.prefix()], &lo).take_while(below).map(parse))
+        }
     }
 
     /// Keys of `space` starting with `prefix`, with their headers and records.
@@ -1218,7 +1284,7 @@ impl Writer<'_> {
     pub(crate) fn write(&self, batch: Batch) -> Result<()> {
         let tree = &self.index.tree;
         tree.apply(batch);
-        if tree.buffered().0 > tree::BUFFER_MAX {
+        if tree.buffered().0 > self.index.buffer_max {
             if self.index.power_loss {
                 // The records may reach disk before the next sync: their files first.
                 self.index.objects.sync()?;

@@ -53,9 +53,11 @@ pub(crate) const TARGET_PAGE: usize = 16 << 10;
 const MAX_PAGE: usize = 2 * TARGET_PAGE;
 /// A page whose body shrinks below this is merged with a neighbour.
 const MIN_PAGE: usize = TARGET_PAGE / 4;
-/// A write that leaves more than this many bytes buffered commits the buffer.
+/// A write that leaves more than this many bytes buffered commits the buffer (the
+/// default; `ShelfBuilder::buffer_bytes` sets it per store).
 pub(crate) const BUFFER_MAX: usize = 8 << 20;
-/// The background thread commits the buffer once its oldest write is this old.
+/// The background thread commits the buffer once its oldest write is this old (the
+/// default; `ShelfBuilder::commit_interval` sets it per store).
 pub(crate) const COMMIT_AFTER: Duration = Duration::from_millis(200);
 /// Bytes of parsed pages kept in memory.
 const PAGE_CACHE_BYTES: usize = 16 << 20;
@@ -511,6 +513,49 @@ impl Tree {
         Scan { tree: self, prefix: prefix.to_vec(), cursor: Some(start), out: Vec::new().into_iter() }
     }
 
+    /// Records of `[lo, hi)`, in descending key order. Each step reads one page and the
+    /// buffered records of its range together, as [`Tree::scan`] does.
+    pub(crate) fn scan_rev(&self, lo: &[u8], hi: &[u8]) -> ScanRev<'_> {
+        ScanRev { tree: self, lo: lo.to_vec(), cursor: Some(hi.to_vec()), out: Vec::new().into_iter() }
+    }
+
+    /// The records of `[max(lo, page.lo), hi)` in descending order, for the page holding
+    /// the greatest key below `hi`, and the exclusive upper bound of the next chunk.
+    fn chunk_rev(&self, lo: &[u8], hi: &[u8]) -> Chunk {
+        let (buffered, page, from) = {
+            let buffer = read(&self.buffer);
+            let dir = read(&self.dir);
+            let page = dir
+                .pages
+                .range::<[u8], _>((Bound::Unbounded, Bound::Excluded(hi)))
+                .next_back()
+                .map(|(plo, loc)| (plo.clone(), *loc, dir.next_lo(plo).cloned()));
+            let from = match &page {
+                Some((plo, ..)) if plo.as_slice() > lo => plo.clone(),
+                _ => lo.to_vec(),
+            };
+            let buffered: Vec<(Vec<u8>, Option<IVec>)> = buffer
+                .map
+                .range::<[u8], _>((Bound::Included(from.as_slice()), Bound::Excluded(hi)))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (buffered, page, from)
+        };
+        let next = (from.as_slice() > lo).then(|| from.clone());
+        let mut out = Vec::new();
+        let mut b = buffered.into_iter().peekable();
+        if let Some((plo, loc, page_hi)) = page {
+            let p = match self.page(&plo, page_hi.as_deref(), &loc) {
+                Ok(p) => p,
+                Err(e) => return (Err(e), next),
+            };
+            merge(&p, &from, |k| k >= hi, &mut b, &mut out);
+        }
+        out.extend(b.filter_map(|(k, v)| v.map(|v| (IVec::from(k), Bytes::Shared(v)))));
+        out.reverse();
+        (Ok(out), next)
+    }
+
     /// The records of `[from, to)` (`to` at most the end of the page holding `from`), and
     /// where the next chunk starts.
     /// A page that cannot be read is an error, and the scan goes on after it.
@@ -554,29 +599,7 @@ impl Tree {
                 Ok(p) => p,
                 Err(e) => return (Err(e), page_hi),
             };
-            let start = match p.search(from) {
-                Ok(i) | Err(i) => i,
-            };
-            for i in start..p.len() {
-                let k = p.key(i);
-                if to.as_deref().is_some_and(|t| k >= t) || !k.starts_with(prefix) {
-                    break;
-                }
-                while let Some((bk, _)) = b.peek()
-                    && bk.as_slice() < k
-                {
-                    if let Some((bk, Some(bv))) = b.next() {
-                        out.push((IVec::from(bk), Bytes::Shared(bv)));
-                    }
-                }
-                if b.peek().is_some_and(|(bk, _)| bk.as_slice() == k) {
-                    if let Some((bk, Some(bv))) = b.next() {
-                        out.push((IVec::from(bk), Bytes::Shared(bv)));
-                    }
-                    continue;
-                }
-                out.push((IVec::from(k), Bytes::in_page(&p, i)));
-            }
+            merge(&p, from, |k| to.as_deref().is_some_and(|t| k >= t) || !k.starts_with(prefix), &mut b, &mut out);
         }
         out.extend(b.filter_map(|(k, v)| v.map(|v| (IVec::from(k), Bytes::Shared(v)))));
         (Ok(out), to)
@@ -1233,6 +1256,69 @@ impl Iterator for Scan<'_> {
     }
 }
 
+/// Appends to `out`, in key order, the records of page `p` from `from` until `stop` says
+/// so, merged with the buffered records `b` below that point (a buffered record replaces
+/// the page's record of the same key; a buffered removal, `None`, drops it).
+fn merge(
+    p: &Arc<Page>,
+    from: &[u8],
+    stop: impl Fn(&[u8]) -> bool,
+    b: &mut std::iter::Peekable<std::vec::IntoIter<(Vec<u8>, Option<IVec>)>>,
+    out: &mut Vec<(IVec, Bytes)>,
+) {
+    let start = match p.search(from) {
+        Ok(i) | Err(i) => i,
+    };
+    for i in start..p.len() {
+        let k = p.key(i);
+        if stop(k) {
+            break;
+        }
+        while let Some((bk, _)) = b.peek()
+            && bk.as_slice() < k
+        {
+            if let Some((bk, Some(bv))) = b.next() {
+                out.push((IVec::from(bk), Bytes::Shared(bv)));
+            }
+        }
+        if b.peek().is_some_and(|(bk, _)| bk.as_slice() == k) {
+            if let Some((bk, Some(bv))) = b.next() {
+                out.push((IVec::from(bk), Bytes::Shared(bv)));
+            }
+            continue;
+        }
+        out.push((IVec::from(k), Bytes::in_page(p, i)));
+    }
+}
+
+/// A scan in descending key order (see [`Tree::scan_rev`]).
+pub(crate) struct ScanRev<'a> {
+    tree: &'a Tree,
+    lo: Vec<u8>,
+    /// The exclusive upper bound of the next chunk; `None` when done.
+    cursor: Option<Vec<u8>>,
+    out: std::vec::IntoIter<(IVec, Bytes)>,
+}
+
+impl Iterator for ScanRev<'_> {
+    type Item = Result<(IVec, Bytes)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.out.next() {
+                return Some(Ok(item));
+            }
+            let hi = self.cursor.take()?;
+            let (items, next) = self.tree.chunk_rev(&self.lo, &hi);
+            self.cursor = next;
+            match items {
+                Ok(items) => self.out = items.into_iter(),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -1272,6 +1358,13 @@ mod tests {
         let got = tree.scan(&prefix).map(|r| r.unwrap().0.to_vec()).collect::<Vec<_>>();
         let want: Vec<Vec<u8>> = model.keys().filter(|k| k.starts_with(&prefix)).cloned().collect();
         assert_eq!(got, want, "scan of {prefix:?}");
+        let (a, b) = (key(rng.below(4000)), key(rng.below(4000)));
+        let (lo, hi) = (a.clone().min(b.clone()), a.max(b));
+        let got = tree.scan_rev(&lo, &hi).map(|r| r.unwrap().0.to_vec()).collect::<Vec<_>>();
+        let want: Vec<Vec<u8>> = model.range(lo.clone()..hi.clone()).rev().map(|(k, _)| k.clone()).collect();
+        assert_eq!(got, want, "reverse scan of {lo:?}..{hi:?}");
+        let got = tree.scan_rev(b"", b"\xff").count();
+        assert_eq!(got, model.len(), "reverse scan of everything");
         for _ in 0..20 {
             let k = key(rng.below(4000));
             assert_eq!(tree.get(&k).unwrap().map(|v| v.to_vec()), model.get(&k).cloned());

@@ -526,7 +526,7 @@ pub fn export(
     let total = shelf.keys_with_prefix(prefix).count() as u64;
     progress.start("exporting", Some(total));
     let mut report = ExportReport::default();
-    for item in shelf.scan_prefix(prefix) {
+    for item in shelf.scan_prefix_pickle(prefix) {
         let (key, bytes) = item?;
         sink.put(&key, &bytes)?;
         report.keys += 1;

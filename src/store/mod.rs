@@ -12,9 +12,11 @@
 mod open;
 
 use std::any::{Any, TypeId};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use crate::blob::{Codec, DICT_MAX_VALUE, Digest, Hasher, RAW_MAX, TRAIN_BYTES, TRAIN_SAMPLES};
 use crate::cache::Cache;
@@ -74,6 +76,13 @@ pub(crate) struct Config {
     pub(crate) legacy: bool,
     /// Read the page directory from these sled files (salvage: rebuilt from the packs).
     pub(crate) sled_from: Option<PathBuf>,
+    /// The write buffer is committed once its oldest write is this old.
+    pub(crate) commit_interval: Duration,
+    /// A write that leaves more than this many bytes buffered commits the buffer.
+    pub(crate) buffer_bytes: usize,
+    /// The temporary directory the store is in, deleted when the store closes
+    /// (`Shelf::temporary`).
+    pub(crate) temporary: Option<Arc<tempfile::TempDir>>,
 }
 
 impl Config {
@@ -92,6 +101,9 @@ impl Config {
             cache_entries: DEFAULT_CACHE_ENTRIES,
             legacy: false,
             sled_from: None,
+            commit_interval: crate::index::COMMIT_AFTER,
+            buffer_bytes: crate::index::BUFFER_MAX,
+            temporary: None,
         }
     }
 
@@ -132,6 +144,9 @@ pub(crate) struct Store {
     /// Held for the handle's lifetime: the lock on `LOCK` (exclusive for a writer, shared
     /// for a reader; none for a reader of a store without `LOCK`).
     lock: StoreLock,
+    /// The temporary directory holding the store (`Shelf::temporary`): last field, so it
+    /// is deleted after everything else closed.
+    _temporary: Option<Arc<tempfile::TempDir>>,
 }
 
 impl Holder for Store {
@@ -207,12 +222,14 @@ impl Store {
 
     /// The put of `bytes` under `key`: its digest and frame, a delta when a recent object
     /// resembles it (see [`crate::chain`]).
-    fn prepare(&self, key: &str, bytes: &[u8]) -> Result<Prepared> {
+    /// `locked` when the caller holds the write lock (then a dictionary the trainer
+    /// finished is installed by a later write, as installing takes the lock).
+    fn prepare(&self, key: &str, bytes: &[u8], locked: bool) -> Result<Prepared> {
         Self::check_key(key)?;
         let inner = self;
         let digest = inner.codec.digest(bytes);
         let e = inner.chains.encode(&inner.index, &inner.codec, Some(key), bytes, &digest)?;
-        self.sample(bytes)?;
+        self.sample(bytes, locked)?;
         Ok(Prepared { op: Op::put(key.to_owned(), digest, e.frame, e.delta), delta: e.delta, recent: e.recent })
     }
 
@@ -234,13 +251,13 @@ impl Store {
     pub(crate) fn frame(&self, bytes: &[u8]) -> Result<(Digest, Vec<u8>)> {
         let digest = self.codec.digest(bytes);
         let frame = self.codec.encode(bytes);
-        self.sample(bytes)?;
+        self.sample(bytes, false)?;
         Ok((digest, frame))
     }
 
     pub(crate) fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
         self.writable()?;
-        let mut p = self.prepare(key, bytes)?;
+        let mut p = self.prepare(key, bytes, false)?;
         let writer = self.index.writer();
         self.revalidate(&writer, &mut p, bytes)?;
         self.commit(&writer, vec![p.op])?;
@@ -274,9 +291,10 @@ impl Store {
     /// Collects the values a dictionary would compress (over [`RAW_MAX`] bytes, up to
     /// [`DICT_MAX_VALUE`]: smaller ones are framed raw in pages compressed whole) until one
     /// can be trained ([`TRAIN_SAMPLES`] values or [`TRAIN_BYTES`] bytes), then trains and
-    /// stores it. A store of small values never trains one.
-    fn sample(&self, bytes: &[u8]) -> Result<()> {
-        if self.training.load(Ordering::Acquire) {
+    /// stores it. A store of small values never trains one. `locked`: the caller holds
+    /// the write lock, so a finished dictionary is left for a later write to install.
+    fn sample(&self, bytes: &[u8], locked: bool) -> Result<()> {
+        if !locked && self.training.load(Ordering::Acquire) {
             install_dictionary(self, false)?;
         }
         if bytes.len() <= RAW_MAX || bytes.len() > DICT_MAX_VALUE {
@@ -381,24 +399,48 @@ impl Store {
     /// Reads `key`'s pickle bytes and writes what `f` makes of them (`None` removes the
     /// key), with no other write between the read and the write.
     pub(crate) fn update(&self, key: &str, f: impl FnOnce(Option<Vec<u8>>) -> Result<Option<Vec<u8>>>) -> Result<()> {
-        self.writable()?;
-        let writer = self.index.writer();
-        let current = match writer.get(key)? {
-            Some(stored) => Some(self.load(key, stored)?),
-            None => None,
-        };
-        match f(current)? {
-            Some(bytes) => {
-                let p = self.prepare(key, &bytes)?;
-                self.commit(&writer, vec![p.op])?;
-                drop(writer);
-                self.chains.written(p.recent, p.delta, &bytes);
+        self.transact(|tx| {
+            let current = tx.get(key)?;
+            match f(current)? {
+                Some(bytes) => tx.put(key, bytes),
+                None => {
+                    tx.remove(key);
+                    Ok(())
+                }
             }
-            None => {
-                self.commit(&writer, vec![Op::remove(key.to_owned())])?;
+        })
+    }
+
+    /// Runs `f` under the write lock with a [`Txn`] over the store's keys, then commits
+    /// every change it made in one commit; when `f` fails nothing is written. No other
+    /// write can come between `f`'s reads and the commit.
+    pub(crate) fn transact<R, E: From<Error>>(&self, f: impl FnOnce(&mut Txn<'_>) -> Result<R, E>) -> Result<R, E> {
+        self.writable()?;
+        let mut tx = Txn { store: self, writer: self.index.writer(), changes: BTreeMap::new() };
+        let r = f(&mut tx)?;
+        let Txn { writer, changes, .. } = tx;
+        if changes.is_empty() {
+            return Ok(r);
+        }
+        let mut ops = Vec::with_capacity(changes.len());
+        let mut notes = Vec::new();
+        for (key, bytes) in &changes {
+            match bytes {
+                Some(b) => {
+                    let mut p = self.prepare(key, b, true)?;
+                    self.revalidate(&writer, &mut p, b)?;
+                    notes.push((p.recent, p.delta, b));
+                    ops.push(p.op);
+                }
+                None => ops.push(Op::remove(key.clone())),
             }
         }
-        Ok(())
+        self.commit(&writer, ops)?;
+        drop(writer);
+        for (recent, delta, bytes) in notes {
+            self.chains.written(recent, delta, bytes);
+        }
+        Ok(r)
     }
 
     /// Applies `(key, Some(pickle bytes))` puts and `(key, None)` removals in one commit.
@@ -407,7 +449,7 @@ impl Store {
         let mut prepared = Vec::with_capacity(changes.len());
         for (key, bytes) in changes {
             prepared.push(match bytes {
-                Some(b) => self.prepare(key, b)?,
+                Some(b) => self.prepare(key, b, false)?,
                 None => Prepared { op: Op::remove(key.clone()), delta: None, recent: None },
             });
         }
@@ -539,6 +581,79 @@ impl Drop for Store {
             // Best effort: a failure here has nowhere to go; sled also flushes on drop.
             let _ = sync_store(self);
         }
+    }
+}
+
+/// The changes of a [`Store::transact`] before they commit, made under the write lock:
+/// reads see them first, then the store.
+pub(crate) struct Txn<'s> {
+    store: &'s Store,
+    writer: Writer<'s>,
+    /// By key: the pickle bytes to store, or `None` for a removal.
+    changes: BTreeMap<String, Option<Vec<u8>>>,
+}
+
+impl Txn<'_> {
+    /// The pickle bytes of `key` as this transaction sees them (verified when read from
+    /// the store).
+    pub(crate) fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        if let Some(change) = self.changes.get(key) {
+            return Ok(change.clone());
+        }
+        let _pin = self.store.index.pin_files();
+        match self.writer.get(key)? {
+            Some(stored) => self.store.load(key, stored).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The address of `key`'s value as this transaction sees it.
+    pub(crate) fn digest(&self, key: &str) -> Result<Option<Digest>> {
+        match self.changes.get(key) {
+            Some(change) => Ok(change.as_ref().map(|b| self.store.codec.digest(b))),
+            None => Ok(self.writer.get(key)?.map(|s| s.digest())),
+        }
+    }
+
+    /// True when `key` holds a value as this transaction sees it.
+    pub(crate) fn contains(&self, key: &str) -> Result<bool> {
+        match self.changes.get(key) {
+            Some(change) => Ok(change.is_some()),
+            None => self.store.index.contains(key),
+        }
+    }
+
+    /// The address of `bytes` in this store.
+    pub(crate) fn digest_of(&self, bytes: &[u8]) -> Digest {
+        self.store.codec.digest(bytes)
+    }
+
+    /// The store's pickle protocol.
+    pub(crate) fn protocol(&self) -> u8 {
+        self.store.protocol
+    }
+
+    /// Stores `bytes` under `key` when the transaction commits.
+    pub(crate) fn put(&mut self, key: &str, bytes: Vec<u8>) -> Result<()> {
+        Store::check_key(key)?;
+        self.changes.insert(key.to_owned(), Some(bytes));
+        Ok(())
+    }
+
+    /// Removes `key` when the transaction commits.
+    pub(crate) fn remove(&mut self, key: &str) {
+        self.changes.insert(key.to_owned(), None);
+    }
+
+    /// Removes every key the store holds when the transaction commits (and forgets the
+    /// transaction's own puts).
+    pub(crate) fn remove_all(&mut self) -> Result<()> {
+        self.changes.retain(|_, change| change.is_none());
+        for item in self.store.index.scan("") {
+            let (key, _) = item?;
+            self.changes.insert(key, None);
+        }
+        Ok(())
     }
 }
 

@@ -70,6 +70,8 @@ impl Store {
                 power_loss: b.durability == Durability::PowerLoss,
                 auth: hasher.is_keyed().then(|| auth_check(&hasher)),
                 sled_from: b.sled_from.clone(),
+                commit_after: b.commit_interval,
+                buffer_max: b.buffer_bytes,
             },
         )?;
         if index.is_empty()? {
@@ -228,6 +230,7 @@ impl Store {
             training: AtomicBool::new(false),
             memos: AtomicUsize::new(0),
             lock,
+            _temporary: b.temporary.clone(),
         });
         let weak: std::sync::Weak<dyn Holder> = Arc::downgrade(&store) as _;
         store.lock.attach(weak);

@@ -137,8 +137,10 @@ fn gc_keeps_everything_while_a_page_is_unreadable() {
     );
     assert_eq!(check_salvaged(&new, &values, &before), before.len());
     let shelf = Shelf::open(&new).unwrap_or_else(|e| panic!("{e}"));
-    let recovered: Vec<Vec<u8>> =
-        shelf.scan_prefix(pickleshelf::RECOVERED_PREFIX).map(|r| r.unwrap_or_else(|e| panic!("{e}")).1).collect();
+    let recovered: Vec<Vec<u8>> = shelf
+        .scan_prefix_pickle(pickleshelf::RECOVERED_PREFIX)
+        .map(|r| r.unwrap_or_else(|e| panic!("{e}")).1)
+        .collect();
     assert!(lost_big.iter().all(|v| recovered.contains(v)), "every lost value of an object file is recovered");
 }
 
@@ -281,7 +283,7 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
 fn check_salvaged(new: &Path, values: &BTreeMap<String, Vec<u8>>, before: &BTreeMap<String, Vec<u8>>) -> usize {
     let shelf = Shelf::builder(new).read_only(true).open().unwrap_or_else(|e| panic!("open the salvaged store: {e}"));
     let mut got = 0;
-    for item in shelf.iter() {
+    for item in shelf.iter_pickle() {
         let (k, v) = item.unwrap_or_else(|e| panic!("the salvaged store reads fully: {e}"));
         if let Some(hex) = k.strip_prefix(pickleshelf::RECOVERED_PREFIX) {
             let d = shelf.digest(&k).unwrap_or_else(|e| panic!("{e}")).map(|d| d.to_hex());

@@ -157,7 +157,7 @@ fn leftovers_of_interrupted_writes_are_not_problems() {
     fs::create_dir_all(stray.parent().unwrap_or(&store)).unwrap_or_else(|e| panic!("{e}"));
     fs::write(&stray, b"a frame whose record never committed").unwrap_or_else(|e| panic!("{e}"));
     fs::create_dir_all(store.join("objects/tmp")).unwrap_or_else(|e| panic!("{e}"));
-    fs::write(store.join("objects/tmp/abc.123.0"), b"half a frame").unwrap_or_else(|e| panic!("{e}"));
+    fs::write(store.join("objects/tmp").join("abc.123.0"), b"half a frame").unwrap_or_else(|e| panic!("{e}"));
     fs::write(store.join("pages/00000009.pack"), b"pickleshelf pack\x01\0\0\0\0\0\0\0torn")
         .unwrap_or_else(|e| panic!("{e}"));
     let out = ok_text(&["verify", &st]);

@@ -122,3 +122,9 @@ pub use shelf::{Batch, Conflict, Shelf, ShelfBuilder};
 pub use stats::{KeyInfo, Stats};
 pub use store::{Durability, FORMAT_VERSION};
 pub use transaction::Transaction;
+
+/// README.md's Rust examples, run as doctests. The numpy example needs the `ndarray`
+/// feature, so they run when it is on (as `scripts/test` runs the tests).
+#[cfg(all(doctest, feature = "ndarray"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -483,7 +483,8 @@ impl Stats {
     }
 }
 
-const VERIFY: &str = "  pickleshelf verify state.db && echo intact";
+const VERIFY: &str = "  pickleshelf verify state.db && echo intact
+  pickleshelf verify state.db --json | jq -r '.problems[]'";
 
 /// Check a whole store.
 ///
@@ -495,12 +496,37 @@ const VERIFY: &str = "  pickleshelf verify state.db && echo intact";
 /// are not problems. Prints `ok: ...` and exits 0 when nothing is wrong; otherwise
 /// prints one `problem: ...` line each and exits 1. A progress bar shows on stderr
 /// when it is a terminal.
+///
+/// With --json the report is one JSON object instead: "ok", "complete", the counts
+/// ("keys", "objects", "files", "checkpoints", "pages", "unreadable") and the lists
+/// "problems" and "leftovers" (strings). The exit status is the same.
 #[derive(Args)]
-#[command(verbatim_doc_comment, override_usage = "pickleshelf verify STORE [OPTIONS]")]
+#[command(verbatim_doc_comment, override_usage = "pickleshelf verify STORE [--json] [OPTIONS]")]
 #[command(after_help = examples(VERIFY), after_long_help = manual(VERIFY))]
 pub struct Verify {
     #[command(flatten)]
     store: StoreArgs,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A verify or gc report as the JSON object `verify --json` and `gc --json` print.
+fn report_json(store: &std::path::Path, report: &pickleshelf::VerifyReport) -> serde_json::Value {
+    serde_json::json!({
+        "store": store.display().to_string(),
+        "ok": report.is_ok(),
+        "complete": report.is_complete(),
+        "keys": report.keys,
+        "objects": report.objects,
+        "files": report.files,
+        "checkpoints": report.checkpoints,
+        "pages": report.pages,
+        "unreadable": report.unreadable,
+        "problems": report.problems,
+        "repaired": report.repaired,
+        "leftovers": report.leftovers,
+    })
 }
 
 impl Verify {
@@ -510,19 +536,24 @@ impl Verify {
             let mut bar = Bar::stderr();
             shelf.verify_with_progress(&mut bar)?
         };
-        let mut text = String::new();
-        for p in &report.problems {
-            text.push_str(&format!("problem: {p}\n"));
-        }
-        for l in &report.leftovers {
-            text.push_str(&format!("leftover: {l}\n"));
-        }
-        if report.is_ok() {
-            text.push_str(&format!(
-                "ok: {} keys, {} objects, {} object files checked\n",
-                report.keys, report.objects, report.files
-            ));
-        }
+        let text = if self.json {
+            format!("{}\n", report_json(&self.store.store, &report))
+        } else {
+            let mut text = String::new();
+            for p in &report.problems {
+                text.push_str(&format!("problem: {p}\n"));
+            }
+            for l in &report.leftovers {
+                text.push_str(&format!("leftover: {l}\n"));
+            }
+            if report.is_ok() {
+                text.push_str(&format!(
+                    "ok: {} keys, {} objects, {} object files checked\n",
+                    report.keys, report.objects, report.files
+                ));
+            }
+            text
+        };
         write_stdout(text.as_bytes())?;
         if !report.is_ok() {
             let n = report.problems.len();
@@ -542,7 +573,8 @@ impl Verify {
     }
 }
 
-const GC: &str = "  pickleshelf gc state.db";
+const GC: &str = "  pickleshelf gc state.db
+  pickleshelf gc state.db --json | jq '.repaired | length'";
 
 /// Repair what can be repaired and free unused space.
 ///
@@ -557,12 +589,18 @@ const GC: &str = "  pickleshelf gc state.db";
 /// pack is kept. It prints what cannot be read (pages, their key ranges, keys that
 /// checkpoints still name there) and exits 1; `pickleshelf salvage` copies out
 /// everything readable into a new store.
+///
+/// With --json the report is one JSON object, as verify --json prints it, with
+/// "repaired" listing the repairs made. The exit status is the same.
 #[derive(Args)]
-#[command(verbatim_doc_comment, override_usage = "pickleshelf gc STORE [OPTIONS]")]
+#[command(verbatim_doc_comment, override_usage = "pickleshelf gc STORE [--json] [OPTIONS]")]
 #[command(after_help = examples(GC), after_long_help = manual(GC))]
 pub struct Gc {
     #[command(flatten)]
     store: StoreArgs,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 impl Gc {
@@ -573,20 +611,34 @@ impl Gc {
             shelf.gc_with_progress(&mut bar)?
         };
         shelf.close()?;
-        let mut text = String::new();
-        for r in &report.repaired {
-            text.push_str(&format!("repaired: {r}\n"));
-        }
-        for p in &report.problems {
-            text.push_str(&format!("problem: {p}\n"));
-        }
+        let text = if self.json {
+            format!("{}\n", report_json(&self.store.store, &report))
+        } else {
+            let mut text = String::new();
+            for r in &report.repaired {
+                text.push_str(&format!("repaired: {r}\n"));
+            }
+            for p in &report.problems {
+                text.push_str(&format!("problem: {p}\n"));
+            }
+            if report.is_complete() {
+                text.push_str(&format!(
+                    "gc: {} keys checked, {} repaired, {} problems left\n",
+                    report.keys,
+                    report.repaired.len(),
+                    report.problems.len()
+                ));
+            } else {
+                text.push_str(&format!(
+                    "gc: {} keys checked, nothing changed: {} pages or records cannot be read\n",
+                    report.keys, report.unreadable
+                ));
+            }
+            text
+        };
         let st = self.store.store.display();
+        write_stdout(text.as_bytes())?;
         if !report.is_complete() {
-            text.push_str(&format!(
-                "gc: {} keys checked, nothing changed: {} pages or records cannot be read\n",
-                report.keys, report.unreadable
-            ));
-            write_stdout(text.as_bytes())?;
             return Err(Damaged(format!(
                 "{st}: {} pages or records cannot be read, so gc changed nothing (run `pickleshelf salvage {st} \
                  --into NEW` to copy out everything readable)",
@@ -594,13 +646,6 @@ impl Gc {
             ))
             .into());
         }
-        text.push_str(&format!(
-            "gc: {} keys checked, {} repaired, {} problems left\n",
-            report.keys,
-            report.repaired.len(),
-            report.problems.len()
-        ));
-        write_stdout(text.as_bytes())?;
         if !report.is_ok() {
             let n = report.problems.len();
             return Err(Damaged(format!("{st}: {n} problem{} gc cannot repair", plural(n))).into());

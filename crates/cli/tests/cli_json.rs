@@ -1,6 +1,7 @@
 //! The JSON forms scripts read: `get --json`, `ls --json` (with and without `--long`),
-//! `checkpoint ls --json` and `stats --json`, each parsed with serde_json and checked
-//! field by field against the store (docs/CLI.md, "JSON output").
+//! `checkpoint ls --json`, `stats --json`, `verify --json` and `gc --json`, each parsed
+//! with serde_json and checked field by field against the store (docs/CLI.md, "JSON
+//! output").
 
 mod common;
 
@@ -166,4 +167,61 @@ fn stats_json_has_every_count_and_allocated_bytes() {
     let text = ok_text(&["stats", &st]);
     let line = text.lines().find(|l| l.starts_with("on disk")).unwrap_or_default();
     assert!(line.contains("bytes) allocated (du); "), "{line}");
+}
+
+#[test]
+fn verify_json_reports_counts_problems_and_leftovers() {
+    let dir = tmp();
+    let store = sample_store(dir.path());
+    let st = s(&store);
+    let report = parse(&ok(&["verify", &st, "--json"]));
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["complete"], true);
+    assert_eq!(
+        (report["keys"].clone(), report["objects"].clone(), report["files"].clone()),
+        (json!(6), json!(1), json!(1))
+    );
+    assert_eq!(report["problems"], json!([]));
+    assert_eq!(report["leftovers"], json!([]));
+    assert_eq!(report["store"], st);
+
+    // A temporary file a crash left: a leftover, not a problem.
+    std::fs::create_dir_all(store.join("objects/tmp")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(store.join("objects/tmp/abc.123.0"), b"half a frame").unwrap_or_else(|e| panic!("{e}"));
+    let report = parse(&ok(&["verify", &st, "--json"]));
+    assert_eq!(report["ok"], true);
+    let leftovers = report["leftovers"].as_array().cloned().unwrap_or_default();
+    assert_eq!(leftovers.len(), 1, "{report}");
+    assert!(leftovers[0].as_str().is_some_and(|l| l.contains("objects/tmp")), "{report}");
+
+    // A damaged object: exit 1, the problem named, the same report shape.
+    damage_object(&store);
+    let (out, err) = fails_with(1, &["verify", &st, "--json"], None);
+    let report = parse(&out);
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["complete"], true);
+    let problems = report["problems"].as_array().cloned().unwrap_or_default();
+    assert!(!problems.is_empty() && problems.iter().all(|p| p.is_string()), "{report}");
+    assert!(err.contains("verify found"), "{err}");
+}
+
+#[test]
+fn gc_json_reports_what_it_repaired_and_what_is_left() {
+    let dir = tmp();
+    let store = sample_store(dir.path());
+    let st = s(&store);
+    let report = parse(&ok(&["gc", &st, "--json"]));
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["repaired"], json!([]));
+    assert_eq!(report["keys"], 6);
+
+    // A damaged value is reported, never removed: both keys that name it stay.
+    damage_object(&store);
+    let (out, err) = fails_with(1, &["gc", &st, "--json"], None);
+    let report = parse(&out);
+    assert_eq!(report["ok"], false);
+    assert!(!report["problems"].as_array().cloned().unwrap_or_default().is_empty(), "{report}");
+    assert!(err.contains("gc cannot repair"), "{err}");
+    let keys = parse(&ok(&["ls", &st, "--json"]));
+    assert_eq!(keys, json!(["a", "b", "big", "big2", "user:1", "user:2"]));
 }

@@ -20,6 +20,7 @@ mod bar;
 mod checkpoint;
 mod memo;
 mod pickle;
+mod served;
 mod store;
 mod transfer;
 
@@ -266,7 +267,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// The store and how to open it: the first arguments of every store subcommand.
 #[derive(Args, Debug)]
 pub struct StoreArgs {
-    /// The store: a directory such as state.db.
+    /// The store: a directory such as state.db. get, put, rm, ls and verify also take
+    /// the address of a served store (`pickleshelf serve`): redis://HOST:PORT or
+    /// unix:///PATH, with the password in REDISCLI_AUTH when the server needs one.
     #[arg(value_name = "STORE")]
     pub store: PathBuf,
     /// Read the store's auth key from FILE: its bytes (at least 16), less one trailing
@@ -299,6 +302,33 @@ pub enum Access {
 }
 
 impl StoreArgs {
+    /// The served store STORE names, connected, when STORE is an address; `None` for a
+    /// directory. An address with --auth-key-file or --allow-rollback is refused (they
+    /// are the server's to choose); --read-only refuses writing commands, as on a
+    /// directory.
+    pub fn served(&self, access: Access) -> anyhow::Result<Option<pickleshelf_server::RemoteShelf>> {
+        let Some(address) = served::address(&self.store) else { return Ok(None) };
+        let shown = served::shown(address);
+        let flag = [(self.auth_key_file.is_some(), "--auth-key-file"), (self.allow_rollback, "--allow-rollback")]
+            .into_iter()
+            .find_map(|(set, name)| set.then_some(name));
+        if let Some(flag) = flag {
+            bail!("{shown}: {flag} is for a store's directory; a served store is opened by its server");
+        }
+        if access != Access::Read && self.read_only {
+            bail!("{shown}: --read-only given, and this command changes the store");
+        }
+        served::connect(address).map(Some)
+    }
+
+    /// How messages name the store: its path, or its address without a password.
+    pub fn shown(&self) -> String {
+        match served::address(&self.store) {
+            Some(a) => served::shown(a),
+            None => self.store.display().to_string(),
+        }
+    }
+
     /// The auth key from `--auth-key-file`.
     fn auth_key(&self) -> anyhow::Result<Option<Vec<u8>>> {
         let Some(path) = &self.auth_key_file else { return Ok(None) };
@@ -318,6 +348,13 @@ impl StoreArgs {
     /// Opens the store as `access` says.
     pub fn open(&self, access: Access) -> anyhow::Result<Shelf> {
         let path = &self.store;
+        if let Some(address) = served::address(path) {
+            bail!(
+                "{}: a served store; this command needs the store's directory (on a served store: {})",
+                served::shown(address),
+                served::SERVED_COMMANDS
+            );
+        }
         // A store whose sled/ is lost still has its packs (the library says what to run).
         // Creating one in a path that holds something else is refused by the library
         // (`Error::NotAStore`), which writes nothing there.

@@ -4,7 +4,7 @@
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use clap::{ArgGroup, Args, ValueEnum};
 use pickleshelf::pickle::{self, PyStr};
 use pickleshelf::{Batch, Shelf};
@@ -66,7 +66,17 @@ pub(super) fn shown_key(key: &str, terminal: bool) -> String {
 
 impl Ls {
     pub fn run(self) -> anyhow::Result<()> {
+        if let Some(remote) = self.store.served(Access::Read)? {
+            if self.long {
+                bail!("{}: --long needs the store's directory (sizes and digests are not served)", self.store.shown());
+            }
+            let keys = remote.keys_with_prefix(&self.prefix)?;
+            return self.print_keys(keys.into_iter().map(Ok));
+        }
         let shelf = self.store.open(Access::Read)?;
+        if !self.long {
+            return self.print_keys(shelf.keys_with_prefix(&self.prefix).map(|k| k.map_err(anyhow::Error::from)));
+        }
         let terminal = stdout_is_terminal() && !self.null;
         let end: &[u8] = if self.null { b"\0" } else { b"\n" };
         let mut out = BufWriter::new(io::stdout().lock());
@@ -84,13 +94,9 @@ impl Ls {
                         "digest": info.digest.to_string(),
                     }))?;
                 }
-            } else {
-                for key in shelf.keys_with_prefix(&self.prefix) {
-                    array.item(&serde_json::Value::String(key?))?;
-                }
             }
             array.finish()?;
-        } else if self.long {
+        } else {
             for info in shelf.key_info(&self.prefix) {
                 let info = info?;
                 let size = info.size.map_or("?".into(), |n| n.to_string());
@@ -100,8 +106,24 @@ impl Ls {
                 write!(out, "{size:>10} {:>10} {compression:<11} {shared:>3} {} {key}", info.stored, info.digest)?;
                 out.write_all(end)?;
             }
+        }
+        out.flush()?;
+        Ok(())
+    }
+
+    /// Prints the keys as --json, -0 or lines (shown as reprs on a terminal) say.
+    fn print_keys(&self, keys: impl Iterator<Item = anyhow::Result<String>>) -> anyhow::Result<()> {
+        let mut out = BufWriter::new(io::stdout().lock());
+        if self.json {
+            let mut array = JsonArray::new(&mut out)?;
+            for key in keys {
+                array.item(&serde_json::Value::String(key?))?;
+            }
+            array.finish()?;
         } else {
-            for key in shelf.keys_with_prefix(&self.prefix) {
+            let terminal = stdout_is_terminal() && !self.null;
+            let end: &[u8] = if self.null { b"\0" } else { b"\n" };
+            for key in keys {
                 out.write_all(shown_key(&key?, terminal).as_bytes())?;
                 out.write_all(end)?;
             }
@@ -192,15 +214,15 @@ impl Get {
     }
 
     pub fn run(self) -> anyhow::Result<()> {
-        let shelf = self.store.open(Access::Read)?;
         let key = &self.key;
-        let store = self.store.store.display();
-        let bytes = match &self.at {
-            None => shelf.get_pickle(key)?.ok_or_else(|| Absent(format!("{store}: no key {key:?}")))?,
-            Some(name) => shelf
-                .get_pickle_at(name, key)
-                .map_err(checkpoint_error(&self.store.store))?
-                .ok_or_else(|| Absent(format!("{store}: no key {key:?} in checkpoint {name:?}")))?,
+        let store = self.store.shown();
+        let bytes = if let Some(remote) = self.store.served(Access::Read)? {
+            if self.at.is_some() {
+                bail!("{store}: --at needs the store's directory (checkpoints' values are not served)");
+            }
+            remote.get_pickle(key)?.ok_or_else(|| Absent(format!("{store}: no key {key:?}")))?
+        } else {
+            self.read_local(key)?
         };
         let format = self.format();
         if format == Format::Pickle {
@@ -214,6 +236,19 @@ impl Get {
         };
         text.push('\n');
         write_stdout(text.as_bytes())
+    }
+
+    /// The pickle of `key` in the store's directory (now, or in checkpoint --at).
+    fn read_local(&self, key: &str) -> anyhow::Result<Vec<u8>> {
+        let shelf = self.store.open(Access::Read)?;
+        let store = self.store.store.display();
+        Ok(match &self.at {
+            None => shelf.get_pickle(key)?.ok_or_else(|| Absent(format!("{store}: no key {key:?}")))?,
+            Some(name) => shelf
+                .get_pickle_at(name, key)
+                .map_err(checkpoint_error(&self.store.store))?
+                .ok_or_else(|| Absent(format!("{store}: no key {key:?} in checkpoint {name:?}")))?,
+        })
     }
 }
 
@@ -319,6 +354,9 @@ impl Put {
                 pickle::encode(&value, self.protocol).with_context(|| name.clone())?
             }
         };
+        if let Some(remote) = self.store.served(Access::Create)? {
+            return Ok(remote.insert_pickle(&self.key, &pickled)?);
+        }
         let shelf = self.store.open(Access::Create)?;
         shelf.insert_pickle(&self.key, &pickled)?;
         shelf.close()?;
@@ -350,19 +388,31 @@ pub struct Rm {
 
 impl Rm {
     pub fn run(self) -> anyhow::Result<()> {
-        let shelf = self.store.open(Access::Write)?;
-        let mut batch = Batch::new();
-        for key in &self.keys {
-            if shelf.contains_key(key)? {
-                batch.remove(key);
-            } else if !self.force {
-                let store = self.store.store.display();
-                return Err(Absent(format!("{store}: no key {key:?} (nothing removed)")).into());
-            }
+        if let Some(remote) = self.store.served(Access::Write)? {
+            // Checked, then removed in one MULTI/EXEC: a key another client removes in
+            // between is gone either way.
+            let batch = self.batch(|k| Ok(remote.contains_key(k)?))?;
+            return Ok(remote.apply(batch)?);
         }
+        let shelf = self.store.open(Access::Write)?;
+        let batch = self.batch(|k| Ok(shelf.contains_key(k)?))?;
         shelf.apply(batch)?;
         shelf.close()?;
         Ok(())
+    }
+
+    /// The removal of every key given; a missing key is an error unless --force.
+    fn batch(&self, contains: impl Fn(&str) -> anyhow::Result<bool>) -> anyhow::Result<Batch> {
+        let mut batch = Batch::new();
+        for key in &self.keys {
+            if contains(key)? {
+                batch.remove(key);
+            } else if !self.force {
+                let store = self.store.shown();
+                return Err(Absent(format!("{store}: no key {key:?} (nothing removed)")).into());
+            }
+        }
+        Ok(batch)
     }
 }
 
@@ -531,6 +581,9 @@ fn report_json(store: &std::path::Path, report: &pickleshelf::VerifyReport) -> s
 
 impl Verify {
     pub fn run(self) -> anyhow::Result<()> {
+        if let Some(remote) = self.store.served(Access::Read)? {
+            return self.run_served(&remote);
+        }
         let shelf = self.store.open(Access::Read)?;
         let report = {
             let mut bar = Bar::stderr();
@@ -567,6 +620,57 @@ impl Verify {
                 ))
                 .into());
             }
+            return Err(Damaged(format!("{st}: verify found {n} problem{}", plural(n))).into());
+        }
+        Ok(())
+    }
+}
+
+impl Verify {
+    /// verify on a served store: the server checks it (`SHELF.VERIFY`) and reports the
+    /// counts and problems (leftovers are the server's: it deletes them).
+    fn run_served(&self, remote: &pickleshelf_server::RemoteShelf) -> anyhow::Result<()> {
+        use pickleshelf_server::Resp;
+        let st = self.store.shown();
+        let reply = remote.command(&[b"SHELF.VERIFY"])?;
+        let Resp::Array(items) = reply else { bail!("{st}: unexpected reply to SHELF.VERIFY: {reply:?}") };
+        let mut counts = serde_json::Map::new();
+        let mut problems = Vec::new();
+        for pair in items.chunks(2) {
+            match pair {
+                [Resp::Bulk(k), Resp::Int(n)] => {
+                    let name = String::from_utf8_lossy(k).into_owned();
+                    let v = if name == "ok" { serde_json::json!(*n != 0) } else { serde_json::json!(n) };
+                    counts.insert(name, v);
+                }
+                [Resp::Bulk(k), Resp::Array(list)] if k == b"problems" => {
+                    for p in list {
+                        let Resp::Bulk(p) = p else { bail!("{st}: unexpected reply to SHELF.VERIFY: {p:?}") };
+                        problems.push(String::from_utf8_lossy(p).into_owned());
+                    }
+                }
+                other => bail!("{st}: unexpected reply to SHELF.VERIFY: {other:?}"),
+            }
+        }
+        let count = |name: &str| counts.get(name).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        let text = if self.json {
+            let mut json = counts.clone();
+            json.insert("store".into(), st.clone().into());
+            json.insert("problems".into(), problems.clone().into());
+            format!("{}\n", serde_json::Value::Object(json))
+        } else if problems.is_empty() {
+            format!(
+                "ok: {} keys, {} objects, {} object files checked\n",
+                count("keys"),
+                count("objects"),
+                count("files")
+            )
+        } else {
+            problems.iter().map(|p| format!("problem: {p}\n")).collect()
+        };
+        write_stdout(text.as_bytes())?;
+        if !problems.is_empty() {
+            let n = problems.len();
             return Err(Damaged(format!("{st}: verify found {n} problem{}", plural(n))).into());
         }
         Ok(())

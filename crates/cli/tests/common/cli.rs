@@ -9,11 +9,11 @@ use std::process::{Command as StdCommand, Stdio};
 use assert_cmd::Command;
 use pickleshelf::Shelf;
 
-/// The binary, with `PICKLESHELF_PYTHON` cleared (a test that wants an interpreter
-/// names it).
+/// The binary, with `PICKLESHELF_PYTHON` and `REDISCLI_AUTH` cleared (a test that wants
+/// an interpreter or a server password names it).
 pub fn bin() -> Command {
     let mut cmd = Command::cargo_bin("pickleshelf").unwrap_or_else(|e| panic!("{e}"));
-    cmd.env_remove("PICKLESHELF_PYTHON");
+    cmd.env_remove("PICKLESHELF_PYTHON").env_remove("REDISCLI_AUTH");
     cmd
 }
 

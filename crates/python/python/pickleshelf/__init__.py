@@ -21,12 +21,16 @@ from ._errors import (
     UnpicklingError,
 )
 from ._memo import MemoInfo, memoize
+from ._remote import ServedShelf, ServerError, connect
 from ._safe import DEFAULT_ALLOW, loads
 from ._shelf import STORE_PROTOCOL, Shelf, open
 
 __all__ = [
     "open",
     "Shelf",
+    "connect",
+    "ServedShelf",
+    "ServerError",
     "memoize",
     "MemoInfo",
     "loads",

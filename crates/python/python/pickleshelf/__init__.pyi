@@ -22,6 +22,7 @@ class AuthKeyError(Error): ...
 class CorruptionError(Error): ...
 class InvalidKeyError(Error, ValueError): ...
 class CheckpointError(Error): ...
+class ServerError(Error): ...
 
 class Shelf(MutableMapping[str, Any]):
     writeback: bool
@@ -77,6 +78,33 @@ def open(
     cache_bytes: int | None = None,
     fsync: bool = True,
 ) -> Shelf: ...
+
+class ServedShelf(Shelf):
+    def __init__(
+        self,
+        address: str,
+        protocol: int | None = None,
+        writeback: bool = False,
+        *,
+        password: str | None = None,
+        read_only: bool = False,
+        safe: bool = False,
+        allow: _Allow | None = None,
+        timeout: float | None = None,
+    ) -> None: ...
+    def __enter__(self) -> ServedShelf: ...
+
+def connect(
+    address: str,
+    protocol: int | None = None,
+    writeback: bool = False,
+    *,
+    password: str | None = None,
+    read_only: bool = False,
+    safe: bool = False,
+    allow: _Allow | None = None,
+    timeout: float | None = None,
+) -> ServedShelf: ...
 
 class MemoInfo(NamedTuple):
     hits: int

@@ -96,32 +96,41 @@ class Shelf(collections.abc.MutableMapping):
         cache_bytes=None,
         fsync=True,
     ):
+        path = os.fsdecode(filename)
+        if flag not in ("r", "w", "c", "n"):
+            raise ValueError(f"flag must be one of 'r', 'w', 'c' or 'n', not {flag!r}")
+        if isinstance(auth_key, str):
+            auth_key = auth_key.encode("utf-8")
+
+        def make_store(protocol):
+            if flag == "n" and os.path.isdir(os.path.join(path, "sled")):
+                # A new, empty store: make sure no other handle holds the old one first.
+                _native.Store(path, fsync=False).close()
+                shutil.rmtree(path)
+            return _native_open(
+                path,
+                read_only=flag == "r",
+                create=flag in ("c", "n"),
+                protocol=protocol if 2 <= protocol <= 5 else None,
+                auth_key=auth_key,
+                cache_bytes=cache_bytes,
+                fsync=fsync,
+            )
+
+        self._init_with(make_store, protocol=protocol, writeback=writeback, safe=safe, allow=allow)
+
+    def _init_with(self, make_store, *, protocol, writeback, safe, allow):
+        """The setup a shelf shares with a served one: ``make_store(protocol)`` gives the
+        store handle (native, or :class:`pickleshelf.ServedShelf`'s)."""
         self.writeback = False
         self.cache = {}
         self._store = None
         self._batch = None
-        path = os.fsdecode(filename)
-        if flag not in ("r", "w", "c", "n"):
-            raise ValueError(f"flag must be one of 'r', 'w', 'c' or 'n', not {flag!r}")
         if protocol is None:
             protocol = STORE_PROTOCOL
         elif protocol < 0:
             protocol = HIGHEST_PROTOCOL
-        if isinstance(auth_key, str):
-            auth_key = auth_key.encode("utf-8")
-        if flag == "n" and os.path.isdir(os.path.join(path, "sled")):
-            # A new, empty store: make sure no other handle holds the old one first.
-            _native.Store(path, fsync=False).close()
-            shutil.rmtree(path)
-        self._store = _native_open(
-            path,
-            read_only=flag == "r",
-            create=flag in ("c", "n"),
-            protocol=protocol if 2 <= protocol <= 5 else None,
-            auth_key=auth_key,
-            cache_bytes=cache_bytes,
-            fsync=fsync,
-        )
+        self._store = make_store(protocol)
         self._protocol = protocol
         self.writeback = writeback
         self._safe = (allow_table(allow), _resolve) if safe else None

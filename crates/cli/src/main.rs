@@ -188,12 +188,30 @@ fn run() -> i32 {
         Err(e) => {
             if e.downcast_ref::<Differs>().is_none() {
                 // One line, whatever the messages hold.
-                let line = format!("{e:#}").replace(['\n', '\r'], " ");
+                let line = error_line(&e);
                 let _ = writeln!(io::stderr().lock(), "pickleshelf: {line}");
             }
             exit_status(&e)
         }
     }
+}
+
+/// The error and its causes on one line, `outer: cause: cause`, leaving out a cause whose
+/// text the line already ends with (the library's messages often include their source:
+/// `i/o error on PATH: No space left on device`).
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace(['\n', '\r'], " ")
 }
 
 /// The exit status an error means (see [`EXIT_STATUS`]).
@@ -485,6 +503,19 @@ fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_lines_say_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device (os error 28)");
+        let e = anyhow::Error::new(pickleshelf::Error::Io { path: "s.db/objects/tmp/x".into(), source: io })
+            .context("s.db: import failed");
+        assert_eq!(
+            error_line(&e),
+            "s.db: import failed: i/o error on s.db/objects/tmp/x: No space left on device (os error 28)"
+        );
+        let e = anyhow::anyhow!("line one\nline two").context("outer");
+        assert_eq!(error_line(&e), "outer: line one line two");
+    }
 
     #[test]
     fn human_bytes_reads_well() {

@@ -88,9 +88,9 @@ impl State {
     }
 }
 
-fn run(args: &Args) -> pickleshelf::Result<String> {
+fn run(args: &Args) -> anyhow::Result<String> {
     if args.every == 0 {
-        return Err(pickleshelf::Error::Config("--every must be at least 1".into()));
+        anyhow::bail!("--every must be at least 1");
     }
     let shelf = pickleshelf::Shelf::open(&args.db)?;
     if args.fresh {
@@ -102,12 +102,12 @@ fn run(args: &Args) -> pickleshelf::Result<String> {
             s
         }
         Some(s) => {
-            return Err(pickleshelf::Error::Config(format!(
+            anyhow::bail!(
                 "{} holds a run of {} steps, not {}; use --fresh or another --db",
                 args.db.display(),
                 s.steps,
                 args.steps
-            )));
+            );
         }
         None => State::new(args.steps),
     };
@@ -133,7 +133,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }

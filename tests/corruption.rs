@@ -52,7 +52,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::Rng;
+use common::{Rng, bytes_pickle};
 use pickleshelf::{Batch, Shelf};
 
 const TEST_NAME: &str = "corruption_campaign";
@@ -73,15 +73,6 @@ fn key_count() -> u64 {
 // ----- deterministic randomness -----
 
 // ----- the reference store -----
-
-/// `pickle.dumps(payload, 4)` for a `bytes` payload (BINBYTES8).
-fn bytes_pickle(payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x80, 4, 0x8e];
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(payload);
-    out.extend_from_slice(b"\x94.");
-    out
-}
 
 fn text_pickle(rng: &mut Rng, id: u64) -> Vec<u8> {
     let words = ["alpha", "beta", "gamma", "delta", "shelf", "pickle", "sled", "store", "value"];

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Rng;
+use common::{Rng, bytes_pickle};
 use pickleshelf::{Batch, Durability, Shelf};
 
 const TEST_NAME: &str = "crash_kill_reopen_loop";
@@ -65,15 +65,6 @@ enum Val {
     /// Version `n` of line `l`: 30 KB of noise with `n` scattered changes, stored as a
     /// delta against an earlier version when one was written recently.
     Version(u8, u16),
-}
-
-/// `pickle.dumps(payload, 4)` for a `bytes` payload (BINBYTES8, as CPython writes large ones).
-fn bytes_pickle(payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x80, 4, 0x8e];
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(payload);
-    out.extend_from_slice(b"\x94.");
-    out
 }
 
 impl Val {

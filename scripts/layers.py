@@ -24,9 +24,9 @@ LAYERS = [
     ("errors", ["error", "progress"]),
     ("index, cache, lock, witness", ["index", "cache", "witness", "chain", "lock"]),
     ("store", ["store"]),
-    ("features over the store", ["checkpoint", "stats", "memo", "repair"]),
+    ("features over the store", ["checkpoint", "stats", "memo", "repair", "transaction"]),
     ("handle", ["shelf"]),
-    ("over the handle", ["transaction", "array", "interop"]),
+    ("over the handle", ["array", "interop"]),
 ]
 RANK = {m: i for i, (_, ms) in enumerate(LAYERS) for m in ms}
 

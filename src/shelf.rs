@@ -25,6 +25,7 @@ use crate::progress::Progress;
 use crate::repair::{RepairReport, SalvageReport, VerifyReport};
 use crate::stats::{KeyInfo, Stats};
 use crate::store::{Config, Durability, Store};
+use crate::transaction::Transaction;
 
 /// Options for opening a store, validated by [`ShelfBuilder::open`].
 ///
@@ -930,6 +931,57 @@ impl Shelf {
     /// Keys starting with `prefix` with their pickle bytes (verified), in key order.
     pub fn scan_prefix_pickle<'a>(&'a self, prefix: &str) -> impl Iterator<Item = Result<(String, Vec<u8>)>> + 'a {
         self.store.scan_pickles(prefix)
+    }
+
+    // ----- transactions -----
+
+    /// Runs `f` as one read-write transaction over any number of keys: all of its writes
+    /// commit together in one atomic commit (after a crash all of them are there or none),
+    /// and when `f` returns an error — or panics — nothing is written. Inside, reads see
+    /// the transaction's own writes.
+    ///
+    /// Isolation: the transaction holds the store's write lock from start to commit, so
+    /// transactions and all other writes are serialized (other writers wait; keep `f`
+    /// short). Reads through other handles do not wait and see the store as it was until
+    /// the commit. Inside `f`, write only through the [`Transaction`]: a write through a
+    /// `Shelf` (or memo) of the same store would wait for the lock `f` holds, forever.
+    ///
+    /// `f`'s error type is yours, as long as a store error converts into it
+    /// (`pickleshelf::Error` itself, `anyhow::Error`, ...).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// shelf.insert("alice", &100)?;
+    /// shelf.insert("bob", &0)?;
+    /// shelf.transaction(|tx| {
+    ///     let a: i64 = tx.get("alice")?.unwrap_or(0);
+    ///     let b: i64 = tx.get("bob")?.unwrap_or(0);
+    ///     tx.insert("alice", &(a - 30))?;
+    ///     tx.insert("bob", &(b + 30))?;
+    ///     Ok::<_, pickleshelf::Error>(())
+    /// })?;
+    /// assert_eq!((shelf.get::<i64>("alice")?, shelf.get::<i64>("bob")?), (Some(70), Some(30)));
+    ///
+    /// // An error aborts: nothing is written.
+    /// let r: Result<(), pickleshelf::Error> = shelf.transaction(|tx| {
+    ///     tx.insert("alice", &0)?;
+    ///     Err(pickleshelf::Error::Config("changed my mind".into()))
+    /// });
+    /// assert!(r.is_err());
+    /// assert_eq!(shelf.get::<i64>("alice")?, Some(70));
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `f`'s error (nothing written); [`Error::ReadOnly`]; when the commit fails, the
+    /// store errors of [`Shelf::apply`] (nothing written).
+    pub fn transaction<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        E: From<Error>,
+        F: FnOnce(&mut Transaction<'_, '_>) -> Result<R, E>,
+    {
+        crate::transaction::run(&self.store, f)
     }
 
     // ----- checkpoints (see [`crate::checkpoint`]) -----

@@ -18,3 +18,19 @@ pub fn bytes_pickle(payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(b"\x94.");
     out
 }
+
+/// `pickle.dumps(text, 4)` of a str: `head`, then words of `words` that `rng` picks, cut to
+/// 20 to 19 + `spread` bytes (`spread` at most 236: SHORT_BINUNICODE, MEMOIZE, STOP).
+pub fn words_pickle(rng: &mut Rng, head: String, words: &[&str], spread: u64) -> Vec<u8> {
+    let target = 20 + rng.below(spread) as usize;
+    let mut text = head;
+    while text.len() < target {
+        text.push(' ');
+        text.push_str(words[rng.below(words.len() as u64) as usize]);
+    }
+    text.truncate(target);
+    let mut out = vec![0x80, 4, 0x8c, text.len() as u8];
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(b"\x94.");
+    out
+}

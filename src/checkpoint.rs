@@ -34,7 +34,7 @@
 //! again stores the new value inline as usual.
 //!
 //! Checkpoints cover the store's keys, not memoized results ([`crate::Memo`]). Taking,
-//! restoring and deleting a checkpoint are each one atomic commit (see [`crate::index`]) that
+//! restoring and deleting a checkpoint are each one atomic commit (see `docs/FORMAT.md`) that
 //! builds in memory: their cost is linear in the number of keys. Together with delta
 //! storage ([`crate::Shelf::insert`] stores a new version of a large value as a delta against a
 //! similar earlier one), a checkpoint after each save keeps a history of program state

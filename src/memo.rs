@@ -511,8 +511,8 @@ impl Memo {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Decode`] when `args` is not a pickle; [`Error::Encode`] when it holds
-    /// anything but plain data (objects have no canonical pickle) or a cycle.
+    /// [`Error::Pickle`] when `args` is not a pickle, or holds anything but plain data
+    /// (objects have no canonical pickle) or a cycle.
     pub fn key_of_pickle(&self, args: &[u8]) -> Result<String> {
         self.call_key_of_pickle(args).map(|k| hex(&k))
     }
@@ -550,7 +550,7 @@ impl Memo {
     /// ```
     ///
     /// # Errors
-    /// The outer `Err`: as for [`Memo::key_of_pickle`], [`Error::Decode`] when the bytes
+    /// The outer `Err`: as for [`Memo::key_of_pickle`], [`Error::Pickle`] when the bytes
     /// `f` returned are not a pickle (nothing is stored), store errors. `Ok(Err(e))` when
     /// `f` failed (nothing is stored).
     pub fn get_or_compute_pickle<E, F>(&self, args: &[u8], f: F) -> Result<std::result::Result<Vec<u8>, E>>

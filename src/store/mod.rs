@@ -56,7 +56,7 @@ const MIN_BUFFER_BYTES: usize = 64 << 10;
 /// The largest write buffer.
 const MAX_BUFFER_BYTES: usize = 1 << 30;
 
-/// What [`Shelf::sync`] guarantees.
+/// What [`Shelf::sync`](crate::Shelf::sync) guarantees.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Durability {

@@ -34,9 +34,9 @@
 //! again stores the new value inline as usual.
 //!
 //! Checkpoints cover the store's keys, not memoized results ([`crate::Memo`]). Taking,
-//! restoring and deleting a checkpoint are each one atomic commit (see [`crate::index`]) that
+//! restoring and deleting a checkpoint are each one atomic commit (see `docs/FORMAT.md`) that
 //! builds in memory: their cost is linear in the number of keys. Together with delta
-//! storage ([`Shelf::insert`] stores a new version of a large value as a delta against a
+//! storage ([`crate::Shelf::insert`] stores a new version of a large value as a delta against a
 //! similar earlier one), a checkpoint after each save keeps a history of program state
 //! that costs about what changed.
 
@@ -44,10 +44,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::blob::Digest;
 use crate::error::{CheckpointProblem, Error, Result};
-use crate::index::{Op, Space, Stored, check_checkpoint_name};
-use crate::shelf::Shelf;
+use crate::index::{CheckpointHeader, Op, Space, Stored, check_checkpoint_name};
+use crate::store::Store;
 
-/// A checkpoint, as [`Shelf::checkpoints`] lists it.
+/// A checkpoint, as [`Shelf::checkpoints`](crate::Shelf::checkpoints) lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CheckpointInfo {
@@ -74,7 +74,7 @@ pub enum ChangeKind {
     Changed,
 }
 
-/// A key that differs between two states; see [`Shelf::diff`].
+/// A key that differs between two states; see [`Shelf::diff`](crate::Shelf::diff).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Change {
@@ -86,6 +86,11 @@ pub struct Change {
     pub before: Option<Digest>,
     /// The digest of its value in the later state.
     pub after: Option<Digest>,
+}
+
+/// What the store records of checkpoint `name`, as [`CheckpointInfo`].
+fn info(name: String, h: CheckpointHeader) -> CheckpointInfo {
+    CheckpointInfo { name, created: UNIX_EPOCH + Duration::from_millis(h.created_ms), keys: h.keys, bytes: h.bytes }
 }
 
 fn not_found(name: &str) -> Error {
@@ -149,233 +154,108 @@ fn change(key: String, before: Option<&Stored>, after: Option<&Stored>) -> Chang
     Change { key, kind, before: before.map(Stored::digest), after: after.map(Stored::digest) }
 }
 
-impl Shelf {
-    /// Records the store's keys and values as checkpoint `name` (see the [module
-    /// docs](crate::checkpoint)): one atomic write, costing an entry per key and a
-    /// reference per value, not copies. Returns what was recorded.
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
-    /// shelf.insert("a", &1)?;
-    /// let info = shelf.checkpoint("v1")?;
-    /// assert_eq!((info.name.as_str(), info.keys), ("v1", 1));
-    /// # Ok::<(), pickleshelf::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::Checkpoint`] when the name is invalid (1 to 255 bytes of UTF-8, no NUL) or
-    /// taken; [`Error::ReadOnly`], [`Error::Engine`], [`Error::Io`], [`Error::Corrupted`].
-    pub fn checkpoint(&self, name: &str) -> Result<CheckpointInfo> {
-        self.store().writable()?;
-        check_checkpoint_name(name)?;
-        let h = self.store().index().writer().create_checkpoint(name, now_ms())?;
-        self.store().mark_dirty();
-        Ok(CheckpointInfo {
-            name: name.to_owned(),
-            created: UNIX_EPOCH + Duration::from_millis(h.created_ms),
-            keys: h.keys,
-            bytes: h.bytes,
-        })
-    }
+/// Records the store's keys and values as checkpoint `name` ([`crate::Shelf::checkpoint`]).
+pub(crate) fn take(store: &Store, name: &str) -> Result<CheckpointInfo> {
+    store.writable()?;
+    check_checkpoint_name(name)?;
+    let h = store.index().writer().create_checkpoint(name, now_ms())?;
+    store.mark_dirty();
+    Ok(info(name.to_owned(), h))
+}
 
-    /// Every checkpoint, in name order.
-    ///
-    /// # Errors
-    /// [`Error::Engine`], [`Error::Corrupted`].
-    pub fn checkpoints(&self) -> Result<Vec<CheckpointInfo>> {
-        Ok(self
-            .store()
-            .index()
-            .checkpoints()?
-            .into_iter()
-            .map(|(name, h)| CheckpointInfo {
-                name,
-                created: UNIX_EPOCH + Duration::from_millis(h.created_ms),
-                keys: h.keys,
-                bytes: h.bytes,
-            })
-            .collect())
-    }
+/// Every checkpoint, in name order ([`crate::Shelf::checkpoints`]).
+pub(crate) fn list(store: &Store) -> Result<Vec<CheckpointInfo>> {
+    Ok(store.index().checkpoints()?.into_iter().map(|(name, h)| info(name, h)).collect())
+}
 
-    /// The keys of checkpoint `name`, in key order, with the digests of their values.
-    ///
-    /// # Errors
-    /// [`Error::Checkpoint`] when there is no such checkpoint; [`Error::Engine`],
-    /// [`Error::Corrupted`].
-    pub fn checkpoint_keys(&self, name: &str) -> Result<Vec<(String, Digest)>> {
-        let index = self.store().index();
+/// The keys of checkpoint `name` with their digests ([`crate::Shelf::checkpoint_keys`]).
+pub(crate) fn keys(store: &Store, name: &str) -> Result<Vec<(String, Digest)>> {
+    let index = store.index();
+    if index.checkpoint(name)?.is_none() {
+        return Err(not_found(name));
+    }
+    index.checkpoint_entries(name).map(|r| r.map(|(k, s)| (k, s.digest()))).collect()
+}
+
+/// The pickle bytes `key` held in checkpoint `name` ([`crate::Shelf::get_pickle_at`]).
+pub(crate) fn get_pickle_at(store: &Store, name: &str, key: &str) -> Result<Option<Vec<u8>>> {
+    let index = store.index();
+    // From reading the entry to reading its frames (see `Index::pin_files`).
+    let _pin = index.pin_files();
+    match index.checkpoint_entry(name, key)? {
+        Some(stored) => store.load(key, stored).map(Some),
+        None if index.checkpoint(name)?.is_none() => Err(not_found(name)),
+        None => Ok(None),
+    }
+}
+
+/// Makes the store's keys those of checkpoint `name`, in one commit
+/// ([`crate::Shelf::restore`]).
+pub(crate) fn restore(store: &Store, name: &str) -> Result<Vec<Change>> {
+    store.writable()?;
+    let index = store.index();
+    let writer = index.writer();
+    if index.checkpoint(name)?.is_none() {
+        return Err(not_found(name));
+    }
+    let mut changes = Vec::new();
+    let mut ops = Vec::new();
+    merge(index.scan(""), index.checkpoint_entries(name), |key, now, then| {
+        changes.push(change(key.clone(), now.as_ref(), then.as_ref()));
+        ops.push(match then {
+            None => Op::remove(key),
+            Some(Stored::Object { digest }) => Op::Link { space: Space::Keys, key, header: Vec::new(), digest },
+            Some(Stored::Inline { digest, frame }) => Op::put(key, digest, frame.to_vec(), None),
+        });
+        Ok(())
+    })?;
+    if !ops.is_empty() {
+        store.commit(&writer, ops)?;
+    }
+    Ok(changes)
+}
+
+/// The keys whose values differ between checkpoints `from` and `to`
+/// ([`crate::Shelf::diff`]).
+pub(crate) fn diff(store: &Store, from: &str, to: &str) -> Result<Vec<Change>> {
+    let index = store.index();
+    for name in [from, to] {
         if index.checkpoint(name)?.is_none() {
             return Err(not_found(name));
         }
-        index.checkpoint_entries(name).map(|r| r.map(|(k, s)| (k, s.digest()))).collect()
     }
+    let mut out = Vec::new();
+    merge(index.checkpoint_entries(from), index.checkpoint_entries(to), |key, a, b| {
+        out.push(change(key, a.as_ref(), b.as_ref()));
+        Ok(())
+    })?;
+    Ok(out)
+}
 
-    /// The pickle bytes `key` held when checkpoint `name` was taken (verified), without
-    /// restoring anything.
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
-    /// shelf.insert("a", &1)?;
-    /// shelf.checkpoint("v1")?;
-    /// shelf.insert("a", &2)?;
-    /// let then = shelf.get_pickle_at("v1", "a")?.expect("a was there");
-    /// assert_eq!(pickleshelf::pickle::from_slice::<i64>(&then)?, 1);
-    /// # Ok::<(), pickleshelf::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::Checkpoint`] when there is no such checkpoint; otherwise as for
-    /// [`Shelf::get_pickle`].
-    pub fn get_pickle_at(&self, name: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        let index = self.store().index();
-        // From reading the entry to reading its frames (see `Index::pin_files`).
-        let _pin = index.pin_files();
-        match index.checkpoint_entry(name, key)? {
-            Some(stored) => self.store().load(key, stored).map(Some),
-            None if index.checkpoint(name)?.is_none() => Err(not_found(name)),
-            None => Ok(None),
-        }
+/// The keys whose values differ between checkpoint `from` and the store now
+/// ([`crate::Shelf::changes_since`]).
+pub(crate) fn changes_since(store: &Store, from: &str) -> Result<Vec<Change>> {
+    let index = store.index();
+    // One state of the store: no write between the two scans' starts.
+    let _writer = index.writer();
+    if index.checkpoint(from)?.is_none() {
+        return Err(not_found(from));
     }
+    let mut out = Vec::new();
+    merge(index.checkpoint_entries(from), index.scan(""), |key, a, b| {
+        out.push(change(key, a.as_ref(), b.as_ref()));
+        Ok(())
+    })?;
+    Ok(out)
+}
 
-    /// Makes the store's keys exactly those of checkpoint `name`, with their values then:
-    /// keys added since are removed, removed ones come back, changed ones get their old
-    /// value — all in one atomic write. Memoized results are not touched; the checkpoint
-    /// stays. Returns what changed, in key order (`before`: the value replaced, `after`: the
-    /// checkpoint's).
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
-    /// shelf.insert("a", &1)?;
-    /// shelf.checkpoint("v1")?;
-    /// shelf.insert("b", &2)?;
-    /// let changes = shelf.restore("v1")?;
-    /// assert_eq!(changes.len(), 1); // "b" removed
-    /// assert!(!shelf.contains_key("b")?);
-    /// # Ok::<(), pickleshelf::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::Checkpoint`] when there is no such checkpoint; [`Error::ReadOnly`],
-    /// [`Error::Engine`], [`Error::Io`], [`Error::Corrupted`]. Nothing changes then.
-    pub fn restore(&self, name: &str) -> Result<Vec<Change>> {
-        self.store().writable()?;
-        let index = self.store().index();
-        let writer = index.writer();
-        if index.checkpoint(name)?.is_none() {
-            return Err(not_found(name));
-        }
-        let mut changes = Vec::new();
-        let mut ops = Vec::new();
-        merge(index.scan(""), index.checkpoint_entries(name), |key, now, then| {
-            changes.push(change(key.clone(), now.as_ref(), then.as_ref()));
-            ops.push(match then {
-                None => Op::remove(key),
-                Some(Stored::Object { digest }) => Op::Link { space: Space::Keys, key, header: Vec::new(), digest },
-                Some(Stored::Inline { digest, frame }) => Op::put(key, digest, frame.to_vec(), None),
-            });
-            Ok(())
-        })?;
-        if !ops.is_empty() {
-            self.store().commit(&writer, ops)?;
-        }
-        Ok(changes)
+/// Deletes the checkpoints `names` in one commit; per name, whether it existed
+/// ([`crate::Shelf::delete_checkpoints`]).
+pub(crate) fn delete(store: &Store, names: &[&str]) -> Result<Vec<bool>> {
+    store.writable()?;
+    let existed = store.index().writer().delete_checkpoints(names)?;
+    if existed.contains(&true) {
+        store.mark_dirty();
     }
-
-    /// The keys whose values differ between checkpoints `from` and `to`, in key order:
-    /// added (only in `to`), removed (only in `from`), changed (different values).
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
-    /// use pickleshelf::ChangeKind;
-    /// shelf.insert("a", &1)?;
-    /// shelf.checkpoint("v1")?;
-    /// shelf.insert("a", &2)?;
-    /// shelf.insert("b", &3)?;
-    /// shelf.checkpoint("v2")?;
-    /// let kinds: Vec<_> = shelf.diff("v1", "v2")?.into_iter().map(|c| (c.key, c.kind)).collect();
-    /// assert_eq!(kinds, [("a".to_string(), ChangeKind::Changed), ("b".to_string(), ChangeKind::Added)]);
-    /// # Ok::<(), pickleshelf::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::Checkpoint`] when either does not exist; [`Error::Engine`],
-    /// [`Error::Corrupted`].
-    pub fn diff(&self, from: &str, to: &str) -> Result<Vec<Change>> {
-        let index = self.store().index();
-        for name in [from, to] {
-            if index.checkpoint(name)?.is_none() {
-                return Err(not_found(name));
-            }
-        }
-        let mut out = Vec::new();
-        merge(index.checkpoint_entries(from), index.checkpoint_entries(to), |key, a, b| {
-            out.push(change(key, a.as_ref(), b.as_ref()));
-            Ok(())
-        })?;
-        Ok(out)
-    }
-
-    /// The keys whose values differ between checkpoint `from` and the store now, as
-    /// [`Shelf::diff`] reports them.
-    ///
-    /// # Errors
-    /// As for [`Shelf::diff`].
-    pub fn changes_since(&self, from: &str) -> Result<Vec<Change>> {
-        let index = self.store().index();
-        // One state of the store: no write between the two scans' starts.
-        let _writer = index.writer();
-        if index.checkpoint(from)?.is_none() {
-            return Err(not_found(from));
-        }
-        let mut out = Vec::new();
-        merge(index.checkpoint_entries(from), index.scan(""), |key, a, b| {
-            out.push(change(key, a.as_ref(), b.as_ref()));
-            Ok(())
-        })?;
-        Ok(out)
-    }
-
-    /// Deletes checkpoint `name`, releasing its references (values nothing else refers to
-    /// are removed; their space is reclaimed at the next sync). Returns whether it existed.
-    ///
-    /// # Errors
-    /// [`Error::ReadOnly`], [`Error::Engine`], [`Error::Io`], [`Error::Corrupted`].
-    pub fn delete_checkpoint(&self, name: &str) -> Result<bool> {
-        self.store().writable()?;
-        let existed = self.store().index().writer().delete_checkpoint(name)?;
-        if existed {
-            self.store().mark_dirty();
-        }
-        Ok(existed)
-    }
-
-    /// Deletes the checkpoints `names` in one atomic write, releasing their references (as
-    /// [`Shelf::delete_checkpoint`] does for one); returns, per name, whether it existed. A
-    /// name given twice is deleted once (`false` the second time). A failure deletes none.
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
-    /// shelf.insert("a", &1)?;
-    /// shelf.checkpoint("v1")?;
-    /// shelf.checkpoint("v2")?;
-    /// assert_eq!(shelf.delete_checkpoints(&["v1", "nope", "v2"])?, [true, false, true]);
-    /// assert!(shelf.checkpoints()?.is_empty());
-    /// # Ok::<(), pickleshelf::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::ReadOnly`], [`Error::Engine`], [`Error::Io`], [`Error::Corrupted`].
-    pub fn delete_checkpoints(&self, names: &[&str]) -> Result<Vec<bool>> {
-        self.store().writable()?;
-        let existed = self.store().index().writer().delete_checkpoints(names)?;
-        if existed.contains(&true) {
-            self.store().mark_dirty();
-        }
-        Ok(existed)
-    }
+    Ok(existed)
 }

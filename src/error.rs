@@ -225,6 +225,10 @@ fn format_hint(found: u32, supported: u32, path: &std::path::Path) -> String {
         )
     } else if found > supported {
         " (written by a newer pickleshelf)".into()
+    } else if found == 1 {
+        " (written by an older pickleshelf: copy it with `pickleshelf export` of a format 1 build, then \
+         `pickleshelf import` the export into a new store)"
+            .into()
     } else {
         String::new()
     }

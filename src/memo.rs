@@ -84,7 +84,7 @@ use crate::blob::Digest;
 use crate::error::{Error, Result};
 use crate::index::{MEMO_HEADER, Op, Space, Stored};
 use crate::pickle;
-use crate::shelf::{MemoShelf, Shelf};
+use crate::store::{MemoHold, Store};
 
 /// Counters of one memo.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -103,10 +103,10 @@ pub struct MemoStats {
 }
 
 /// Options of a memo, validated by [`MemoBuilder::open`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[must_use]
 pub struct MemoBuilder {
-    shelf: Shelf,
+    store: Arc<Store>,
     namespace: String,
     version: String,
     ttl: Option<Duration>,
@@ -114,7 +114,32 @@ pub struct MemoBuilder {
     max_bytes: Option<u64>,
 }
 
+impl std::fmt::Debug for MemoBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoBuilder")
+            .field("path", &self.store.path())
+            .field("namespace", &self.namespace)
+            .field("version", &self.version)
+            .field("ttl", &self.ttl)
+            .field("max_entries", &self.max_entries)
+            .field("max_bytes", &self.max_bytes)
+            .finish()
+    }
+}
+
 impl MemoBuilder {
+    /// A builder for the memo of `namespace` in `store`, with default options.
+    pub(crate) fn new(store: Arc<Store>, namespace: &str) -> MemoBuilder {
+        MemoBuilder {
+            store,
+            namespace: namespace.to_owned(),
+            version: String::new(),
+            ttl: None,
+            max_entries: None,
+            max_bytes: None,
+        }
+    }
+
     /// The version of the function: results stored under another version are never
     /// returned (and are deleted when this memo opens). Default `""`.
     pub fn version(mut self, version: impl Into<String>) -> Self {
@@ -194,7 +219,7 @@ struct Flight {
 }
 
 struct Inner {
-    shelf: MemoShelf,
+    store: MemoHold,
     namespace: String,
     version: String,
     ttl: Option<Duration>,
@@ -248,11 +273,11 @@ fn parse_header(h: &[u8]) -> Option<(u64, u64)> {
     Some((c, a))
 }
 
-/// One memo namespace of a store, from [`Shelf::memo_namespaces`].
+/// One memo namespace of a store, from [`Shelf::memo_namespaces`](crate::Shelf::memo_namespaces).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct MemoNamespace {
-    /// The namespace (what [`Shelf::memo`] was given).
+    /// The namespace (what [`Shelf::memo`](crate::Shelf::memo) was given).
     pub name: String,
     /// The version its results were stored under ([`MemoBuilder::version`]).
     pub version: String,
@@ -266,78 +291,39 @@ pub struct MemoNamespace {
     pub last_used: Option<SystemTime>,
 }
 
-impl Shelf {
-    /// Every memo namespace the store holds, in name order, with its version and the
-    /// count and size of its results. Reads the memo records; changes nothing (works
-    /// on a read-only store).
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
-    /// let square = shelf.memo_builder("square").version("2").open()?;
-    /// let _: u64 = square.get_or_compute(&(7u32,), || 49)?;
-    /// let spaces = shelf.memo_namespaces()?;
-    /// assert_eq!((spaces[0].name.as_str(), spaces[0].version.as_str(), spaces[0].entries), ("square", "2", 1));
-    /// # Ok::<(), pickleshelf::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::Engine`] when the store cannot be read; [`Error::Corrupted`] for a record
-    /// that cannot be parsed.
-    pub fn memo_namespaces(&self) -> Result<Vec<MemoNamespace>> {
-        let index = self.store().index();
-        let mut out = Vec::new();
-        for (meta_name, version) in index.settings("memo/")? {
-            let Some(name) = meta_name.strip_prefix("memo/") else { continue };
-            let mut ns = MemoNamespace {
-                name: name.to_owned(),
-                version: String::from_utf8_lossy(&version).into_owned(),
-                entries: 0,
-                bytes: 0,
-                last_used: None,
-            };
-            let mut last = 0;
-            for item in index.scan_in(Space::Memo, &format!("{name}\0")) {
-                let (_, head, stored) = item?;
-                ns.entries += 1;
-                ns.bytes += stored_len(self, &stored)?;
-                if let Some((created, accessed)) = parse_header(&head) {
-                    last = last.max(created).max(accessed);
-                }
+/// Every memo namespace of the store, in name order ([`crate::Shelf::memo_namespaces`]).
+pub(crate) fn namespaces(store: &Store) -> Result<Vec<MemoNamespace>> {
+    let index = store.index();
+    let mut out = Vec::new();
+    for (meta_name, version) in index.settings("memo/")? {
+        let Some(name) = meta_name.strip_prefix("memo/") else { continue };
+        let mut ns = MemoNamespace {
+            name: name.to_owned(),
+            version: String::from_utf8_lossy(&version).into_owned(),
+            entries: 0,
+            bytes: 0,
+            last_used: None,
+        };
+        let mut last = 0;
+        for item in index.scan_in(Space::Memo, &format!("{name}\0")) {
+            let (_, head, stored) = item?;
+            ns.entries += 1;
+            ns.bytes += stored_len(store, &stored)?;
+            if let Some((created, accessed)) = parse_header(&head) {
+                last = last.max(created).max(accessed);
             }
-            ns.last_used = (ns.entries > 0).then(|| UNIX_EPOCH + Duration::from_millis(last));
-            out.push(ns);
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        ns.last_used = (ns.entries > 0).then(|| UNIX_EPOCH + Duration::from_millis(last));
+        out.push(ns);
     }
-
-    /// The memo of namespace `namespace` with default options (no version, no expiry, no
-    /// limits). See [`crate::memo`].
-    ///
-    /// # Errors
-    /// As for [`MemoBuilder::open`].
-    pub fn memo(&self, namespace: &str) -> Result<Memo> {
-        self.memo_builder(namespace).open()
-    }
-
-    /// A builder for a memo with options (version, TTL, limits).
-    pub fn memo_builder(&self, namespace: &str) -> MemoBuilder {
-        MemoBuilder {
-            shelf: self.clone(),
-            namespace: namespace.to_owned(),
-            version: String::new(),
-            ttl: None,
-            max_entries: None,
-            max_bytes: None,
-        }
-    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
 impl Memo {
     fn open(b: MemoBuilder) -> Result<Memo> {
-        let shelf = b.shelf;
-        let index = shelf.store().index();
+        let store = b.store;
+        let index = store.index();
         let version_key = format!("memo/{}", b.namespace);
         let prefix = format!("{}\0", b.namespace);
         let stored_version = index.setting(&version_key)?.map(|v| String::from_utf8_lossy(&v).into_owned());
@@ -355,19 +341,19 @@ impl Memo {
                         stale.push(key);
                         continue;
                     }
-                    let bytes = stored_len(&shelf, &stored)?;
+                    let bytes = stored_len(&store, &stored)?;
                     entries.push((k, Entry { digest: stored.digest(), created, accessed, bytes, touched: false }));
                 }
                 _ => stale.push(key),
             }
         }
         if !stale.is_empty() || stored_version.as_deref() != Some(b.version.as_str()) {
-            shelf.store().writable()?;
+            store.writable()?;
             let writer = index.writer();
             let ops = stale.into_iter().map(|key| Op::Remove { space: Space::Memo, key }).collect();
-            shelf.store().commit(&writer, ops)?;
+            store.commit(&writer, ops)?;
             writer.set_setting(&version_key, Some(b.version.as_bytes()))?;
-            shelf.store().mark_dirty();
+            store.mark_dirty();
         }
         entries.sort_by_key(|(_, e)| e.accessed);
         let mut lru = LruCache::unbounded();
@@ -378,7 +364,7 @@ impl Memo {
         }
         Ok(Memo {
             inner: Arc::new(Inner {
-                shelf: MemoShelf::new(shelf),
+                store: MemoHold::new(store),
                 namespace: b.namespace,
                 version: b.version,
                 ttl: b.ttl,
@@ -525,8 +511,8 @@ impl Memo {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Decode`] when `args` is not a pickle; [`Error::Encode`] when it holds
-    /// anything but plain data (objects have no canonical pickle) or a cycle.
+    /// [`Error::Pickle`] when `args` is not a pickle, or holds anything but plain data
+    /// (objects have no canonical pickle) or a cycle.
     pub fn key_of_pickle(&self, args: &[u8]) -> Result<String> {
         self.call_key_of_pickle(args).map(|k| hex(&k))
     }
@@ -564,7 +550,7 @@ impl Memo {
     /// ```
     ///
     /// # Errors
-    /// The outer `Err`: as for [`Memo::key_of_pickle`], [`Error::Decode`] when the bytes
+    /// The outer `Err`: as for [`Memo::key_of_pickle`], [`Error::Pickle`] when the bytes
     /// `f` returned are not a pickle (nothing is stored), store errors. `Ok(Err(e))` when
     /// `f` failed (nothing is stored).
     pub fn get_or_compute_pickle<E, F>(&self, args: &[u8], f: F) -> Result<std::result::Result<Vec<u8>, E>>
@@ -628,7 +614,7 @@ impl Memo {
         let Some(digest) = self.touch(key)? else {
             return Ok(None);
         };
-        let cache = self.inner.shelf.store().cache();
+        let cache = self.inner.store.cache();
         let ty = TypeId::of::<RawResult>();
         if let Some(hit) = cache.get(&digest, ty)
             && let Ok(v) = Arc::downcast::<RawResult>(hit)
@@ -636,12 +622,12 @@ impl Memo {
             return Ok(Some(Arc::clone(&v.0)));
         }
         let rkey = self.record_key(key);
-        let index = self.inner.shelf.store().index();
+        let index = self.inner.store.index();
         let _pin = index.pin_files();
         let Some((_, stored)) = index.get_in(Space::Memo, &rkey)? else {
             return Ok(None);
         };
-        let bytes: Arc<[u8]> = self.inner.shelf.store().load(&rkey, stored)?.into();
+        let bytes: Arc<[u8]> = self.inner.store.load(&rkey, stored)?.into();
         if cache.enabled() {
             let n = bytes.len();
             cache.insert(&digest, ty, Arc::new(RawResult(Arc::clone(&bytes))), n as u64 + 64);
@@ -685,7 +671,7 @@ impl Memo {
         let Some(digest) = self.touch(key)? else {
             return Ok(None);
         };
-        let cache = self.inner.shelf.store().cache();
+        let cache = self.inner.store.cache();
         let ty = TypeId::of::<R>();
         if let Some(hit) = cache.get(&digest, ty)
             && let Ok(v) = Arc::downcast::<R>(hit)
@@ -693,12 +679,12 @@ impl Memo {
             return Ok(Some(R::clone(&v)));
         }
         let rkey = self.record_key(key);
-        let index = self.inner.shelf.store().index();
+        let index = self.inner.store.index();
         let _pin = index.pin_files();
         let Some((_, stored)) = index.get_in(Space::Memo, &rkey)? else {
             return Ok(None);
         };
-        let bytes = self.inner.shelf.store().load(&rkey, stored)?;
+        let bytes = self.inner.store.load(&rkey, stored)?;
         let v: R = pickle::from_slice(&bytes)?;
         if cache.enabled() {
             cache.insert(&digest, ty, Arc::new(v.clone()), crate::cache::typed_bytes::<R>(bytes.len()));
@@ -710,7 +696,7 @@ impl Memo {
     where
         R: Serialize + Clone + Send + Sync + 'static,
     {
-        let bytes = pickle::to_vec_with_protocol(r, self.inner.shelf.store().protocol())?;
+        let bytes = pickle::to_vec_with_protocol(r, self.inner.store.protocol())?;
         let cost = crate::cache::typed_bytes::<R>(bytes.len());
         self.store_bytes(key, &bytes, TypeId::of::<R>(), Arc::new(r.clone()), cost)
     }
@@ -730,15 +716,15 @@ impl Memo {
         obj: crate::cache::Object,
         cost: u64,
     ) -> Result<()> {
-        let shelf = &self.inner.shelf;
-        shelf.store().writable()?;
-        let (digest, frame) = shelf.store().frame(bytes)?;
+        let store = &self.inner.store;
+        store.writable()?;
+        let (digest, frame) = store.frame(bytes)?;
         let size = frame.len() as u64;
         let now = now_ms();
         let rkey = self.record_key(key);
-        let writer = shelf.store().index().writer();
+        let writer = store.index().writer();
         let op = Op::Put { space: Space::Memo, key: rkey, header: header(now, now), digest, frame, delta: None };
-        shelf.store().commit(&writer, vec![op])?;
+        store.commit(&writer, vec![op])?;
         let victims: Vec<[u8; 16]> = {
             let mut st = lock(&self.inner.state);
             if let Some(old) =
@@ -766,11 +752,11 @@ impl Memo {
         };
         if !victims.is_empty() {
             let ops = victims.iter().map(|k| Op::Remove { space: Space::Memo, key: self.record_key(k) }).collect();
-            shelf.store().commit(&writer, ops)?;
+            store.commit(&writer, ops)?;
             self.inner.evictions.fetch_add(victims.len() as u64, Ordering::Relaxed);
         }
         drop(writer);
-        let cache = shelf.store().cache();
+        let cache = store.cache();
         if cache.enabled() {
             cache.insert(&digest, ty, obj, cost);
         }
@@ -778,9 +764,9 @@ impl Memo {
     }
 
     fn remove_calls(&self, keys: &[[u8; 16]], evicted: bool) -> Result<u64> {
-        let shelf = &self.inner.shelf;
-        shelf.store().writable()?;
-        let writer = shelf.store().index().writer();
+        let store = &self.inner.store;
+        store.writable()?;
+        let writer = store.index().writer();
         let mut removed = Vec::new();
         {
             let mut st = lock(&self.inner.state);
@@ -792,7 +778,7 @@ impl Memo {
             }
         }
         let ops = removed.iter().map(|k| Op::Remove { space: Space::Memo, key: self.record_key(k) }).collect();
-        shelf.store().commit(&writer, ops)?;
+        store.commit(&writer, ops)?;
         if evicted {
             self.inner.evictions.fetch_add(removed.len() as u64, Ordering::Relaxed);
         }
@@ -835,7 +821,7 @@ impl Memo {
     /// Store errors.
     pub fn sync(&self) -> Result<()> {
         self.flush_times()?;
-        self.inner.shelf.sync()
+        self.inner.store.sync()
     }
 }
 
@@ -858,12 +844,12 @@ impl Inner {
             }
             out
         };
-        if touched.is_empty() || self.shelf.store().writable().is_err() {
+        if touched.is_empty() || self.store.writable().is_err() {
             return Ok(());
         }
         let updates = touched.into_iter().map(|(k, e)| (self.record_key(&k), header(e.created, e.accessed))).collect();
-        self.shelf.store().index().writer().set_memo_headers(updates)?;
-        self.shelf.store().mark_dirty();
+        self.store.index().writer().set_memo_headers(updates)?;
+        self.store.mark_dirty();
         Ok(())
     }
 }
@@ -891,10 +877,10 @@ impl Drop for Landing<'_> {
 }
 
 /// The stored length of a result: its inline frame, or its object's frame.
-fn stored_len(shelf: &Shelf, stored: &Stored) -> Result<u64> {
+fn stored_len(store: &Store, stored: &Stored) -> Result<u64> {
     Ok(match stored {
         Stored::Inline { frame, .. } => frame.len() as u64,
-        Stored::Object { digest } => shelf.store().index().object(digest)?.map_or(0, |r| r.stored_len),
+        Stored::Object { digest } => store.index().object(digest)?.map_or(0, |r| r.stored_len),
     })
 }
 

@@ -1,35 +1,31 @@
 //! [`Shelf`]: the public handle of a store — typed and raw reads and writes, batches,
-//! the cache's knobs, verify and gc — over the store layer ([`crate::store`]).
+//! the cache's knobs — over the store layer ([`crate::store`]), and the entry points of
+//! the features that work on that layer: checkpoints, statistics, memos, verify, gc,
+//! repair and salvage.
 //!
 //! Invariant: a `Shelf` holds nothing but its share of the open store: every value it
 //! returns was verified by the store layer, and every change it makes is one commit
 //! there; the store closes when its last handle (`Shelf` or memo) goes.
 
 use std::ops::{Bound, RangeBounds};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::blob::{Digest, Hasher};
+use crate::blob::Digest;
 use crate::cache::CacheStats;
+use crate::checkpoint::{Change, CheckpointInfo};
 use crate::error::{Error, Result, decode_as};
-use crate::index::{Space, Stored};
+use crate::memo::{Memo, MemoBuilder, MemoNamespace};
 use crate::pickle::{self, Value};
 use crate::progress::Progress;
-use crate::repair::VerifyReport;
+use crate::repair::{RepairReport, SalvageReport, VerifyReport};
+use crate::stats::{KeyInfo, Stats};
 use crate::store::{Config, Durability, Store};
-
-/// The shortest [`ShelfBuilder::commit_interval`].
-const MIN_COMMIT_INTERVAL: Duration = Duration::from_millis(1);
-/// The longest [`ShelfBuilder::commit_interval`].
-const MAX_COMMIT_INTERVAL: Duration = Duration::from_secs(3600);
-/// The smallest [`ShelfBuilder::buffer_bytes`].
-const MIN_BUFFER_BYTES: usize = 64 << 10;
-/// The largest [`ShelfBuilder::buffer_bytes`].
-const MAX_BUFFER_BYTES: usize = 1 << 30;
+use crate::transaction::Transaction;
 
 /// Options for opening a store, validated by [`ShelfBuilder::open`].
 ///
@@ -155,76 +151,77 @@ impl ShelfBuilder {
     /// [`Error::UnsupportedFormat`], [`Error::AuthKey`], [`Error::RolledBack`],
     /// [`Error::Engine`] or [`Error::Io`] when it cannot be opened as asked.
     pub fn open(self) -> Result<Shelf> {
-        let c = &self.c;
-        if !(1..=19).contains(&c.zstd_level) {
-            return Err(Error::Config(format!("zstd level {} is outside 1..=19", c.zstd_level)));
-        }
-        if !(2..=5).contains(&c.protocol) {
-            return Err(Error::Config(format!("pickle protocol {} is outside 2..=5", c.protocol)));
-        }
-        if !(MIN_COMMIT_INTERVAL..=MAX_COMMIT_INTERVAL).contains(&c.commit_interval) {
-            return Err(Error::Config(format!(
-                "commit interval {:?} is outside {:?}..=1h",
-                c.commit_interval, MIN_COMMIT_INTERVAL
-            )));
-        }
-        if !(MIN_BUFFER_BYTES..=MAX_BUFFER_BYTES).contains(&c.buffer_bytes) {
-            return Err(Error::Config(format!(
-                "write buffer of {} bytes is outside 64 KiB..=1 GiB ({MIN_BUFFER_BYTES}..={MAX_BUFFER_BYTES} bytes)",
-                c.buffer_bytes
-            )));
-        }
-        if let Some(k) = &c.auth_key
-            && k.len() < 16
-        {
-            return Err(Error::Config(format!("auth key has {} bytes; at least 16 are needed", k.len())));
-        }
         Ok(Shelf { store: Store::open(self.c)? })
     }
 
-    pub(crate) fn path(&self) -> &Path {
-        &self.c.path
+    // ----- checking and repairing a closed store -----
+
+    /// Repairs the store: when its page directory (sled's files under `sled/`) cannot be
+    /// read, or came back older than its last sync, rebuilds it from the pack files —
+    /// installed only when it is exactly the directory of the newest commit they record
+    /// (the old files are kept in `sled.damaged/`); upgrades a format 2 store; rewrites a
+    /// damaged witness file; then opens the store and verifies it. A readable, current
+    /// directory is kept. Nothing that can be read is removed.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("state.db");
+    /// # { let s = pickleshelf::Shelf::open(&path)?; s.insert("k", &1)?; }
+    /// let conf = path.join("sled").join("conf");
+    /// let mut bytes = std::fs::read(&conf)?;
+    /// bytes[3] ^= 0x20; // one bad byte in sled's files: the store cannot be opened
+    /// std::fs::write(&conf, bytes)?;
+    /// assert!(pickleshelf::Shelf::open(&path).is_err());
+    /// let report = pickleshelf::Shelf::builder(&path).repair()?;
+    /// assert!(report.rebuilt && report.is_ok());
+    /// assert_eq!(pickleshelf::Shelf::open(&path)?.get::<i64>("k")?, Some(1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Locked`] when the store is open; [`Error::AuthKey`] when the auth key is not
+    /// the store's; [`Error::Io`]. What cannot be repaired is in the report
+    /// ([`RepairReport::is_ok`](crate::RepairReport::is_ok)), not an error.
+    pub fn repair(self) -> Result<RepairReport> {
+        crate::repair::directory::run(self.c, false)
     }
 
-    /// For salvage: reads a format 2 store as it is, and the page directory from the sled
-    /// files in `sled_from` when given.
-    pub(crate) fn for_salvage(mut self, sled_from: Option<PathBuf>) -> Self {
-        self.c.legacy = true;
-        self.c.sled_from = sled_from;
-        self
+    /// [`ShelfBuilder::repair`], rebuilding the page directory from the pack files even when
+    /// sled's can be read and is current (after restoring `pages/` from a backup newer than
+    /// `sled/`, say). The rebuilt directory is installed only when it is exactly that of the
+    /// newest commit the packs record; otherwise nothing changes and the report says why.
+    ///
+    /// # Errors
+    /// As for [`ShelfBuilder::repair`].
+    pub fn rebuild(self) -> Result<RepairReport> {
+        crate::repair::directory::run(self.c, true)
     }
 
-    pub(crate) fn auth_key_bytes(&self) -> Option<&[u8]> {
-        self.c.auth_key.as_deref()
-    }
-
-    /// The hasher the auth key (or its absence) gives.
-    pub(crate) fn hasher(&self) -> Hasher {
-        self.c.hasher()
-    }
-}
-
-/// The `Shelf` a memo holds, counted so that [`Shelf::close`] and [`Error::Locked`] can
-/// say that memos hold the store.
-pub(crate) struct MemoShelf(Shelf);
-
-impl MemoShelf {
-    pub(crate) fn new(shelf: Shelf) -> MemoShelf {
-        shelf.store.memo_opened();
-        MemoShelf(shelf)
-    }
-}
-
-impl std::ops::Deref for MemoShelf {
-    type Target = Shelf;
-    fn deref(&self) -> &Shelf {
-        &self.0
-    }
-}
-
-impl Drop for MemoShelf {
-    fn drop(&mut self) {
-        self.0.store.memo_closed();
+    /// Copies everything that can be read out of this store — a damaged one — into a new
+    /// store at `into` (which must not exist, or be an empty directory), and never changes
+    /// this one: keys and memo results whose values verify, checkpoints whose entries all
+    /// verify, the metadata records, and, under `recovered/<digest in hex>`, every value
+    /// whose object verifies but that no record that could be read names (the values of
+    /// keys whose records were lost). When the store's page directory cannot be read, it is
+    /// rebuilt from the pack files in the system's temporary directory to read through.
+    /// The new store has the same auth key; it is verified once written.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let (old, new) = (dir.path().join("old.db"), dir.path().join("new.db"));
+    /// # { let s = pickleshelf::Shelf::open(&old)?; s.insert("k", &1)?; }
+    /// let report = pickleshelf::Shelf::builder(&old).salvage(&new)?;
+    /// assert!(report.is_complete() && report.keys == 1);
+    /// assert_eq!(pickleshelf::Shelf::open(&new)?.get::<i64>("k")?, Some(1));
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Io`] when `into` exists and is not empty, or a file cannot be read or
+    /// written; [`Error::AuthKey`]; [`Error::Locked`] while a writer holds the store. What
+    /// cannot be copied is in the report ([`SalvageReport::is_complete`](crate::SalvageReport::is_complete)), not an error.
+    pub fn salvage(self, into: impl AsRef<Path>) -> Result<SalvageReport> {
+        crate::repair::salvage::run(self.c, into.as_ref())
     }
 }
 
@@ -292,6 +289,14 @@ impl Shelf {
     /// A builder for opening with options.
     pub fn builder(path: impl AsRef<Path>) -> ShelfBuilder {
         ShelfBuilder { c: Config::new(path.as_ref()) }
+    }
+
+    /// Repairs the store at `path` (no auth key); see [`ShelfBuilder::repair`].
+    ///
+    /// # Errors
+    /// As for [`ShelfBuilder::repair`].
+    pub fn repair(path: impl AsRef<std::path::Path>) -> Result<RepairReport> {
+        Shelf::builder(path).repair()
     }
 
     /// The store layer under this handle (for memos, checkpoints, stats, repair, interop).
@@ -701,10 +706,7 @@ impl Shelf {
     /// # Errors
     /// [`Error::Engine`], [`Error::Corrupted`] when the key's record cannot be read.
     pub fn evict(&self, key: &str) -> Result<bool> {
-        Ok(match self.store.index().get(key)? {
-            Some(stored) => self.store.cache().evict(&stored.digest()) > 0,
-            None => false,
-        })
+        self.store.evict(key)
     }
 
     /// Drops every cached decoded object, pinned ones included (and the decoded bases of
@@ -760,7 +762,7 @@ impl Shelf {
     /// # Errors
     /// [`Error::Corrupted`], [`Error::Engine`].
     pub fn digest(&self, key: &str) -> Result<Option<Digest>> {
-        Ok(self.store.index().get(key)?.map(|s| s.digest()))
+        self.store.digest(key)
     }
 
     /// True when `key` holds a value.
@@ -768,7 +770,7 @@ impl Shelf {
     /// # Errors
     /// [`Error::Engine`].
     pub fn contains_key(&self, key: &str) -> Result<bool> {
-        self.store.index().contains(key)
+        self.store.contains(key)
     }
 
     /// The number of keys (counts them: linear in the store's size).
@@ -777,7 +779,7 @@ impl Shelf {
     /// [`Error::Engine`], [`Error::Corrupted`].
     pub fn len(&self) -> Result<usize> {
         let mut n = 0;
-        for item in self.store.index().scan("") {
+        for item in self.store.keys("") {
             item?;
             n += 1;
         }
@@ -789,7 +791,7 @@ impl Shelf {
     /// # Errors
     /// [`Error::Engine`], [`Error::Corrupted`].
     pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.store.index().scan("").next().transpose()?.is_none())
+        Ok(self.store.keys("").next().transpose()?.is_none())
     }
 
     /// All keys in byte order.
@@ -799,7 +801,7 @@ impl Shelf {
 
     /// The keys that start with `prefix`, in byte order.
     pub fn keys_with_prefix<'a>(&'a self, prefix: &str) -> impl Iterator<Item = Result<String>> + 'a {
-        self.store.index().scan(prefix).map(|r| r.map(|(k, _)| k))
+        self.store.keys(prefix)
     }
 
     /// The keys that start with `prefix` and are at least `from`, in byte order: a scan
@@ -817,7 +819,7 @@ impl Shelf {
     /// # Ok::<(), pickleshelf::Error>(())
     /// ```
     pub fn keys_with_prefix_from<'a>(&'a self, prefix: &str, from: &str) -> impl Iterator<Item = Result<String>> + 'a {
-        self.store.index().scan_keys_from(prefix, from)
+        self.store.keys_from(prefix, from)
     }
 
     /// All keys with their values as `T`, in key order. A value that does not fit `T` is
@@ -833,12 +835,12 @@ impl Shelf {
     /// # Ok::<(), pickleshelf::Error>(())
     /// ```
     pub fn iter<T: DeserializeOwned>(&self) -> impl Iterator<Item = Result<(String, T)>> + use<'_, T> {
-        self.typed(self.store.index().range(Bound::Unbounded, Bound::Unbounded, false))
+        typed(self.store.range_pickles(Bound::Unbounded, Bound::Unbounded, false))
     }
 
     /// All keys with their values as `T`, in descending key order.
     pub fn iter_rev<T: DeserializeOwned>(&self) -> impl Iterator<Item = Result<(String, T)>> + use<'_, T> {
-        self.typed(self.store.index().range(Bound::Unbounded, Bound::Unbounded, true))
+        typed(self.store.range_pickles(Bound::Unbounded, Bound::Unbounded, true))
     }
 
     /// All values as `T`, in key order.
@@ -865,7 +867,7 @@ impl Shelf {
         &self,
         range: impl RangeBounds<&'r str>,
     ) -> Box<dyn Iterator<Item = Result<(String, T)>> + '_> {
-        Box::new(self.typed(self.store.index().range(bound(range.start_bound()), bound(range.end_bound()), false)))
+        Box::new(typed(self.store.range_pickles(bound(range.start_bound()), bound(range.end_bound()), false)))
     }
 
     /// The keys within `range` with their values as `T`, in descending key order.
@@ -873,7 +875,7 @@ impl Shelf {
         &self,
         range: impl RangeBounds<&'r str>,
     ) -> Box<dyn Iterator<Item = Result<(String, T)>> + '_> {
-        Box::new(self.typed(self.store.index().range(bound(range.start_bound()), bound(range.end_bound()), true)))
+        Box::new(typed(self.store.range_pickles(bound(range.start_bound()), bound(range.end_bound()), true)))
     }
 
     /// The keys that start with `prefix` with their values as `T`, in key order.
@@ -892,7 +894,7 @@ impl Shelf {
         &self,
         prefix: &str,
     ) -> impl Iterator<Item = Result<(String, T)>> + use<'_, T> {
-        self.typed(Box::new(self.store.index().scan(prefix)))
+        typed(self.store.scan_pickles(prefix))
     }
 
     /// The first key (in byte order) with its value as `T`; `None` for an empty store.
@@ -928,35 +930,309 @@ impl Shelf {
 
     /// Keys starting with `prefix` with their pickle bytes (verified), in key order.
     pub fn scan_prefix_pickle<'a>(&'a self, prefix: &str) -> impl Iterator<Item = Result<(String, Vec<u8>)>> + 'a {
-        self.loaded(Box::new(self.store.index().scan(prefix)))
+        self.store.scan_pickles(prefix)
     }
 
-    /// The keys and verified pickle bytes of `records`.
-    fn loaded<'a>(
-        &'a self,
-        mut records: Box<dyn Iterator<Item = Result<(String, Stored)>> + 'a>,
-    ) -> impl Iterator<Item = Result<(String, Vec<u8>)>> + 'a {
-        std::iter::from_fn(move || {
-            // From reading the record to reading its object file (see `Index::pin_files`).
-            let _pin = self.store.index().pin_files();
-            let item = records.next()?;
-            Some(item.and_then(|(k, stored)| {
-                let bytes = self.store.load(&k, stored)?;
-                Ok((k, bytes))
-            }))
-        })
+    // ----- transactions -----
+
+    /// Runs `f` as one read-write transaction over any number of keys: all of its writes
+    /// commit together in one atomic commit (after a crash all of them are there or none),
+    /// and when `f` returns an error — or panics — nothing is written. Inside, reads see
+    /// the transaction's own writes.
+    ///
+    /// Isolation: the transaction holds the store's write lock from start to commit, so
+    /// transactions and all other writes are serialized (other writers wait; keep `f`
+    /// short). Reads through other handles do not wait and see the store as it was until
+    /// the commit. Inside `f`, write only through the [`Transaction`]: a write through a
+    /// `Shelf` (or memo) of the same store would wait for the lock `f` holds, forever.
+    ///
+    /// `f`'s error type is yours, as long as a store error converts into it
+    /// (`pickleshelf::Error` itself, `anyhow::Error`, ...).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// shelf.insert("alice", &100)?;
+    /// shelf.insert("bob", &0)?;
+    /// shelf.transaction(|tx| {
+    ///     let a: i64 = tx.get("alice")?.unwrap_or(0);
+    ///     let b: i64 = tx.get("bob")?.unwrap_or(0);
+    ///     tx.insert("alice", &(a - 30))?;
+    ///     tx.insert("bob", &(b + 30))?;
+    ///     Ok::<_, pickleshelf::Error>(())
+    /// })?;
+    /// assert_eq!((shelf.get::<i64>("alice")?, shelf.get::<i64>("bob")?), (Some(70), Some(30)));
+    ///
+    /// // An error aborts: nothing is written.
+    /// let r: Result<(), pickleshelf::Error> = shelf.transaction(|tx| {
+    ///     tx.insert("alice", &0)?;
+    ///     Err(pickleshelf::Error::Config("changed my mind".into()))
+    /// });
+    /// assert!(r.is_err());
+    /// assert_eq!(shelf.get::<i64>("alice")?, Some(70));
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `f`'s error (nothing written); [`Error::ReadOnly`]; when the commit fails, the
+    /// store errors of [`Shelf::apply`] (nothing written).
+    pub fn transaction<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        E: From<Error>,
+        F: FnOnce(&mut Transaction<'_, '_>) -> Result<R, E>,
+    {
+        crate::transaction::run(&self.store, f)
     }
 
-    /// The keys of `records` with their values as `T`.
-    fn typed<'a, T: DeserializeOwned>(
-        &'a self,
-        records: Box<dyn Iterator<Item = Result<(String, Stored)>> + 'a>,
-    ) -> impl Iterator<Item = Result<(String, T)>> + use<'a, T> {
-        self.loaded(records).map(|item| {
-            let (k, bytes) = item?;
-            let v = decode_as(&k, &bytes)?;
-            Ok((k, v))
-        })
+    // ----- checkpoints (see [`crate::checkpoint`]) -----
+
+    /// Records the store's keys and values as checkpoint `name` (see the [module
+    /// docs](crate::checkpoint)): one atomic write, costing an entry per key and a
+    /// reference per value, not copies. Returns what was recorded.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// shelf.insert("a", &1)?;
+    /// let info = shelf.checkpoint("v1")?;
+    /// assert_eq!((info.name.as_str(), info.keys), ("v1", 1));
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`] when the name is invalid (1 to 255 bytes of UTF-8, no NUL) or
+    /// taken; [`Error::ReadOnly`], [`Error::Engine`], [`Error::Io`], [`Error::Corrupted`].
+    pub fn checkpoint(&self, name: &str) -> Result<CheckpointInfo> {
+        crate::checkpoint::take(&self.store, name)
+    }
+
+    /// Every checkpoint, in name order.
+    ///
+    /// # Errors
+    /// [`Error::Engine`], [`Error::Corrupted`].
+    pub fn checkpoints(&self) -> Result<Vec<CheckpointInfo>> {
+        crate::checkpoint::list(&self.store)
+    }
+
+    /// The keys of checkpoint `name`, in key order, with the digests of their values.
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`] when there is no such checkpoint; [`Error::Engine`],
+    /// [`Error::Corrupted`].
+    pub fn checkpoint_keys(&self, name: &str) -> Result<Vec<(String, Digest)>> {
+        crate::checkpoint::keys(&self.store, name)
+    }
+
+    /// The pickle bytes `key` held when checkpoint `name` was taken (verified), without
+    /// restoring anything.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// shelf.insert("a", &1)?;
+    /// shelf.checkpoint("v1")?;
+    /// shelf.insert("a", &2)?;
+    /// let then = shelf.get_pickle_at("v1", "a")?.expect("a was there");
+    /// assert_eq!(pickleshelf::pickle::from_slice::<i64>(&then)?, 1);
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`] when there is no such checkpoint; otherwise as for
+    /// [`Shelf::get_pickle`].
+    pub fn get_pickle_at(&self, name: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        crate::checkpoint::get_pickle_at(&self.store, name, key)
+    }
+
+    /// Makes the store's keys exactly those of checkpoint `name`, with their values then:
+    /// keys added since are removed, removed ones come back, changed ones get their old
+    /// value — all in one atomic write. Memoized results are not touched; the checkpoint
+    /// stays. Returns what changed, in key order (`before`: the value replaced, `after`: the
+    /// checkpoint's).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// shelf.insert("a", &1)?;
+    /// shelf.checkpoint("v1")?;
+    /// shelf.insert("b", &2)?;
+    /// let changes = shelf.restore("v1")?;
+    /// assert_eq!(changes.len(), 1); // "b" removed
+    /// assert!(!shelf.contains_key("b")?);
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`] when there is no such checkpoint; [`Error::ReadOnly`],
+    /// [`Error::Engine`], [`Error::Io`], [`Error::Corrupted`]. Nothing changes then.
+    pub fn restore(&self, name: &str) -> Result<Vec<Change>> {
+        crate::checkpoint::restore(&self.store, name)
+    }
+
+    /// The keys whose values differ between checkpoints `from` and `to`, in key order:
+    /// added (only in `to`), removed (only in `from`), changed (different values).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// use pickleshelf::ChangeKind;
+    /// shelf.insert("a", &1)?;
+    /// shelf.checkpoint("v1")?;
+    /// shelf.insert("a", &2)?;
+    /// shelf.insert("b", &3)?;
+    /// shelf.checkpoint("v2")?;
+    /// let kinds: Vec<_> = shelf.diff("v1", "v2")?.into_iter().map(|c| (c.key, c.kind)).collect();
+    /// assert_eq!(kinds, [("a".to_string(), ChangeKind::Changed), ("b".to_string(), ChangeKind::Added)]);
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`] when either does not exist; [`Error::Engine`],
+    /// [`Error::Corrupted`].
+    pub fn diff(&self, from: &str, to: &str) -> Result<Vec<Change>> {
+        crate::checkpoint::diff(&self.store, from, to)
+    }
+
+    /// The keys whose values differ between checkpoint `from` and the store now, as
+    /// [`Shelf::diff`] reports them.
+    ///
+    /// # Errors
+    /// As for [`Shelf::diff`].
+    pub fn changes_since(&self, from: &str) -> Result<Vec<Change>> {
+        crate::checkpoint::changes_since(&self.store, from)
+    }
+
+    /// Deletes checkpoint `name`, releasing its references (values nothing else refers to
+    /// are removed; their space is reclaimed at the next sync). Returns whether it existed.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`], [`Error::Engine`], [`Error::Io`], [`Error::Corrupted`].
+    pub fn delete_checkpoint(&self, name: &str) -> Result<bool> {
+        Ok(crate::checkpoint::delete(&self.store, &[name])?.first().copied().unwrap_or(false))
+    }
+
+    /// Deletes the checkpoints `names` in one atomic write, releasing their references (as
+    /// [`Shelf::delete_checkpoint`] does for one); returns, per name, whether it existed. A
+    /// name given twice is deleted once (`false` the second time). A failure deletes none.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// shelf.insert("a", &1)?;
+    /// shelf.checkpoint("v1")?;
+    /// shelf.checkpoint("v2")?;
+    /// assert_eq!(shelf.delete_checkpoints(&["v1", "nope", "v2"])?, [true, false, true]);
+    /// assert!(shelf.checkpoints()?.is_empty());
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`], [`Error::Engine`], [`Error::Io`], [`Error::Corrupted`].
+    pub fn delete_checkpoints(&self, names: &[&str]) -> Result<Vec<bool>> {
+        crate::checkpoint::delete(&self.store, names)
+    }
+
+    // ----- statistics -----
+
+    /// What the file system allocates to the store's directory, in bytes: what `du -s`
+    /// reports (`st_blocks × 512` for each file and directory on Unix; the files' lengths
+    /// elsewhere), as [`Stats::allocated_bytes`] — without counting anything else. Writes
+    /// still in the in-memory buffer are not on disk yet: [`Shelf::sync`] first for a
+    /// settled figure.
+    ///
+    /// ```
+    /// let shelf = pickleshelf::Shelf::temporary()?;
+    /// let empty = shelf.size_on_disk();
+    /// let big: Vec<u64> = (0..100_000u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
+    /// shelf.insert("big", &big)?;
+    /// shelf.sync()?;
+    /// assert!(shelf.size_on_disk() > empty);
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    pub fn size_on_disk(&self) -> u64 {
+        crate::stats::size_on_disk(self.path())
+    }
+
+    /// Counts keys, memo results, objects and bytes (see [`Stats`]). Reads every record
+    /// and the header of every object file; decompresses nothing.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// let big: Vec<u64> = (0..10_000u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
+    /// shelf.insert("a", &big)?; // large: one object file...
+    /// shelf.insert("b", &big)?; // ...shared by both keys
+    /// shelf.insert("c", &1)?; // small: inline
+    /// let stats = shelf.stats()?;
+    /// assert_eq!((stats.keys, stats.objects, stats.inline_values), (3, 1, 1));
+    /// assert!(stats.dedup_ratio() > 1.9);
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Engine`] when the store cannot be read; [`Error::Corrupted`] for a record
+    /// that cannot be parsed.
+    pub fn stats(&self) -> Result<Stats> {
+        crate::stats::stats(&self.store)
+    }
+
+    /// The storage of each key starting with `prefix`, in key order (see [`KeyInfo`]).
+    /// Reads records and frame headers; decompresses and verifies nothing (use
+    /// [`Shelf::get_pickle`] or [`Shelf::verify`] for that).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// shelf.insert("user:1", &"Ada")?;
+    /// let info = shelf.key_info("user:").next().transpose()?.unwrap();
+    /// assert_eq!(info.key, "user:1");
+    /// assert_eq!(info.size, Some(shelf.get_pickle("user:1")?.unwrap().len() as u64));
+    /// assert_eq!(info.shared_by, None); // small values are inline
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Each item: [`Error::Engine`] when the store cannot be read, [`Error::Corrupted`]
+    /// for a record that cannot be parsed.
+    pub fn key_info<'a>(&'a self, prefix: &str) -> impl Iterator<Item = Result<KeyInfo>> + 'a {
+        crate::stats::key_info(&self.store, prefix)
+    }
+
+    // ----- memos (see [`crate::memo`]) -----
+
+    /// Every memo namespace the store holds, in name order, with its version and the
+    /// count and size of its results. Reads the memo records; changes nothing (works
+    /// on a read-only store).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
+    /// let square = shelf.memo_builder("square").version("2").open()?;
+    /// let _: u64 = square.get_or_compute(&(7u32,), || 49)?;
+    /// let spaces = shelf.memo_namespaces()?;
+    /// assert_eq!((spaces[0].name.as_str(), spaces[0].version.as_str(), spaces[0].entries), ("square", "2", 1));
+    /// # Ok::<(), pickleshelf::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Engine`] when the store cannot be read; [`Error::Corrupted`] for a record
+    /// that cannot be parsed.
+    pub fn memo_namespaces(&self) -> Result<Vec<MemoNamespace>> {
+        crate::memo::namespaces(&self.store)
+    }
+
+    /// The memo of namespace `namespace` with default options (no version, no expiry, no
+    /// limits). See [`crate::memo`].
+    ///
+    /// # Errors
+    /// As for [`MemoBuilder::open`].
+    pub fn memo(&self, namespace: &str) -> Result<Memo> {
+        self.memo_builder(namespace).open()
+    }
+
+    /// A builder for a memo with options (version, TTL, limits).
+    pub fn memo_builder(&self, namespace: &str) -> MemoBuilder {
+        MemoBuilder::new(Arc::clone(&self.store), namespace)
     }
 
     // ----- checks -----
@@ -979,7 +1255,7 @@ impl Shelf {
     /// # Errors
     /// As for [`Shelf::verify`].
     pub fn verify_with_progress(&self, progress: &mut dyn Progress) -> Result<VerifyReport> {
-        progress.start("verifying", Some(self.record_count()));
+        progress.start("verifying", Some(self.store.record_count()));
         let report = crate::repair::verify::run(&self.store, false, progress);
         progress.finish();
         report
@@ -1011,12 +1287,6 @@ impl Shelf {
         Ok(report)
     }
 
-    /// Key and memo records, readable or not: the steps of a verify.
-    fn record_count(&self) -> u64 {
-        let index = self.store.index();
-        (index.scan_in(Space::Keys, "").count() + index.scan_in(Space::Memo, "").count()) as u64
-    }
-
     /// [`Shelf::gc`], reporting one step per record checked (key or memo result) to
     /// `progress`, in one phase, `"collecting"`.
     ///
@@ -1024,7 +1294,7 @@ impl Shelf {
     /// As for [`Shelf::gc`].
     pub fn gc_with_progress(&self, progress: &mut dyn Progress) -> Result<VerifyReport> {
         self.store.writable()?;
-        progress.start("collecting", Some(self.record_count()));
+        progress.start("collecting", Some(self.store.record_count()));
         let report = crate::repair::verify::run(&self.store, true, progress);
         progress.finish();
         self.after_gc(report?)
@@ -1048,6 +1318,17 @@ impl<T> std::fmt::Display for Conflict<T> {
 }
 
 impl<T: std::fmt::Debug> std::error::Error for Conflict<T> {}
+
+/// The keys and pickle bytes of `loaded` with their values as `T`.
+fn typed<'a, T: DeserializeOwned>(
+    loaded: impl Iterator<Item = Result<(String, Vec<u8>)>> + 'a,
+) -> impl Iterator<Item = Result<(String, T)>> + 'a {
+    loaded.map(|item| {
+        let (k, bytes) = item?;
+        let v = decode_as(&k, &bytes)?;
+        Ok((k, v))
+    })
+}
 
 /// A bound of a range of keys, borrowed.
 fn bound<'a>(b: Bound<&&'a str>) -> Bound<&'a str> {

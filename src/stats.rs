@@ -1,9 +1,9 @@
-//! [`Shelf::stats`] and [`Shelf::key_info`]: what a store holds and what it costs on
+//! `Shelf::stats` and `Shelf::key_info`: what a store holds and what it costs on
 //! disk, read from its records and frame headers alone.
 //!
 //! Invariant: nothing here decompresses, verifies or changes anything; a value whose
 //! frame header cannot be read is counted in [`Stats::unreadable`] (or shown without a
-//! size by [`Shelf::key_info`]) and left for [`Shelf::verify`] to explain.
+//! size by `Shelf::key_info`) and left for `Shelf::verify` to explain.
 
 use std::collections::HashMap;
 use std::fs;
@@ -13,10 +13,9 @@ use std::path::Path;
 use crate::blob::{self, Compression, Digest};
 use crate::error::{Error, Result};
 use crate::index::{Space, Stored};
-use crate::shelf::Shelf;
-use crate::store::FORMAT_VERSION;
+use crate::store::{FORMAT_VERSION, Store};
 
-/// Counts and sizes of a whole store, from [`Shelf::stats`].
+/// Counts and sizes of a whole store, from [`Shelf::stats`](crate::Shelf::stats).
 ///
 /// Three byte counts describe where space goes, over the store's keys and its memoized
 /// results ([`crate::Memo`]) alike:
@@ -52,7 +51,7 @@ pub struct Stats {
     /// Keys and memo results whose value is an object. (An object's reference count
     /// also counts checkpoint entries and deltas stored against it.)
     pub object_refs: u64,
-    /// Number of named checkpoints ([`Shelf::checkpoint`]).
+    /// Number of named checkpoints ([`Shelf::checkpoint`](crate::Shelf::checkpoint)).
     pub checkpoints: u64,
     /// Total length of the pickles of all keys and memo results.
     pub logical_bytes: u64,
@@ -83,7 +82,7 @@ pub struct Stats {
     /// The compression dictionary new values of 4 to 64 KiB use, if the store has trained
     /// one.
     pub dictionary: Option<u32>,
-    /// Values whose frame header could not be read (see [`Shelf::verify`]); they are
+    /// Values whose frame header could not be read (see [`Shelf::verify`](crate::Shelf::verify)); they are
     /// counted as keys or memo results but add nothing to the byte counts.
     pub unreadable: u64,
 }
@@ -104,7 +103,7 @@ fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 { 1.0 } else { a as f64 / b as f64 }
 }
 
-/// One key's storage, from [`Shelf::key_info`].
+/// One key's storage, from [`Shelf::key_info`](crate::Shelf::key_info).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KeyInfo {
@@ -127,12 +126,12 @@ pub struct KeyInfo {
 const HEADER_MAX: u64 = 22;
 
 /// Reads the header of an object file (`None` when missing or malformed).
-fn object_header(shelf: &Shelf, digest: &Digest, in_tree: bool) -> Option<(Compression, u64)> {
+fn object_header(store: &Store, digest: &Digest, in_tree: bool) -> Option<(Compression, u64)> {
     if in_tree {
         // A small object (a delta, mostly): its frame is a record, read whole.
-        return blob::header(&shelf.store().index().frame(digest).ok()?);
+        return blob::header(&store.index().frame(digest).ok()?);
     }
-    let path = shelf.store().index().objects().path_of(digest);
+    let path = store.index().objects().path_of(digest);
     let mut head = Vec::with_capacity(HEADER_MAX as usize);
     fs::File::open(path).ok()?.take(HEADER_MAX).read_to_end(&mut head).ok()?;
     blob::header(&head)
@@ -184,170 +183,120 @@ fn dir_allocated_len(m: &fs::Metadata) -> u64 {
     if cfg!(unix) { allocated_len(m) } else { 0 }
 }
 
-impl Shelf {
-    /// What the file system allocates to the store's directory, in bytes: what `du -s`
-    /// reports (`st_blocks × 512` for each file and directory on Unix; the files' lengths
-    /// elsewhere), as [`Stats::allocated_bytes`] — without counting anything else. Writes
-    /// still in the in-memory buffer are not on disk yet: [`Shelf::sync`] first for a
-    /// settled figure.
-    ///
-    /// ```
-    /// let shelf = pickleshelf::Shelf::temporary()?;
-    /// let empty = shelf.size_on_disk();
-    /// let big: Vec<u64> = (0..100_000u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
-    /// shelf.insert("big", &big)?;
-    /// shelf.sync()?;
-    /// assert!(shelf.size_on_disk() > empty);
-    /// # Ok::<(), pickleshelf::Error>(())
-    /// ```
-    pub fn size_on_disk(&self) -> u64 {
-        dir_size(self.path()).1
-    }
+/// What the file system allocates to the store in `dir` ([`crate::Shelf::size_on_disk`]).
+pub(crate) fn size_on_disk(dir: &Path) -> u64 {
+    dir_size(dir).1
+}
 
-    /// Counts keys, memo results, objects and bytes (see [`Stats`]). Reads every record
-    /// and the header of every object file; decompresses nothing.
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
-    /// let big: Vec<u64> = (0..10_000u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
-    /// shelf.insert("a", &big)?; // large: one object file...
-    /// shelf.insert("b", &big)?; // ...shared by both keys
-    /// shelf.insert("c", &1)?; // small: inline
-    /// let stats = shelf.stats()?;
-    /// assert_eq!((stats.keys, stats.objects, stats.inline_values), (3, 1, 1));
-    /// assert!(stats.dedup_ratio() > 1.9);
-    /// # Ok::<(), pickleshelf::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::Engine`] when the store cannot be read; [`Error::Corrupted`] for a record
-    /// that cannot be parsed.
-    pub fn stats(&self) -> Result<Stats> {
-        let index = self.store().index();
-        // Object files stay in place while they are read (a concurrent removal and sync
-        // could delete one otherwise).
-        let _pin = index.pin_files();
-        let mut s = Stats {
-            // The version the store's directory records: a format 3 store opened
-            // read-only stays format 3 (a writable open marks it format 4).
-            format_version: index
-                .meta("format")?
-                .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
-                .map_or(FORMAT_VERSION, u32::from_le_bytes),
-            generation: index.generation(),
-            dictionary: match index.setting("dict.current")? {
-                Some(v) => <[u8; 4]>::try_from(v.as_ref()).ok().map(u32::from_le_bytes).filter(|&id| id != 0),
-                None => None,
-            },
-            ..Stats::default()
+/// Counts keys, memo results, objects and bytes ([`crate::Shelf::stats`]).
+pub(crate) fn stats(store: &Store) -> Result<Stats> {
+    let index = store.index();
+    // Object files stay in place while they are read (a concurrent removal and sync
+    // could delete one otherwise).
+    let _pin = index.pin_files();
+    let mut s = Stats {
+        // The version the store's directory records: a format 3 store opened
+        // read-only stays format 3 (a writable open marks it format 4).
+        format_version: index
+            .meta("format")?
+            .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
+            .map_or(FORMAT_VERSION, u32::from_le_bytes),
+        generation: index.generation(),
+        dictionary: match index.setting("dict.current")? {
+            Some(v) => <[u8; 4]>::try_from(v.as_ref()).ok().map(u32::from_le_bytes).filter(|&id| id != 0),
+            None => None,
+        },
+        ..Stats::default()
+    };
+    (s.disk_bytes, s.allocated_bytes) = dir_size(store.path());
+    s.checkpoints = index.checkpoints()?.len() as u64;
+    let tree = index.tree_stats();
+    s.pages = tree.pages;
+    s.page_bytes = tree.live_bytes;
+    s.pack_bytes = tree.pack_bytes;
+    s.stored_bytes = tree.live_bytes;
+    // Objects first: each one's pickle length, read once from its file's header.
+    let mut object_len: HashMap<Digest, Option<u64>> = HashMap::new();
+    for item in index.object_records() {
+        let (digest, record) = item?;
+        s.objects += 1;
+        if !record.in_tree {
+            s.stored_bytes += record.stored_len;
+        }
+        let len = object_header(store, &digest, record.in_tree).map(|(_, len)| len);
+        s.unique_bytes += len.unwrap_or(0);
+        object_len.insert(digest, len);
+    }
+    let records = index.scan_in(Space::Keys, "").map(|r| r.map(|(_, _, s)| (true, s)));
+    let memo = index.scan_in(Space::Memo, "").map(|r| r.map(|(_, _, s)| (false, s)));
+    for item in records.chain(memo) {
+        let (is_key, stored) = item?;
+        if is_key {
+            s.keys += 1;
+        } else {
+            s.memo_entries += 1;
+        }
+        let len = match &stored {
+            Stored::Inline { frame, .. } => {
+                s.inline_values += 1;
+                let len = blob::header(frame).map(|(_, len)| len);
+                s.unique_bytes += len.unwrap_or(0);
+                len
+            }
+            Stored::Object { digest } => {
+                s.object_refs += 1;
+                object_len.get(digest).copied().flatten()
+            }
         };
-        (s.disk_bytes, s.allocated_bytes) = dir_size(self.path());
-        s.checkpoints = index.checkpoints()?.len() as u64;
-        let tree = index.tree_stats();
-        s.pages = tree.pages;
-        s.page_bytes = tree.live_bytes;
-        s.pack_bytes = tree.pack_bytes;
-        s.stored_bytes = tree.live_bytes;
-        // Objects first: each one's pickle length, read once from its file's header.
-        let mut object_len: HashMap<Digest, Option<u64>> = HashMap::new();
-        for item in index.object_records() {
-            let (digest, record) = item?;
-            s.objects += 1;
-            if !record.in_tree {
-                s.stored_bytes += record.stored_len;
-            }
-            let len = object_header(self, &digest, record.in_tree).map(|(_, len)| len);
-            s.unique_bytes += len.unwrap_or(0);
-            object_len.insert(digest, len);
+        match len {
+            Some(n) => s.logical_bytes += n,
+            None => s.unreadable += 1,
         }
-        let records = index.scan_in(Space::Keys, "").map(|r| r.map(|(_, _, s)| (true, s)));
-        let memo = index.scan_in(Space::Memo, "").map(|r| r.map(|(_, _, s)| (false, s)));
-        for item in records.chain(memo) {
-            let (is_key, stored) = item?;
-            if is_key {
-                s.keys += 1;
-            } else {
-                s.memo_entries += 1;
-            }
-            let len = match &stored {
-                Stored::Inline { frame, .. } => {
-                    s.inline_values += 1;
-                    let len = blob::header(frame).map(|(_, len)| len);
-                    s.unique_bytes += len.unwrap_or(0);
-                    len
-                }
-                Stored::Object { digest } => {
-                    s.object_refs += 1;
-                    object_len.get(digest).copied().flatten()
-                }
-            };
-            match len {
-                Some(n) => s.logical_bytes += n,
-                None => s.unreadable += 1,
-            }
-        }
-        Ok(s)
     }
+    Ok(s)
+}
 
-    /// The storage of each key starting with `prefix`, in key order (see [`KeyInfo`]).
-    /// Reads records and frame headers; decompresses and verifies nothing (use
-    /// [`Shelf::get_pickle`] or [`Shelf::verify`] for that).
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
-    /// shelf.insert("user:1", &"Ada")?;
-    /// let info = shelf.key_info("user:").next().transpose()?.unwrap();
-    /// assert_eq!(info.key, "user:1");
-    /// assert_eq!(info.size, Some(shelf.get_pickle("user:1")?.unwrap().len() as u64));
-    /// assert_eq!(info.shared_by, None); // small values are inline
-    /// # Ok::<(), pickleshelf::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// Each item: [`Error::Engine`] when the store cannot be read, [`Error::Corrupted`]
-    /// for a record that cannot be parsed.
-    pub fn key_info<'a>(&'a self, prefix: &str) -> impl Iterator<Item = Result<KeyInfo>> + 'a {
-        self.store().index().scan(prefix).map(move |item| {
-            let _pin = self.store().index().pin_files();
-            let (key, stored) = item?;
-            let digest = stored.digest();
-            Ok(match stored {
-                Stored::Inline { frame, .. } => {
-                    let header = blob::header(&frame);
-                    KeyInfo {
-                        key,
-                        digest,
-                        size: header.map(|(_, len)| len),
-                        stored: frame.len() as u64,
-                        compression: header.map(|(c, _)| c),
-                        shared_by: None,
-                    }
+/// The storage of each key starting with `prefix` ([`crate::Shelf::key_info`]).
+pub(crate) fn key_info<'a>(store: &'a Store, prefix: &str) -> impl Iterator<Item = Result<KeyInfo>> + 'a {
+    store.index().scan(prefix).map(move |item| {
+        let _pin = store.index().pin_files();
+        let (key, stored) = item?;
+        let digest = stored.digest();
+        Ok(match stored {
+            Stored::Inline { frame, .. } => {
+                let header = blob::header(&frame);
+                KeyInfo {
+                    key,
+                    digest,
+                    size: header.map(|(_, len)| len),
+                    stored: frame.len() as u64,
+                    compression: header.map(|(c, _)| c),
+                    shared_by: None,
                 }
-                Stored::Object { digest } => {
-                    let record = self.store().index().object(&digest)?.ok_or_else(|| Error::Corrupted {
-                        what: format!("key {key:?}"),
-                        reason: format!("it names object {digest}, which has no record"),
-                    })?;
-                    let header = object_header(self, &digest, record.in_tree);
-                    KeyInfo {
-                        key,
-                        digest,
-                        size: header.map(|(_, len)| len),
-                        stored: record.stored_len,
-                        compression: header.map(|(c, _)| c),
-                        shared_by: Some(record.refs),
-                    }
+            }
+            Stored::Object { digest } => {
+                let record = store.index().object(&digest)?.ok_or_else(|| Error::Corrupted {
+                    what: format!("key {key:?}"),
+                    reason: format!("it names object {digest}, which has no record"),
+                })?;
+                let header = object_header(store, &digest, record.in_tree);
+                KeyInfo {
+                    key,
+                    digest,
+                    size: header.map(|(_, len)| len),
+                    stored: record.stored_len,
+                    compression: header.map(|(c, _)| c),
+                    shared_by: Some(record.refs),
                 }
-            })
+            }
         })
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Shelf;
 
     fn store() -> Result<(tempfile::TempDir, Shelf)> {
         let dir = tempfile::tempdir().map_err(|e| Error::Config(e.to_string()))?;

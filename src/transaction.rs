@@ -1,5 +1,5 @@
 //! [`Transaction`]: reads and writes of several keys that commit together
-//! ([`Shelf::transaction`]).
+//! ([`Shelf::transaction`](crate::Shelf::transaction)).
 //!
 //! Invariant: a transaction holds the store's write lock from its first read to its
 //! commit, its reads see its own writes first, and its writes reach the store in one
@@ -11,10 +11,9 @@ use serde::de::DeserializeOwned;
 use crate::blob::Digest;
 use crate::error::{Error, Result, decode_as};
 use crate::pickle;
-use crate::shelf::Shelf;
-use crate::store::Txn;
+use crate::store::{Store, Txn};
 
-/// The view of the store inside [`Shelf::transaction`]: reads see the transaction's own
+/// The view of the store inside [`Shelf::transaction`](crate::Shelf::transaction): reads see the transaction's own
 /// writes; writes are kept until the closure returns `Ok`, then committed together.
 pub struct Transaction<'t, 's> {
     tx: &'t mut Txn<'s>,
@@ -24,7 +23,7 @@ impl Transaction<'_, '_> {
     /// The value under `key` as a `T`, as this transaction sees it.
     ///
     /// # Errors
-    /// As for [`Shelf::get`].
+    /// As for [`Shelf::get`](crate::Shelf::get).
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         self.tx.get(key)?.map(|bytes| decode_as(key, &bytes)).transpose()
     }
@@ -32,7 +31,7 @@ impl Transaction<'_, '_> {
     /// The pickle bytes under `key`, as this transaction sees them.
     ///
     /// # Errors
-    /// As for [`Shelf::get_pickle`].
+    /// As for [`Shelf::get_pickle`](crate::Shelf::get_pickle).
     pub fn get_pickle(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.tx.get(key)
     }
@@ -84,53 +83,11 @@ impl Transaction<'_, '_> {
     }
 }
 
-impl Shelf {
-    /// Runs `f` as one read-write transaction over any number of keys: all of its writes
-    /// commit together in one atomic commit (after a crash all of them are there or none),
-    /// and when `f` returns an error — or panics — nothing is written. Inside, reads see
-    /// the transaction's own writes.
-    ///
-    /// Isolation: the transaction holds the store's write lock from start to commit, so
-    /// transactions and all other writes are serialized (other writers wait; keep `f`
-    /// short). Reads through other handles do not wait and see the store as it was until
-    /// the commit. Inside `f`, write only through the [`Transaction`]: a write through a
-    /// `Shelf` (or memo) of the same store would wait for the lock `f` holds, forever.
-    ///
-    /// `f`'s error type is yours, as long as a store error converts into it
-    /// (`pickleshelf::Error` itself, `anyhow::Error`, ...).
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// # let shelf = pickleshelf::Shelf::open(dir.path().join("s"))?;
-    /// shelf.insert("alice", &100)?;
-    /// shelf.insert("bob", &0)?;
-    /// shelf.transaction(|tx| {
-    ///     let a: i64 = tx.get("alice")?.unwrap_or(0);
-    ///     let b: i64 = tx.get("bob")?.unwrap_or(0);
-    ///     tx.insert("alice", &(a - 30))?;
-    ///     tx.insert("bob", &(b + 30))?;
-    ///     Ok::<_, pickleshelf::Error>(())
-    /// })?;
-    /// assert_eq!((shelf.get::<i64>("alice")?, shelf.get::<i64>("bob")?), (Some(70), Some(30)));
-    ///
-    /// // An error aborts: nothing is written.
-    /// let r: Result<(), pickleshelf::Error> = shelf.transaction(|tx| {
-    ///     tx.insert("alice", &0)?;
-    ///     Err(pickleshelf::Error::Config("changed my mind".into()))
-    /// });
-    /// assert!(r.is_err());
-    /// assert_eq!(shelf.get::<i64>("alice")?, Some(70));
-    /// # Ok::<(), pickleshelf::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// `f`'s error (nothing written); [`Error::ReadOnly`]; when the commit fails, the
-    /// store errors of [`Shelf::apply`] (nothing written).
-    pub fn transaction<R, E, F>(&self, f: F) -> Result<R, E>
-    where
-        E: From<Error>,
-        F: FnOnce(&mut Transaction<'_, '_>) -> Result<R, E>,
-    {
-        self.store().transact(|tx| f(&mut Transaction { tx }))
-    }
+/// Runs `f` as one transaction over `store` ([`crate::Shelf::transaction`]).
+pub(crate) fn run<R, E, F>(store: &Store, f: F) -> Result<R, E>
+where
+    E: From<Error>,
+    F: FnOnce(&mut Transaction<'_, '_>) -> Result<R, E>,
+{
+    store.transact(|tx| f(&mut Transaction { tx }))
 }

@@ -2,9 +2,12 @@
 //! `checkpoint_keys`, `get_pickle_at`, `delete_checkpoint` and `delete_checkpoints` do,
 //! their errors, and the references a checkpoint holds (see `src/checkpoint.rs` and `docs/FORMAT.md`).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
+use common::bytes_pickle;
 use pickleshelf::{Change, ChangeKind, CheckpointProblem, Digest, Error, Shelf};
 
 fn tempdir() -> tempfile::TempDir {
@@ -13,15 +16,6 @@ fn tempdir() -> tempfile::TempDir {
 
 fn int(n: u8) -> Vec<u8> {
     vec![0x80, 4, b'K', n, b'.']
-}
-
-/// `pickle.dumps(payload, 4)` for a `bytes` payload.
-fn bytes_pickle(payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x80, 4, 0x8e];
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(payload);
-    out.extend_from_slice(b"\x94.");
-    out
 }
 
 /// Incompressible bytes of `len`: inline below ~4 KB, an object file above.

@@ -52,7 +52,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::Rng;
+use common::{Rng, bytes_pickle, words_pickle};
 use pickleshelf::{Batch, Shelf};
 
 const TEST_NAME: &str = "corruption_campaign";
@@ -74,28 +74,9 @@ fn key_count() -> u64 {
 
 // ----- the reference store -----
 
-/// `pickle.dumps(payload, 4)` for a `bytes` payload (BINBYTES8).
-fn bytes_pickle(payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x80, 4, 0x8e];
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(payload);
-    out.extend_from_slice(b"\x94.");
-    out
-}
-
 fn text_pickle(rng: &mut Rng, id: u64) -> Vec<u8> {
     let words = ["alpha", "beta", "gamma", "delta", "shelf", "pickle", "sled", "store", "value"];
-    let target = 20 + rng.below(200) as usize;
-    let mut text = format!("record {id}:");
-    while text.len() < target {
-        text.push(' ');
-        text.push_str(words[rng.below(words.len() as u64) as usize]);
-    }
-    text.truncate(target);
-    let mut out = vec![0x80, 4, 0x8c, text.len() as u8];
-    out.extend_from_slice(text.as_bytes());
-    out.extend_from_slice(b"\x94.");
-    out
+    words_pickle(rng, format!("record {id}:"), &words, 200)
 }
 
 /// Large value `id` of the pool: incompressible (even ids) or compressible to a frame that is

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Rng;
+use common::{Rng, bytes_pickle, words_pickle};
 use pickleshelf::{Batch, Durability, Shelf};
 
 const TEST_NAME: &str = "crash_kill_reopen_loop";
@@ -67,15 +67,6 @@ enum Val {
     Version(u8, u16),
 }
 
-/// `pickle.dumps(payload, 4)` for a `bytes` payload (BINBYTES8, as CPython writes large ones).
-fn bytes_pickle(payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x80, 4, 0x8e];
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(payload);
-    out.extend_from_slice(b"\x94.");
-    out
-}
-
 impl Val {
     fn pickle(self) -> Vec<u8> {
         match self {
@@ -83,17 +74,7 @@ impl Val {
             Val::Text(id) => {
                 let mut rng = Rng::new(u64::from(id) << 8 | 1);
                 let words = ["alpha", "beta", "gamma", "delta", "shelf", "pickle", "sled", "crash"];
-                let target = 20 + rng.below(180) as usize;
-                let mut text = format!("text {id}:");
-                while text.len() < target {
-                    text.push(' ');
-                    text.push_str(words[rng.below(words.len() as u64) as usize]);
-                }
-                text.truncate(target);
-                let mut out = vec![0x80, 4, 0x8c, text.len() as u8];
-                out.extend_from_slice(text.as_bytes());
-                out.extend_from_slice(b"\x94.");
-                out
+                words_pickle(&mut rng, format!("text {id}:"), &words, 180)
             }
             Val::Medium(id) => {
                 let mut rng = Rng::new(u64::from(id) << 8 | 2);

@@ -5,6 +5,7 @@
 //! behind the store's back, or sled records rewritten by opening the sled database
 //! directly.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -356,7 +357,9 @@ fn unknown_format_version_is_refused() {
     let dir = tempdir();
     let path = store(&dir);
     // An older format, and a newer one (a store written by a later pickleshelf).
-    for (version, hint) in [(1, ""), (FORMAT_VERSION + 1, "written by a newer pickleshelf")] {
+    for (version, hint) in
+        [(1, "`pickleshelf export` of a format 1 build"), (FORMAT_VERSION + 1, "written by a newer pickleshelf")]
+    {
         with_sled(&path, |db| {
             db.insert(b"mformat", &version.to_le_bytes()).expect("rewrite format");
         });
@@ -667,6 +670,23 @@ fn auth_key_on_a_store_without_one_is_refused() {
     assert_eq!(Shelf::open(&path).expect("open").get_pickle("a").expect("get"), Some(int(1)));
 }
 
+/// Every file under `dir` with its bytes (`LOCK` aside: an open rewrites its pid).
+fn tree_of(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if e.file_name() != "LOCK" {
+                out.insert(p.clone(), fs::read(&p).expect("read"));
+            }
+        }
+    }
+    out
+}
+
 #[test]
 fn invalid_options_are_config_errors_and_touch_nothing() {
     let dir = tempdir();
@@ -688,6 +708,27 @@ fn invalid_options_are_config_errors_and_touch_nothing() {
             other => panic!("{named}: expected Config, got {:?}", other.map(drop)),
         }
         assert!(!path.exists(), "{named}: the store was created");
+    }
+    // Repair and salvage of an existing store check the options first too, and change
+    // nothing in it.
+    let existing = dir.path().join("existing.db");
+    Shelf::open(&existing).and_then(|s| s.insert_pickle("k", &int(1)).and_then(|()| s.close())).expect("a store");
+    let before = tree_of(&existing);
+    let bad = || Shelf::builder(&existing).auth_key(vec![7u8; 15]);
+    let into = dir.path().join("salvaged.db");
+    for (what, result) in [
+        ("repair", bad().repair().map(drop)),
+        ("rebuild", bad().rebuild().map(drop)),
+        ("salvage", bad().salvage(&into).map(drop)),
+    ] {
+        match result {
+            Err(e @ Error::Config(_)) => {
+                message(&e, &["15 bytes"]);
+            }
+            other => panic!("{what}: expected Config, got {other:?}"),
+        }
+        assert_eq!(tree_of(&existing), before, "{what} changed the store");
+        assert!(!into.exists(), "{what}: salvage wrote a store");
     }
     // The limits themselves are accepted.
     for builder in [

@@ -13,10 +13,13 @@
 //! PICKLESHELF_WRITE_FIXTURE=1 cargo test --release --test format_fixture -- --ignored --exact write_fixture
 //! ```
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use common::{Rng, bytes_pickle};
 use pickleshelf::pickle::numpy;
 use pickleshelf::{FORMAT_VERSION, Shelf};
 
@@ -25,28 +28,6 @@ const AUTH_KEY: &[u8] = b"pickleshelf fixture auth key, not a secret";
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
-/// `pickle.dumps(payload, 4)` for a `bytes` payload.
-fn bytes_pickle(payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x80, 4, 0x8e];
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(payload);
-    out.extend_from_slice(b"\x94.");
-    out
 }
 
 /// Text of `len` bytes from a small vocabulary (compressible, not trivially).

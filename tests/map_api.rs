@@ -1,6 +1,9 @@
 //! The map API: `replace`, `take`, `clear` (and their raw forms), checked against what
 //! the store holds afterwards, across a reopen, and with bad input.
 
+mod common;
+
+use common::Rng;
 use pickleshelf::{Error, Shelf};
 
 fn open(dir: &tempfile::TempDir) -> Shelf {
@@ -129,18 +132,6 @@ fn update_of_a_value_of_another_type_names_the_key() {
     let err = shelf.update("hits", |n: Option<u64>| Some(n.unwrap_or(0) + 1)).unwrap_err();
     assert!(matches!(&err, Error::Mismatch { key, .. } if key == "hits"), "{err:?}");
     assert_eq!(shelf.get::<String>("hits").unwrap().as_deref(), Some("many"));
-}
-
-/// A small deterministic generator (splitmix64).
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % n
-    }
 }
 
 type Model = std::collections::BTreeMap<String, i64>;

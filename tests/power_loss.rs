@@ -37,6 +37,7 @@
 //! FUSE is needed (`/dev/fuse`, root). Without it the tests skip with a message — except
 //! under `CI`, where they fail. `scripts/power-loss.sh` runs long campaigns.
 
+mod common;
 #[path = "../benches/workloads/generate.rs"]
 mod generate;
 #[path = "../benches/workloads/refpickle.rs"]
@@ -48,31 +49,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::Rng;
 use pickleshelf::{Batch, Durability, Shelf};
 use pickleshelf_lazyfs::{Mode, Mount, Op, Recording};
 use serde::{Deserialize, Serialize};
 
 // ----- deterministic randomness -----
 
-/// SplitMix64: small and seedable.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x6a09_e667_f3bc_c908)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
+/// The generator of `seed` (mixed with its own constant, so that recorded seeds replay).
+fn rng(seed: u64) -> Rng {
+    Rng(seed ^ 0x6a09_e667_f3bc_c908)
 }
 
 // ----- values -----
@@ -81,15 +67,11 @@ type Bytes = Arc<[u8]>;
 
 /// `pickle.dumps(payload, 4)` for a `bytes` payload.
 fn bytes_pickle(payload: &[u8]) -> Bytes {
-    let mut out = vec![0x80, 4, 0x8e];
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(payload);
-    out.extend_from_slice(b"\x94.");
-    out.into()
+    common::bytes_pickle(payload).into()
 }
 
 fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut rng = Rng::new(seed);
+    let mut rng = rng(seed);
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
         out.extend_from_slice(&rng.next().to_le_bytes());
@@ -129,7 +111,7 @@ struct ResumeState {
 
 impl ResumeState {
     fn at(step: u64) -> ResumeState {
-        let mut rng = Rng::new(step);
+        let mut rng = rng(step);
         let mut histogram = vec![0; 64];
         for _ in 0..step {
             histogram[rng.below(64) as usize] += 1;
@@ -201,7 +183,7 @@ fn memo_args(n: u64) -> (u64, String) {
 
 /// The steps of a workload and whether a sync follows each.
 fn steps(w: Workload, seed: u64) -> Vec<(Step, bool)> {
-    let mut rng = Rng::new(seed ^ (w as u64) << 40);
+    let mut rng = rng(seed ^ (w as u64) << 40);
     let mut out = Vec::new();
     match w {
         Workload::Resume => {
@@ -783,7 +765,7 @@ fn campaign(states: u64, seconds: Option<u64>, seed: u64) -> Option<Figures> {
     let began = Instant::now();
     let scratch = tempfile::tempdir().expect("temporary directory");
     let mut fig = Figures::default();
-    let mut rng = Rng::new(seed ^ 0xfeed);
+    let mut rng = rng(seed ^ 0xfeed);
     let per_run = 80usize;
     let mut round = 0u64;
     while fig.states < states

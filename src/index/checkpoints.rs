@@ -168,12 +168,6 @@ impl Writer<'_> {
         Ok(header)
     }
 
-    /// Deletes checkpoint `name` and releases its references, in one batch; returns whether
-    /// it existed.
-    pub(crate) fn delete_checkpoint(&self, name: &str) -> Result<bool> {
-        Ok(self.delete_checkpoints(&[name])?.first().copied().unwrap_or(false))
-    }
-
     /// Deletes the checkpoints `names` and releases their references, all in one batch;
     /// returns, per name, whether it existed (a name given twice is deleted once, so its
     /// second time is `false`).

@@ -1007,12 +1007,13 @@ impl Writer<'_> {
     /// Applies `ops` atomically; returns, per op, whether its key existed before.
     ///
     /// When no op involves an object record (all frames inline, no object replaced or
-    /// removed) and there is one op, it is one plain sled write; otherwise all record
-    /// changes go into one sled batch (see [`Writer::settle`]).
+    /// removed) and there is one op, it is one record written to the tree, with no
+    /// refcount to settle; otherwise all record changes go into one tree batch (see
+    /// [`Writer::settle`]). Either reaches disk with the next commit.
     pub(crate) fn apply(&self, ops: Vec<Op>) -> Result<Vec<bool>> {
         let index = self.index;
         // No object records at all: a single inline put or a removal touches no refcount,
-        // so it is one sled write, with no read of the previous record.
+        // so it is one record written to the tree, with no read of the previous record.
         if let [op] = ops.as_slice()
             && index.live_objects.load(Ordering::Acquire) == 0
             && index.objects_counted()

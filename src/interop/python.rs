@@ -20,7 +20,7 @@
 //! import stops before anything is written. The interpreters are tried in order; one
 //! that cannot be started or lacks the module (`M`) passes to the next, and when none
 //! can read the shelve the error lists what each said. Values wait in memory up to
-//! [`IMPORT_BATCH_BYTES`](super::IMPORT_BATCH_BYTES), then in an unnamed temporary file.
+//! [`IMPORT_BATCH_BYTES`], then in an unnamed temporary file.
 
 use std::fs;
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};

@@ -12,11 +12,10 @@ use std::path::PathBuf;
 use crate::error::{Error, Result};
 use crate::index::{self, describe_range};
 use crate::repair::VerifyReport;
-use crate::shelf::{Shelf, ShelfBuilder};
-use crate::store::{FORMAT_READ_AS_IS, FORMAT_VERSION};
+use crate::store::{Config, FORMAT_READ_AS_IS, FORMAT_VERSION, Store};
 use crate::witness::{self, Witness};
 
-/// What [`ShelfBuilder::repair`] found and did.
+/// What [`ShelfBuilder::repair`](crate::ShelfBuilder::repair) found and did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RepairReport {
@@ -44,11 +43,13 @@ impl RepairReport {
     }
 }
 
-/// Repairs the store `b` names (see the module docs and [`ShelfBuilder::repair`]).
-/// With `force`, the directory is rebuilt from the packs (and installed when exact) even
-/// when sled's can be read and is current.
-pub(crate) fn run(b: ShelfBuilder, force: bool) -> Result<RepairReport> {
-    let path: PathBuf = b.path().to_path_buf();
+/// Repairs the store `b` names (see the module docs and
+/// [`ShelfBuilder::repair`](crate::ShelfBuilder::repair)). With `force`, the directory is
+/// rebuilt from the packs (and installed when exact) even when sled's can be read and is
+/// current.
+pub(crate) fn run(mut b: Config, force: bool) -> Result<RepairReport> {
+    b.validate()?;
+    let path: PathBuf = b.path.clone();
     if !path.join("pages").is_dir() && !path.join("sled").is_dir() {
         return Err(Error::Io {
             path,
@@ -159,67 +160,15 @@ pub(crate) fn run(b: ShelfBuilder, force: bool) -> Result<RepairReport> {
             }
         }
     }
-    match b.read_only(false).open() {
-        Ok(shelf) => {
-            report.verify = Some(shelf.verify()?);
-            shelf.close()?;
+    b.read_only = false;
+    match Store::open(b) {
+        Ok(store) => {
+            report.verify = Some(super::verify::run(&store, false, &mut ())?);
+            Store::close(store)?;
         }
         Err(e) => report.unopened = Some(e.to_string()),
     }
     Ok(report)
-}
-
-impl ShelfBuilder {
-    /// Repairs the store: when its page directory (sled's files under `sled/`) cannot be
-    /// read, or came back older than its last sync, rebuilds it from the pack files —
-    /// installed only when it is exactly the directory of the newest commit they record
-    /// (the old files are kept in `sled.damaged/`); upgrades a format 2 store; rewrites a
-    /// damaged witness file; then opens the store and verifies it. A readable, current
-    /// directory is kept. Nothing that can be read is removed.
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// # let path = dir.path().join("state.db");
-    /// # { let s = pickleshelf::Shelf::open(&path)?; s.insert("k", &1)?; }
-    /// let conf = path.join("sled").join("conf");
-    /// let mut bytes = std::fs::read(&conf)?;
-    /// bytes[3] ^= 0x20; // one bad byte in sled's files: the store cannot be opened
-    /// std::fs::write(&conf, bytes)?;
-    /// assert!(pickleshelf::Shelf::open(&path).is_err());
-    /// let report = pickleshelf::Shelf::builder(&path).repair()?;
-    /// assert!(report.rebuilt && report.is_ok());
-    /// assert_eq!(pickleshelf::Shelf::open(&path)?.get::<i64>("k")?, Some(1));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::Locked`] when the store is open; [`Error::AuthKey`] when the auth key is not
-    /// the store's; [`Error::Io`]. What cannot be repaired is in the report
-    /// ([`RepairReport::is_ok`](crate::RepairReport::is_ok)), not an error.
-    pub fn repair(self) -> Result<RepairReport> {
-        run(self, false)
-    }
-
-    /// [`ShelfBuilder::repair`], rebuilding the page directory from the pack files even when
-    /// sled's can be read and is current (after restoring `pages/` from a backup newer than
-    /// `sled/`, say). The rebuilt directory is installed only when it is exactly that of the
-    /// newest commit the packs record; otherwise nothing changes and the report says why.
-    ///
-    /// # Errors
-    /// As for [`ShelfBuilder::repair`].
-    pub fn rebuild(self) -> Result<RepairReport> {
-        run(self, true)
-    }
-}
-
-impl Shelf {
-    /// Repairs the store at `path` (no auth key); see [`ShelfBuilder::repair`].
-    ///
-    /// # Errors
-    /// As for [`ShelfBuilder::repair`].
-    pub fn repair(path: impl AsRef<std::path::Path>) -> Result<RepairReport> {
-        Shelf::builder(path).repair()
-    }
 }
 
 /// Whether a store of this format needs no rebuild to be read (the current format, or the

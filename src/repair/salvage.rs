@@ -15,7 +15,8 @@
 //! directory is written, renamed or deleted.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::blob::{Digest, FrameKind, frame_kind};
 use crate::error::{Error, Result};
@@ -24,8 +25,7 @@ use crate::index::{
     frame_key, object_key,
 };
 use crate::repair::VerifyReport;
-use crate::shelf::{Shelf, ShelfBuilder};
-use crate::store::FORMAT_VERSION;
+use crate::store::{Config, FORMAT_VERSION, Store};
 use crate::witness;
 
 /// The key prefix of values salvage recovers without their key.
@@ -44,7 +44,7 @@ fn partial_name(name: &str) -> String {
     base + PARTIAL_SUFFIX
 }
 
-/// What [`ShelfBuilder::salvage`] copied, and what it could not.
+/// What [`ShelfBuilder::salvage`](crate::ShelfBuilder::salvage) copied, and what it could not.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SalvageReport {
@@ -80,8 +80,18 @@ impl SalvageReport {
 
 /// Opens the damaged store read-only: through its own directory when sled can be read and
 /// is current, else through a directory rebuilt from its packs (kept in `tmp`).
-fn open_source(b: &ShelfBuilder, tmp: &mut Option<PrivateCopy>, report: &mut SalvageReport) -> Result<Shelf> {
-    let path = b.path();
+fn open_source(b: &Config, tmp: &mut Option<PrivateCopy>, report: &mut SalvageReport) -> Result<Arc<Store>> {
+    let path = &b.path;
+    // Read-only, as the store is found (a format 2 store is not upgraded), whatever its
+    // witness says; the page directory from `sled_from` when given.
+    let open = |sled_from: Option<PathBuf>| {
+        let mut c = b.clone();
+        c.read_only = true;
+        c.allow_rollback = true;
+        c.legacy = true;
+        c.sled_from = sled_from;
+        Store::open(c)
+    };
     let readable = index::read_directory(path);
     let current = match (&readable, witness::read(path)) {
         (Ok(d), Ok(w)) => d.format.is_some() && w.is_none_or(|w| d.generation >= Some(w.generation)),
@@ -89,7 +99,7 @@ fn open_source(b: &ShelfBuilder, tmp: &mut Option<PrivateCopy>, report: &mut Sal
         (Err(_), _) => false,
     };
     if current {
-        return b.clone().read_only(true).allow_rollback(true).for_salvage(None).open();
+        return open(None);
     }
     let why = match &readable {
         Err(e) => e.to_string(),
@@ -102,7 +112,7 @@ fn open_source(b: &ShelfBuilder, tmp: &mut Option<PrivateCopy>, report: &mut Sal
     }
     if !rebuilt.exact && rebuilt.lost.is_empty() && readable.is_ok() {
         report.notes.push(format!("{why}; the packs do not rebuild the newest directory either: read as sled has it"));
-        return b.clone().read_only(true).allow_rollback(true).for_salvage(None).open();
+        return open(None);
     }
     if !rebuilt.exact && rebuilt.lost.is_empty() {
         report.lost.push(
@@ -117,7 +127,7 @@ fn open_source(b: &ShelfBuilder, tmp: &mut Option<PrivateCopy>, report: &mut Sal
     index::write_directory(&sled_dir, &rebuilt, FORMAT_VERSION, generation)?;
     *tmp = Some(copy);
     report.notes.push(format!("{why}: read through a directory rebuilt from {} pack files", rebuilt.packs));
-    b.clone().read_only(true).allow_rollback(true).for_salvage(Some(sled_dir)).open()
+    open(Some(sled_dir))
 }
 
 /// A record copied as it is, and the object it names (if any).
@@ -128,7 +138,8 @@ struct Copied {
 }
 
 /// Salvages the store `b` names into a new store at `into` (see the module docs).
-pub(crate) fn run(b: ShelfBuilder, into: &Path) -> Result<SalvageReport> {
+pub(crate) fn run(b: Config, into: &Path) -> Result<SalvageReport> {
+    b.validate()?;
     if into.exists() && std::fs::read_dir(into).map_or(true, |mut d| d.next().is_some()) {
         return Err(Error::Io {
             path: into.to_path_buf(),
@@ -141,7 +152,7 @@ pub(crate) fn run(b: ShelfBuilder, into: &Path) -> Result<SalvageReport> {
     let mut report = SalvageReport::default();
     let mut tmp = None;
     let src = open_source(&b, &mut tmp, &mut report)?;
-    let index = src.store().index();
+    let index = src.index();
     let _pin = index.pin_files();
 
     // The records: what to copy, checked.
@@ -268,7 +279,7 @@ pub(crate) fn run(b: ShelfBuilder, into: &Path) -> Result<SalvageReport> {
         if named.contains(&d) {
             continue;
         }
-        if src.store().chains().load(index, src.store().codec(), &d).is_ok() {
+        if src.chains().load(index, src.codec(), &d).is_ok() {
             let key = format!("{RECOVERED_PREFIX}{}", d.to_hex());
             copied.push(Copied {
                 key: index::key_in(index::Space::Keys, &key),
@@ -289,11 +300,9 @@ pub(crate) fn run(b: ShelfBuilder, into: &Path) -> Result<SalvageReport> {
     }
     // The new store (object files are written to it as they are read).
     let dst = {
-        let mut nb = Shelf::builder(into);
-        if let Some(k) = b.auth_key_bytes() {
-            nb = nb.auth_key(k.to_vec());
-        }
-        nb.open()?
+        let mut c = Config::new(into);
+        c.auth_key.clone_from(&b.auth_key);
+        Store::open(c)?
     };
     // Each object's record, and its frame when it goes in a frame record.
     let mut objects: BTreeMap<Digest, (ObjectRecord, Option<Vec<u8>>)> = BTreeMap::new();
@@ -323,7 +332,7 @@ pub(crate) fn run(b: ShelfBuilder, into: &Path) -> Result<SalvageReport> {
         let kept = if rec.in_tree {
             Some(frame)
         } else {
-            dst.store().index().objects().write(&d, &frame)?;
+            dst.index().objects().write(&d, &frame)?;
             None
         };
         objects.insert(d, (rec, kept));
@@ -345,7 +354,7 @@ pub(crate) fn run(b: ShelfBuilder, into: &Path) -> Result<SalvageReport> {
     drop(_pin);
 
     {
-        let di = dst.store().index();
+        let di = dst.index();
         let writer = di.writer();
         let mut batch = Batch::default();
         for c in &copied {
@@ -361,61 +370,29 @@ pub(crate) fn run(b: ShelfBuilder, into: &Path) -> Result<SalvageReport> {
         report.objects = objects.len() as u64;
         writer.write(batch)?;
     }
-    dst.store().mark_dirty();
-    dst.close()?;
+    dst.mark_dirty();
+    Store::close(dst)?;
     drop(src);
     drop(tmp);
-    let mut vb = Shelf::builder(into).read_only(true);
-    if let Some(k) = b.auth_key_bytes() {
-        vb = vb.auth_key(k.to_vec());
-    }
-    report.verify = vb.open()?.verify()?;
+    let mut c = Config::new(into);
+    c.read_only = true;
+    c.auth_key = b.auth_key;
+    report.verify = super::verify::run(&*Store::open(c)?, false, &mut ())?;
     Ok(report)
 }
 
 /// Checks a key record's value (inline: it decodes to its digest; an object: it and its
 /// chain of bases read and verify); returns the object it names.
-fn check(src: &Shelf, record: &[u8]) -> Result<Option<Digest>, String> {
+fn check(src: &Store, record: &[u8]) -> Result<Option<Digest>, String> {
     match KeyRecord::parse(record) {
         Some(KeyRecord::Inline { digest, frame_at }) => {
-            src.store().codec().decode(&record[frame_at..], &digest).map(|_| None).map_err(str::to_owned)
+            src.codec().decode(&record[frame_at..], &digest).map(|_| None).map_err(str::to_owned)
         }
-        Some(KeyRecord::Object { digest }) => {
-            match src.store().chains().load(src.store().index(), src.store().codec(), &digest) {
-                Ok(_) => Ok(Some(digest)),
-                Err(crate::chain::LoadError::Store(e)) => Err(e.to_string()),
-                Err(crate::chain::LoadError::Bad(at, why)) => Err(format!("object {at}: {why}")),
-            }
-        }
+        Some(KeyRecord::Object { digest }) => match src.chains().load(src.index(), src.codec(), &digest) {
+            Ok(_) => Ok(Some(digest)),
+            Err(crate::chain::LoadError::Store(e)) => Err(e.to_string()),
+            Err(crate::chain::LoadError::Bad(at, why)) => Err(format!("object {at}: {why}")),
+        },
         None => Err("bad layout".into()),
-    }
-}
-
-impl ShelfBuilder {
-    /// Copies everything that can be read out of this store — a damaged one — into a new
-    /// store at `into` (which must not exist, or be an empty directory), and never changes
-    /// this one: keys and memo results whose values verify, checkpoints whose entries all
-    /// verify, the metadata records, and, under `recovered/<digest in hex>`, every value
-    /// whose object verifies but that no record that could be read names (the values of
-    /// keys whose records were lost). When the store's page directory cannot be read, it is
-    /// rebuilt from the pack files in the system's temporary directory to read through.
-    /// The new store has the same auth key; it is verified once written.
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// # let (old, new) = (dir.path().join("old.db"), dir.path().join("new.db"));
-    /// # { let s = pickleshelf::Shelf::open(&old)?; s.insert("k", &1)?; }
-    /// let report = pickleshelf::Shelf::builder(&old).salvage(&new)?;
-    /// assert!(report.is_complete() && report.keys == 1);
-    /// assert_eq!(pickleshelf::Shelf::open(&new)?.get::<i64>("k")?, Some(1));
-    /// # Ok::<(), pickleshelf::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::Io`] when `into` exists and is not empty, or a file cannot be read or
-    /// written; [`Error::AuthKey`]; [`Error::Locked`] while a writer holds the store. What
-    /// cannot be copied is in the report ([`SalvageReport::is_complete`]), not an error.
-    pub fn salvage(self, into: impl AsRef<Path>) -> Result<SalvageReport> {
-        run(self, into.as_ref())
     }
 }

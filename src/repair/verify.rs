@@ -22,7 +22,7 @@ use crate::store::Store;
 /// At most this many keys are named per unreadable range.
 const NAMED_MAX: usize = 20;
 
-/// What [`Shelf::verify`] or [`Shelf::gc`] found.
+/// What [`Shelf::verify`](crate::Shelf::verify) or [`Shelf::gc`](crate::Shelf::gc) found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct VerifyReport {
@@ -96,7 +96,7 @@ enum Fix {
     RemoveFile(std::path::PathBuf),
 }
 
-/// Checks the store (see [`Shelf::verify`]); with `repair`, also repairs (see [`Shelf::gc`]).
+/// Checks the store (see [`Shelf::verify`](crate::Shelf::verify)); with `repair`, also repairs (see [`Shelf::gc`](crate::Shelf::gc)).
 /// Advances `progress` once per key or memo record checked.
 pub(crate) fn run(shelf: &Store, repair: bool, progress: &mut dyn Progress) -> Result<VerifyReport> {
     let index = shelf.index();

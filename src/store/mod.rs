@@ -13,6 +13,7 @@ mod open;
 
 use std::any::{Any, TypeId};
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -46,7 +47,16 @@ pub(crate) const FORMAT_READ_AS_IS: u32 = 3;
 /// The text whose keyed digest a store with an auth key keeps as its auth check.
 pub(crate) const AUTH_CHECK: &[u8] = b"pickleshelf auth check";
 
-/// What [`Shelf::sync`] guarantees.
+/// The shortest commit interval (`ShelfBuilder::commit_interval`).
+const MIN_COMMIT_INTERVAL: Duration = Duration::from_millis(1);
+/// The longest commit interval.
+const MAX_COMMIT_INTERVAL: Duration = Duration::from_secs(3600);
+/// The smallest write buffer (`ShelfBuilder::buffer_bytes`).
+const MIN_BUFFER_BYTES: usize = 64 << 10;
+/// The largest write buffer.
+const MAX_BUFFER_BYTES: usize = 1 << 30;
+
+/// What [`Shelf::sync`](crate::Shelf::sync) guarantees.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Durability {
@@ -107,6 +117,34 @@ impl Config {
         }
     }
 
+    /// Checks the options; [`Store::open`] opens nothing a failed check refuses.
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !(1..=19).contains(&self.zstd_level) {
+            return Err(Error::Config(format!("zstd level {} is outside 1..=19", self.zstd_level)));
+        }
+        if !(2..=5).contains(&self.protocol) {
+            return Err(Error::Config(format!("pickle protocol {} is outside 2..=5", self.protocol)));
+        }
+        if !(MIN_COMMIT_INTERVAL..=MAX_COMMIT_INTERVAL).contains(&self.commit_interval) {
+            return Err(Error::Config(format!(
+                "commit interval {:?} is outside {:?}..=1h",
+                self.commit_interval, MIN_COMMIT_INTERVAL
+            )));
+        }
+        if !(MIN_BUFFER_BYTES..=MAX_BUFFER_BYTES).contains(&self.buffer_bytes) {
+            return Err(Error::Config(format!(
+                "write buffer of {} bytes is outside 64 KiB..=1 GiB ({MIN_BUFFER_BYTES}..={MAX_BUFFER_BYTES} bytes)",
+                self.buffer_bytes
+            )));
+        }
+        if let Some(k) = &self.auth_key
+            && k.len() < 16
+        {
+            return Err(Error::Config(format!("auth key has {} bytes; at least 16 are needed", k.len())));
+        }
+        Ok(())
+    }
+
     /// The hasher the auth key (or its absence) gives.
     pub(crate) fn hasher(&self) -> Hasher {
         match &self.auth_key {
@@ -139,7 +177,7 @@ pub(crate) struct Store {
     trainer: Mutex<Option<std::thread::JoinHandle<Option<Vec<u8>>>>>,
     /// True while `trainer` holds a thread (checked without the lock on each write).
     training: AtomicBool,
-    /// Memos holding a handle (see [`Store::memo_opened`]).
+    /// Memos holding the store (see [`MemoHold`]).
     memos: AtomicUsize,
     /// Held for the handle's lifetime: the lock on `LOCK` (exclusive for a writer, shared
     /// for a reader; none for a reader of a store without `LOCK`).
@@ -165,16 +203,6 @@ impl Store {
 
     pub(crate) fn read_only(&self) -> bool {
         self.read_only
-    }
-
-    /// Counts a memo holding the store (for [`Error::StillOpen`] and [`Error::Locked`]).
-    pub(crate) fn memo_opened(&self) {
-        self.memos.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// A memo let go of the store.
-    pub(crate) fn memo_closed(&self) {
-        self.memos.fetch_sub(1, Ordering::AcqRel);
     }
 
     pub(crate) fn index(&self) -> &Index {
@@ -522,6 +550,102 @@ impl Store {
             Some(stored) => read(&self.load(key, stored)?).map(Some),
             None => Ok(None),
         }
+    }
+}
+
+/// A memo's share of the store: counted while it lives, so that [`Store::close`]
+/// ([`Error::StillOpen`]) and [`Error::Locked`] can say that memos hold the store.
+pub(crate) struct MemoHold(Arc<Store>);
+
+impl MemoHold {
+    pub(crate) fn new(store: Arc<Store>) -> MemoHold {
+        store.memos.fetch_add(1, Ordering::AcqRel);
+        MemoHold(store)
+    }
+}
+
+impl std::ops::Deref for MemoHold {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.0
+    }
+}
+
+impl Drop for MemoHold {
+    fn drop(&mut self) {
+        self.0.memos.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Key-space reads for the handles: keys, addresses and verified pickle bytes, without
+/// naming the index's records.
+impl Store {
+    /// The address of the value under `key`.
+    pub(crate) fn digest(&self, key: &str) -> Result<Option<Digest>> {
+        Ok(self.index.get(key)?.map(|s| s.digest()))
+    }
+
+    /// True when `key` holds a value.
+    pub(crate) fn contains(&self, key: &str) -> Result<bool> {
+        self.index.contains(key)
+    }
+
+    /// The keys that start with `prefix`, in byte order.
+    pub(crate) fn keys<'a>(&'a self, prefix: &str) -> impl Iterator<Item = Result<String>> + 'a {
+        self.index.scan(prefix).map(|r| r.map(|(k, _)| k))
+    }
+
+    /// The keys that start with `prefix` and are at least `from`, in byte order.
+    pub(crate) fn keys_from<'a>(&'a self, prefix: &str, from: &str) -> impl Iterator<Item = Result<String>> + 'a {
+        self.index.scan_keys_from(prefix, from)
+    }
+
+    /// The keys that start with `prefix` with their verified pickle bytes, in key order.
+    pub(crate) fn scan_pickles<'a>(
+        &'a self,
+        prefix: &str,
+    ) -> impl Iterator<Item = Result<(String, Vec<u8>)>> + use<'a> {
+        self.loaded(Box::new(self.index.scan(prefix)))
+    }
+
+    /// The keys within `lo` and `hi` with their verified pickle bytes, in key order or
+    /// (with `rev`) descending.
+    pub(crate) fn range_pickles<'a>(
+        &'a self,
+        lo: Bound<&str>,
+        hi: Bound<&str>,
+        rev: bool,
+    ) -> impl Iterator<Item = Result<(String, Vec<u8>)>> + 'a {
+        self.loaded(self.index.range(lo, hi, rev))
+    }
+
+    /// The keys and verified pickle bytes of `records`.
+    fn loaded<'a>(
+        &'a self,
+        mut records: Box<dyn Iterator<Item = Result<(String, Stored)>> + 'a>,
+    ) -> impl Iterator<Item = Result<(String, Vec<u8>)>> + 'a {
+        std::iter::from_fn(move || {
+            // From reading the record to reading its object file (see `Index::pin_files`).
+            let _pin = self.index.pin_files();
+            let item = records.next()?;
+            Some(item.and_then(|(k, stored)| {
+                let bytes = self.load(&k, stored)?;
+                Ok((k, bytes))
+            }))
+        })
+    }
+
+    /// Drops the cached decoded objects of the value under `key`; whether any was cached.
+    pub(crate) fn evict(&self, key: &str) -> Result<bool> {
+        Ok(match self.digest(key)? {
+            Some(d) => self.cache.evict(&d) > 0,
+            None => false,
+        })
+    }
+
+    /// Key and memo records, readable or not: the steps of a verify or gc.
+    pub(crate) fn record_count(&self) -> u64 {
+        (self.index.scan_in(Space::Keys, "").count() + self.index.scan_in(Space::Memo, "").count()) as u64
     }
 }
 

@@ -22,10 +22,11 @@ use crate::lock::Holder;
 use crate::witness::{self, Witness};
 
 impl Store {
-    /// Opens (or creates) the store `b` describes: the lock, a repair cut short, the
+    /// Opens (or creates) the store `b` describes, once its options are validated: the lock, a repair cut short, the
     /// format and auth checks, the witness, the upgrade of a format 2 store, the
     /// dictionaries, and the leftovers a crash left.
     pub(crate) fn open(b: Config) -> Result<Arc<Store>> {
+        b.validate()?;
         let path = b.path.clone();
         if !path.join("sled").exists() && b.sled_from.is_none() && has_packs(&path) {
             return Err(lost_directory(&path));

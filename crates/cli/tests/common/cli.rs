@@ -47,6 +47,25 @@ pub fn ok_text(args: &[&str]) -> String {
     String::from_utf8(ok(args)).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The subcommands of the CLI's own clap definition, in its order (without `help`), as
+/// the `Commands:` section of `pickleshelf --help` lists them: so that a test that goes
+/// over every subcommand covers each one added later.
+pub fn subcommands() -> Vec<String> {
+    let top = ok_text(&["--help"]);
+    let Some((_, list)) = top.split_once("\nCommands:\n") else { panic!("no Commands: section in --help:\n{top}") };
+    let names: Vec<String> = list
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        // A name is indented by two spaces; a wrapped description by more.
+        .filter_map(|l| l.strip_prefix("  ").filter(|rest| !rest.starts_with(' ')))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect();
+    assert!(names.len() >= 10, "too few subcommands parsed from --help: {names:?}\n{top}");
+    names
+}
+
 /// Exit statuses (docs/CLI.md): the store is damaged or differs, the command failed, the
 /// thing named is absent.
 pub const DAMAGED: i32 = 1;

@@ -164,6 +164,14 @@ impl Entry {
 }
 
 /// The direct canonical serializer (see the module docs).
+impl Canon {
+    /// A Python object of [`crate::serde_types`]: left to the `Value` path.
+    fn serialize_pytype<T: Serialize + ?Sized>(&mut self, _kind: crate::serde_types::Kind, _content: &T) -> Result<()> {
+        self.failed = true;
+        Err(Error::Serde("a Python object goes through the value path".into()))
+    }
+}
+
 struct Canon {
     /// The output, with the containers being written at its end.
     out: Vec<u8>,

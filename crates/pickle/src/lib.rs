@@ -130,8 +130,10 @@ pub mod numpy;
 pub mod opcodes;
 mod plain;
 mod pyhash;
+pub mod pytypes;
 mod repr;
 pub mod ser;
+pub mod serde_types;
 mod value;
 
 pub use canon::canonical_pickle;

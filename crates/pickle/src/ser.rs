@@ -179,6 +179,13 @@ struct Pickler {
 }
 
 impl Pickler {
+    /// Writes the Python object an adapter of [`crate::serde_types`] carries.
+    fn serialize_pytype<T: Serialize + ?Sized>(&mut self, kind: crate::serde_types::Kind, content: &T) -> Result<()> {
+        let text = crate::serde_types::captured_text(kind, content)?;
+        let object = crate::serde_types::object_from_wire(kind, &text)?;
+        Encoder::new(&mut self.em, object.nodes()).run(object.root())
+    }
+
     fn enter(&mut self) -> Result<()> {
         if self.depth >= MAX_DEPTH {
             return Err(too_deep());
@@ -625,6 +632,17 @@ const EMPTY_TUPLE_ATOM: usize = 3;
 const EMPTY_BYTES_ATOM: usize = 4;
 
 impl Builder {
+    /// Adds the Python object an adapter of [`crate::serde_types`] carries.
+    fn serialize_pytype<T: Serialize + ?Sized>(
+        &mut self,
+        kind: crate::serde_types::Kind,
+        content: &T,
+    ) -> Result<NodeId> {
+        let text = crate::serde_types::captured_text(kind, content)?;
+        let object = crate::serde_types::object_from_wire(kind, &text)?;
+        Ok(crate::value::graft(&mut self.nodes, &object))
+    }
+
     fn new(depth: usize) -> Builder {
         Builder {
             nodes: Vec::new(),

@@ -24,7 +24,7 @@
 //! | `Option`                           | `None` → `None`, anything else → `Some`                |
 //! | `()`, unit struct                  | `None`                                                 |
 //! | newtype struct                     | its content                                            |
-//! | sequence (`Vec`, `HashSet`, …)     | `list`, `tuple`, `set`, `frozenset`                    |
+//! | sequence (`Vec`, `HashSet`, …)     | `list`, `tuple`, `set`, `frozenset`; also `bytes` and `bytearray`, as ints (`Vec<u8>`) |
 //! | tuple, tuple struct, array         | `tuple` or `list` of exactly that length               |
 //! | map                                | `dict`                                                 |
 //! | struct                             | `dict` with `str` keys (unknown keys go to the visitor)|
@@ -632,6 +632,10 @@ impl<'a> de::Deserializer<'a> for De<'_, 'a> {
         match self.node()? {
             Node::List(items) | Node::Tuple(items) | Node::Set(items) | Node::FrozenSet(items) => {
                 self.visit_seq(items, visitor)
+            }
+            // `Vec<u8>` (what `to_vec` writes as bytes) reads bytes as a sequence of ints.
+            Node::Bytes(b) | Node::ByteArray(b) => {
+                visitor.visit_seq(de::value::SeqDeserializer::<_, DeError>::new(b.iter().copied()))
             }
             node => Err(self.mismatch(node, &visitor)),
         }

@@ -119,6 +119,7 @@
 #![deny(unsafe_code, missing_docs)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod bytes_seq;
 mod canon;
 mod canon_ser;
 mod compat;

@@ -809,3 +809,42 @@ mod natural {
         assert!(e.contains("decimal.Decimal: \"NaN\""), "{e}");
     }
 }
+
+// ----------------------------------------------------------------------------------
+// Byte sequences are bytes
+// ----------------------------------------------------------------------------------
+
+#[test]
+fn byte_sequences_are_python_bytes_both_ways() {
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Blob {
+        data: Vec<u8>,
+        small: std::collections::BTreeSet<u8>,
+        wide: Vec<u16>,
+    }
+    let blob = Blob { data: vec![0, 1, 255], small: [3, 1].into(), wide: vec![7] };
+    let slice: &[u8] = b"\x00ab";
+    let mut pairs = Vec::new();
+    for protocol in 2..=5 {
+        let b = pickle::to_vec_with_protocol(&blob, protocol).unwrap();
+        assert_eq!(b, pickle::encode(&pickle::to_value(&blob).unwrap(), protocol).unwrap());
+        assert_eq!(pickle::from_slice::<Blob>(&b).unwrap(), blob);
+        pairs.push(("{'data': b'\\x00\\x01\\xff', 'small': [1, 3], 'wide': [7]}".to_owned(), b));
+        pairs.push(("b'\\x00ab'".to_owned(), pickle::to_vec_with_protocol(&slice, protocol).unwrap()));
+        pairs.push(("b''".to_owned(), pickle::to_vec_with_protocol(&Vec::<u8>::new(), protocol).unwrap()));
+    }
+    if common::python3().is_some() {
+        check_in_cpython(&pairs);
+    }
+    // What CPython writes reads back into Vec<u8>: bytes, bytearray, or a list of ints.
+    for (bytes, want) in [
+        (&b"\x80\x03C\x03abcq\x00."[..], b"abc".to_vec()),
+        (b"\x80\x02c__builtin__\nbytearray\nq\x00X\x02\x00\x00\x00hiq\x01X\x06\x00\x00\x00latin1q\x02\x86q\x03Rq\x04.", b"hi".to_vec()),
+        (b"\x80\x02]q\x00(K\x01K\x02e.", vec![1, 2]),
+    ] {
+        assert_eq!(pickle::from_slice::<Vec<u8>>(bytes).unwrap(), want);
+    }
+    // A list holding a value beyond a byte is an error naming it.
+    let e = pickle::from_slice::<Vec<u8>>(b"\x80\x02]q\x00(K\x01M\x00\x01e.").unwrap_err().to_string();
+    assert!(e.contains("256") && e.contains("u8"), "{e}");
+}

@@ -123,7 +123,7 @@ for args in [
     (10000, "q10000", {"mode": "fast", "limit": 0, "exact": True}),
     (1, 2.5, None, "é", [True, False]),
     ({"c", "a", "b"}, 7),
-    {"a": [], "z": [1, 2]},
+    {"a": b"", "z": b"\x01\x02"},  # Vec<u8> is bytes
     ((1, 2), a, a),
 ]:
     print(memo_key("f", "v2", args))

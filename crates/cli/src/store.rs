@@ -159,8 +159,9 @@ pub enum Format {
 /// The value is read, checked against its digest, and printed as --format says:
 ///   repr    a Python-like repr for people (the default when stdout is a terminal)
 ///   json    plain JSON, as Python's json.dumps writes it: {"name": "Ada"} is
-///           {"name":"Ada"}; tuples and sets become arrays; a value JSON cannot
-///           hold (bytes, NaN, a datetime or other object) is an error
+///           {"name":"Ada"}; tuples and sets become arrays; datetimes are ISO
+///           text, Decimal, UUID, Fraction and paths their str(); a value JSON
+///           cannot hold (bytes, NaN, an object of another class) is an error
 ///   tagged  tagged JSON, lossless: every Python type, shared and cyclic values
 ///           (the default when stdout is not a terminal; see docs/PICKLE.md)
 ///   pickle  the pickle bytes exactly as stored

@@ -53,6 +53,26 @@ fn get_json_is_the_value_as_json_dumps_writes_it() {
 }
 
 #[test]
+fn get_shows_everyday_python_types_with_their_values() {
+    let dir = tmp();
+    let store = dir.path().join("s.db");
+    let st = s(&store);
+    let shelf = Shelf::open(&store).unwrap_or_else(|e| panic!("{e}"));
+    // Python: pickle.dumps({'at': datetime.datetime(2024, 1, 2, 3, 4, 5, 6),
+    //                       'amount': decimal.Decimal('1.50')}, 2)
+    let bytes = b"\x80\x02}q\x00(X\x02\x00\x00\x00atq\x01cdatetime\ndatetime\nq\x02c_codecs\nencode\nq\x03X\x0b\x00\x00\x00\x07\xc3\xa8\x01\x02\x03\x04\x05\x00\x00\x06q\x04X\x06\x00\x00\x00latin1q\x05\x86q\x06Rq\x07\x85q\x08Rq\tX\x06\x00\x00\x00amountq\ncdecimal\nDecimal\nq\x0bX\x04\x00\x00\x001.50q\x0c\x85q\rRq\x0eu.";
+    shelf.insert_pickle("ev", bytes).unwrap_or_else(|e| panic!("{e}"));
+    shelf.close().unwrap_or_else(|e| panic!("{e}"));
+    let json = parse(&ok(&["get", &st, "ev", "--json"]));
+    assert_eq!(json, json!({"at": "2024-01-02T03:04:05.000006", "amount": "1.50"}));
+    let repr = String::from_utf8_lossy(&ok(&["get", &st, "ev", "--repr"])).into_owned();
+    assert_eq!(repr.trim_end(), "{'at': datetime.datetime(2024, 1, 2, 3, 4, 5, 6), 'amount': Decimal('1.50')}");
+    let tagged = parse(&ok(&["get", &st, "ev", "--tagged"]));
+    assert_eq!(tagged["dict"][0][1]["object"]["python_repr"], "datetime.datetime(2024, 1, 2, 3, 4, 5, 6)");
+    assert_eq!(tagged["dict"][1][1]["object"]["python_repr"], "Decimal('1.50')");
+}
+
+#[test]
 fn ls_json_lists_keys_and_their_storage() {
     let dir = tmp();
     let store = sample_store(dir.path());

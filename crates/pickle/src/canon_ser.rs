@@ -164,6 +164,14 @@ impl Entry {
 }
 
 /// The direct canonical serializer (see the module docs).
+impl Canon {
+    /// A Python object of [`crate::serde_types`]: left to the `Value` path.
+    fn serialize_pytype<T: Serialize + ?Sized>(&mut self, _kind: crate::serde_types::Kind, _content: &T) -> Result<()> {
+        self.failed = true;
+        Err(Error::Serde("a Python object goes through the value path".into()))
+    }
+}
+
 struct Canon {
     /// The output, with the containers being written at its end.
     out: Vec<u8>,
@@ -569,6 +577,9 @@ impl<'a> ser::Serializer for &'a mut Canon {
         I: IntoIterator,
         <I as IntoIterator>::Item: Serialize,
     {
+        if crate::bytes_seq::is_byte_seq::<I>() {
+            return self.serialize_bytes(&crate::bytes_seq::collect_bytes(iter)?);
+        }
         if is_set_type::<I>() {
             return self.collect_set(iter);
         }
@@ -833,7 +844,8 @@ mod tests {
     fn atoms_and_tiny_pickles() {
         assert_eq!(same(&()), b"\x80\x04N.");
         assert_eq!(same(&5u8), b"\x80\x04K\x05.");
-        assert_eq!(same(&Vec::<u8>::new()), b"\x80\x04].");
+        assert_eq!(same(&Vec::<u8>::new()), b"\x80\x04C\x00.");
+        assert_eq!(same(&Vec::<u16>::new()), b"\x80\x04].");
         same(&(true, false, -1i64, i64::MIN, u64::MAX, i128::MIN, u128::MAX, -0.0f64, f64::NAN));
         same(&("", "é", 'x', "\u{1F600}", "a".repeat(300)));
     }
@@ -876,7 +888,7 @@ mod tests {
 
     #[test]
     fn errors_come_from_the_reference_path() {
-        let listkey: BTreeMap<Vec<u8>, u8> = [(vec![1], 1)].into();
+        let listkey: BTreeMap<Vec<u16>, u8> = [(vec![1], 1)].into();
         assert!(direct(&listkey).is_none());
         assert!(canonical_pickle_of(&listkey).is_err());
         // A variant holding a list: two levels each, as in `tests/serde_ser.rs`; the

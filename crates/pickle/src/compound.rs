@@ -14,8 +14,9 @@
 //! [`forward_serializer!`] writes, inside an `impl Serializer`, its associated types and
 //! the methods that only pass their value on in a wider or plainer form, as Python sees
 //! no difference: the small ints to `serialize_i64`, `f32` to `serialize_f64`, unit and
-//! unit structs to `serialize_none`, newtype structs to their content, tuple structs to
-//! tuples.
+//! unit structs to `serialize_none`, newtype structs to their content (except the
+//! reserved newtypes of [`crate::serde_types`], which go to the serializer's
+//! `serialize_pytype`), tuple structs to tuples.
 
 /// `forward_compound!(seq Type => Ok: Trait, ...)` or
 /// `forward_compound!(struct Type => Ok: Trait, ...)` (see the module docs); `Type` has
@@ -99,9 +100,14 @@ macro_rules! forward_serializer {
 
         fn serialize_newtype_struct<T: ::serde::Serialize + ?Sized>(
             self,
-            _name: &'static str,
+            name: &'static str,
             value: &T,
         ) -> $crate::Result<$ok> {
+            // The adapters of `serde_types` carry a Python object's text in a newtype
+            // with a reserved name.
+            if let Some(kind) = $crate::serde_types::Kind::from_newtype_name(name) {
+                return self.serialize_pytype(kind, value);
+            }
             self.serialize_some(value)
         }
 

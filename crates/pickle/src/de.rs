@@ -24,7 +24,7 @@
 //! | `Option`                           | `None` → `None`, anything else → `Some`                |
 //! | `()`, unit struct                  | `None`                                                 |
 //! | newtype struct                     | its content                                            |
-//! | sequence (`Vec`, `HashSet`, …)     | `list`, `tuple`, `set`, `frozenset`                    |
+//! | sequence (`Vec`, `HashSet`, …)     | `list`, `tuple`, `set`, `frozenset`; also `bytes` and `bytearray`, as ints (`Vec<u8>`) |
 //! | tuple, tuple struct, array         | `tuple` or `list` of exactly that length               |
 //! | map                                | `dict`                                                 |
 //! | struct                             | `dict` with `str` keys (unknown keys go to the visitor)|
@@ -346,6 +346,22 @@ impl<'a> De<'_, 'a> {
         ))
     }
 
+    /// The text of a Python object that reads as a string (a `datetime`, `Decimal`,
+    /// `UUID`, ...: [`crate::pytypes::plain_text`]), counting the visit; `None` for any
+    /// other node.
+    fn object_text(&mut self) -> R<Option<String>> {
+        if !matches!(self.peek()?, Node::Object(_)) {
+            return Ok(None);
+        }
+        match crate::pytypes::plain_text(self.cx.value, self.id) {
+            Some(text) => {
+                self.node()?;
+                Ok(Some(text))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// The error for a node that the visitor does not take.
     fn mismatch(&self, node: &'a Node, exp: &dyn de::Expected) -> DeError {
         match node {
@@ -442,6 +458,9 @@ impl<'a> de::Deserializer<'a> for De<'_, 'a> {
     type Error = DeError;
 
     fn deserialize_any<V: Visitor<'a>>(mut self, visitor: V) -> R<V::Value> {
+        if let Some(text) = self.object_text()? {
+            return visitor.visit_string(text);
+        }
         let node = self.node()?;
         match node {
             Node::None => visitor.visit_unit(),
@@ -537,6 +556,9 @@ impl<'a> de::Deserializer<'a> for De<'_, 'a> {
     }
 
     fn deserialize_str<V: Visitor<'a>>(mut self, visitor: V) -> R<V::Value> {
+        if let Some(text) = self.object_text()? {
+            return visitor.visit_string(text);
+        }
         match self.node()? {
             Node::Str(s) => match s.as_str() {
                 Some(t) => visitor.visit_borrowed_str(t),
@@ -593,7 +615,16 @@ impl<'a> de::Deserializer<'a> for De<'_, 'a> {
         self.deserialize_unit(visitor)
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'a>>(self, _name: &'static str, visitor: V) -> R<V::Value> {
+    fn deserialize_newtype_struct<V: Visitor<'a>>(mut self, name: &'static str, visitor: V) -> R<V::Value> {
+        // An adapter of `serde_types` asks for a Python object's wire text.
+        if let Some(kind) = crate::serde_types::Kind::from_newtype_name(name)
+            && let Node::Object(_) = self.peek()?
+        {
+            self.node()?;
+            let text =
+                crate::serde_types::wire_text(kind, self.cx.value, self.id).map_err(|e| DeError::new(e.to_string()))?;
+            return visitor.visit_newtype_struct(de::value::StringDeserializer::<DeError>::new(text));
+        }
         visitor.visit_newtype_struct(self)
     }
 
@@ -601,6 +632,10 @@ impl<'a> de::Deserializer<'a> for De<'_, 'a> {
         match self.node()? {
             Node::List(items) | Node::Tuple(items) | Node::Set(items) | Node::FrozenSet(items) => {
                 self.visit_seq(items, visitor)
+            }
+            // `Vec<u8>` (what `to_vec` writes as bytes) reads bytes as a sequence of ints.
+            Node::Bytes(b) | Node::ByteArray(b) => {
+                visitor.visit_seq(de::value::SeqDeserializer::<_, DeError>::new(b.iter().copied()))
             }
             node => Err(self.mismatch(node, &visitor)),
         }

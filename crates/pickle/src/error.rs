@@ -42,6 +42,16 @@ pub enum Error {
     /// text that is not JSON (the message names the byte offset).
     #[error("plain JSON: {0}")]
     PlainJson(String),
+    /// A Python object could not be read as one of the types of [`crate::pytypes`]
+    /// (another type, or malformed state), or a field given to one of their
+    /// constructors is out of range.
+    #[error("{type_name}: {message}")]
+    PyType {
+        /// The Python type, e.g. `datetime.datetime`.
+        type_name: &'static str,
+        /// What is wrong, e.g. `month 13 is out of range 1..=12`.
+        message: String,
+    },
 }
 
 /// What went wrong while decoding a pickle; carried by [`Error::Decode`].

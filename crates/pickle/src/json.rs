@@ -20,7 +20,7 @@
 //!
 //! | node | `module`, `name` | extra fields |
 //! |---|---|---|
-//! | [`Node::Object`] | its type, e.g. `datetime`, `datetime` | `"kind"`: `"reduce"`, `"newobj"`, `"newobj_ex"` or `"instantiate"` |
+//! | [`Node::Object`] | its type, e.g. `datetime`, `datetime` | `"kind"`: `"reduce"`, `"newobj"`, `"newobj_ex"` or `"instantiate"`; `"python_repr"` for the types of [`crate::pytypes`] that print without their contents (as [`crate::pytypes::python_repr`]) |
 //! | [`Node::Global`] | `builtins`, `type` | `"kind":"global"`, `"global"`: `"module.name"` |
 //! | [`Node::PersistentId`] | `pickle`, `PersistentId` | `"kind":"persistent_id"` |
 //! | [`Node::Buffer`] | `pickle`, `PickleBuffer` | `"kind":"buffer"`, `"index"`, `"readonly"` |
@@ -282,6 +282,10 @@ impl<'a> Writer<'a> {
                 };
                 let (module, name) = value.object_type(id).unwrap_or(("pickle", "Unknown"));
                 self.object_head(module, name, kind);
+                if let Some(text) = crate::pytypes::python_repr(value, id) {
+                    self.out.push_str(r#","python_repr":"#);
+                    write_json_str(&mut self.out, &text);
+                }
                 self.out.push_str("}}");
             }
             Node::PersistentId(_) => {

@@ -50,6 +50,11 @@
 //!   logical content (dicts and sets sorted), for keys of memoized calls.
 //! - [`str_repr`], [`float_repr`], [`bytes_repr`] and `Display` on [`Value`]: Python's
 //!   `repr`.
+//! - [`pytypes`]: Python's everyday types (`datetime`, `Decimal`, `UUID`, `Fraction`,
+//!   `complex`, the `collections`, enum members, `pathlib` paths) as Rust structs, read
+//!   from a [`Value`] and written into one as CPython pickles them; [`serde_types`]
+//!   carries them through serde, with adapters for `chrono`, `rust_decimal` and `uuid`
+//!   (features of the same names).
 //!
 //! A decoded pickle is a **graph**: a [`Value`] is an arena of [`Node`]s addressed by
 //! [`NodeId`], and a memo fetch gives the same id again, never a copy. So shared
@@ -97,8 +102,9 @@
 //!
 //! ## What it is not
 //!
-//! Not a Python runtime: it never imports a module or calls a constructor, and turning
-//! an [`Object`] into a Rust type is up to the caller ([`Value::object_type`],
+//! Not a Python runtime: it never imports a module or calls a constructor. [`pytypes`]
+//! reads the standard library's everyday types; turning another [`Object`] into a Rust
+//! type is up to the caller ([`Value::object_type`],
 //! [`Object::construct`], [`Object::ops`]). It does not read the contents of protocol-5
 //! out-of-band buffers (they travel outside the pickle), nor look up `copyreg`
 //! extension codes, nor decode Python 2 `str` holding non-ASCII bytes (CPython's
@@ -113,6 +119,7 @@
 #![deny(unsafe_code, missing_docs)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod bytes_seq;
 mod canon;
 mod canon_ser;
 mod compat;
@@ -130,8 +137,10 @@ pub mod numpy;
 pub mod opcodes;
 mod plain;
 mod pyhash;
+pub mod pytypes;
 mod repr;
 pub mod ser;
+pub mod serde_types;
 mod value;
 
 pub use canon::canonical_pickle;

@@ -39,6 +39,7 @@ use std::fmt::Write;
 use super::decode::DEFAULT_LIMITS;
 use super::int::Int;
 use super::json::{Doc, J, write_json_str};
+use super::pytypes::{self, Deque, PyObject, TimeDelta};
 use super::repr::{float_repr, str_repr};
 use super::value::{Construct, Node, NodeId, Object, ObjectOp, PyStr, Value};
 use crate::{Error, Result};
@@ -75,7 +76,7 @@ pub fn to_plain_json(value: &Value) -> Result<String> {
 
 /// A container being written: what is left and where the writer is in it.
 enum Frame<'a> {
-    Seq { id: NodeId, items: &'a [NodeId], next: usize },
+    Seq { id: NodeId, items: Cow<'a, [NodeId]>, next: usize },
     Map { id: NodeId, pairs: Cow<'a, [(NodeId, NodeId)]>, next: usize },
 }
 
@@ -183,7 +184,7 @@ impl<'a> Writer<'a> {
             Node::List(items) | Node::Tuple(items) | Node::Set(items) | Node::FrozenSet(items) => {
                 self.enter(id, stack)?;
                 self.out.push('[');
-                stack.push(Frame::Seq { id, items, next: 0 });
+                stack.push(Frame::Seq { id, items: Cow::Borrowed(items), next: 0 });
             }
             Node::Dict(pairs) => {
                 self.enter(id, stack)?;
@@ -206,15 +207,33 @@ impl<'a> Writer<'a> {
                 }
                 None => {}
             },
-            _ => {
-                let what = match value.object_type(id) {
-                    Some((module, name)) => format!("a {module}.{name} object"),
-                    None => format!("a {}", node_kind(node)),
-                };
-                return Err(self.no_form(stack, &what, " (tagged JSON shows it)"));
+            Node::Object(_) if value.object_type(id) == Some(("collections", "deque")) => {
+                let Ok(deque) = Deque::read(value, id) else { return Err(self.object_error(id, node, stack)) };
+                self.enter(id, stack)?;
+                self.out.push('[');
+                stack.push(Frame::Seq { id, items: Cow::Owned(deque.items), next: 0 });
             }
+            Node::Object(_) if value.object_type(id) == Some(("datetime", "timedelta")) => {
+                let Ok(td) = TimeDelta::read(value, id) else { return Err(self.object_error(id, node, stack)) };
+                // timedelta.total_seconds(), as Python computes it
+                self.out.push_str(&float_repr(td.total_microseconds() as f64 / 1e6));
+            }
+            Node::Object(_) => match pytypes::plain_text(value, id) {
+                Some(text) => write_json_str(&mut self.out, &text),
+                None => return Err(self.object_error(id, node, stack)),
+            },
+            _ => return Err(self.object_error(id, node, stack)),
         }
         Ok(())
+    }
+
+    /// The error for an object (or other node kind) that has no JSON form.
+    fn object_error(&self, id: NodeId, node: &Node, stack: &[Frame<'a>]) -> Error {
+        let what = match self.value.object_type(id) {
+            Some((module, name)) => format!("a {module}.{name} object"),
+            None => format!("a {}", node_kind(node)),
+        };
+        self.no_form(stack, &what, " (tagged JSON shows it)")
     }
 
     /// Marks a container as being written; reaching it again inside itself is a cycle.
@@ -556,15 +575,15 @@ mod tests {
             let got = write_err(&tagged(t));
             assert!(got.starts_with("plain JSON: ") && got.contains(want), "{t}: {got}");
         }
-        // Objects name their class.
+        // Everyday types have a JSON form (`pytypes::plain_text`); other objects name their class.
         let date = crate::decode(
             b"\x80\x04\x95 \x00\x00\x00\x00\x00\x00\x00\x8c\x08datetime\x94\x8c\x04date\x94\x93\x94C\x04\x07\xe8\x01\x02\x94\x85\x94R\x94.",
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            write_err(&date),
-            "plain JSON: a datetime.date object has no JSON form, at $ (tagged JSON shows it)"
-        );
+        assert_eq!(write(&date), r#""2024-01-02""#);
+        // Python: pickle.dumps(C(), 2) for a class C of __main__
+        let obj = crate::decode(b"\x80\x02c__main__\nC\nq\x00)\x81q\x01.").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(write_err(&obj), "plain JSON: a __main__.C object has no JSON form, at $ (tagged JSON shows it)");
         // An int of more than 4,300 digits, as Python refuses to write it.
         for words in [449, 500, 5000] {
             // 32 × 449 = 14,368 bits: 4,326 digits.

@@ -133,6 +133,9 @@ pub fn bytes_repr(b: &[u8]) -> String {
 enum Task {
     Node(NodeId),
     Text(&'static str),
+    /// Text made at run time (a `Box<str>` keeps a task at 24 bytes: a million-deep
+    /// list stacks a task per level).
+    Owned(Box<str>),
     Close(NodeId, &'static str),
 }
 
@@ -155,6 +158,10 @@ impl Value {
             let id = match task {
                 Task::Text(t) => {
                     f.write_str(t)?;
+                    continue;
+                }
+                Task::Owned(t) => {
+                    f.write_str(&t)?;
                     continue;
                 }
                 Task::Close(id, t) => {
@@ -239,6 +246,11 @@ impl Value {
                     }
                 }
                 Node::Global(g) => write!(f, "<class '{}.{}'>", g.module, g.name)?,
+                Node::Object(_) if let Some(text) = crate::pytypes::python_repr(self, id) => f.write_str(&text)?,
+                Node::Object(_) if !is_open && let Some(tasks) = self.collection_tasks(id) => {
+                    open[id.index()] = true;
+                    stack.extend(tasks.into_iter().rev());
+                }
                 Node::Object(o) => {
                     if is_open {
                         f.write_str("<...>")?;
@@ -304,6 +316,69 @@ impl Value {
             }
         }
         Ok(())
+    }
+}
+
+impl Value {
+    /// The tasks that print a `collections` object as its items, in print order:
+    /// `collections.OrderedDict({'a': 1})`, `collections.deque([1, 2], maxlen=5)`,
+    /// `collections.Counter({'a': 2})`, `collections.defaultdict(<class 'builtins.list'>, {})`.
+    /// `None` for other objects, and for these when their pickle has another shape.
+    fn collection_tasks(&self, id: NodeId) -> Option<Vec<Task>> {
+        use crate::pytypes::{Counter, DefaultDict, Deque, OrderedDict, PyObject};
+        fn pairs(tasks: &mut Vec<Task>, items: &[(NodeId, NodeId)]) {
+            for (i, &(k, v)) in items.iter().enumerate() {
+                if i > 0 {
+                    tasks.push(Task::Text(", "));
+                }
+                tasks.push(Task::Node(k));
+                tasks.push(Task::Text(": "));
+                tasks.push(Task::Node(v));
+            }
+        }
+        let (module, name) = self.object_type(id)?;
+        if module != "collections" {
+            return None;
+        }
+        let mut t = Vec::new();
+        match name {
+            "OrderedDict" => {
+                let d = OrderedDict::read(self, id).ok()?;
+                t.push(Task::Text("collections.OrderedDict({"));
+                pairs(&mut t, &d.items);
+                t.push(Task::Close(id, "})"));
+            }
+            "Counter" => {
+                let c = Counter::read(self, id).ok()?;
+                t.push(Task::Text("collections.Counter({"));
+                pairs(&mut t, &c.items);
+                t.push(Task::Close(id, "})"));
+            }
+            "defaultdict" => {
+                let d = DefaultDict::read(self, id).ok()?;
+                let factory = d.factory.map_or("None".to_owned(), |g| format!("<class '{}.{}'>", g.module, g.name));
+                t.push(Task::Owned(format!("collections.defaultdict({factory}, {{").into()));
+                pairs(&mut t, &d.items);
+                t.push(Task::Close(id, "})"));
+            }
+            "deque" => {
+                let d = Deque::read(self, id).ok()?;
+                t.push(Task::Text("collections.deque(["));
+                for (i, &x) in d.items.iter().enumerate() {
+                    if i > 0 {
+                        t.push(Task::Text(", "));
+                    }
+                    t.push(Task::Node(x));
+                }
+                t.push(Task::Text("]"));
+                if let Some(m) = d.maxlen {
+                    t.push(Task::Owned(format!(", maxlen={m}").into()));
+                }
+                t.push(Task::Close(id, ")"));
+            }
+            _ => return None,
+        }
+        Some(t)
     }
 }
 

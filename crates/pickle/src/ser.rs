@@ -15,7 +15,7 @@
 //! | `f32`, `f64` | `float` |
 //! | `char` | `str` of one character |
 //! | `str` | `str` |
-//! | bytes (`serialize_bytes`) | `bytes` |
+//! | bytes (`serialize_bytes`), and a byte sequence (`Vec<u8>`, `&[u8]`, `VecDeque<u8>`: `collect_seq` of `u8` items, not a set) | `bytes` |
 //! | `None`, unit `()`, unit struct | `None` |
 //! | `Some(x)` | `x` |
 //! | unit variant `E::V` | `'V'` (the variant name) |
@@ -51,6 +51,7 @@ use std::fmt::Display;
 
 use serde::ser::{self, Serialize};
 
+use super::bytes_seq::{collect_bytes, is_byte_seq};
 use super::compound::{forward_compound, forward_serializer};
 use super::emit::{BATCH, Emitter, str_singleton};
 use super::encode::Encoder;
@@ -88,10 +89,13 @@ pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
 /// ```
 /// use std::collections::BTreeMap;
 ///
-/// let map = BTreeMap::from([("a", vec![1u8, 2])]);
+/// let map = BTreeMap::from([("a", vec![1u16, 2])]);
 /// let bytes = pickleshelf_pickle::to_vec_with_protocol(&map, 2)?;
 /// // pickle.dumps({'a': [1, 2]}, protocol=2)
 /// assert_eq!(bytes, b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01]q\x02(K\x01K\x02es.");
+/// // A Vec<u8> is bytes: pickle.dumps({'a': b'\x01\x02'}, protocol=2)
+/// let bytes = pickleshelf_pickle::to_vec_with_protocol(&BTreeMap::from([("a", vec![1u8, 2])]), 2)?;
+/// assert_eq!(bytes, b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01c_codecs\nencode\nq\x02X\x02\x00\x00\x00\x01\x02q\x03X\x06\x00\x00\x00latin1q\x04\x86q\x05Rq\x06s.");
 /// # Ok::<(), pickleshelf_pickle::Error>(())
 /// ```
 ///
@@ -179,6 +183,13 @@ struct Pickler {
 }
 
 impl Pickler {
+    /// Writes the Python object an adapter of [`crate::serde_types`] carries.
+    fn serialize_pytype<T: Serialize + ?Sized>(&mut self, kind: crate::serde_types::Kind, content: &T) -> Result<()> {
+        let text = crate::serde_types::captured_text(kind, content)?;
+        let object = crate::serde_types::object_from_wire(kind, &text)?;
+        Encoder::new(&mut self.em, object.nodes()).run(object.root())
+    }
+
     fn enter(&mut self) -> Result<()> {
         if self.depth >= MAX_DEPTH {
             return Err(too_deep());
@@ -320,6 +331,23 @@ impl<'a> ser::Serializer for &'a mut Pickler {
     fn serialize_bytes(self, v: &[u8]) -> Result<()> {
         self.em.save_bytes(v)?;
         Ok(())
+    }
+    /// A byte sequence (`Vec<u8>`, `&[u8]`) is `bytes`; other sequences are lists.
+    fn collect_seq<I>(self, iter: I) -> Result<()>
+    where
+        I: IntoIterator,
+        <I as IntoIterator>::Item: Serialize,
+    {
+        if is_byte_seq::<I>() {
+            return self.serialize_bytes(&collect_bytes(iter)?);
+        }
+        let iter = iter.into_iter();
+        let (lo, hi) = iter.size_hint();
+        let mut seq = self.serialize_seq(if hi == Some(lo) { Some(lo) } else { None })?;
+        for x in iter {
+            ser::SerializeSeq::serialize_element(&mut seq, &x)?;
+        }
+        ser::SerializeSeq::end(seq)
     }
     fn serialize_none(self) -> Result<()> {
         self.em.save_none();
@@ -625,6 +653,17 @@ const EMPTY_TUPLE_ATOM: usize = 3;
 const EMPTY_BYTES_ATOM: usize = 4;
 
 impl Builder {
+    /// Adds the Python object an adapter of [`crate::serde_types`] carries.
+    fn serialize_pytype<T: Serialize + ?Sized>(
+        &mut self,
+        kind: crate::serde_types::Kind,
+        content: &T,
+    ) -> Result<NodeId> {
+        let text = crate::serde_types::captured_text(kind, content)?;
+        let object = crate::serde_types::object_from_wire(kind, &text)?;
+        Ok(crate::value::graft(&mut self.nodes, &object))
+    }
+
     fn new(depth: usize) -> Builder {
         Builder {
             nodes: Vec::new(),
@@ -787,6 +826,9 @@ impl<'a> ser::Serializer for &'a mut Builder {
         I: IntoIterator,
         <I as IntoIterator>::Item: Serialize,
     {
+        if is_byte_seq::<I>() {
+            return self.serialize_bytes(&collect_bytes(iter)?);
+        }
         if self.sets && is_set_type::<I>() {
             self.enter()?;
             let mut items = Vec::new();

@@ -507,6 +507,61 @@ impl Node {
     }
 }
 
+impl Node {
+    /// Replaces every child id of this node with `f(id)`.
+    pub(crate) fn map_children(&mut self, mut f: impl FnMut(NodeId) -> NodeId) {
+        match self {
+            Node::List(v) | Node::Tuple(v) | Node::Set(v) | Node::FrozenSet(v) => v.iter_mut().for_each(|c| *c = f(*c)),
+            Node::Dict(v) => {
+                for (k, val) in v.iter_mut() {
+                    *k = f(*k);
+                    *val = f(*val);
+                }
+            }
+            Node::PersistentId(id) => *id = f(*id),
+            Node::Object(o) => {
+                match &mut o.construct {
+                    Construct::Reduce { callable: a, args: b } | Construct::NewObj { cls: a, args: b } => {
+                        *a = f(*a);
+                        *b = f(*b);
+                    }
+                    Construct::NewObjEx { cls, args, kwargs } => {
+                        *cls = f(*cls);
+                        *args = f(*args);
+                        *kwargs = f(*kwargs);
+                    }
+                    Construct::Instantiate { cls, args } => {
+                        *cls = f(*cls);
+                        args.iter_mut().for_each(|c| *c = f(*c));
+                    }
+                }
+                for op in &mut o.ops {
+                    match op {
+                        ObjectOp::Build(x) | ObjectOp::Append(x) | ObjectOp::AddItem(x) => *x = f(*x),
+                        ObjectOp::SetItem(k, v) => {
+                            *k = f(*k);
+                            *v = f(*v);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Appends all nodes of `other` to `nodes` (ids shifted past the nodes already there)
+/// and returns the id `other`'s root gets.
+pub(crate) fn graft(nodes: &mut Vec<Node>, other: &Value) -> NodeId {
+    let offset = nodes.len() as u32;
+    nodes.extend(other.nodes().iter().map(|n| {
+        let mut n = n.clone();
+        n.map_children(|c| NodeId(c.0 + offset));
+        n
+    }));
+    NodeId(other.root().0 + offset)
+}
+
 /// A decoded pickle: an arena of [`Node`]s and the id of the root.
 ///
 /// ```

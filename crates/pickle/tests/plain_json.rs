@@ -1,7 +1,9 @@
 //! Plain JSON against CPython: for every pickle file of the shared corpus
 //! (`../shared/conformance`), `to_plain_json` writes exactly what Python's
 //! `json.dumps(pickle.loads(data), ensure_ascii=False, allow_nan=False,
-//! separators=(",", ":"))` writes, and fails exactly where it raises — then reading the
+//! separators=(",", ":"), default=everyday)` writes (`everyday` gives the date and time
+//! types as ISO text, a timedelta as its seconds, `Decimal`, `UUID`, `Fraction`,
+//! `complex` and paths as `str()`, a deque as a list), and fails exactly where it raises — then reading the
 //! text back and writing it again gives the same text.
 //!
 //! Values holding a set are left out (after `pickle.loads` a set of str may iterate in
@@ -21,8 +23,19 @@ use pickleshelf_pickle as pickle;
 /// Python: one line per file: `path<TAB>OK<TAB>hex of the JSON`, `path<TAB>ERR<TAB>type`
 /// or `path<TAB>SKIP<TAB>why`.
 const DUMPS: &str = r#"
-import json, os, pickle, re, sys
+import collections, datetime, decimal, fractions, json, os, pathlib, pickle, re, sys, uuid
 corpus = sys.argv[1]
+def everyday(o):
+    # The forms pickleshelf gives Python's everyday types (docs/PICKLE.md, "Plain JSON").
+    if isinstance(o, (datetime.datetime, datetime.date, datetime.time)):
+        return o.isoformat()
+    if isinstance(o, datetime.timedelta):
+        return o.total_seconds()
+    if isinstance(o, (decimal.Decimal, uuid.UUID, fractions.Fraction, complex, pathlib.PurePath)):
+        return str(o)
+    if isinstance(o, collections.deque):
+        return list(o)
+    raise TypeError(type(o).__name__)
 sys.path.insert(0, corpus)
 def has_set(v):
     seen, todo = set(), [v]
@@ -46,7 +59,7 @@ for name in sorted(os.listdir(cases)):
     if has_set(v):
         print(name, "SKIP", "set", sep="\t"); continue
     try:
-        text = json.dumps(v, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text = json.dumps(v, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=everyday)
     except RecursionError:
         print(name, "SKIP", "recursion", sep="\t"); continue
     except (TypeError, ValueError) as e:

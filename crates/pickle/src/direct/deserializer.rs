@@ -402,6 +402,8 @@ impl<'a> de::Deserializer<'a> for &mut Stream<'a> {
         self.visits += 1;
         match h {
             Head::Seq(kind, n) => self.visit_seq(Body::new(kind, n), None, visitor),
+            // Bytes as a sequence of ints, as the `Value` path reads them (`Vec<u8>`).
+            Head::Bytes(b) => visitor.visit_seq(de::value::SeqDeserializer::<_, Bail>::new(b.iter().copied())),
             _ => Err(Bail),
         }
     }

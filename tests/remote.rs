@@ -49,6 +49,21 @@ fn assert_same_keys_and_values(a: &Shelf, b: &Shelf) {
     }
 }
 
+/// The phases a transfer reported: name, announced total, steps advanced.
+#[derive(Default)]
+struct Steps(Vec<(&'static str, Option<u64>, u64)>);
+
+impl pickleshelf::Progress for Steps {
+    fn start(&mut self, what: &'static str, total: Option<u64>) {
+        self.0.push((what, total, 0));
+    }
+    fn advance(&mut self, n: u64) {
+        if let Some(last) = self.0.last_mut() {
+            last.2 += n;
+        }
+    }
+}
+
 fn leftovers(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
 }
@@ -62,7 +77,9 @@ fn push_then_pull_round_trips_every_value() {
     fill(&shelf, "a");
     let info = shelf.checkpoint("run/1 ünïcode").unwrap();
     let remote = s3.remote("s3://round-trip/team/state").build().unwrap();
-    let report = shelf.push(&remote, "run/1 ünïcode").unwrap();
+    let mut progress = Steps::default();
+    let report = shelf.push_with_progress(&remote, "run/1 ünïcode", &mut progress).unwrap();
+    assert_eq!(progress.0, vec![("uploading", Some(report.objects), report.objects)]);
     assert_eq!(report.keys, info.keys);
     assert!(!report.already_there);
     assert_eq!(report.skipped, 0);
@@ -74,7 +91,9 @@ fn push_then_pull_round_trips_every_value() {
     // The store goes on changing; the pull gives the checkpoint's state.
     shelf.insert("small/0", &"changed").unwrap();
     shelf.insert("after", &1).unwrap();
-    let pulled = Shelf::pull(&remote, "run/1 ünïcode", dir.path().join("b.db")).unwrap();
+    let mut progress = Steps::default();
+    let pulled = Shelf::pull_with_progress(&remote, "run/1 ünïcode", dir.path().join("b.db"), &mut progress).unwrap();
+    assert_eq!(progress.0, vec![("downloading", Some(report.objects), report.objects)]);
     shelf.restore("run/1 ünïcode").unwrap();
     assert_same_keys_and_values(&shelf, &pulled);
     let cps = pulled.checkpoints().unwrap();

@@ -14,6 +14,7 @@ use super::{Remote, RemoteError, RemoteStats, bump, decode_name, since_epoch};
 use crate::blob::{Codec, Digest};
 use crate::error::{CheckpointProblem, Error, Result};
 use crate::index::{Stored, check_checkpoint_name};
+use crate::progress::Progress;
 use crate::shelf::Shelf;
 
 /// What [`Shelf::push`] did.
@@ -163,6 +164,15 @@ impl Shelf {
     /// name with other contents, a request's failure; [`Error::CorruptedObject`] for a
     /// local value that fails its check (nothing of it is uploaded).
     pub fn push(&self, remote: &Remote, name: &str) -> Result<PushReport> {
+        self.push_with_progress(remote, name, &mut ())
+    }
+
+    /// [`Shelf::push`], reporting to `progress` one step per object checked or uploaded
+    /// (phase `"uploading"`).
+    ///
+    /// # Errors
+    /// As for [`Shelf::push`].
+    pub fn push_with_progress(&self, remote: &Remote, name: &str, progress: &mut dyn Progress) -> Result<PushReport> {
         let store = self.store();
         if manifest::auth_check(store.codec().hasher()) != manifest::auth_check(&remote.hasher) {
             return Err(RemoteError::KeyMismatch { url: remote.url.clone() }.into());
@@ -189,7 +199,8 @@ impl Shelf {
                 }
                 objects.entry(stored.digest()).or_insert(key.as_str());
             }
-            let sizes: HashMap<Digest, u64> = stream::iter(objects.iter().map(|(d, k)| (*d, *k)))
+            progress.start("uploading", Some(objects.len() as u64));
+            let mut uploads = stream::iter(objects.iter().map(|(d, k)| (*d, *k)))
                 .map(|(digest, key)| {
                     let codec = &codec;
                     async move {
@@ -220,9 +231,14 @@ impl Shelf {
                         Ok((digest, size))
                     }
                 })
-                .buffer_unordered(remote.concurrency)
-                .try_collect()
-                .await?;
+                .buffer_unordered(remote.concurrency);
+            let mut sizes: HashMap<Digest, u64> = HashMap::with_capacity(objects.len());
+            while let Some(done) = uploads.next().await {
+                let (digest, size) = done?;
+                sizes.insert(digest, size);
+                progress.advance(1);
+            }
+            progress.finish();
             let mut total = 0u64;
             let mut m_entries = Vec::with_capacity(entries.len());
             for (key, stored) in &entries {
@@ -285,6 +301,20 @@ impl Shelf {
     /// name, a request's failure; [`Error::Checkpoint`] for an invalid name;
     /// [`Error::Io`] and the store's errors while writing.
     pub fn pull(remote: &Remote, name: &str, path: impl AsRef<Path>) -> Result<Shelf> {
+        Shelf::pull_with_progress(remote, name, path, &mut ())
+    }
+
+    /// [`Shelf::pull`], reporting to `progress` one step per object downloaded (phase
+    /// `"downloading"`).
+    ///
+    /// # Errors
+    /// As for [`Shelf::pull`].
+    pub fn pull_with_progress(
+        remote: &Remote,
+        name: &str,
+        path: impl AsRef<Path>,
+        progress: &mut dyn Progress,
+    ) -> Result<Shelf> {
         let path = path.as_ref();
         check_checkpoint_name(name)?;
         if path.symlink_metadata().is_ok() {
@@ -300,7 +330,7 @@ impl Shelf {
             }
         })?;
         let staging = staging_path(path)?;
-        let built = build(remote, name, &manifest, &staging).and_then(|()| {
+        let built = build(remote, name, &manifest, &staging, progress).and_then(|()| {
             std::fs::rename(&staging, path).map_err(|source| Error::Io { path: path.to_owned(), source })
         });
         if let Err(e) = built {
@@ -369,7 +399,7 @@ fn staging_path(path: &Path) -> Result<PathBuf> {
 /// Writes the store of checkpoint `name` at `dir`: every key of `manifest` with its
 /// verified value, then the checkpoint; checks the result names exactly the manifest's
 /// digests; syncs and closes it.
-fn build(remote: &Remote, name: &str, manifest: &Manifest, dir: &Path) -> Result<()> {
+fn build(remote: &Remote, name: &str, manifest: &Manifest, dir: &Path, progress: &mut dyn Progress) -> Result<()> {
     let mut builder = Shelf::builder(dir);
     if let Some(k) = &remote.auth_key {
         builder = builder.auth_key(k.clone());
@@ -389,25 +419,24 @@ fn build(remote: &Remote, name: &str, manifest: &Manifest, dir: &Path) -> Result
             Entry::Object { digest, .. } => objects.entry(*digest).or_default().push(key),
         }
     }
+    progress.start("downloading", Some(objects.len() as u64));
     remote.block_on(async {
-        stream::iter(objects.iter())
+        let mut downloads = stream::iter(objects.iter())
             .map(|(digest, keys)| {
                 let codec = &codec;
                 async move { remote.fetch_object(codec, digest).await.map(|pickle| (keys, pickle)) }
             })
-            .buffer_unordered(remote.concurrency)
-            .map_err(Error::from)
-            .try_for_each(|(keys, pickle)| {
-                let shelf = &shelf;
-                async move {
-                    for key in keys {
-                        shelf.insert_pickle(key, &pickle)?;
-                    }
-                    Ok(())
-                }
-            })
-            .await
+            .buffer_unordered(remote.concurrency);
+        while let Some(done) = downloads.next().await {
+            let (keys, pickle) = done?;
+            for key in keys {
+                shelf.insert_pickle(key, &pickle)?;
+            }
+            progress.advance(1);
+        }
+        Ok::<_, Error>(())
     })?;
+    progress.finish();
     shelf.checkpoint(name)?;
     let got = shelf.checkpoint_keys(name)?;
     let same = got.len() == manifest.entries.len()

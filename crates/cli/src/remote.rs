@@ -141,7 +141,10 @@ mod enabled {
         pub fn run(self) -> anyhow::Result<()> {
             let shelf = self.store.open(Access::Read)?;
             let remote = remote(&self.url, self.store.auth_key()?, self.jobs)?;
-            let report = shelf.push(&remote, &self.checkpoint).map_err(crate::checkpoint_error(&self.store.store))?;
+            let mut bar = crate::bar::Bar::stderr();
+            let report = shelf
+                .push_with_progress(&remote, &self.checkpoint, &mut bar)
+                .map_err(crate::checkpoint_error(&self.store.store))?;
             let line = if report.already_there {
                 format!("{} already has checkpoint {}: nothing uploaded\n", self.url, self.checkpoint)
             } else {
@@ -163,7 +166,7 @@ mod enabled {
         pub fn run(self) -> anyhow::Result<()> {
             let key = crate::read_auth_key(self.auth_key_file.as_deref())?;
             let remote = remote(&self.url, key, self.jobs)?;
-            let shelf = Shelf::pull(&remote, &self.name, &self.store)?;
+            let shelf = Shelf::pull_with_progress(&remote, &self.name, &self.store, &mut crate::bar::Bar::stderr())?;
             let keys = shelf.len().context("cannot count the keys of the new store")?;
             shelf.close()?;
             let stats = remote.stats();

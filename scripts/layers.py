@@ -21,12 +21,12 @@ SRC = ROOT / "src"
 LAYERS = [
     ("codec crate", ["pickle"]),
     ("blob", ["blob"]),
-    ("errors", ["error", "progress"]),
+    ("errors", ["error", "progress", "remote_error"]),
     ("index, cache, lock, witness", ["index", "cache", "witness", "chain", "lock"]),
     ("store", ["store"]),
     ("features over the store", ["checkpoint", "stats", "memo", "repair", "transaction"]),
     ("handle", ["shelf"]),
-    ("over the handle", ["array", "interop"]),
+    ("over the handle", ["array", "interop", "remote"]),
 ]
 RANK = {m: i for i, (_, ms) in enumerate(LAYERS) for m in ms}
 

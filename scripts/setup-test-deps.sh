@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the server's tests (crates/server/tests) need, when missing:
 #   redis-cli and redis-benchmark (Debian's redis-tools), redis-server (scripts/bench-server.sh),
-#   and the Python packages redis (5 or later), pytest and numpy.
+#   the Python packages redis (5 or later), pytest and numpy, and moto's S3 server
+#   (moto[server], for the remote tests of the `s3` feature: tests/remote.rs).
 # Idempotent and silent when everything is there; called by scripts/test. Needs root (or sudo)
 # for apt-get, and pip for the Python packages.
 set -euo pipefail
@@ -38,5 +39,10 @@ PY
     if ! python3 -c 'import numpy' 2>/dev/null; then
         echo "setup-test-deps: installing numpy with pip" >&2
         python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore numpy >/dev/null
+    fi
+    # moto's server: an S3-compatible server on loopback that honours If-None-Match: *.
+    if ! python3 -c 'import moto.server, flask, flask_cors' 2>/dev/null; then
+        echo "setup-test-deps: installing moto[server] with pip" >&2
+        python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'moto[server]>=5' >/dev/null
     fi
 fi

@@ -148,6 +148,12 @@ pub enum Error {
     /// A builder setting that cannot be used.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A remote (S3-compatible object storage, cargo feature `s3`) operation failed; the
+    /// message names the remote and the object or checkpoint concerned, never a
+    /// credential.
+    #[cfg(feature = "s3")]
+    #[error(transparent)]
+    Remote(Box<crate::remote_error::RemoteError>),
     /// The storage engine (sled) failed or panicked.
     #[error("storage engine failed on {path}: {message}")]
     Engine {
@@ -281,6 +287,13 @@ impl fmt::Display for CheckpointProblem {
             Self::Exists => f.write_str("a checkpoint of this name exists"),
             Self::InvalidName(why) => write!(f, "invalid name: {why}"),
         }
+    }
+}
+
+#[cfg(feature = "s3")]
+impl From<crate::remote_error::RemoteError> for Error {
+    fn from(e: crate::remote_error::RemoteError) -> Error {
+        Error::Remote(Box::new(e))
     }
 }
 

@@ -45,6 +45,10 @@
 //!   `Shelf::insert_array`; float16 as `half::f16`, complex as `num_complex::Complex`).
 //!   Without it numpy arrays are read and written as header and data bytes.
 //!
+//! - `s3` (off by default): checkpoints on S3-compatible object storage ([`remote`]:
+//!   [`Remote`], [`Shelf::push`], [`Shelf::pull`]), through the `object_store` crate and a
+//!   private tokio runtime; about 140 more crates, none of them in the default build.
+//!
 //! ## Durability
 //!
 //! Every write is atomic. Writes are buffered in memory (visible to reads at once) and
@@ -100,6 +104,11 @@ pub mod interop;
 mod lock;
 pub mod memo;
 mod progress;
+#[cfg(feature = "s3")]
+pub mod remote;
+// The remote's error type sits with the crate's errors (`Error::Remote` holds it).
+#[cfg(feature = "s3")]
+mod remote_error;
 mod repair;
 mod shelf;
 mod stats;
@@ -117,6 +126,8 @@ pub use memo::{Memo, MemoBuilder, MemoNamespace, MemoStats};
 /// The pickle codec, the `pickleshelf-pickle` crate: values, decoder, encoder, serde.
 pub use pickleshelf_pickle as pickle;
 pub use progress::Progress;
+#[cfg(feature = "s3")]
+pub use remote::{PushReport, Remote, RemoteBuilder, RemoteCheckpoint, RemoteError, RemoteStats};
 pub use repair::{PARTIAL_SUFFIX, RECOVERED_PREFIX, RepairReport, SalvageReport, VerifyReport};
 pub use shelf::{Batch, Conflict, Shelf, ShelfBuilder};
 pub use stats::{KeyInfo, Stats};

@@ -63,6 +63,15 @@ pub enum Hasher {
 }
 
 impl Hasher {
+    /// The hasher of a store (or remote) with auth key `key`: keyed BLAKE3 with a key
+    /// derived from it, or plain BLAKE3 without one.
+    pub(crate) fn for_auth_key(key: Option<&[u8]>) -> Hasher {
+        match key {
+            Some(k) => Hasher::Keyed(blake3::derive_key("pickleshelf 2026 object auth key", k)),
+            None => Hasher::Plain,
+        }
+    }
+
     /// The digest of `bytes`.
     pub fn digest(&self, bytes: &[u8]) -> Digest {
         match self {

@@ -24,4 +24,6 @@ pub use frame::Compression;
 pub(crate) use frame::{
     Codec, DICT_MAX_VALUE, RAW_MAX, TRAIN_BYTES, TRAIN_SAMPLES, aligned_payload, array_data_offset, header,
 };
+#[cfg(feature = "s3")]
+pub(crate) use frame::{get_leb, put_leb};
 pub(crate) use sketch::Sketch;

@@ -147,10 +147,7 @@ impl Config {
 
     /// The hasher the auth key (or its absence) gives.
     pub(crate) fn hasher(&self) -> Hasher {
-        match &self.auth_key {
-            Some(k) => Hasher::Keyed(blake3::derive_key("pickleshelf 2026 object auth key", k)),
-            None => Hasher::Plain,
-        }
+        Hasher::for_auth_key(self.auth_key.as_deref())
     }
 }
 

@@ -20,6 +20,7 @@ mod bar;
 mod checkpoint;
 mod memo;
 mod pickle;
+mod remote;
 mod served;
 mod store;
 mod transfer;
@@ -125,6 +126,12 @@ enum Command {
         pickleshelf serve state.db --bind 127.0.0.1:7000 --appendfsync always\n  \
         pickleshelf serve state.db --bind 0.0.0.0:6379 --requirepass-file secret.txt")]
     Serve(pickleshelf_server::cli::ServeArgs),
+    Push(remote::Push),
+    Pull(remote::Pull),
+    /// Look at checkpoints on S3-compatible object storage (s3://bucket/prefix).
+    #[command(subcommand)]
+    #[command(after_help = examples(remote::REMOTE_EXAMPLES), after_long_help = manual(remote::REMOTE_EXAMPLES))]
+    Remote(remote::RemoteCommand),
     Completions(Completions),
 }
 
@@ -180,6 +187,9 @@ fn run() -> i32 {
         Command::Memo(cmd) => memo::run(cmd),
         Command::Pickle(cmd) => pickle::run(cmd),
         Command::Serve(args) => pickleshelf_server::cli::run(args),
+        Command::Push(c) => c.run(),
+        Command::Pull(c) => c.run(),
+        Command::Remote(cmd) => remote::run(cmd),
         Command::Completions(c) => c.run(),
     };
     match result {
@@ -226,6 +236,14 @@ fn exit_status(e: &anyhow::Error) -> i32 {
         }
         match cause.downcast_ref::<Error>() {
             Some(Error::Checkpoint { problem: CheckpointProblem::NotFound, .. }) => return EXIT_ABSENT,
+            #[cfg(feature = "s3")]
+            Some(Error::Remote(r)) => match **r {
+                pickleshelf::RemoteError::NoCheckpoint { .. } => return EXIT_ABSENT,
+                pickleshelf::RemoteError::CorruptedObject { .. } | pickleshelf::RemoteError::BadManifest { .. } => {
+                    return EXIT_DAMAGED_OR_DIFFERENT;
+                }
+                _ => {}
+            },
             Some(
                 Error::Corrupted { .. }
                 | Error::CorruptedObject { .. }
@@ -276,6 +294,22 @@ impl std::fmt::Display for Differs {
 impl std::error::Error for Absent {}
 impl std::error::Error for Damaged {}
 impl std::error::Error for Differs {}
+
+/// An auth key file's bytes, less one trailing newline; `None` without a file.
+fn read_auth_key(path: Option<&Path>) -> anyhow::Result<Option<Vec<u8>>> {
+    let Some(path) = path else { return Ok(None) };
+    let mut key = std::fs::read(path).with_context(|| format!("cannot read auth key file {}", path.display()))?;
+    if key.ends_with(b"\n") {
+        key.pop();
+        if key.ends_with(b"\r") {
+            key.pop();
+        }
+    }
+    if key.is_empty() {
+        bail!("auth key file {} is empty", path.display());
+    }
+    Ok(Some(key))
+}
 
 /// True when the error is stdout closing early (`pickleshelf ... | head`).
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -349,18 +383,7 @@ impl StoreArgs {
 
     /// The auth key from `--auth-key-file`.
     fn auth_key(&self) -> anyhow::Result<Option<Vec<u8>>> {
-        let Some(path) = &self.auth_key_file else { return Ok(None) };
-        let mut key = std::fs::read(path).with_context(|| format!("cannot read auth key file {}", path.display()))?;
-        if key.ends_with(b"\n") {
-            key.pop();
-            if key.ends_with(b"\r") {
-                key.pop();
-            }
-        }
-        if key.is_empty() {
-            bail!("auth key file {} is empty", path.display());
-        }
-        Ok(Some(key))
+        read_auth_key(self.auth_key_file.as_deref())
     }
 
     /// Opens the store as `access` says.

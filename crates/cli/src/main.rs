@@ -530,11 +530,11 @@ mod tests {
     #[test]
     fn error_lines_say_each_cause_once() {
         let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device (os error 28)");
-        let e = anyhow::Error::new(pickleshelf::Error::Io { path: "s.db/objects/tmp/x".into(), source: io })
+        let e = anyhow::Error::new(pickleshelf::Error::Io { path: "s.db/objects/ab/cd".into(), source: io })
             .context("s.db: import failed");
         assert_eq!(
             error_line(&e),
-            "s.db: import failed: i/o error on s.db/objects/tmp/x: No space left on device (os error 28)"
+            "s.db: import failed: i/o error on s.db/objects/ab/cd: No space left on device (os error 28)"
         );
         let e = anyhow::anyhow!("line one\nline two").context("outer");
         assert_eq!(error_line(&e), "outer: line one line two");

@@ -207,7 +207,8 @@ fn verify_json_reports_counts_problems_and_leftovers() {
 
     // A temporary file a crash left: a leftover, not a problem.
     std::fs::create_dir_all(store.join("objects/tmp")).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(store.join("objects/tmp/abc.123.0"), b"half a frame").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(store.join("objects").join("tmp").join("abc.123.0"), b"half a frame")
+        .unwrap_or_else(|e| panic!("{e}"));
     let report = parse(&ok(&["verify", &st, "--json"]));
     assert_eq!(report["ok"], true);
     let leftovers = report["leftovers"].as_array().cloned().unwrap_or_default();

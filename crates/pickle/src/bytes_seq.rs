@@ -26,6 +26,24 @@ where
     iter.into_iter().map(|x| x.serialize(ByteOf)).collect()
 }
 
+/// What serde's default `collect_seq` does: the items as a sequence, its length given
+/// when the iterator knows it exactly. The serializers' own `collect_seq` come here once
+/// they have ruled out bytes (and sets).
+pub(crate) fn collect_as_seq<S, I>(s: S, iter: I) -> std::result::Result<S::Ok, S::Error>
+where
+    S: ser::Serializer,
+    I: IntoIterator,
+    I::Item: Serialize,
+{
+    let iter = iter.into_iter();
+    let (lo, hi) = iter.size_hint();
+    let mut seq = s.serialize_seq(if hi == Some(lo) { Some(lo) } else { None })?;
+    for x in iter {
+        ser::SerializeSeq::serialize_element(&mut seq, &x)?;
+    }
+    ser::SerializeSeq::end(seq)
+}
+
 /// A serializer that takes one `u8`.
 struct ByteOf;
 

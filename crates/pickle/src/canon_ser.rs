@@ -583,13 +583,7 @@ impl<'a> ser::Serializer for &'a mut Canon {
         if is_set_type::<I>() {
             return self.collect_set(iter);
         }
-        let iter = iter.into_iter();
-        let (lo, hi) = iter.size_hint();
-        let mut seq = self.serialize_seq(if hi == Some(lo) { Some(lo) } else { None })?;
-        for x in iter {
-            ser::SerializeSeq::serialize_element(&mut seq, &x)?;
-        }
-        ser::SerializeSeq::end(seq)
+        crate::bytes_seq::collect_as_seq(self, iter)
     }
 
     fn serialize_seq(self, len: Option<usize>) -> Result<SeqW<'a>> {

@@ -341,13 +341,7 @@ impl<'a> ser::Serializer for &'a mut Pickler {
         if is_byte_seq::<I>() {
             return self.serialize_bytes(&collect_bytes(iter)?);
         }
-        let iter = iter.into_iter();
-        let (lo, hi) = iter.size_hint();
-        let mut seq = self.serialize_seq(if hi == Some(lo) { Some(lo) } else { None })?;
-        for x in iter {
-            ser::SerializeSeq::serialize_element(&mut seq, &x)?;
-        }
-        ser::SerializeSeq::end(seq)
+        crate::bytes_seq::collect_as_seq(self, iter)
     }
     fn serialize_none(self) -> Result<()> {
         self.em.save_none();
@@ -839,13 +833,7 @@ impl<'a> ser::Serializer for &'a mut Builder {
             let node = if self.in_key > 0 { Node::FrozenSet(items) } else { Node::Set(items) };
             return Ok(self.push(node));
         }
-        let iter = iter.into_iter();
-        let (lo, hi) = iter.size_hint();
-        let mut seq = self.serialize_seq(if hi == Some(lo) { Some(lo) } else { None })?;
-        for x in iter {
-            ser::SerializeSeq::serialize_element(&mut seq, &x)?;
-        }
-        ser::SerializeSeq::end(seq)
+        crate::bytes_seq::collect_as_seq(self, iter)
     }
 
     fn serialize_seq(self, len: Option<usize>) -> Result<SeqBuilder<'a>> {
